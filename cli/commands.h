@@ -1,0 +1,40 @@
+// portierctl's subcommands: one file each, dispatched from main.cpp's table.
+#pragma once
+
+#include <span>
+#include <string_view>
+
+namespace portier::cli {
+
+/// Exit codes, the same for every command.
+enum Exit : int { kOk = 0, kFailure = 1, kUsage = 2, kDaemonUnreachable = 3 };
+
+/// Arguments after the subcommand name.
+using Args = std::span<char* const>;
+
+struct Command {
+  std::string_view name;
+  int (*run)(Args args);
+  std::string_view summary;
+  std::string_view usage;  // the synopsis and an example, for --help
+};
+
+int status(Args args);
+int rules(Args args);
+int enable(Args args);
+int disable(Args args);
+int reload(Args args);
+int check(Args args);
+int show(Args args);
+int version(Args args);
+
+/// Prints `usage` to stderr with a "usage error" line and returns kUsage.
+int usage_error(std::string_view command, std::string_view problem);
+
+/// True when args is exactly --help or -h; the caller then prints its usage.
+bool wants_help(Args args);
+
+/// Prints the usage of `name` from the table to stdout and returns kOk.
+int print_help(std::string_view name);
+
+}  // namespace portier::cli

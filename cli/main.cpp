@@ -1,0 +1,89 @@
+// portierctl: the command line of the portier firewall.
+#include <array>
+#include <cstdio>
+#include <exception>
+#include <string_view>
+
+#include "commands.h"
+
+namespace portier::cli {
+namespace {
+
+constexpr std::array kCommands = {
+    Command{"status", status, "show whether portierd runs and what it has loaded",
+            "usage: portierctl status\n\nexample: portierctl status\n"},
+    Command{"rules", rules, "list the policy's rules with their packet and byte counters",
+            "usage: portierctl rules\n\nexample: portierctl rules\n"},
+    Command{"enable", enable, "turn a rule on at run time",
+            "usage: portierctl enable NAME\n\nexample: portierctl enable ssh-in\n"},
+    Command{"disable", disable, "turn a rule off at run time",
+            "usage: portierctl disable NAME\n\nexample: portierctl disable ssh-in\n"},
+    Command{"reload", reload, "read the policy file again and load it",
+            "usage: portierctl reload\n\nexample: portierctl reload\n"},
+    Command{"check", check, "validate a policy file (offline)",
+            "usage: portierctl check FILE\n\nexample: portierctl check /etc/portier/policy.toml\n"},
+    Command{"show", show, "print the nft ruleset a policy file compiles to (offline)",
+            "usage: portierctl show --policy FILE\n\n"
+            "example: portierctl show --policy /etc/portier/policy.toml | nft -c -f -\n"},
+    Command{"version", version, "print portierctl's version",
+            "usage: portierctl version\n"},
+};
+
+void print_overview(std::FILE* out) {
+  std::fprintf(out, "usage: portierctl COMMAND [ARGS]\n\ncommands:\n");
+  for (const Command& command : kCommands)
+    std::fprintf(out, "  %-9s %.*s\n", command.name.data(), static_cast<int>(command.summary.size()),
+                 command.summary.data());
+  std::fprintf(out, "\n'portierctl COMMAND --help' shows a command's usage.\n");
+}
+
+const Command* find_command(std::string_view name) {
+  for (const Command& command : kCommands)
+    if (command.name == name) return &command;
+  return nullptr;
+}
+
+}  // namespace
+
+int print_help(std::string_view name) {
+  if (const Command* command = find_command(name))
+    std::fwrite(command->usage.data(), 1, command->usage.size(), stdout);
+  return kOk;
+}
+
+int usage_error(std::string_view name, std::string_view problem) {
+  std::fprintf(stderr, "portierctl %.*s: %.*s\n", static_cast<int>(name.size()), name.data(),
+               static_cast<int>(problem.size()), problem.data());
+  if (const Command* command = find_command(name))
+    std::fwrite(command->usage.data(), 1, command->usage.size(), stderr);
+  return kUsage;
+}
+
+bool wants_help(Args args) {
+  return args.size() == 1 && (std::string_view(args[0]) == "--help" || std::string_view(args[0]) == "-h");
+}
+
+}  // namespace portier::cli
+
+int main(int argc, char** argv) {
+  using namespace portier::cli;
+  std::string_view name = argc > 1 ? argv[1] : "status";
+  if (name == "--help" || name == "-h" || name == "help") {
+    print_overview(stdout);
+    return kOk;
+  }
+  const Command* command = find_command(name);
+  if (!command) {
+    std::fprintf(stderr, "portierctl: unknown command '%s'\n", argv[1]);
+    print_overview(stderr);
+    return kUsage;
+  }
+  Args args = argc > 2 ? Args(argv + 2, static_cast<std::size_t>(argc - 2)) : Args();
+  if (wants_help(args)) return print_help(name);
+  try {
+    return command->run(args);
+  } catch (const std::exception& failure) {
+    std::fprintf(stderr, "portierctl %s: %s\n", argv[1] ? argv[1] : "status", failure.what());
+    return kFailure;
+  }
+}

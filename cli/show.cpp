@@ -1,0 +1,22 @@
+#include <cstdio>
+#include <string_view>
+
+#include "commands.h"
+#include "compile_policy.h"
+#include "parse_policy.h"
+#include "render_nft.h"
+
+namespace portier::cli {
+
+int show(Args args) {
+  if (args.size() != 2 || std::string_view(args[0]) != "--policy")
+    return usage_error("show", "needs --policy FILE");
+  ParsedPolicy parsed = parse_policy_file(args[1], ServiceTable::load());
+  std::fputs(parsed.report().c_str(), stderr);
+  if (!parsed.ok()) return kFailure;
+  // The replacing form, so that `nft -f` of it swaps the table atomically, as portierd does.
+  std::fputs(render_nft_replace(compile_policy(parsed.policy)).c_str(), stdout);
+  return kOk;
+}
+
+}  // namespace portier::cli

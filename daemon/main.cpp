@@ -1,0 +1,162 @@
+// portierd: loads the policy into the kernel, then serves org.portier.Firewall1.
+#include <poll.h>
+#include <sys/signalfd.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include "dbus_service.h"
+#include "firewall.h"
+#include "netlink_kernel.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: portierd [--policy FILE] [--state-dir DIR]\n"
+    "\n"
+    "Loads the nftables ruleset for FILE (default /etc/portier/policy.toml) into the\n"
+    "kernel as table inet portier, then serves org.portier.Firewall1 on the system bus.\n"
+    "State (the last policy the kernel accepted) goes to DIR (default /var/lib/portier).\n"
+    "SIGHUP reloads the policy; SIGTERM and SIGINT exit and leave the ruleset loaded.\n";
+
+struct Options {
+  std::string policy = "/etc/portier/policy.toml";
+  std::string state_dir = "/var/lib/portier";
+};
+
+// Returns false (after printing why) when the command line is not usable.
+bool parse_options(int argc, char** argv, Options& options) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    auto value = [&](std::string& out) {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "portierd: %s needs a value\n", argv[i]);
+        return false;
+      }
+      out = argv[++i];
+      return true;
+    };
+    if (arg == "--policy") {
+      if (!value(options.policy)) return false;
+    } else if (arg == "--state-dir") {
+      if (!value(options.state_dir)) return false;
+    } else if (arg == "--help" || arg == "-h") {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
+    } else if (arg == "--version") {
+      std::printf("portierd %s\n", PORTIER_VERSION);
+      std::exit(0);
+    } else {
+      std::fprintf(stderr, "portierd: unknown argument '%s'\n%s", argv[i], kUsage);
+      return false;
+    }
+  }
+  return true;
+}
+
+// Signals arrive as readable events on a descriptor, so the one poll loop handles them
+// between bus messages instead of interrupting one.
+int block_signals_into_fd() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  sigprocmask(SIG_BLOCK, &signals, nullptr);
+  return signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+void notify_status(const portier::Firewall& firewall, bool ready) {
+  portier::FirewallStatus status = firewall.status();
+  std::string message = std::string(ready ? "READY=1\n" : "") + "STATUS=" +
+                        std::to_string(status.rules_enabled) + " of " +
+                        std::to_string(status.rules) + " rules active from " + status.policy_path +
+                        " (generation " + std::to_string(status.generation) + ")";
+  sd_notify(0, message.c_str());
+}
+
+int serve(sdbus::IConnection& bus, portier::FirewallService& service,
+          const portier::Firewall& firewall, int signal_fd) {
+  for (;;) {
+    // Handle everything sd-bus already has queued before sleeping.
+    while (bus.processPendingRequest()) {
+    }
+    sdbus::IConnection::PollData poll_data = bus.getEventLoopPollData();
+    int timeout_ms = -1;
+    if (auto relative = poll_data.getRelativeTimeout())
+      timeout_ms = static_cast<int>((relative->count() + 999) / 1000);
+    pollfd fds[2] = {{poll_data.fd, poll_data.events, 0}, {signal_fd, POLLIN, 0}};
+    if (::poll(fds, 2, timeout_ms) < 0) {
+      if (errno == EINTR) continue;
+      std::fprintf(stderr, "portierd: poll: %s\n", std::strerror(errno));
+      return 1;
+    }
+    if (fds[1].revents & POLLIN) {
+      signalfd_siginfo info{};
+      while (::read(signal_fd, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+        if (info.ssi_signo == SIGHUP) {
+          sd_notify(0, "RELOADING=1");
+          service.reload_logged();
+          notify_status(firewall, true);
+        } else {
+          std::fprintf(stderr, "portierd: %s: exiting, ruleset stays loaded\n",
+                       strsignal(static_cast<int>(info.ssi_signo)));
+          sd_notify(0, "STOPPING=1");
+          return 0;
+        }
+      }
+    }
+  }
+}
+
+int run(const Options& options) {
+  int signal_fd = block_signals_into_fd();
+  if (signal_fd < 0) {
+    std::fprintf(stderr, "portierd: signalfd: %s\n", std::strerror(errno));
+    return 1;
+  }
+  std::filesystem::create_directories(options.state_dir);
+
+  portier::NetlinkKernel kernel;
+  portier::Firewall firewall(kernel, options.policy, options.state_dir,
+                             portier::ServiceTable::load());
+  try {
+    firewall.reload();
+  } catch (const portier::PolicyError& failure) {
+    std::fprintf(stderr, "%s", failure.what());
+    std::fprintf(stderr, "portierd: policy %s has errors; nothing was loaded\n",
+                 options.policy.c_str());
+    return 1;
+  }
+  std::fprintf(stderr, "portierd: loaded %s into table inet portier (generation %llu)\n",
+               options.policy.c_str(), static_cast<unsigned long long>(firewall.generation()));
+
+  // The ruleset is in the kernel before the bus is touched: a firewall must not wait
+  // for D-Bus to protect the host.
+  auto bus = sdbus::createSystemBusConnection(portier::kBusName);
+  portier::FirewallService service(*bus, firewall);
+  notify_status(firewall, true);
+  std::fprintf(stderr, "portierd: serving %s on the system bus\n", portier::kBusName);
+  int status = serve(*bus, service, firewall, signal_fd);
+  ::close(signal_fd);
+  return status;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options options;
+  if (!parse_options(argc, argv, options)) return 2;
+  try {
+    return run(options);
+  } catch (const std::exception& failure) {
+    std::fprintf(stderr, "portierd: %s\n", failure.what());
+    return 1;
+  }
+}
