@@ -1,0 +1,298 @@
+#include "netlink_kernel.h"
+
+#include <libmnl/libmnl.h>
+#include <libnftnl/common.h>
+#include <libnftnl/expr.h>
+#include <libnftnl/rule.h>
+#include <libnftnl/table.h>
+#include <libnftnl/udata.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netlink.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <optional>
+#include <string_view>
+
+#include "encode_batch.h"
+
+namespace portier {
+namespace {
+
+// Large enough for any datagram the kernel sends us: dump parts are at most 32 KiB, and
+// error replies are capped to the request header (NETLINK_CAP_ACK).
+constexpr std::size_t kReceiveBufferSize = 64 * 1024;
+// The kernel queues every ack of a batch before delivering the first, each as its own
+// skb (~1 KiB of socket memory accounting); the socket's receive buffer must hold them
+// all or the overflow is dropped.
+constexpr int kReceiveBudgetPerAck = 2048;
+constexpr int kAckTimeoutMs = 5000;
+
+std::string errno_text(int error) { return std::strerror(error); }
+
+[[noreturn]] void throw_system(const std::string& what, int error) {
+  throw KernelError(what + ": " + errno_text(error));
+}
+
+int socket_buffer_size(int fd, int option) {
+  int size = 0;
+  socklen_t len = sizeof size;
+  if (getsockopt(fd, SOL_SOCKET, option, &size, &len) < 0) return 0;
+  return size;
+}
+
+// The *FORCE variants pass net.core.[rw]mem_max; we hold CAP_NET_ADMIN anyway, which
+// nf_tables needs. Without it, fall back to what the limit allows.
+void ensure_socket_buffer(int fd, int option, int force_option, std::size_t wanted) {
+  const int size = wanted > INT32_MAX / 2 ? INT32_MAX / 2 : static_cast<int>(wanted);
+  // getsockopt reports twice the value set (the kernel's bookkeeping overhead).
+  if (socket_buffer_size(fd, option) >= 2 * size) return;
+  if (setsockopt(fd, SOL_SOCKET, force_option, &size, sizeof size) < 0) {
+    setsockopt(fd, SOL_SOCKET, option, &size, sizeof size);
+  }
+}
+
+struct Refusal {
+  std::uint32_t seq = 0;
+  int error = 0;
+  std::string extack;  // the kernel's extended ack message, if it gave one
+};
+
+std::string extack_message(const nlmsghdr* nlh, const nlmsgerr* err) {
+  if ((nlh->nlmsg_flags & NLM_F_ACK_TLVS) == 0) return {};
+  // The TLVs follow the echoed request: just its header when capped, else all of it.
+  std::size_t offset = sizeof(nlmsgerr);
+  if ((nlh->nlmsg_flags & NLM_F_CAPPED) == 0) offset += err->msg.nlmsg_len - sizeof(nlmsghdr);
+  if (offset >= mnl_nlmsg_get_payload_len(nlh)) return {};
+  std::string message;
+  mnl_attr_parse(
+      nlh, static_cast<unsigned int>(offset),
+      [](const nlattr* attr, void* data) {
+        if (mnl_attr_get_type(attr) == NLMSGERR_ATTR_MSG &&
+            mnl_attr_validate(attr, MNL_TYPE_NUL_STRING) >= 0) {
+          *static_cast<std::string*>(data) = mnl_attr_get_str(attr);
+        }
+        return MNL_CB_OK;
+      },
+      &message);
+  return message;
+}
+
+struct RuleParser {
+  struct RuleDeleter {
+    void operator()(nftnl_rule* rule) const { nftnl_rule_free(rule); }
+  };
+
+  static std::string comment_of(const nftnl_rule* rule) {
+    if (!nftnl_rule_is_set(rule, NFTNL_RULE_USERDATA)) return {};
+    std::uint32_t len = 0;
+    const auto* data = static_cast<const std::uint8_t*>(nftnl_rule_get_data(rule, NFTNL_RULE_USERDATA, &len));
+    // Userdata is a list of {u8 type, u8 length, value} records; nft's comment is
+    // NFTNL_UDATA_RULE_COMMENT with a NUL-terminated value.
+    std::uint32_t pos = 0;
+    while (data != nullptr && pos + 2 <= len) {
+      const std::uint8_t type = data[pos];
+      const std::uint8_t value_len = data[pos + 1];
+      if (pos + 2 + value_len > len) break;
+      if (type == NFTNL_UDATA_RULE_COMMENT) {
+        std::string_view value(reinterpret_cast<const char*>(data + pos + 2), value_len);
+        return std::string(value.substr(0, value.find('\0')));
+      }
+      pos += 2u + value_len;
+    }
+    return {};
+  }
+
+  static int on_message(const nlmsghdr* nlh, void* data) {
+    auto* counters = static_cast<std::vector<RuleCounter>*>(data);
+    std::unique_ptr<nftnl_rule, RuleDeleter> rule(nftnl_rule_alloc());
+    if (!rule || nftnl_rule_nlmsg_parse(nlh, rule.get()) < 0) return MNL_CB_ERROR;
+    RuleCounter counter;
+    if (const char* chain = nftnl_rule_get_str(rule.get(), NFTNL_RULE_CHAIN)) counter.chain = chain;
+    counter.comment = comment_of(rule.get());
+    nftnl_expr_foreach(
+        rule.get(),
+        [](nftnl_expr* expr, void* out) {
+          const char* name = nftnl_expr_get_str(expr, NFTNL_EXPR_NAME);
+          if (name != nullptr && std::string_view(name) == "counter") {
+            auto* c = static_cast<RuleCounter*>(out);
+            c->packets = nftnl_expr_get_u64(expr, NFTNL_EXPR_CTR_PACKETS);
+            c->bytes = nftnl_expr_get_u64(expr, NFTNL_EXPR_CTR_BYTES);
+          }
+          return 0;
+        },
+        &counter);
+    counters->push_back(std::move(counter));
+    return MNL_CB_OK;
+  }
+};
+
+}  // namespace
+
+void NetlinkKernel::SocketCloser::operator()(mnl_socket* socket) const { mnl_socket_close(socket); }
+
+NetlinkKernel::NetlinkKernel() : socket_(mnl_socket_open(NETLINK_NETFILTER)) {
+  if (!socket_) throw_system("cannot open netfilter netlink socket", errno);
+  if (mnl_socket_bind(socket_.get(), 0, MNL_SOCKET_AUTOPID) < 0) {
+    throw_system("cannot bind netfilter netlink socket", errno);
+  }
+  port_id_ = mnl_socket_get_portid(socket_.get());
+  // Extended acks carry the kernel's reason text; capped acks keep an error reply from
+  // echoing a whole (possibly 64 KiB) request back.
+  int on = 1;  // libmnl takes a non-const pointer
+  mnl_socket_setsockopt(socket_.get(), NETLINK_EXT_ACK, &on, sizeof on);
+  mnl_socket_setsockopt(socket_.get(), NETLINK_CAP_ACK, &on, sizeof on);
+  // Like nft, start from the clock so that replies to an earlier process using the
+  // same port id cannot be mistaken for ours.
+  next_seq_ = static_cast<std::uint32_t>(std::time(nullptr));
+}
+
+NetlinkKernel::~NetlinkKernel() = default;
+
+std::uint32_t NetlinkKernel::take_seq(std::uint32_t count) {
+  const std::uint32_t first = next_seq_;
+  next_seq_ += count;
+  return first;
+}
+
+void NetlinkKernel::apply(const ir::Ruleset& ruleset) {
+  const EncodedBatch batch = encode_replace_batch(ruleset, next_seq_);
+  next_seq_ = batch.next_seq;
+  const std::uint32_t first_seq = batch.messages.front().seq;
+
+  std::size_t expected_acks = 0;
+  for (const BatchMessage& message : batch.messages) expected_acks += message.wants_ack ? 1 : 0;
+
+  const int fd = mnl_socket_get_fd(socket_.get());
+  ensure_socket_buffer(fd, SO_SNDBUF, SO_SNDBUFFORCE, batch.bytes.size() + 4096);
+  ensure_socket_buffer(fd, SO_RCVBUF, SO_RCVBUFFORCE,
+                       (expected_acks + 16) * static_cast<std::size_t>(kReceiveBudgetPerAck));
+
+  const ssize_t sent = mnl_socket_sendto(socket_.get(), batch.bytes.data(), batch.bytes.size());
+  if (sent < 0) throw_system("cannot send ruleset to the kernel", errno);
+  if (static_cast<std::size_t>(sent) != batch.bytes.size()) {
+    throw KernelError("kernel took only part of the ruleset batch");
+  }
+
+  // nfnetlink runs the whole batch inside our sendmsg() and queues every reply before
+  // returning, so the replies are normally all there; the poll only guards against that
+  // changing.
+  std::vector<char> buffer(kReceiveBufferSize);
+  std::size_t answered = 0;
+  std::optional<Refusal> first_refusal;
+  std::size_t refusals = 0;
+  while (answered < expected_acks) {
+    const ssize_t received = recv(fd, buffer.data(), buffer.size(), MSG_DONTWAIT);
+    if (received < 0) {
+      if (errno == EINTR) continue;
+      if (errno == ENOBUFS) {
+        throw KernelError("kernel replies were lost (receive buffer overflow); "
+                          "the ruleset may or may not have been applied");
+      }
+      if (errno != EAGAIN) throw_system("cannot read kernel replies", errno);
+      if (first_refusal) break;  // a failed batch may leave later messages unanswered
+      pollfd waiting{fd, POLLIN, 0};
+      const int ready = poll(&waiting, 1, kAckTimeoutMs);
+      if (ready < 0 && errno != EINTR) throw_system("cannot wait for kernel replies", errno);
+      if (ready == 0) break;
+      continue;
+    }
+    int remaining = static_cast<int>(received);
+    for (auto* nlh = reinterpret_cast<const nlmsghdr*>(buffer.data()); mnl_nlmsg_ok(nlh, remaining);
+         nlh = mnl_nlmsg_next(nlh, &remaining)) {
+      if (nlh->nlmsg_type != NLMSG_ERROR || nlh->nlmsg_pid != port_id_) continue;
+      if (nlh->nlmsg_seq - first_seq >= batch.messages.size()) continue;  // a stale reply
+      const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
+      ++answered;
+      if (err->error == 0) continue;
+      ++refusals;
+      if (!first_refusal || nlh->nlmsg_seq - first_seq < first_refusal->seq - first_seq) {
+        first_refusal = Refusal{nlh->nlmsg_seq, -err->error, extack_message(nlh, err)};
+      }
+    }
+  }
+
+  if (first_refusal) {
+    const BatchMessage* message = batch.find(first_refusal->seq);
+    std::string text = "kernel refused " + (message ? message->what : "the ruleset") + ": " +
+                       errno_text(first_refusal->error);
+    if (!first_refusal->extack.empty()) text += " (" + first_refusal->extack + ")";
+    if (refusals > 1) text += " [and " + std::to_string(refusals - 1) + " more refusals]";
+    throw KernelError(text);
+  }
+  if (answered < expected_acks) {
+    throw KernelError("kernel answered " + std::to_string(answered) + " of " +
+                      std::to_string(expected_acks) +
+                      " ruleset messages; the ruleset may or may not have been applied");
+  }
+}
+
+std::vector<RuleCounter> NetlinkKernel::read_counters(const std::string& table) {
+  // A dump that races with a ruleset change is flagged NLM_F_DUMP_INTR (libmnl turns
+  // that into EINTR); it is simply asked again.
+  constexpr int kAttempts = 5;
+  std::vector<char> buffer(kReceiveBufferSize);
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    const std::uint32_t seq = take_seq(1);
+    nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buffer.data(), NFT_MSG_GETRULE, NFPROTO_INET,
+                                          NLM_F_DUMP, seq);
+    {
+      std::unique_ptr<nftnl_rule, RuleParser::RuleDeleter> filter(nftnl_rule_alloc());
+      if (!filter) throw std::bad_alloc();
+      // The kernel only dumps the rules of this table.
+      nftnl_rule_set_str(filter.get(), NFTNL_RULE_TABLE, table.c_str());
+      nftnl_rule_nlmsg_build_payload(nlh, filter.get());
+    }
+    if (mnl_socket_sendto(socket_.get(), nlh, nlh->nlmsg_len) < 0) {
+      throw_system("cannot ask the kernel for the rules of table inet " + table, errno);
+    }
+    std::vector<RuleCounter> counters;
+    int result = MNL_CB_OK;
+    while (result > MNL_CB_STOP) {
+      const ssize_t received = mnl_socket_recvfrom(socket_.get(), buffer.data(), buffer.size());
+      if (received < 0) {
+        if (errno == EINTR) continue;
+        throw_system("cannot read the rules of table inet " + table, errno);
+      }
+      result = mnl_cb_run(buffer.data(), static_cast<std::size_t>(received), seq, port_id_,
+                          &RuleParser::on_message, &counters);
+    }
+    if (result == MNL_CB_STOP) return counters;
+    if (errno == ENOENT) return {};
+    if (errno != EINTR) throw_system("cannot read the rules of table inet " + table, errno);
+    // An interrupted dump may leave more parts queued: drain them before asking again.
+    while (recv(mnl_socket_get_fd(socket_.get()), buffer.data(), buffer.size(), MSG_DONTWAIT) > 0) {
+    }
+  }
+  throw KernelError("the rules of table inet " + table + " kept changing while being read");
+}
+
+bool NetlinkKernel::table_exists(const std::string& table) {
+  std::vector<char> buffer(kReceiveBufferSize);
+  const std::uint32_t seq = take_seq(1);
+  nlmsghdr* nlh =
+      nftnl_nlmsg_build_hdr(buffer.data(), NFT_MSG_GETTABLE, NFPROTO_INET, NLM_F_ACK, seq);
+  mnl_attr_put_strz(nlh, NFTA_TABLE_NAME, table.c_str());
+  if (mnl_socket_sendto(socket_.get(), nlh, nlh->nlmsg_len) < 0) {
+    throw_system("cannot ask the kernel for table inet " + table, errno);
+  }
+  int result = MNL_CB_OK;
+  while (result > MNL_CB_STOP) {
+    const ssize_t received = mnl_socket_recvfrom(socket_.get(), buffer.data(), buffer.size());
+    if (received < 0) {
+      if (errno == EINTR) continue;
+      throw_system("cannot read the kernel's answer about table inet " + table, errno);
+    }
+    result = mnl_cb_run(buffer.data(), static_cast<std::size_t>(received), seq, port_id_,
+                        nullptr, nullptr);
+  }
+  if (result == MNL_CB_STOP) return true;
+  if (errno == ENOENT) return false;
+  throw_system("cannot look up table inet " + table, errno);
+}
+
+}  // namespace portier
