@@ -205,7 +205,7 @@ void NetlinkKernel::apply(const ir::Ruleset& ruleset) {
     for (auto* nlh = reinterpret_cast<const nlmsghdr*>(buffer.data()); mnl_nlmsg_ok(nlh, remaining);
          nlh = mnl_nlmsg_next(nlh, &remaining)) {
       if (nlh->nlmsg_type != NLMSG_ERROR || nlh->nlmsg_pid != port_id_) continue;
-      if (nlh->nlmsg_seq - first_seq >= batch.messages.size()) continue;  // a stale reply
+      if (nlh->nlmsg_seq - first_seq >= batch.next_seq - first_seq) continue;  // a stale reply
       const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
       ++answered;
       if (err->error == 0) continue;

@@ -2,7 +2,6 @@
 
 #include <arpa/inet.h>
 #include <libmnl/libmnl.h>
-#include <libnftnl/batch.h>
 #include <libnftnl/chain.h>
 #include <libnftnl/common.h>
 #include <libnftnl/expr.h>
@@ -13,9 +12,9 @@
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <memory>
 #include <new>
 #include <stdexcept>
@@ -26,7 +25,6 @@ namespace portier {
 namespace {
 
 struct NftnlDeleter {
-  void operator()(nftnl_batch* p) const { nftnl_batch_free(p); }
   void operator()(nftnl_table* p) const { nftnl_table_free(p); }
   void operator()(nftnl_chain* p) const { nftnl_chain_free(p); }
   void operator()(nftnl_set* p) const { nftnl_set_free(p); }
@@ -45,10 +43,11 @@ Owned<T> owned(T* allocated) {
   return Owned<T>(allocated);
 }
 
-// Both as nft 1.0.6 sizes its batch pages: a page may overrun by one maximal message
-// (a set element list attribute holds at most UINT16_MAX bytes).
-std::uint32_t batch_page_size() { return static_cast<std::uint32_t>(getpagesize()) * 32; }
-std::uint32_t batch_page_overrun() { return UINT16_MAX + static_cast<std::uint32_t>(getpagesize()); }
+// Messages are built in a page of this size, as nft 1.0.6 sizes its batch pages; a page
+// may overrun by one maximal message (a set element list attribute holds at most
+// UINT16_MAX bytes).
+std::size_t batch_page_size() { return static_cast<std::size_t>(getpagesize()) * 32; }
+std::size_t batch_page_overrun() { return UINT16_MAX + static_cast<std::size_t>(getpagesize()); }
 
 // nft's own numbers for the set key datatypes, from its datatype table; the kernel only
 // stores them, nft reads them back to print the elements.
@@ -71,52 +70,71 @@ constexpr std::uint8_t kUdataMetaKey = 0;
 
 constexpr const char* kAnonymousSetName = "__set%d";  // the kernel fills in %d
 
+struct MnlBatchStopper {
+  void operator()(mnl_nlmsg_batch* batch) const { mnl_nlmsg_batch_stop(batch); }
+};
+
+// Collects the messages of one transaction. libmnl's batch tells when a page is full; the
+// page is zeroed before use because libmnl 1.0.4 leaves attribute padding unwritten, and
+// the bytes must not depend on what the heap held before.
 class BatchWriter {
  public:
   explicit BatchWriter(std::uint32_t first_seq)
-      : batch_(owned(nftnl_batch_alloc(batch_page_size(), batch_page_overrun()))),
+      : page_(batch_page_size() + batch_page_overrun(), 0),
+        batch_(mnl_nlmsg_batch_start(page_.data(), batch_page_size())),
         seq_(first_seq) {
-    nftnl_batch_begin(static_cast<char*>(nftnl_batch_buffer(batch_.get())), seq_);
+    if (!batch_) throw std::bad_alloc();
+    nftnl_batch_begin(current(), seq_);
     record(NFNL_MSG_BATCH_BEGIN, false, "batch begin");
     advance();
   }
 
   /// Header of the next NFT_MSG_* request; fill its payload, then call advance().
-  nlmsghdr* start(std::uint16_t nft_msg, std::uint16_t flags, std::string what) {
-    auto* nlh = nftnl_nlmsg_build_hdr(static_cast<char*>(nftnl_batch_buffer(batch_.get())),
-                                      nft_msg, NFPROTO_INET, flags | NLM_F_ACK, seq_);
+  /// A continuation shares the sequence number of the message before it, as nft does
+  /// for the parts of one long element list.
+  nlmsghdr* start(std::uint16_t nft_msg, std::uint16_t flags, std::string what,
+                  bool continuation = false) {
+    if (continuation) --seq_;
+    nlmsghdr* nlh = nftnl_nlmsg_build_hdr(current(), nft_msg, NFPROTO_INET, flags | NLM_F_ACK, seq_);
     record(static_cast<std::uint16_t>((NFNL_SUBSYS_NFTABLES << 8) | nft_msg), true,
            std::move(what));
     return nlh;
   }
 
   void advance() {
-    if (nftnl_batch_update(batch_.get()) < 0) throw std::bad_alloc();
+    if (mnl_nlmsg_batch_next(batch_.get())) return;
+    // The message just built crossed the page limit: ship the page without it, and let
+    // reset() move it to the front of the page.
+    flush();
+    mnl_nlmsg_batch_reset(batch_.get());
+    const std::size_t kept = mnl_nlmsg_batch_size(batch_.get());
+    std::fill(page_.begin() + static_cast<std::ptrdiff_t>(kept), page_.end(), 0);
   }
 
   EncodedBatch finish() && {
-    nftnl_batch_end(static_cast<char*>(nftnl_batch_buffer(batch_.get())), seq_);
+    nftnl_batch_end(current(), seq_);
     record(NFNL_MSG_BATCH_END, false, "batch end");
     advance();
-
-    const int page_count = nftnl_batch_iovec_len(batch_.get());
-    std::vector<iovec> pages(static_cast<std::size_t>(page_count));
-    nftnl_batch_iovec(batch_.get(), pages.data(), static_cast<std::uint32_t>(page_count));
-    for (const iovec& page : pages) {
-      const auto* data = static_cast<const std::uint8_t*>(page.iov_base);
-      result_.bytes.insert(result_.bytes.end(), data, data + page.iov_len);
-    }
+    flush();
     result_.next_seq = seq_;
     return std::move(result_);
   }
 
  private:
+  char* current() { return static_cast<char*>(mnl_nlmsg_batch_current(batch_.get())); }
+
+  void flush() {
+    const auto* head = static_cast<const std::uint8_t*>(mnl_nlmsg_batch_head(batch_.get()));
+    result_.bytes.insert(result_.bytes.end(), head, head + mnl_nlmsg_batch_size(batch_.get()));
+  }
+
   void record(std::uint16_t type, bool wants_ack, std::string what) {
     result_.messages.push_back({seq_, type, wants_ack, std::move(what)});
     ++seq_;
   }
 
-  Owned<nftnl_batch> batch_;
+  std::vector<char> page_;
+  std::unique_ptr<mnl_nlmsg_batch, MnlBatchStopper> batch_;
   std::uint32_t seq_;
   EncodedBatch result_;
 };
@@ -139,7 +157,8 @@ struct AnonymousSet {
   std::uint32_t id = 0;
   std::string what;
   Owned<nftnl_set> definition;
-  Owned<nftnl_set> elements;  // same table, name and id; carries the element list
+  std::vector<Owned<nftnl_set_elem>> elements;
+  std::string table;
 };
 
 class SetBuilder {
@@ -148,13 +167,12 @@ class SetBuilder {
     set_.id = id;
     set_.what = std::move(what);
     set_.definition = owned(nftnl_set_alloc());
-    set_.elements = owned(nftnl_set_alloc());
-    for (nftnl_set* s : {set_.definition.get(), set_.elements.get()}) {
-      nftnl_set_set_str(s, NFTNL_SET_TABLE, table.c_str());
-      nftnl_set_set_str(s, NFTNL_SET_NAME, kAnonymousSetName);
-      nftnl_set_set_u32(s, NFTNL_SET_FAMILY, NFPROTO_INET);
-      nftnl_set_set_u32(s, NFTNL_SET_ID, id);
-    }
+    set_.table = table;
+    nftnl_set* s = set_.definition.get();
+    nftnl_set_set_str(s, NFTNL_SET_TABLE, table.c_str());
+    nftnl_set_set_str(s, NFTNL_SET_NAME, kAnonymousSetName);
+    nftnl_set_set_u32(s, NFTNL_SET_FAMILY, NFPROTO_INET);
+    nftnl_set_set_u32(s, NFTNL_SET_ID, id);
   }
 
   void add_element(const void* key, std::uint32_t key_len, bool interval_end, bool open_end) {
@@ -169,7 +187,7 @@ class SetBuilder {
       nftnl_set_elem_set(element.get(), NFTNL_SET_ELEM_USERDATA, nftnl_udata_buf_data(udata.get()),
                          nftnl_udata_buf_len(udata.get()));
     }
-    nftnl_set_elem_add(set_.elements.get(), element.release());
+    set_.elements.push_back(std::move(element));
   }
 
   AnonymousSet finish(std::uint32_t flags, std::uint32_t key_type, std::uint32_t key_len,
@@ -295,18 +313,24 @@ class RuleBuilder {
     if (comment.size() > NFTNL_UDATA_COMMENT_MAXLEN || comment.find('\0') != std::string::npos) {
       throw std::invalid_argument("invalid rule comment '" + comment + "'");
     }
-    auto udata = udata_buffer();
-    if (!nftnl_udata_put_strz(udata.get(), NFTNL_UDATA_RULE_COMMENT, comment.c_str())) {
+    userdata_ = udata_buffer();
+    if (!nftnl_udata_put_strz(userdata_.get(), NFTNL_UDATA_RULE_COMMENT, comment.c_str())) {
       throw std::length_error("rule userdata overflow");
     }
-    nftnl_rule_set_data(rule_.get(), NFTNL_RULE_USERDATA, nftnl_udata_buf_data(udata.get()),
-                        nftnl_udata_buf_len(udata.get()));
   }
 
-  nftnl_rule* get() const { return rule_.get(); }
+  void build_payload(nlmsghdr* nlh) const {
+    nftnl_rule_nlmsg_build_payload(nlh, rule_.get());
+    // nft puts the userdata after the expressions (libnftnl would put it before).
+    if (userdata_) {
+      mnl_attr_put(nlh, NFTA_RULE_USERDATA, nftnl_udata_buf_len(userdata_.get()),
+                   nftnl_udata_buf_data(userdata_.get()));
+    }
+  }
 
  private:
   Owned<nftnl_rule> rule_;
+  Owned<nftnl_udata_buf> userdata_;
 };
 
 std::uint32_t port_set_protocol_desc(const ir::L4ProtoIn& protocols) {
@@ -350,7 +374,7 @@ class RuleEncoder {
   }
 
   std::vector<AnonymousSet>& sets() { return sets_; }
-  nftnl_rule* rule() const { return builder_.get(); }
+  void build_payload(nlmsghdr* nlh) const { builder_.build_payload(nlh); }
 
  private:
   void encode_ct_state(const ir::CtState& state) {
@@ -470,15 +494,17 @@ void add_chain(BatchWriter& writer, const std::string& table, const ir::Chain& c
   nftnl_chain_set_str(c.get(), NFTNL_CHAIN_TABLE, table.c_str());
   nftnl_chain_set_str(c.get(), NFTNL_CHAIN_NAME, chain.name.c_str());
   nftnl_chain_set_u32(c.get(), NFTNL_CHAIN_FAMILY, NFPROTO_INET);
+  nlmsghdr* nlh = writer.start(NFT_MSG_NEWCHAIN, NLM_F_CREATE, "chain " + chain.name);
+  nftnl_chain_nlmsg_build_payload(nlh, c.get());
   if (chain.base) {
-    nftnl_chain_set_u32(c.get(), NFTNL_CHAIN_HOOKNUM, hook_number(chain.base->hook));
-    nftnl_chain_set_s32(c.get(), NFTNL_CHAIN_PRIO, chain.base->priority);
-    nftnl_chain_set_str(c.get(), NFTNL_CHAIN_TYPE, "filter");
-    nftnl_chain_set_u32(c.get(), NFTNL_CHAIN_POLICY,
-                        chain.base->policy_accept ? NF_ACCEPT : NF_DROP);
+    // nft appends the base chain attributes itself, in this order, after libnftnl's.
+    mnl_attr_put_strz(nlh, NFTA_CHAIN_TYPE, "filter");
+    mnl_attr_put_u32(nlh, NFTA_CHAIN_POLICY, htonl(chain.base->policy_accept ? NF_ACCEPT : NF_DROP));
+    nlattr* hook = mnl_attr_nest_start(nlh, NFTA_CHAIN_HOOK);
+    mnl_attr_put_u32(nlh, NFTA_HOOK_HOOKNUM, htonl(hook_number(chain.base->hook)));
+    mnl_attr_put_u32(nlh, NFTA_HOOK_PRIORITY, htonl(static_cast<std::uint32_t>(chain.base->priority)));
+    mnl_attr_nest_end(nlh, hook);
   }
-  nftnl_chain_nlmsg_build_payload(
-      writer.start(NFT_MSG_NEWCHAIN, NLM_F_CREATE, "chain " + chain.name), c.get());
   writer.advance();
 }
 
@@ -486,15 +512,34 @@ void add_set(BatchWriter& writer, const AnonymousSet& set) {
   nftnl_set_nlmsg_build_payload(writer.start(NFT_MSG_NEWSET, NLM_F_CREATE, set.what),
                                 set.definition.get());
   writer.advance();
-  // libnftnl splits the element list over several messages when it outgrows the 16-bit
-  // attribute length; each part gets its own sequence number.
-  auto iter = owned(nftnl_set_elems_iter_create(set.elements.get()));
-  while (nftnl_set_elems_iter_cur(iter.get()) != nullptr) {
-    nlmsghdr* nlh = writer.start(NFT_MSG_NEWSETELEM, NLM_F_CREATE, "elements of " + set.what);
-    const int more = nftnl_set_elems_nlmsg_build_payload_iter(nlh, iter.get());
+  // The element list is one attribute, and attribute lengths are 16 bits: a long list is
+  // split over several messages. Like nft, the parts share one sequence number and keep
+  // counting the element nests, skipping the number of the element that did not fit.
+  std::uint32_t nest_number = 0;
+  std::size_t next = 0;
+  bool continuation = false;
+  do {
+    nlmsghdr* nlh =
+        writer.start(NFT_MSG_NEWSETELEM, NLM_F_CREATE, "elements of " + set.what, continuation);
+    mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_TABLE, set.table.c_str());
+    mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_SET, kAnonymousSetName);
+    mnl_attr_put_u32(nlh, NFTA_SET_ELEM_LIST_SET_ID, htonl(set.id));
+    nlattr* list = mnl_attr_nest_start(nlh, NFTA_SET_ELEM_LIST_ELEMENTS);
+    for (; next < set.elements.size(); ++next) {
+      nlattr* element = mnl_attr_nest_start(nlh, static_cast<std::uint16_t>(++nest_number));
+      nftnl_set_elem_nlmsg_build_payload(nlh, set.elements[next].get());
+      mnl_attr_nest_end(nlh, element);
+      const auto list_len = reinterpret_cast<const char*>(element) + element->nla_len -
+                            reinterpret_cast<const char*>(list);
+      if (list_len > UINT16_MAX) {
+        nlh->nlmsg_len -= element->nla_len;
+        break;
+      }
+    }
+    mnl_attr_nest_end(nlh, list);
     writer.advance();
-    if (more <= 0) break;
-  }
+    continuation = true;
+  } while (next < set.elements.size());
 }
 
 std::string rule_description(const ir::Rule& rule, std::size_t index, const ir::Chain& chain) {
@@ -506,9 +551,14 @@ std::string rule_description(const ir::Rule& rule, std::size_t index, const ir::
 
 const BatchMessage* EncodedBatch::find(std::uint32_t seq) const {
   if (messages.empty()) return nullptr;
-  const std::uint32_t index = seq - messages.front().seq;  // wraps for seq below the first
-  if (index >= messages.size() || messages[index].seq != seq) return nullptr;
-  return &messages[index];
+  // Sequence numbers rise by one per message (by less across split element lists) and
+  // may wrap around, so compare offsets from the first.
+  const std::uint32_t first = messages.front().seq;
+  auto found = std::lower_bound(
+      messages.begin(), messages.end(), seq - first,
+      [first](const BatchMessage& message, std::uint32_t offset) { return message.seq - first < offset; });
+  if (found == messages.end() || found->seq != seq) return nullptr;
+  return &*found;
 }
 
 EncodedBatch encode_replace_batch(const ir::Ruleset& ruleset, std::uint32_t first_seq) {
@@ -532,9 +582,8 @@ EncodedBatch encode_replace_batch(const ir::Ruleset& ruleset, std::uint32_t firs
       RuleEncoder encoder(ruleset, chain, next_set_id, what);
       encoder.encode(rule);
       for (const AnonymousSet& set : encoder.sets()) add_set(writer, set);
-      nftnl_rule_nlmsg_build_payload(
-          writer.start(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, std::move(what)),
-          encoder.rule());
+      encoder.build_payload(
+          writer.start(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, std::move(what)));
       writer.advance();
     }
   }

@@ -4,6 +4,8 @@
 //   portier_oracle apply CASE         NetlinkKernel::apply() of the case
 //   portier_oracle counters TABLE     NetlinkKernel::read_counters(), one rule per line
 //   portier_oracle exists TABLE       exit status 0 if the table exists, 1 if not
+//   portier_oracle dump CASE          encode_replace_batch(CASE, 0) as libmnl prints it,
+//                                     the format of `nft --debug=mnl`
 #include <cstdio>
 #include <exception>
 #include <functional>
@@ -11,6 +13,10 @@
 #include <map>
 #include <string>
 
+#include <libmnl/libmnl.h>
+#include <linux/netfilter/nfnetlink.h>
+
+#include "encode_batch.h"
 #include "netlink_kernel.h"
 #include "render_nft.h"
 #include "ruleset.h"
@@ -184,6 +190,11 @@ int run(int argc, char** argv) {
     std::cout << portier::render_nft_replace(find_case(argument));
     return 0;
   }
+  if (command == "dump" && argc == 3) {
+    const portier::EncodedBatch batch = portier::encode_replace_batch(find_case(argument), 0);
+    mnl_nlmsg_fprintf(stdout, batch.bytes.data(), batch.bytes.size(), sizeof(nfgenmsg));
+    return 0;
+  }
   if (command == "apply" && argc == 3) {
     portier::NetlinkKernel kernel;
     kernel.apply(find_case(argument));
@@ -202,7 +213,7 @@ int run(int argc, char** argv) {
     return kernel.table_exists(argument) ? 0 : 1;
   }
   std::cerr << "usage: portier_oracle cases | render CASE | apply CASE | counters TABLE | "
-               "exists TABLE\n";
+               "exists TABLE | dump CASE\n";
   return 2;
 }
 
