@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The whole test suite: build, unit and integration tests (integration needs root and is
+# mandatory then), the unit tests again under ASan/UBSan, and a final check that nothing
+# was loaded into this machine's own network namespace.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+BUILD_DIR=${BUILD_DIR:-build}
+ASAN_BUILD_DIR=${ASAN_BUILD_DIR:-build-asan}
+failed=()
+
+if [[ $(id -u) -eq 0 ]]; then
+  export PORTIER_REQUIRE_INTEGRATION=1
+else
+  echo "run-suite: not root: integration tests will be skipped" >&2
+fi
+
+echo "==> build ($BUILD_DIR)" >&2
+BUILD_DIR=$BUILD_DIR bash tests/setup.sh
+
+echo "==> all tests ($BUILD_DIR)" >&2
+ctest --test-dir "$BUILD_DIR" --output-on-failure --no-tests=error || failed+=("ctest in $BUILD_DIR")
+
+echo "==> build with sanitizers ($ASAN_BUILD_DIR)" >&2
+if BUILD_DIR=$ASAN_BUILD_DIR bash tests/setup.sh -DPORTIER_SANITIZE=ON; then
+  echo "==> unit tests under ASan/UBSan ($ASAN_BUILD_DIR)" >&2
+  ctest --test-dir "$ASAN_BUILD_DIR" --output-on-failure --no-tests=error -L unit ||
+    failed+=("unit tests in $ASAN_BUILD_DIR")
+else
+  failed+=("sanitizer build in $ASAN_BUILD_DIR")
+fi
+
+echo "==> host namespace" >&2
+if [[ $(id -u) -eq 0 ]]; then
+  if tables=$(nft list tables 2>&1); then
+    if grep -q portier <<<"$tables"; then
+      failed+=("a portier table is loaded in the host's own network namespace: $tables")
+    fi
+  else
+    failed+=("nft list tables in the host namespace failed: $tables")
+  fi
+  leftovers=$(ip netns list | grep -E '^portier-' || true)
+  [[ -z "$leftovers" ]] || failed+=("network namespaces left behind: $leftovers")
+fi
+
+if ((${#failed[@]})); then
+  printf 'run-suite: FAILED: %s\n' "${failed[@]}" >&2
+  exit 1
+fi
+echo "run-suite: all passed" >&2

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs what portier needs to build and test (Debian packages), then configures and builds
+# into $BUILD_DIR (default: build). Idempotent: apt-get runs only when something is missing,
+# and ninja rebuilds only what changed. Extra cmake arguments can be passed after the script
+# name, e.g. `bash tests/setup.sh -DPORTIER_SANITIZE=ON`.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config
+  libnftnl-dev libmnl-dev libtomlplusplus-dev libsdbus-c++-dev libsdbus-c++-bin
+  doctest-dev libsystemd-dev
+  nftables dbus iproute2 socat procps util-linux
+  # systemd-analyze, for the unit check
+  systemd
+  # the notify-socket listener of the tests and the demo
+  python3
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+  [[ "$status" == "install ok installed" ]] || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing missing packages: ${missing[*]}" >&2
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "setup: error: need root to install packages (or install them yourself): ${missing[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+BUILD_DIR=${BUILD_DIR:-build}
+if [[ ! -f "$BUILD_DIR/build.ninja" ]]; then
+  echo "setup: configuring $BUILD_DIR" >&2
+  cmake -S . -B "$BUILD_DIR" -G Ninja "$@" >/dev/null
+elif (($#)); then
+  # Re-apply explicitly given options to an existing build directory.
+  cmake -S . -B "$BUILD_DIR" "$@" >/dev/null
+fi
+echo "setup: building $BUILD_DIR" >&2
+cmake --build "$BUILD_DIR"
