@@ -11,7 +11,7 @@ namespace portier::cli {
 int show(Args args) {
   if (args.size() != 2 || std::string_view(args[0]) != "--policy")
     return usage_error("show", "needs --policy FILE");
-  ParsedPolicy parsed = parse_policy_file(args[1], ServiceTable::load());
+  ParsedPolicy parsed = parse_policy_file(args[1], SystemTables::load());
   std::fputs(parsed.report().c_str(), stderr);
   if (!parsed.ok()) return kFailure;
   // The replacing form, so that `nft -f` of it swaps the table atomically, as portierd does.

@@ -14,21 +14,21 @@
 namespace portier {
 
 Firewall::Firewall(Kernel& kernel, std::string policy_path, std::string state_dir,
-                   ServiceTable services)
+                   SystemTables tables)
     : kernel_(kernel),
       policy_path_(std::move(policy_path)),
       state_dir_(std::move(state_dir)),
-      services_(std::move(services)) {}
+      tables_(std::move(tables)) {}
 
 void Firewall::reload() {
-  ParsedPolicy parsed = parse_policy_file(policy_path_, services_);
+  ParsedPolicy parsed = parse_policy_file(policy_path_, tables_);
   if (!parsed.ok()) throw PolicyError(parsed.report());
   apply(effective(parsed.policy));
   policy_ = std::move(parsed.policy);
   // Forget toggles of rules the new policy no longer has.
   std::erase_if(toggles_, [&](const auto& toggle) { return !policy_.find_rule(toggle.first); });
   try {
-    save_last_good(parsed.text);
+    save_last_good(parsed.sources.at(policy_path_));
   } catch (const std::exception& failure) {
     // The new ruleset is in force; only the fallback copy for a later start is stale.
     std::fprintf(stderr, "portierd: warning: %s\n", failure.what());

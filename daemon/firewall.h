@@ -47,7 +47,7 @@ struct FirewallStatus {
 
 class Firewall {
  public:
-  Firewall(Kernel& kernel, std::string policy_path, std::string state_dir, ServiceTable services);
+  Firewall(Kernel& kernel, std::string policy_path, std::string state_dir, SystemTables tables);
 
   /// Reads the policy file and loads it; on error nothing in the kernel changes and
   /// PolicyError or KernelError is thrown. Runtime toggles of rules that still exist
@@ -70,7 +70,7 @@ class Firewall {
   Kernel& kernel_;
   std::string policy_path_;
   std::string state_dir_;
-  ServiceTable services_;
+  SystemTables tables_;
   Policy policy_;                        // as the file says
   std::map<std::string, bool> toggles_;  // runtime overrides of `enabled`, by rule name
   std::uint64_t generation_ = 0;

@@ -125,7 +125,7 @@ int run(const Options& options) {
 
   portier::NetlinkKernel kernel;
   portier::Firewall firewall(kernel, options.policy, options.state_dir,
-                             portier::ServiceTable::load());
+                             portier::SystemTables::load());
   try {
     firewall.reload();
   } catch (const portier::PolicyError& failure) {

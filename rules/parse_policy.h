@@ -1,6 +1,7 @@
-// Reading a TOML policy into the policy model, with every problem reported by place.
+// Reading TOML policy files into the policy model, with every problem reported by place.
 #pragma once
 
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -14,18 +15,28 @@ namespace portier {
 struct ParsedPolicy {
   Policy policy;  // meaningful only when diagnostics hold no error
   std::vector<Diagnostic> diagnostics;
-  std::string text;  // the source, for printing diagnostics with their line
+  std::map<std::string, std::string> sources;  // file name -> text, for printing diagnostics
 
   bool ok() const { return !has_errors(diagnostics); }
   /// Every diagnostic with its source line and caret, one after the other.
   std::string report() const;
 };
 
-/// Parses and validates policy `text`; `file_name` is what diagnostics call it.
+/// Parses and validates one policy `text`; `file_name` is what diagnostics call it
+/// (and what a set's relative `file` is resolved against).
 ParsedPolicy parse_policy(std::string_view text, const std::string& file_name,
-                          const ServiceTable& services);
+                          const SystemTables& tables);
 
-/// Reads `path` and parses it; an unreadable file is one diagnostic naming it.
-ParsedPolicy parse_policy_file(const std::string& path, const ServiceTable& services);
+/// Reads `path` and its drop-ins: every `*.toml` in the folder named like the file
+/// without `.toml` plus `.d` (`/etc/portier/policy.toml` -> `/etc/portier/policy.d/`),
+/// merged in name order. Drop-ins may add zones, sets, rules, binds and forwards.
+ParsedPolicy parse_policy_file(const std::string& path, const SystemTables& tables);
+
+/// The drop-in folder of a policy file.
+std::string drop_in_dir(const std::string& path);
+
+/// Cross-checks of a merged policy: names used once, zones and sets that exist,
+/// rules that can never match. Called by the parse functions; exposed for tests.
+std::vector<Diagnostic> validate_policy(const Policy& policy);
 
 }  // namespace portier

@@ -1,18 +1,26 @@
 #include "policy.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <utility>
 
 namespace portier {
+namespace {
 
-const Rule* Policy::find_rule(std::string_view name) const {
-  auto it = std::find_if(rules.begin(), rules.end(), [&](const Rule& r) { return r.name == name; });
-  return it == rules.end() ? nullptr : &*it;
+template <typename Items>
+auto find_named(Items& items, std::string_view name) -> decltype(&items[0]) {
+  auto it = std::find_if(items.begin(), items.end(), [&](const auto& item) { return item.name == name; });
+  return it == items.end() ? nullptr : &*it;
 }
 
-Rule* Policy::find_rule(std::string_view name) {
-  return const_cast<Rule*>(std::as_const(*this).find_rule(name));
-}
+}  // namespace
+
+const Rule* Policy::find_rule(std::string_view name) const { return find_named(rules, name); }
+Rule* Policy::find_rule(std::string_view name) { return find_named(rules, name); }
+const Zone* Policy::find_zone(std::string_view name) const { return find_named(zones, name); }
+const NamedSet* Policy::find_set(std::string_view name) const { return find_named(sets, name); }
+Forward* Policy::find_forward(std::string_view name) { return find_named(forwards, name); }
 
 std::string_view to_string(Action action) {
   switch (action) {
@@ -24,11 +32,44 @@ std::string_view to_string(Action action) {
 }
 
 std::string_view to_string(Direction direction) {
-  return direction == Direction::in ? "in" : "out";
+  switch (direction) {
+    case Direction::in: return "in";
+    case Direction::out: return "out";
+    case Direction::forward: return "forward";
+  }
+  return "?";
 }
 
 std::string_view to_string(Protocol protocol) {
-  return protocol == Protocol::tcp ? "tcp" : "udp";
+  switch (protocol) {
+    case Protocol::tcp: return "tcp";
+    case Protocol::udp: return "udp";
+    case Protocol::icmp: return "icmp";
+    case Protocol::icmpv6: return "icmpv6";
+    case Protocol::sctp: return "sctp";
+  }
+  return "?";
+}
+
+std::string to_string(const Cidr& cidr) {
+  char text[INET6_ADDRSTRLEN] = {};
+  inet_ntop(cidr.family == Family::ipv4 ? AF_INET : AF_INET6, cidr.bytes.data(), text, sizeof text);
+  std::string result = text;
+  if (cidr.prefix != cidr.size() * 8) result += '/' + std::to_string(cidr.prefix);
+  return result;
+}
+
+static std::string describe_endpoints(const std::vector<Endpoint>& endpoints) {
+  std::string text;
+  for (const Endpoint& endpoint : endpoints) {
+    if (!text.empty()) text += ',';
+    switch (endpoint.kind) {
+      case Endpoint::Kind::zone: text += endpoint.name; break;
+      case Endpoint::Kind::set: text += '@' + endpoint.name; break;
+      case Endpoint::Kind::network: text += to_string(endpoint.network); break;
+    }
+  }
+  return text;
 }
 
 std::string describe_match(const Rule& rule) {
@@ -46,6 +87,10 @@ std::string describe_match(const Rule& rule) {
       if (rule.ports[i].last != rule.ports[i].first) text += '-' + std::to_string(rule.ports[i].last);
     }
   }
+  if (!rule.from.empty()) text += " from " + describe_endpoints(rule.from);
+  if (!rule.to.empty()) text += " to " + describe_endpoints(rule.to);
+  if (!rule.user_name.empty()) text += " user " + rule.user_name;
+  if (!rule.unit.empty()) text += " unit " + rule.unit;
   return text;
 }
 

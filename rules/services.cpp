@@ -23,6 +23,8 @@ ServiceTable ServiceTable::parse(std::string_view text) {
       protocol = Protocol::tcp;
     } else if (proto == "udp") {
       protocol = Protocol::udp;
+    } else if (proto == "sctp") {
+      protocol = Protocol::sctp;
     } else {
       continue;
     }
@@ -54,6 +56,44 @@ std::vector<std::string> ServiceTable::names(Protocol protocol) const {
   std::vector<std::string> result;
   for (const auto& [key, port] : ports_)
     if (key.second == protocol) result.push_back(key.first);
+  return result;
+}
+
+UserTable UserTable::parse(std::string_view text) {
+  UserTable table;
+  std::istringstream lines{std::string(text)};
+  std::string line;
+  while (std::getline(lines, line)) {
+    auto first = line.find(':');
+    if (first == std::string::npos || first == 0) continue;
+    auto second = line.find(':', first + 1);
+    if (second == std::string::npos) continue;
+    auto third = line.find(':', second + 1);
+    std::string_view uid_text = std::string_view(line).substr(second + 1, third - second - 1);
+    std::uint32_t uid = 0;
+    auto [end, ec] = std::from_chars(uid_text.data(), uid_text.data() + uid_text.size(), uid);
+    if (ec != std::errc() || end != uid_text.data() + uid_text.size()) continue;
+    table.uids_.emplace(line.substr(0, first), uid);
+  }
+  return table;
+}
+
+UserTable UserTable::load(const std::string& path) {
+  std::ifstream file(path);
+  std::stringstream text;
+  text << file.rdbuf();
+  return parse(text.str());
+}
+
+std::optional<std::uint32_t> UserTable::uid(std::string_view name) const {
+  auto it = uids_.find(name);
+  if (it == uids_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::vector<std::string> UserTable::names() const {
+  std::vector<std::string> result;
+  for (const auto& [name, uid] : uids_) result.push_back(name);
   return result;
 }
 

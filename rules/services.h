@@ -1,4 +1,5 @@
-// Service names from /etc/services, so policies can say "ssh" instead of 22.
+// Names the policy may use that the system defines: services from /etc/services and
+// users from /etc/passwd. Parsed from text, so the policy engine stays testable.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +26,26 @@ class ServiceTable {
 
  private:
   std::map<std::pair<std::string, Protocol>, std::uint16_t, std::less<>> ports_;
+};
+
+class UserTable {
+ public:
+  /// Parses passwd(5) text: `name:x:uid:...`.
+  static UserTable parse(std::string_view text);
+  static UserTable load(const std::string& path = "/etc/passwd");
+
+  std::optional<std::uint32_t> uid(std::string_view name) const;
+  std::vector<std::string> names() const;
+
+ private:
+  std::map<std::string, std::uint32_t, std::less<>> uids_;
+};
+
+/// Everything the parser looks names up in.
+struct SystemTables {
+  ServiceTable services;
+  UserTable users;
+  static SystemTables load() { return {ServiceTable::load(), UserTable::load()}; }
 };
 
 }  // namespace portier

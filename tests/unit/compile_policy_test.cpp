@@ -8,7 +8,7 @@ using namespace portier;
 namespace {
 
 Policy policy_from(std::string_view text) {
-  ParsedPolicy parsed = parse_policy(text, "c.toml", ServiceTable::parse("ssh 22/tcp\n"));
+  ParsedPolicy parsed = parse_policy(text, "c.toml", SystemTables{ServiceTable::parse("ssh 22/tcp\n"), {}});
   REQUIRE_MESSAGE(parsed.ok(), parsed.report());
   return parsed.policy;
 }

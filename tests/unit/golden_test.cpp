@@ -29,7 +29,8 @@ std::string read_file(const fs::path& path) {
 
 TEST_CASE("golden: every policy in tests/golden compiles to its .nft text") {
   const fs::path dir = PORTIER_GOLDEN_DIR;
-  const ServiceTable services = ServiceTable::load((dir / "services").string());
+  const SystemTables tables{ServiceTable::load((dir / "services").string()),
+                           UserTable::load((dir / "passwd").string())};
   const bool update = std::getenv("PORTIER_UPDATE_GOLDEN") != nullptr;
   int cases = 0;
   for (const auto& entry : fs::directory_iterator(dir)) {
@@ -37,7 +38,7 @@ TEST_CASE("golden: every policy in tests/golden compiles to its .nft text") {
     ++cases;
     const fs::path expected_path = fs::path(entry.path()).replace_extension(".nft");
     CAPTURE(entry.path().filename().string());
-    ParsedPolicy parsed = parse_policy_file(entry.path().string(), services);
+    ParsedPolicy parsed = parse_policy_file(entry.path().string(), tables);
     REQUIRE_MESSAGE(parsed.ok(), parsed.report());
     std::string rendered = render_nft(compile_policy(parsed.policy));
     if (update) std::ofstream(expected_path, std::ios::binary) << rendered;
@@ -49,13 +50,15 @@ TEST_CASE("golden: every policy in tests/golden compiles to its .nft text") {
 
 TEST_CASE("golden: the shipped policies are valid and compile") {
   const fs::path dir = fs::path(PORTIER_SOURCE_DIR) / "rules" / "policies";
-  const ServiceTable services = ServiceTable::load((fs::path(PORTIER_GOLDEN_DIR) / "services").string());
+  const fs::path golden = PORTIER_GOLDEN_DIR;
+  const SystemTables tables{ServiceTable::load((golden / "services").string()),
+                           UserTable::load((golden / "passwd").string())};
   int policies = 0;
   for (const auto& entry : fs::directory_iterator(dir)) {
     if (entry.path().extension() != ".toml") continue;
     ++policies;
     CAPTURE(entry.path().filename().string());
-    ParsedPolicy parsed = parse_policy_file(entry.path().string(), services);
+    ParsedPolicy parsed = parse_policy_file(entry.path().string(), tables);
     REQUIRE_MESSAGE(parsed.ok(), parsed.report());
     CHECK(parsed.diagnostics.empty());  // no warnings either
     CHECK_FALSE(render_nft(compile_policy(parsed.policy)).empty());
