@@ -21,7 +21,7 @@ class KernelError : public std::runtime_error {
 /// The counter of one rule as the kernel reports it.
 struct RuleCounter {
   std::string chain;
-  std::string comment;  // the policy rule name from the rule's userdata; empty: none
+  std::string comment;        // the policy rule name from the rule's userdata; empty: none
   std::uint64_t packets = 0;  // 0 when the rule has no counter
   std::uint64_t bytes = 0;
 };

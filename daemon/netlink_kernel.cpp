@@ -90,7 +90,8 @@ struct RuleParser {
   static std::string comment_of(const nftnl_rule* rule) {
     if (!nftnl_rule_is_set(rule, NFTNL_RULE_USERDATA)) return {};
     std::uint32_t len = 0;
-    const auto* data = static_cast<const std::uint8_t*>(nftnl_rule_get_data(rule, NFTNL_RULE_USERDATA, &len));
+    const auto* data =
+        static_cast<const std::uint8_t*>(nftnl_rule_get_data(rule, NFTNL_RULE_USERDATA, &len));
     // Userdata is a list of {u8 type, u8 length, value} records; nft's comment is
     // NFTNL_UDATA_RULE_COMMENT with a NUL-terminated value.
     std::uint32_t pos = 0;
@@ -190,8 +191,9 @@ void NetlinkKernel::apply(const ir::Ruleset& ruleset) {
     if (received < 0) {
       if (errno == EINTR) continue;
       if (errno == ENOBUFS) {
-        throw KernelError("kernel replies were lost (receive buffer overflow); "
-                          "the ruleset may or may not have been applied");
+        throw KernelError(
+            "kernel replies were lost (receive buffer overflow); "
+            "the ruleset may or may not have been applied");
       }
       if (errno != EAGAIN) throw_system("cannot read kernel replies", errno);
       if (first_refusal) break;  // a failed batch may leave later messages unanswered
@@ -238,8 +240,8 @@ std::vector<RuleCounter> NetlinkKernel::read_counters(const std::string& table) 
   std::vector<char> buffer(kReceiveBufferSize);
   for (int attempt = 0; attempt < kAttempts; ++attempt) {
     const std::uint32_t seq = take_seq(1);
-    nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buffer.data(), NFT_MSG_GETRULE, NFPROTO_INET,
-                                          NLM_F_DUMP, seq);
+    nlmsghdr* nlh =
+        nftnl_nlmsg_build_hdr(buffer.data(), NFT_MSG_GETRULE, NFPROTO_INET, NLM_F_DUMP, seq);
     {
       std::unique_ptr<nftnl_rule, RuleParser::RuleDeleter> filter(nftnl_rule_alloc());
       if (!filter) throw std::bad_alloc();
@@ -287,8 +289,8 @@ bool NetlinkKernel::table_exists(const std::string& table) {
       if (errno == EINTR) continue;
       throw_system("cannot read the kernel's answer about table inet " + table, errno);
     }
-    result = mnl_cb_run(buffer.data(), static_cast<std::size_t>(received), seq, port_id_,
-                        nullptr, nullptr);
+    result = mnl_cb_run(buffer.data(), static_cast<std::size_t>(received), seq, port_id_, nullptr,
+                        nullptr);
   }
   if (result == MNL_CB_STOP) return true;
   if (errno == ENOENT) return false;

@@ -95,7 +95,8 @@ class BatchWriter {
   nlmsghdr* start(std::uint16_t nft_msg, std::uint16_t flags, std::string what,
                   bool continuation = false) {
     if (continuation) --seq_;
-    nlmsghdr* nlh = nftnl_nlmsg_build_hdr(current(), nft_msg, NFPROTO_INET, flags | NLM_F_ACK, seq_);
+    nlmsghdr* nlh =
+        nftnl_nlmsg_build_hdr(current(), nft_msg, NFPROTO_INET, flags | NLM_F_ACK, seq_);
     record(static_cast<std::uint16_t>((NFNL_SUBSYS_NFTABLES << 8) | nft_msg), true,
            std::move(what));
     return nlh;
@@ -178,7 +179,8 @@ class SetBuilder {
   void add_element(const void* key, std::uint32_t key_len, bool interval_end, bool open_end) {
     auto element = owned(nftnl_set_elem_alloc());
     nftnl_set_elem_set(element.get(), NFTNL_SET_ELEM_KEY, key, key_len);
-    if (interval_end) nftnl_set_elem_set_u32(element.get(), NFTNL_SET_ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END);
+    if (interval_end)
+      nftnl_set_elem_set_u32(element.get(), NFTNL_SET_ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END);
     if (open_end) {
       // A range reaching the top of the key space has no end element; nft marks its
       // start so that it can print `60000-65535` back instead of a lone `60000`.
@@ -275,7 +277,8 @@ AnonymousSet port_set(const std::string& table, std::uint32_t id, const ir::Dest
 
 class RuleBuilder {
  public:
-  RuleBuilder(const std::string& table, const std::string& chain) : rule_(owned(nftnl_rule_alloc())) {
+  RuleBuilder(const std::string& table, const std::string& chain)
+      : rule_(owned(nftnl_rule_alloc())) {
     nftnl_rule_set_str(rule_.get(), NFTNL_RULE_TABLE, table.c_str());
     nftnl_rule_set_str(rule_.get(), NFTNL_RULE_CHAIN, chain.c_str());
     nftnl_rule_set_u32(rule_.get(), NFTNL_RULE_FAMILY, NFPROTO_INET);
@@ -343,7 +346,9 @@ class RuleEncoder {
  public:
   RuleEncoder(const ir::Ruleset& ruleset, const ir::Chain& chain, std::uint32_t& next_set_id,
               std::string what)
-      : table_(ruleset.table), builder_(ruleset.table, chain.name), next_set_id_(next_set_id),
+      : table_(ruleset.table),
+        builder_(ruleset.table, chain.name),
+        next_set_id_(next_set_id),
         what_(std::move(what)) {}
 
   void encode(const ir::Rule& rule) {
@@ -499,10 +504,12 @@ void add_chain(BatchWriter& writer, const std::string& table, const ir::Chain& c
   if (chain.base) {
     // nft appends the base chain attributes itself, in this order, after libnftnl's.
     mnl_attr_put_strz(nlh, NFTA_CHAIN_TYPE, "filter");
-    mnl_attr_put_u32(nlh, NFTA_CHAIN_POLICY, htonl(chain.base->policy_accept ? NF_ACCEPT : NF_DROP));
+    mnl_attr_put_u32(nlh, NFTA_CHAIN_POLICY,
+                     htonl(chain.base->policy_accept ? NF_ACCEPT : NF_DROP));
     nlattr* hook = mnl_attr_nest_start(nlh, NFTA_CHAIN_HOOK);
     mnl_attr_put_u32(nlh, NFTA_HOOK_HOOKNUM, htonl(hook_number(chain.base->hook)));
-    mnl_attr_put_u32(nlh, NFTA_HOOK_PRIORITY, htonl(static_cast<std::uint32_t>(chain.base->priority)));
+    mnl_attr_put_u32(nlh, NFTA_HOOK_PRIORITY,
+                     htonl(static_cast<std::uint32_t>(chain.base->priority)));
     mnl_attr_nest_end(nlh, hook);
   }
   writer.advance();
@@ -554,9 +561,10 @@ const BatchMessage* EncodedBatch::find(std::uint32_t seq) const {
   // Sequence numbers rise by one per message (by less across split element lists) and
   // may wrap around, so compare offsets from the first.
   const std::uint32_t first = messages.front().seq;
-  auto found = std::lower_bound(
-      messages.begin(), messages.end(), seq - first,
-      [first](const BatchMessage& message, std::uint32_t offset) { return message.seq - first < offset; });
+  auto found = std::lower_bound(messages.begin(), messages.end(), seq - first,
+                                [first](const BatchMessage& message, std::uint32_t offset) {
+                                  return message.seq - first < offset;
+                                });
   if (found == messages.end() || found->seq != seq) return nullptr;
   return &*found;
 }

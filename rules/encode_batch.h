@@ -13,13 +13,14 @@ namespace portier {
 /// One netlink message of an encoded batch.
 struct BatchMessage {
   std::uint32_t seq = 0;
-  std::uint16_t type = 0;   // nlmsg_type: (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_*, or batch begin/end
-  bool wants_ack = false;   // NLM_F_ACK: the kernel answers it with an ack or an error
-  std::string what;         // what it creates, for error text: `rule "ssh" in chain input`
+  std::uint16_t type =
+      0;  // nlmsg_type: (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_*, or batch begin/end
+  bool wants_ack = false;  // NLM_F_ACK: the kernel answers it with an ack or an error
+  std::string what;        // what it creates, for error text: `rule "ssh" in chain input`
 };
 
 struct EncodedBatch {
-  std::vector<std::uint8_t> bytes;    // BATCH_BEGIN ... BATCH_END, ready for one sendmsg()
+  std::vector<std::uint8_t> bytes;     // BATCH_BEGIN ... BATCH_END, ready for one sendmsg()
   std::vector<BatchMessage> messages;  // in wire order, begin and end included
   std::uint32_t next_seq = 0;          // first sequence number after this batch
 

@@ -84,9 +84,8 @@ std::string protocol_list_text(const ir::L4ProtoIn& protocols) {
 std::string ct_state_text(const ir::CtState& state) {
   // nft prints the bits in the order of its ct_state symbol table, not by value.
   static constexpr std::pair<ir::CtStateBit, const char*> kBits[] = {
-      {ir::ct_invalid, "invalid"}, {ir::ct_established, "established"},
-      {ir::ct_related, "related"}, {ir::ct_new, "new"},
-      {ir::ct_untracked, "untracked"},
+      {ir::ct_invalid, "invalid"}, {ir::ct_established, "established"}, {ir::ct_related, "related"},
+      {ir::ct_new, "new"},         {ir::ct_untracked, "untracked"},
   };
   std::uint32_t known = 0;
   std::string text;
@@ -193,8 +192,8 @@ std::string render_nft(const ir::Ruleset& ruleset) {
     if (c > 0) text += "\n";
     text += "\tchain " + checked_name(chain.name, "chain") + " {\n";
     if (chain.base) {
-      text += std::string("\t\ttype filter hook ") + hook_name(chain.base->hook) +
-              " priority " + priority_text(chain.base->priority) + "; policy " +
+      text += std::string("\t\ttype filter hook ") + hook_name(chain.base->hook) + " priority " +
+              priority_text(chain.base->priority) + "; policy " +
               (chain.base->policy_accept ? "accept" : "drop") + ";\n";
     }
     for (const ir::Rule& rule : chain.rules) text += "\t\t" + rule_text(rule) + "\n";

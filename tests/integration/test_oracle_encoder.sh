@@ -5,6 +5,9 @@
 # batch the kernel refuses names the rule and leaves the previous table untouched, and
 # read_counters()/table_exists() see what the kernel has.
 #
+# And byte for byte: the batch encode_replace_batch() builds, printed by libmnl, must be
+# the batch `nft --debug=mnl -f` prints for the rendering (our extra NLM_F_ACK aside).
+#
 # Every kernel change happens inside `unshare -n` namespaces that vanish with their
 # process; the only thing to clean up is the temporary folder.
 set -euo pipefail
@@ -39,6 +42,26 @@ trap 'rm -rf "$WORKDIR"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# The batch in libmnl's debug print, colours removed, from BATCH_BEGIN to BATCH_END, with
+# sequence numbers made relative to the first and the ack flag (which nft does not ask
+# for; the unit tests check it) dropped.
+batch_only() {
+  sed 's/\x1b\[[0-9;]*m//g; s/| R-A- |/| R--- |/' | awk '
+    { line[NR] = $0 }
+    /^\| 00016 \| / && !begin { begin = NR - 2 }
+    /^\| 00017 \| / && begin { end = NR + 5 }
+    END {
+      for (i = begin; i <= end; i++) {
+        if (line[i] ~ /sequence number/ && match(line[i], /[0-9]+/)) {
+          seq = substr(line[i], RSTART, RLENGTH) + 0
+          if (first == "") first = seq
+          line[i] = sprintf("| %12d | sequence number", seq - first)
+        }
+        print line[i]
+      }
+    }'
+}
+
 table_of() { [[ $1 == other-table ]] && echo portier-test || echo portier; }
 
 # 1. Both back ends list the same, case by case.
@@ -54,6 +77,18 @@ for case in $("$ORACLE" cases); do
     fail "$case: 'nft list' differs between nft -f (---) and NetlinkKernel (+++)"
   fi
   log "same listing: $case ($(wc -l <"$WORKDIR/$case.cli") lines)"
+
+  # nft prints its cache requests first; keep BATCH_BEGIN (type 16) .. BATCH_END (type 17).
+  # Sequence numbers are compared relative to the batch's first; nft does not ask for acks.
+  unshare -n nft --debug=mnl -f "$WORKDIR/$case.nft" >"$WORKDIR/$case.debug" 2>&1 || true
+  "$ORACLE" dump "$case" | batch_only >"$WORKDIR/$case.ours"
+  batch_only <"$WORKDIR/$case.debug" >"$WORKDIR/$case.theirs"
+  grep -q 'message length' "$WORKDIR/$case.theirs" || fail "$case: no batch in nft's debug output"
+  if ! diff -u "$WORKDIR/$case.theirs" "$WORKDIR/$case.ours" >"$WORKDIR/$case.bytes.diff"; then
+    head -n 60 "$WORKDIR/$case.bytes.diff" >&2
+    fail "$case: the netlink batch differs from nft's (---: nft, +++: encode_replace_batch)"
+  fi
+  log "same bytes: $case ($(grep -c 'message length' "$WORKDIR/$case.ours") messages)"
 done
 
 # 2. A refused batch: the error names the rule, the previous table stays as it was, and

@@ -51,12 +51,11 @@ Chain base_chain(std::string name, Hook hook, std::int32_t priority, bool policy
 
 Ruleset basic() {
   Ruleset r;
-  r.chains.push_back(base_chain(
-      "input", Hook::input, 0, false,
-      {rule({LoopbackInterface{false}}, accept()),
-       rule({CtState{ct_established | ct_related}}, accept()),
-       rule({CtState{ct_invalid}}, drop(), "invalid", true),
-       rule({tcp(), ports({{22, 22}})}, accept(), "ssh", true)}));
+  r.chains.push_back(base_chain("input", Hook::input, 0, false,
+                                {rule({LoopbackInterface{false}}, accept()),
+                                 rule({CtState{ct_established | ct_related}}, accept()),
+                                 rule({CtState{ct_invalid}}, drop(), "invalid", true),
+                                 rule({tcp(), ports({{22, 22}})}, accept(), "ssh", true)}));
   r.chains.push_back(base_chain("output", Hook::output, 0, true,
                                 {rule({LoopbackInterface{true}}, accept(), "lo-out")}));
   return r;
@@ -78,18 +77,17 @@ Ruleset port_shapes() {
        rule({tcp_udp(), ports({{53, 53}})}, accept(), "th-one-port"),
        rule({tcp_udp(), ports({{137, 139}})}, accept(), "th-range"),
        rule({tcp_udp(), ports({{53, 53}, {5353, 5353}})}, accept(), "th-set"),
-       rule({tcp_udp(), ports({{22, 22}, {137, 139}, {60000, 65535}})}, accept(),
-            "th-interval"),
-       rule({tcp()}, accept(), "tcp-only"),
-       rule({tcp_udp()}, drop(), "tcp-udp-only", true)}));
+       rule({tcp_udp(), ports({{22, 22}, {137, 139}, {60000, 65535}})}, accept(), "th-interval"),
+       rule({tcp()}, accept(), "tcp-only"), rule({tcp_udp()}, drop(), "tcp-udp-only", true)}));
   return r;
 }
 
 Ruleset verdicts_and_chains() {
   Ruleset r;
-  r.chains.push_back(Chain{"zone.public", std::nullopt,
-                           {rule({tcp(), ports({{22, 22}})}, accept(), "ssh", true),
-                            rule({}, drop())}});
+  r.chains.push_back(
+      Chain{"zone.public",
+            std::nullopt,
+            {rule({tcp(), ports({{22, 22}})}, accept(), "ssh", true), rule({}, drop())}});
   r.chains.push_back(Chain{"empty_chain", std::nullopt, {}});
   r.chains.push_back(base_chain(
       "input", Hook::input, 10, false,
@@ -107,14 +105,19 @@ Ruleset verdicts_and_chains() {
 Ruleset ct_states() {
   Ruleset r;
   std::vector<Rule> rules;
-  const std::uint32_t masks[] = {ct_invalid, ct_established, ct_related, ct_new, ct_untracked,
-                                 ct_established | ct_related, ct_new | ct_untracked,
+  const std::uint32_t masks[] = {ct_invalid,
+                                 ct_established,
+                                 ct_related,
+                                 ct_new,
+                                 ct_untracked,
+                                 ct_established | ct_related,
+                                 ct_new | ct_untracked,
                                  ct_invalid | ct_established | ct_related | ct_new | ct_untracked};
   for (std::uint32_t mask : masks) rules.push_back(rule({CtState{mask}}, accept()));
   rules.push_back(rule({CtState{ct_new}, tcp(), ports({{22, 22}})}, accept(), "new-ssh"));
-  rules.push_back(rule({LoopbackInterface{false}, CtState{ct_new}, tcp_udp(),
-                        ports({{1000, 2000}, {3000, 3000}})},
-                       accept(), "all-kinds", true));
+  rules.push_back(rule(
+      {LoopbackInterface{false}, CtState{ct_new}, tcp_udp(), ports({{1000, 2000}, {3000, 3000}})},
+      accept(), "all-kinds", true));
   r.chains.push_back(base_chain("input", Hook::input, 0, true, std::move(rules)));
   return r;
 }
@@ -153,9 +156,9 @@ Ruleset broken() {
 
 Ruleset counted() {
   Ruleset r;
-  r.chains.push_back(base_chain("input", Hook::input, 0, true,
-                                {rule({LoopbackInterface{false}}, accept(), "lo-in", true),
-                                 rule({}, accept())}));
+  r.chains.push_back(
+      base_chain("input", Hook::input, 0, true,
+                 {rule({LoopbackInterface{false}}, accept(), "lo-in", true), rule({}, accept())}));
   r.chains.push_back(base_chain("output", Hook::output, 0, true,
                                 {rule({udp(), ports({{9, 9}})}, accept(), "discard-out", true),
                                  rule({LoopbackInterface{true}}, accept(), "lo-out")}));
@@ -164,10 +167,14 @@ Ruleset counted() {
 
 const std::map<std::string, std::function<Ruleset()>>& cases() {
   static const std::map<std::string, std::function<Ruleset()>> all = {
-      {"basic", basic},       {"port-shapes", port_shapes},
-      {"verdicts", verdicts_and_chains}, {"ct-states", ct_states},
-      {"big-sets", big_sets}, {"empty", empty_table},
-      {"other-table", other_table}, {"broken", broken},
+      {"basic", basic},
+      {"port-shapes", port_shapes},
+      {"verdicts", verdicts_and_chains},
+      {"ct-states", ct_states},
+      {"big-sets", big_sets},
+      {"empty", empty_table},
+      {"other-table", other_table},
+      {"broken", broken},
       {"counted", counted},
   };
   return all;

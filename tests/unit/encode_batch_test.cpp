@@ -1,0 +1,479 @@
+// Decodes the batch with libmnl and libnftnl's parsers, as the kernel would read it.
+// (tests/integration/test_oracle_encoder.sh compares it with nft's own batch byte for byte.)
+#include <doctest/doctest.h>
+
+#include <arpa/inet.h>
+#include <libmnl/libmnl.h>
+#include <libnftnl/expr.h>
+#include <libnftnl/rule.h>
+#include <libnftnl/set.h>
+#include <libnftnl/table.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
+
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "encode_batch.h"
+
+namespace {
+
+using namespace portier::ir;
+
+struct NftnlFree {
+  void operator()(nftnl_rule* p) const { nftnl_rule_free(p); }
+  void operator()(nftnl_set* p) const { nftnl_set_free(p); }
+  void operator()(nftnl_table* p) const { nftnl_table_free(p); }
+};
+
+struct Message {
+  std::uint16_t type;
+  std::uint16_t flags;
+  std::uint32_t seq;
+  const nlmsghdr* nlh;
+};
+
+std::vector<Message> split(const portier::EncodedBatch& batch) {
+  std::vector<Message> messages;
+  int remaining = static_cast<int>(batch.bytes.size());
+  for (auto* nlh = reinterpret_cast<const nlmsghdr*>(batch.bytes.data());
+       mnl_nlmsg_ok(nlh, remaining); nlh = mnl_nlmsg_next(nlh, &remaining)) {
+    messages.push_back({nlh->nlmsg_type, nlh->nlmsg_flags, nlh->nlmsg_seq, nlh});
+  }
+  CHECK(remaining == 0);
+  return messages;
+}
+
+constexpr std::uint16_t nft(std::uint16_t msg) {
+  return static_cast<std::uint16_t>((NFNL_SUBSYS_NFTABLES << 8) | msg);
+}
+
+struct DecodedElement {
+  std::uint16_t port;  // host order; protocols are widened
+  bool interval_end;
+  bool open_interval;
+  friend bool operator==(const DecodedElement&, const DecodedElement&) = default;
+};
+
+std::vector<const nlattr*> nested(const nlattr* attr) {
+  std::vector<const nlattr*> children;
+  mnl_attr_parse_nested(
+      attr,
+      [](const nlattr* child, void* out) {
+        static_cast<std::vector<const nlattr*>*>(out)->push_back(child);
+        return MNL_CB_OK;
+      },
+      &children);
+  return children;
+}
+
+// Decoded by hand: libnftnl's parser only accepts element nests numbered 1, as the kernel
+// dumps them, while nft (and we) number them 1, 2, 3, ... when sending.
+std::vector<DecodedElement> elements_of(const nlmsghdr* nlh,
+                                        std::vector<std::uint16_t>* numbers = nullptr) {
+  struct Walk {
+    std::vector<DecodedElement> elements;
+    std::vector<std::uint16_t>* numbers;
+  } walk{{}, numbers};
+  mnl_attr_parse(
+      nlh, sizeof(nfgenmsg),
+      [](const nlattr* attr, void* data) {
+        if (mnl_attr_get_type(attr) != NFTA_SET_ELEM_LIST_ELEMENTS) return MNL_CB_OK;
+        auto* w = static_cast<Walk*>(data);
+        for (const nlattr* element : nested(attr)) {
+          if (w->numbers) w->numbers->push_back(mnl_attr_get_type(element));
+          DecodedElement decoded{};
+          for (const nlattr* field : nested(element)) {
+            switch (mnl_attr_get_type(field)) {
+              case NFTA_SET_ELEM_KEY: {
+                for (const nlattr* value : nested(field)) {
+                  const auto* key = static_cast<const std::uint8_t*>(mnl_attr_get_payload(value));
+                  decoded.port = mnl_attr_get_payload_len(value) == 2
+                                     ? static_cast<std::uint16_t>(key[0] << 8 | key[1])
+                                     : key[0];
+                }
+                break;
+              }
+              case NFTA_SET_ELEM_FLAGS:
+                decoded.interval_end =
+                    (ntohl(mnl_attr_get_u32(field)) & NFT_SET_ELEM_INTERVAL_END) != 0;
+                break;
+              case NFTA_SET_ELEM_USERDATA: {
+                // {type NFTNL_UDATA_SET_ELEM_FLAGS, len 4, NFTNL_SET_ELEM_F_INTERVAL_OPEN}
+                const std::vector<std::uint8_t> open{1, 4, 1, 0, 0, 0};
+                const auto* udata = static_cast<const std::uint8_t*>(mnl_attr_get_payload(field));
+                decoded.open_interval = std::vector<std::uint8_t>(
+                                            udata, udata + mnl_attr_get_payload_len(field)) == open;
+                break;
+              }
+            }
+          }
+          w->elements.push_back(decoded);
+        }
+        return MNL_CB_OK;
+      },
+      &walk);
+  return walk.elements;
+}
+
+std::vector<std::string> expression_names(const nftnl_rule* rule) {
+  std::vector<std::string> names;
+  nftnl_expr_foreach(
+      const_cast<nftnl_rule*>(rule),
+      [](nftnl_expr* e, void* out) {
+        static_cast<std::vector<std::string>*>(out)->push_back(
+            nftnl_expr_get_str(e, NFTNL_EXPR_NAME));
+        return 0;
+      },
+      &names);
+  return names;
+}
+
+std::unique_ptr<nftnl_rule, NftnlFree> parse_rule(const nlmsghdr* nlh) {
+  std::unique_ptr<nftnl_rule, NftnlFree> rule(nftnl_rule_alloc());
+  REQUIRE(nftnl_rule_nlmsg_parse(nlh, rule.get()) >= 0);
+  return rule;
+}
+
+std::unique_ptr<nftnl_set, NftnlFree> parse_set(const nlmsghdr* nlh) {
+  std::unique_ptr<nftnl_set, NftnlFree> set(nftnl_set_alloc());
+  REQUIRE(nftnl_set_nlmsg_parse(nlh, set.get()) >= 0);
+  return set;
+}
+
+std::vector<std::uint8_t> bytes_of(const void* data, std::uint32_t len) {
+  const auto* p = static_cast<const std::uint8_t*>(data);
+  return {p, p + len};
+}
+
+Rule make_rule(std::vector<Match> matches, VerdictKind kind, std::string comment = {},
+               bool counter = false) {
+  Rule rule;
+  rule.matches = std::move(matches);
+  rule.verdict = Verdict{kind, {}};
+  rule.comment = std::move(comment);
+  rule.counter = counter;
+  return rule;
+}
+
+Ruleset one_rule_ruleset(Rule rule) {
+  Ruleset ruleset;
+  ruleset.chains.push_back(Chain{"input", BaseChain{}, {std::move(rule)}});
+  return ruleset;
+}
+
+}  // namespace
+
+TEST_CASE("encode_replace_batch: table replacement, chains and rules in nft's order") {
+  Ruleset ruleset;
+  ruleset.chains.push_back(Chain{"svc", std::nullopt, {}});
+  ruleset.chains.push_back(Chain{"input",
+                                 BaseChain{Hook::input, -5, false},
+                                 {make_rule({LoopbackInterface{false}}, VerdictKind::accept),
+                                  make_rule({}, VerdictKind::drop, "last")}});
+  const auto batch = portier::encode_replace_batch(ruleset, 1000);
+  const auto messages = split(batch);
+
+  const std::vector<std::uint16_t> expected_types = {
+      NFNL_MSG_BATCH_BEGIN,  nft(NFT_MSG_NEWTABLE), nft(NFT_MSG_DELTABLE),
+      nft(NFT_MSG_NEWTABLE), nft(NFT_MSG_NEWCHAIN), nft(NFT_MSG_NEWCHAIN),
+      nft(NFT_MSG_NEWRULE),  nft(NFT_MSG_NEWRULE),  NFNL_MSG_BATCH_END};
+  REQUIRE(messages.size() == expected_types.size());
+  REQUIRE(batch.messages.size() == messages.size());
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    CAPTURE(i);
+    CHECK(messages[i].type == expected_types[i]);
+    CHECK(messages[i].seq == 1000 + i);
+    CHECK(batch.messages[i].seq == messages[i].seq);
+    CHECK(batch.messages[i].type == messages[i].type);
+    const bool is_request = i > 0 && i + 1 < messages.size();
+    CHECK(batch.messages[i].wants_ack == is_request);
+    CHECK(((messages[i].flags & NLM_F_ACK) != 0) == is_request);
+    CHECK((messages[i].flags & NLM_F_REQUEST) != 0);
+  }
+  CHECK(batch.next_seq == 1000 + messages.size());
+
+  // The batch begin names the nf_tables subsystem in nfgenmsg.res_id.
+  const auto* begin = static_cast<const nfgenmsg*>(mnl_nlmsg_get_payload(messages[0].nlh));
+  CHECK(ntohs(begin->res_id) == NFNL_SUBSYS_NFTABLES);
+  const auto* table_header = static_cast<const nfgenmsg*>(mnl_nlmsg_get_payload(messages[1].nlh));
+  CHECK(table_header->nfgen_family == NFPROTO_INET);
+
+  CHECK((messages[1].flags & NLM_F_CREATE) != 0);
+  CHECK((messages[2].flags & NLM_F_CREATE) == 0);
+  CHECK((messages[3].flags & NLM_F_CREATE) != 0);
+  CHECK((messages[6].flags & (NLM_F_CREATE | NLM_F_APPEND)) == (NLM_F_CREATE | NLM_F_APPEND));
+  for (int i = 1; i <= 3; ++i) {
+    std::unique_ptr<nftnl_table, NftnlFree> table(nftnl_table_alloc());
+    REQUIRE(nftnl_table_nlmsg_parse(messages[i].nlh, table.get()) >= 0);
+    CHECK(std::string(nftnl_table_get_str(table.get(), NFTNL_TABLE_NAME)) == "portier");
+  }
+
+  CHECK(batch.messages[1].what == "table inet portier");
+  CHECK(batch.messages[2].what == "deletion of table inet portier");
+  CHECK(batch.messages[4].what == "chain svc");
+  CHECK(batch.messages[5].what == "chain input");
+  CHECK(batch.messages[6].what == "rule 1 in chain input");
+  CHECK(batch.messages[7].what == "rule \"last\" in chain input");
+  REQUIRE(batch.find(1007) != nullptr);
+  CHECK(batch.find(1007)->what == "rule \"last\" in chain input");
+  CHECK(batch.find(999) == nullptr);
+  CHECK(batch.find(1009) == nullptr);
+
+  // The base chain: hook, priority, policy and type (big-endian on the wire).
+  struct ChainAttrs {
+    std::string type;
+    std::uint32_t policy = 99, hook = 99;
+    std::int32_t priority = 99;
+  } chain;
+  mnl_attr_parse(
+      messages[5].nlh, sizeof(nfgenmsg),
+      [](const nlattr* attr, void* data) {
+        auto* c = static_cast<ChainAttrs*>(data);
+        switch (mnl_attr_get_type(attr)) {
+          case NFTA_CHAIN_TYPE:
+            c->type = mnl_attr_get_str(attr);
+            break;
+          case NFTA_CHAIN_POLICY:
+            c->policy = ntohl(mnl_attr_get_u32(attr));
+            break;
+          case NFTA_CHAIN_HOOK:
+            mnl_attr_parse_nested(
+                attr,
+                [](const nlattr* nested, void* d) {
+                  auto* cc = static_cast<ChainAttrs*>(d);
+                  if (mnl_attr_get_type(nested) == NFTA_HOOK_HOOKNUM)
+                    cc->hook = ntohl(mnl_attr_get_u32(nested));
+                  if (mnl_attr_get_type(nested) == NFTA_HOOK_PRIORITY)
+                    cc->priority = static_cast<std::int32_t>(ntohl(mnl_attr_get_u32(nested)));
+                  return MNL_CB_OK;
+                },
+                c);
+            break;
+        }
+        return MNL_CB_OK;
+      },
+      &chain);
+  CHECK(chain.type == "filter");
+  CHECK(chain.policy == NF_DROP);
+  CHECK(chain.hook == NF_INET_LOCAL_IN);
+  CHECK(chain.priority == -5);
+
+  const auto rule = parse_rule(messages[6].nlh);
+  CHECK(std::string(nftnl_rule_get_str(rule.get(), NFTNL_RULE_CHAIN)) == "input");
+  CHECK(expression_names(rule.get()) == std::vector<std::string>{"meta", "cmp", "immediate"});
+  CHECK_FALSE(nftnl_rule_is_set(rule.get(), NFTNL_RULE_USERDATA));
+
+  // The comment is an NFTNL_UDATA_RULE_COMMENT TLV whose value keeps the NUL.
+  const auto commented = parse_rule(messages[7].nlh);
+  std::uint32_t len = 0;
+  const void* udata = nftnl_rule_get_data(commented.get(), NFTNL_RULE_USERDATA, &len);
+  CHECK(bytes_of(udata, len) == std::vector<std::uint8_t>{0, 5, 'l', 'a', 's', 't', 0});
+}
+
+TEST_CASE("encode_replace_batch: an interval port set as nft sends it") {
+  const auto batch = portier::encode_replace_batch(
+      one_rule_ruleset(
+          make_rule({L4ProtoIn{{L4Proto::tcp}}, DestPortIn{{{22, 22}, {137, 139}, {445, 445}}}},
+                    VerdictKind::accept, "netbios-in", true)),
+      1);
+  const auto messages = split(batch);
+  REQUIRE(messages.size() == 9);  // begin, 3 table, chain, set, elements, rule, end
+  CHECK(messages[5].type == nft(NFT_MSG_NEWSET));
+  CHECK(messages[6].type == nft(NFT_MSG_NEWSETELEM));
+  CHECK(messages[7].type == nft(NFT_MSG_NEWRULE));
+  CHECK(batch.messages[5].what == "port set of rule \"netbios-in\" in chain input");
+  CHECK(batch.messages[6].what == "elements of port set of rule \"netbios-in\" in chain input");
+
+  const auto set = parse_set(messages[5].nlh);
+  CHECK(std::string(nftnl_set_get_str(set.get(), NFTNL_SET_NAME)) == "__set%d");
+  CHECK(nftnl_set_get_u32(set.get(), NFTNL_SET_FLAGS) ==
+        (NFT_SET_ANONYMOUS | NFT_SET_CONSTANT | NFT_SET_INTERVAL));
+  CHECK(nftnl_set_get_u32(set.get(), NFTNL_SET_KEY_TYPE) == 13);  // inet_service
+  CHECK(nftnl_set_get_u32(set.get(), NFTNL_SET_KEY_LEN) == 2);
+  CHECK(nftnl_set_get_u32(set.get(), NFTNL_SET_ID) == 1);
+  CHECK(nftnl_set_get_u32(set.get(), NFTNL_SET_DESC_SIZE) == 7);
+  std::uint32_t len = 0;
+  const void* udata = nftnl_set_get_data(set.get(), NFTNL_SET_USERDATA, &len);
+  // Key byteorder big endian, merge elements, typeof tcp dport (payload, tcp, dport).
+  CHECK(bytes_of(udata, len) == std::vector<std::uint8_t>{0, 4,  2, 0, 0, 0,  //
+                                                          2, 4,  1, 0, 0, 0,  //
+                                                          3, 20, 0, 4, 7, 0, 0, 0, 1, 12, 0,
+                                                          4, 8,  0, 0, 0, 1, 4, 2, 0, 0,  0});
+
+  const std::vector<DecodedElement> expected = {
+      {0, true, false},   {22, false, false},  {23, true, false}, {137, false, false},
+      {140, true, false}, {445, false, false}, {446, true, false}};
+  CHECK(elements_of(messages[6].nlh) == expected);
+
+  const auto rule = parse_rule(messages[7].nlh);
+  CHECK(expression_names(rule.get()) ==
+        std::vector<std::string>{"meta", "cmp", "payload", "lookup", "counter", "immediate"});
+}
+
+TEST_CASE("encode_replace_batch: sets of protocols, plain ports and open-ended intervals") {
+  Ruleset ruleset;
+  ruleset.chains.push_back(
+      Chain{"input",
+            BaseChain{},
+            {make_rule({L4ProtoIn{{L4Proto::tcp, L4Proto::udp}}, DestPortIn{{{53, 53}, {80, 80}}}},
+                       VerdictKind::accept),
+             make_rule({L4ProtoIn{{L4Proto::udp}}, DestPortIn{{{0, 10}, {60000, 65535}}}},
+                       VerdictKind::accept)}});
+  const auto batch = portier::encode_replace_batch(ruleset, 1);
+  const auto messages = split(batch);
+  // begin, 3 table, chain, (set, elems, set, elems, rule), (set, elems, rule), end
+  REQUIRE(messages.size() == 14);
+
+  const auto protocols = parse_set(messages[5].nlh);
+  CHECK(nftnl_set_get_u32(protocols.get(), NFTNL_SET_FLAGS) ==
+        (NFT_SET_ANONYMOUS | NFT_SET_CONSTANT));
+  CHECK(nftnl_set_get_u32(protocols.get(), NFTNL_SET_KEY_TYPE) == 12);  // inet_proto
+  CHECK(nftnl_set_get_u32(protocols.get(), NFTNL_SET_KEY_LEN) == 1);
+  CHECK(nftnl_set_get_u32(protocols.get(), NFTNL_SET_ID) == 1);
+  CHECK(nftnl_set_get_u32(protocols.get(), NFTNL_SET_DESC_SIZE) == 2);
+  CHECK(elements_of(messages[6].nlh) ==
+        std::vector<DecodedElement>{{IPPROTO_TCP, false, false}, {IPPROTO_UDP, false, false}});
+
+  const auto ports = parse_set(messages[7].nlh);
+  CHECK(nftnl_set_get_u32(ports.get(), NFTNL_SET_FLAGS) == (NFT_SET_ANONYMOUS | NFT_SET_CONSTANT));
+  CHECK(nftnl_set_get_u32(ports.get(), NFTNL_SET_ID) == 2);
+  CHECK(nftnl_set_get_u32(ports.get(), NFTNL_SET_DESC_SIZE) == 2);
+  std::uint32_t len = 0;
+  const void* udata = nftnl_set_get_data(ports.get(), NFTNL_SET_USERDATA, &len);
+  // No merge-elements record without intervals; typeof th dport (proto desc 11).
+  CHECK(bytes_of(udata, len) == std::vector<std::uint8_t>{0, 4, 2, 0, 0, 0,  3, 20, 0,  4,
+                                                          7, 0, 0, 0, 1, 12, 0, 4,  11, 0,
+                                                          0, 0, 1, 4, 2, 0,  0, 0});
+  CHECK(elements_of(messages[8].nlh) ==
+        std::vector<DecodedElement>{{53, false, false}, {80, false, false}});
+  const auto rule = parse_rule(messages[9].nlh);
+  CHECK(expression_names(rule.get()) ==
+        std::vector<std::string>{"meta", "lookup", "payload", "lookup", "immediate"});
+
+  // A range starting at 0 needs no leading end element; one ending at 65535 has no end
+  // element but is marked open, and still counts 2 towards the size.
+  const auto open = parse_set(messages[10].nlh);
+  CHECK(nftnl_set_get_u32(open.get(), NFTNL_SET_ID) == 3);
+  CHECK(nftnl_set_get_u32(open.get(), NFTNL_SET_DESC_SIZE) == 4);
+  CHECK(elements_of(messages[11].nlh) ==
+        std::vector<DecodedElement>{{0, false, false}, {11, true, false}, {60000, false, true}});
+}
+
+TEST_CASE("encode_replace_batch: single ports and ranges compile to compares") {
+  auto expressions = [](std::vector<PortRange> ports) {
+    const auto batch = portier::encode_replace_batch(
+        one_rule_ruleset(make_rule({L4ProtoIn{{L4Proto::tcp}}, DestPortIn{std::move(ports)}},
+                                   VerdictKind::accept)),
+        1);
+    const auto messages = split(batch);
+    REQUIRE(messages.size() == 7);
+    return expression_names(parse_rule(messages[5].nlh).get());
+  };
+  CHECK(expressions({{22, 22}}) ==
+        std::vector<std::string>{"meta", "cmp", "payload", "cmp", "immediate"});
+  CHECK(expressions({{0, 1023}}) ==
+        std::vector<std::string>{"meta", "cmp", "payload", "cmp", "cmp", "immediate"});
+}
+
+TEST_CASE("encode_replace_batch: conntrack, loopback and reject verdicts") {
+  const auto batch = portier::encode_replace_batch(
+      one_rule_ruleset(
+          make_rule({LoopbackInterface{true}, CtState{ct_new}, L4ProtoIn{{L4Proto::tcp}}},
+                    VerdictKind::reject_tcp_reset)),
+      1);
+  const auto messages = split(batch);
+  REQUIRE(messages.size() == 7);
+  const auto rule = parse_rule(messages[5].nlh);
+  CHECK(expression_names(rule.get()) ==
+        std::vector<std::string>{"meta", "cmp", "ct", "bitwise", "cmp", "meta", "cmp", "reject"});
+  struct Seen {
+    std::uint32_t meta_key = 0, ct_key = 99, reject_type = 99, reject_code = 99;
+    std::vector<std::uint8_t> mask;
+  } seen;
+  nftnl_expr_foreach(
+      rule.get(),
+      [](nftnl_expr* e, void* data) {
+        auto* s = static_cast<Seen*>(data);
+        const std::string name = nftnl_expr_get_str(e, NFTNL_EXPR_NAME);
+        std::uint32_t len = 0;
+        if (name == "meta" && s->meta_key == 0)
+          s->meta_key = nftnl_expr_get_u32(e, NFTNL_EXPR_META_KEY);
+        if (name == "ct") s->ct_key = nftnl_expr_get_u32(e, NFTNL_EXPR_CT_KEY);
+        if (name == "bitwise") {
+          const void* mask = nftnl_expr_get(e, NFTNL_EXPR_BITWISE_MASK, &len);
+          s->mask = bytes_of(mask, len);
+        }
+        if (name == "reject") {
+          s->reject_type = nftnl_expr_get_u32(e, NFTNL_EXPR_REJECT_TYPE);
+          s->reject_code = nftnl_expr_get_u8(e, NFTNL_EXPR_REJECT_CODE);
+        }
+        return 0;
+      },
+      &seen);
+  CHECK(seen.meta_key == NFT_META_OIF);
+  CHECK(seen.ct_key == NFT_CT_STATE);
+  const std::uint32_t new_bit = ct_new;
+  CHECK(seen.mask == bytes_of(&new_bit, sizeof new_bit));
+  CHECK(seen.reject_type == NFT_REJECT_TCP_RST);
+  CHECK(seen.reject_code == 0);
+}
+
+TEST_CASE("encode_replace_batch: a long element list is split, the parts sharing one seq") {
+  std::vector<PortRange> ports;
+  for (std::uint16_t port = 1; port <= 10000; ++port) ports.push_back({port, port});
+  const auto batch = portier::encode_replace_batch(
+      one_rule_ruleset(
+          make_rule({L4ProtoIn{{L4Proto::udp}}, DestPortIn{ports}}, VerdictKind::drop)),
+      7);
+  const auto messages = split(batch);
+  std::vector<const Message*> element_messages;
+  for (const Message& m : messages) {
+    if (m.type == nft(NFT_MSG_NEWSETELEM)) element_messages.push_back(&m);
+  }
+  // 16 bytes per element, at most 65535 per element list attribute.
+  REQUIRE(element_messages.size() == 3);
+  std::size_t total = 0;
+  for (const Message* m : element_messages) {
+    CHECK(m->seq == element_messages.front()->seq);
+    total += elements_of(m->nlh).size();
+  }
+  CHECK(total == 10000);
+  // The first part holds 4095 elements; the 4096th did not fit and opens the second part
+  // under the next nest number, as nft numbers them.
+  std::vector<std::uint16_t> numbers;
+  const auto second = elements_of(element_messages[1]->nlh, &numbers);
+  CHECK(second.front().port == 4096);
+  CHECK(numbers.front() == 4097);
+  CHECK(batch.messages.size() == messages.size());
+  CHECK(batch.next_seq == messages.back().seq + 1);
+  CHECK(batch.find(element_messages.front()->seq)->what ==
+        "elements of port set of rule 1 in chain input");
+}
+
+TEST_CASE("encode_replace_batch: the bytes do not depend on earlier heap contents") {
+  const Ruleset ruleset =
+      one_rule_ruleset(make_rule({CtState{ct_established}}, VerdictKind::accept, "x"));
+  const auto first = portier::encode_replace_batch(ruleset, 1);
+  std::vector<std::vector<char>> noise;
+  for (int i = 0; i < 16; ++i) noise.emplace_back(256 * 1024, static_cast<char>(0xa5));
+  noise.clear();
+  CHECK(portier::encode_replace_batch(ruleset, 1).bytes == first.bytes);
+}
+
+TEST_CASE("encode_replace_batch: refuses an IR the kernel could not express") {
+  CHECK_THROWS_AS(
+      portier::encode_replace_batch(
+          one_rule_ruleset(make_rule({DestPortIn{{{22, 22}}}}, VerdictKind::accept)), 1),
+      std::invalid_argument);
+  CHECK_THROWS_AS(
+      portier::encode_replace_batch(
+          one_rule_ruleset(make_rule({}, VerdictKind::accept, std::string(129, 'x'))), 1),
+      std::invalid_argument);
+  Ruleset unnamed;
+  unnamed.table.clear();
+  CHECK_THROWS_AS(portier::encode_replace_batch(unnamed, 1), std::invalid_argument);
+}
