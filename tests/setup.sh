@@ -4,6 +4,7 @@
 # and ninja rebuilds only what changed. Extra cmake arguments can be passed after the script
 # name, e.g. `bash tests/setup.sh -DPORTIER_SANITIZE=ON`.
 set -euo pipefail
+trap 'echo "setup: FAILED (line $LINENO, exit $?); see the messages above" >&2' ERR
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

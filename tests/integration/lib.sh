@@ -476,6 +476,10 @@ assert_blocked() {
   if probe "$@"; then
     fail "expected $proto to $ip:$port from $from to be BLOCKED${why:+ ($why)}, but the listener in $to received it ($PROBE_DETAIL)"
   fi
+  # Nothing arrived: make sure that is not because the listener is gone.
+  local pid=${_LISTENERS[$to-$proto-$port]}
+  kill -0 "$pid" 2>/dev/null ||
+    fail "the $proto listener on port $port in $to died; cannot tell whether the firewall blocked the probe"
   log "ok: $proto $from -> $ip:$port blocked${why:+ ($why)} ($PROBE_DETAIL)"
 }
 
