@@ -13,6 +13,7 @@ struct mnl_socket;
 
 namespace portier {
 
+/// Not thread-safe: the sequence numbers and replies of one socket serve one caller at a time.
 class NetlinkKernel final : public Kernel {
  public:
   /// Opens and binds the socket; throws KernelError if that fails.

@@ -139,6 +139,19 @@ Ruleset big_sets() {
   return r;
 }
 
+// Thousands of acknowledged messages in one batch: the replies must all fit the socket's
+// receive buffer.
+Ruleset many_rules() {
+  std::vector<Rule> rules;
+  for (std::uint16_t port = 1; port <= 5000; ++port) {
+    rules.push_back(
+        rule({tcp(), ports({{port, port}})}, accept(), "r" + std::to_string(port), port % 2 == 0));
+  }
+  Ruleset r;
+  r.chains.push_back(base_chain("input", Hook::input, 0, true, std::move(rules)));
+  return r;
+}
+
 Ruleset empty_table() { return Ruleset{}; }
 
 Ruleset other_table() {
@@ -176,6 +189,7 @@ const std::map<std::string, std::function<Ruleset()>>& cases() {
       {"other-table", other_table},
       {"broken", broken},
       {"counted", counted},
+      {"many-rules", many_rules},
   };
   return all;
 }
