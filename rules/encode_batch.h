@@ -13,8 +13,8 @@ namespace portier {
 /// One netlink message of an encoded batch.
 struct BatchMessage {
   std::uint32_t seq = 0;
-  std::uint16_t type =
-      0;  // nlmsg_type: (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_*, or batch begin/end
+  /// nlmsg_type: (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_*, or NFNL_MSG_BATCH_BEGIN/END.
+  std::uint16_t type = 0;
   bool wants_ack = false;  // NLM_F_ACK: the kernel answers it with an ack or an error
   std::string what;        // what it creates, for error text: `rule "ssh" in chain input`
 };
@@ -24,7 +24,8 @@ struct EncodedBatch {
   std::vector<BatchMessage> messages;  // in wire order, begin and end included
   std::uint32_t next_seq = 0;          // first sequence number after this batch
 
-  /// The message with this sequence number, or nullptr.
+  /// The message with this sequence number, or nullptr. The parts of a long element list
+  /// share one number (as in nft); they also share their description.
   const BatchMessage* find(std::uint32_t seq) const;
 };
 
