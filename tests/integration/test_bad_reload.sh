@@ -66,7 +66,7 @@ ports     = [8081]
 direction = "sideways"
 action    = "accept"
 TOML
-expected="$POLICY:16:13: error: 'direction' must be \"in\" or \"out\""
+expected="$POLICY:16:13: error: 'direction' must be \"in\", \"out\" or \"forward\""
 
 pctl check "$POLICY"
 assert_rc 1 "portierctl check of the invalid policy"
