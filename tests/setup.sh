@@ -17,6 +17,8 @@ PACKAGES=(
   systemd
   # the notify-socket listener of the tests and the demo
   python3
+  # test_systemd_service: the unit under a real systemd in a container
+  systemd-container debootstrap
 )
 
 missing=()
