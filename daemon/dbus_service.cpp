@@ -65,8 +65,8 @@ FirewallService::ListRules() {
                             uint64_t>>
       result;
   for (const RuleStatus& rule : rules)
-    result.emplace_back(rule.name, rule.enabled, std::string(to_string(rule.direction)),
-                        std::string(to_string(rule.action)), rule.match, rule.packets, rule.bytes);
+    result.emplace_back(rule.name, rule.enabled, rule.direction, rule.action, rule.match,
+                        rule.packets, rule.bytes);
   return result;
 }
 

@@ -8,27 +8,45 @@
 #include <cstring>
 #include <filesystem>
 #include <system_error>
+#include <tuple>
 
+#include "cgroups.h"
 #include "compile_policy.h"
 
 namespace portier {
 
-Firewall::Firewall(Kernel& kernel, std::string policy_path, std::string state_dir,
-                   SystemTables tables)
-    : kernel_(kernel),
-      policy_path_(std::move(policy_path)),
-      state_dir_(std::move(state_dir)),
-      tables_(std::move(tables)) {}
+namespace {
+
+bool is_toggleable(Policy& policy, const std::string& name) {
+  return policy.find_rule(name) || policy.find_forward(name);
+}
+
+std::string place(const SourceLocation& where) {
+  return where.file + ":" + std::to_string(where.line) + ":" + std::to_string(where.column);
+}
+
+// Where the policy defines what a kernel rule's comment names, for error messages.
+SourceLocation where_defined(const Policy& policy, const std::string& name) {
+  if (const Rule* rule = policy.find_rule(name)) return rule->where;
+  for (const Bind& bind : policy.binds)
+    if (bind.name == name) return bind.where;
+  return {policy.source, 0, 0};
+}
+
+}  // namespace
+
+Firewall::Firewall(Kernel& kernel, FirewallOptions options, SystemTables tables)
+    : kernel_(kernel), options_(std::move(options)), tables_(std::move(tables)) {}
 
 void Firewall::reload() {
-  ParsedPolicy parsed = parse_policy_file(policy_path_, tables_);
+  ParsedPolicy parsed = parse_policy_file(options_.policy_path, tables_);
   if (!parsed.ok()) throw PolicyError(parsed.report());
   apply(effective(parsed.policy));
   policy_ = std::move(parsed.policy);
   // Forget toggles of rules the new policy no longer has.
-  std::erase_if(toggles_, [&](const auto& toggle) { return !policy_.find_rule(toggle.first); });
+  std::erase_if(toggles_, [&](const auto& toggle) { return !is_toggleable(policy_, toggle.first); });
   try {
-    save_last_good(parsed.sources.at(policy_path_));
+    save_last_good(parsed.sources.at(options_.policy_path));
   } catch (const std::exception& failure) {
     // The new ruleset is in force; only the fallback copy for a later start is stale.
     std::fprintf(stderr, "portierd: warning: %s\n", failure.what());
@@ -36,7 +54,8 @@ void Firewall::reload() {
 }
 
 void Firewall::set_rule_enabled(const std::string& name, bool enabled) {
-  if (!policy_.find_rule(name)) throw NoSuchRule("no rule named '" + name + "' in the policy");
+  if (!is_toggleable(policy_, name))
+    throw NoSuchRule("no rule or forward named '" + name + "' in the policy");
   auto toggles = toggles_;
   toggles[name] = enabled;
   std::swap(toggles, toggles_);
@@ -53,41 +72,61 @@ Policy Firewall::effective(const Policy& policy) const {
   for (Rule& rule : result.rules)
     if (auto toggle = toggles_.find(rule.name); toggle != toggles_.end())
       rule.enabled = toggle->second;
+  for (Forward& forward : result.forwards)
+    if (auto toggle = toggles_.find(forward.name); toggle != toggles_.end())
+      forward.enabled = toggle->second;
   return result;
 }
 
 void Firewall::apply(const Policy& policy) {
-  kernel_.apply(compile_policy(policy));
+  ir::Ruleset ruleset = compile_policy(policy, options_.compile);
+  if (options_.resolve_cgroups) {
+    try {
+      options_.resolve_cgroups(ruleset);
+    } catch (const MissingCgroup& missing) {
+      throw PolicyError(place(where_defined(policy, missing.owner)) + ": error: '" +
+                        missing.owner + "': " + missing.what() + "\n");
+    }
+  }
+  kernel_.apply(ruleset);
   ++generation_;
   last_applied_ = std::chrono::system_clock::now();
 }
 
 std::vector<RuleStatus> Firewall::rules() const {
-  std::map<std::string, const RuleCounter*> counters;
-  auto kernel_counters = kernel_.read_counters(ir::Ruleset{}.table);
-  for (const RuleCounter& counter : kernel_counters)
-    if (!counter.comment.empty()) counters.emplace(counter.comment, &counter);
-
-  std::vector<RuleStatus> result;
-  for (const Rule& rule : effective(policy_).rules) {
-    RuleStatus status{rule.name, rule.enabled, rule.direction, rule.action,
-                      describe_match(rule), 0, 0};
-    if (auto it = counters.find(rule.name); it != counters.end() && rule.enabled) {
-      status.packets = it->second->packets;
-      status.bytes = it->second->bytes;
-    }
-    result.push_back(std::move(status));
+  // A policy rule may be several kernel rules (zones, address families): add them up.
+  std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> counters;
+  for (const RuleCounter& counter : kernel_.read_counters(ir::Ruleset{}.table)) {
+    if (counter.comment.empty()) continue;
+    auto& [packets, bytes] = counters[counter.comment];
+    packets += counter.packets;
+    bytes += counter.bytes;
   }
+  auto counted = [&](RuleStatus status) {
+    if (auto it = counters.find(status.name); it != counters.end() && status.enabled)
+      std::tie(status.packets, status.bytes) = it->second;
+    return status;
+  };
+
+  Policy in_force = effective(policy_);
+  std::vector<RuleStatus> result;
+  for (const Rule& rule : in_force.rules)
+    result.push_back(counted({rule.name, rule.enabled, std::string(to_string(rule.direction)),
+                              std::string(to_string(rule.action)), describe_match(rule), 0, 0}));
+  for (const Forward& forward : in_force.forwards)
+    result.push_back(counted({forward.name, forward.enabled, "forward", "dnat",
+                              describe_forward(forward), 0, 0}));
   return result;
 }
 
 FirewallStatus Firewall::status() const {
   FirewallStatus status;
-  status.policy_path = policy_path_;
+  status.policy_path = options_.policy_path;
   status.table = ir::Ruleset{}.table;
   Policy in_force = effective(policy_);
-  status.rules = in_force.rules.size();
+  status.rules = in_force.rules.size() + in_force.forwards.size();
   for (const Rule& rule : in_force.rules) status.rules_enabled += rule.enabled ? 1 : 0;
+  for (const Forward& forward : in_force.forwards) status.rules_enabled += forward.enabled ? 1 : 0;
   status.generation = generation_;
   status.last_applied = last_applied_;
   return status;
@@ -96,8 +135,8 @@ FirewallStatus Firewall::status() const {
 // The last policy the kernel accepted, for a later start whose file is broken.
 // Written as temp file + fsync + rename so a crash leaves the old copy or the new one.
 void Firewall::save_last_good(const std::string& text) const {
-  if (state_dir_.empty()) return;
-  std::filesystem::path final_path = std::filesystem::path(state_dir_) / "last-good.toml";
+  if (options_.state_dir.empty()) return;
+  std::filesystem::path final_path = std::filesystem::path(options_.state_dir) / "last-good.toml";
   std::filesystem::path temp_path = final_path;
   temp_path += ".tmp";
   int fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "cgroups.h"
 #include "dbus_service.h"
 #include "firewall.h"
 #include "netlink_kernel.h"
@@ -124,8 +125,13 @@ int run(const Options& options) {
   std::filesystem::create_directories(options.state_dir);
 
   portier::NetlinkKernel kernel;
-  portier::Firewall firewall(kernel, options.policy, options.state_dir,
-                             portier::SystemTables::load());
+  portier::FirewallOptions firewall_options;
+  firewall_options.policy_path = options.policy;
+  firewall_options.state_dir = options.state_dir;
+  firewall_options.resolve_cgroups = [root = portier::find_cgroup2_root()](portier::ir::Ruleset& ruleset) {
+    portier::resolve_socket_cgroups(ruleset, root);
+  };
+  portier::Firewall firewall(kernel, std::move(firewall_options), portier::SystemTables::load());
   try {
     firewall.reload();
   } catch (const portier::PolicyError& failure) {

@@ -2,124 +2,424 @@
 
 #include <algorithm>
 
+#include "compile_match.h"
+
 namespace portier {
 namespace {
 
-ir::Rule accept_established() {
-  return {{ir::CtState{ir::ct_established | ir::ct_related}}, false, {ir::VerdictKind::accept, {}}, {}};
+ir::Rule rule_of(std::vector<ir::Match> matches, ir::VerdictKind kind, std::string comment = {},
+                 bool counter = false) {
+  ir::Rule rule;
+  rule.matches = std::move(matches);
+  rule.counter = counter;
+  rule.verdict.kind = kind;
+  rule.comment = std::move(comment);
+  return rule;
 }
 
-ir::Rule drop_invalid() {
-  return {{ir::CtState{ir::ct_invalid}}, false, {ir::VerdictKind::drop, {}}, {}};
+ir::Rule goto_rule(std::vector<ir::Match> matches, std::string chain) {
+  ir::Rule rule = rule_of(std::move(matches), ir::VerdictKind::go_to);
+  rule.verdict.chain = std::move(chain);
+  return rule;
 }
 
-ir::Rule accept_loopback(bool outgoing) {
-  return {{ir::LoopbackInterface{outgoing}}, false, {ir::VerdictKind::accept, {}}, {}};
-}
-
-// TCP gets a reset and everything else an ICMP(v6) port unreachable, as a closed port
-// would answer. A rule over one protocol rejects directly; anything else goes through
-// a chain that picks the answer per packet.
-ir::Verdict reject_verdict(const std::vector<Protocol>& protocols) {
-  if (protocols.size() == 1 && protocols[0] == Protocol::tcp)
-    return {ir::VerdictKind::reject_tcp_reset, {}};
-  if (protocols.size() == 1 && protocols[0] == Protocol::udp)
-    return {ir::VerdictKind::reject_icmpx_port_unreachable, {}};
-  return {ir::VerdictKind::jump, kRejectChain};
-}
-
-ir::Verdict verdict_for(Action action, const std::vector<Protocol>& protocols) {
-  switch (action) {
-    case Action::accept: return {ir::VerdictKind::accept, {}};
-    case Action::drop: return {ir::VerdictKind::drop, {}};
-    case Action::reject: return reject_verdict(protocols);
+std::uint32_t seconds_of(Rate::Unit unit) {
+  switch (unit) {
+    case Rate::Unit::second: return 60;  // a minute of memory is plenty for a per-second rate
+    case Rate::Unit::minute: return 60;
+    case Rate::Unit::hour: return 3600;
+    case Rate::Unit::day: return 86400;
   }
-  return {ir::VerdictKind::drop, {}};
+  return 60;
 }
 
-ir::L4Proto l4proto(Protocol protocol) {
-  return protocol == Protocol::tcp ? ir::L4Proto::tcp : ir::L4Proto::udp;
-}
-
-ir::Rule compile_rule(const Rule& rule) {
-  ir::Rule compiled;
-  if (!rule.protocols.empty()) {
-    ir::L4ProtoIn protocols;
-    for (Protocol protocol : rule.protocols) protocols.protocols.push_back(l4proto(protocol));
-    std::sort(protocols.protocols.begin(), protocols.protocols.end());
-    compiled.matches.push_back(std::move(protocols));
-    if (!rule.ports.empty()) compiled.matches.push_back(ir::DestPortIn{merge_port_ranges(rule.ports)});
+ir::RateUnit rate_unit(Rate::Unit unit) {
+  switch (unit) {
+    case Rate::Unit::second: return ir::RateUnit::second;
+    case Rate::Unit::minute: return ir::RateUnit::minute;
+    case Rate::Unit::hour: return ir::RateUnit::hour;
+    case Rate::Unit::day: return ir::RateUnit::day;
   }
-  compiled.counter = true;
-  compiled.verdict = verdict_for(rule.action, rule.protocols);
-  compiled.comment = rule.name;
-  return compiled;
+  return ir::RateUnit::second;
 }
 
-ir::Chain reject_chain() {
-  ir::Chain chain{kRejectChain, std::nullopt, {}};
-  chain.rules.push_back({{ir::L4ProtoIn{{ir::L4Proto::tcp}}}, false,
-                         {ir::VerdictKind::reject_tcp_reset, {}}, {}});
-  chain.rules.push_back({{}, false, {ir::VerdictKind::reject_icmpx_port_unreachable, {}}, {}});
-  return chain;
+std::string meter_name(const Rule& rule, ir::Family family) {
+  return "limit_" + rule.name + (family == ir::Family::ipv4 ? "_v4" : "_v6");
 }
 
-ir::Chain base_chain(const char* name, ir::Hook hook, Action default_action) {
-  // A rejecting default still needs a dropping policy: the reject rule at the end of
-  // the chain answers, the policy is what happens should anything fall past it.
-  return {name, ir::BaseChain{hook, 0, default_action == Action::accept}, {}};
+std::vector<ir::Match> concat(std::vector<ir::Match> a, const std::vector<ir::Match>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
 }
 
-bool uses_chain(const ir::Chain& chain, const std::string& target) {
-  return std::any_of(chain.rules.begin(), chain.rules.end(), [&](const ir::Rule& rule) {
-    return rule.verdict.kind == ir::VerdictKind::jump && rule.verdict.chain == target;
-  });
-}
+// Fills a ruleset from a policy. One instance per compilation.
+class Compiler {
+ public:
+  Compiler(const Policy& policy, const CompileOptions& options) : policy_(policy), options_(options) {
+    for (const Zone& zone : policy.zones)
+      if (!zone.interfaces.empty()) dispatch_zones_.push_back(&zone);
+  }
+
+  ir::Ruleset run() {
+    ir::Ruleset ruleset;
+    ruleset.owner = options_.owner;
+    ruleset.persist = options_.owner;
+    add_policy_sets(ruleset);
+    std::vector<ir::Chain> zone_chains;
+    ir::Chain input = input_chain(zone_chains);
+    ir::Chain forward = forward_chain(zone_chains);
+    ir::Chain output = output_chain();
+    // The kernel resolves jump and goto targets when a rule is added: targets first.
+    if (uses_reject_) ruleset.chains.push_back(reject_chain());
+    for (ir::Chain& chain : zone_chains) ruleset.chains.push_back(std::move(chain));
+    ruleset.chains.push_back(std::move(input));
+    ruleset.chains.push_back(std::move(forward));
+    ruleset.chains.push_back(std::move(output));
+    if (needs_nat()) {
+      ruleset.chains.push_back(prerouting_chain());
+      ruleset.chains.push_back(postrouting_chain());
+    }
+    ruleset.sets.insert(ruleset.sets.end(), meters_.begin(), meters_.end());
+    return ruleset;
+  }
+
+ private:
+  void add_policy_sets(ir::Ruleset& ruleset) {
+    for (const NamedSet& set : policy_.sets) {
+      ir::NamedSet compiled;
+      compiled.name = set.name;
+      compiled.interval = true;
+      compiled.timeout = set.timeout.has_value();
+      if (set.family == SetFamily::port) {
+        compiled.key = ir::SetKey::inet_service;
+        for (const ir::PortRange& range : merge_port_ranges(set.ports))
+          compiled.elements.push_back({ir::port_element(range.first), ir::port_element(range.last)});
+      } else {
+        compiled.key = set.family == SetFamily::ipv4 ? ir::SetKey::ipv4_addr : ir::SetKey::ipv6_addr;
+        std::vector<ir::AddressRange> ranges;
+        ranges.reserve(set.addresses.size());
+        for (const Cidr& cidr : set.addresses) ranges.push_back(to_range(cidr));
+        compiled.elements = merge_address_ranges(std::move(ranges));
+      }
+      ruleset.sets.push_back(std::move(compiled));
+    }
+  }
+
+  bool needs_nat() const {
+    return !policy_.masquerade.empty() ||
+           std::any_of(policy_.forwards.begin(), policy_.forwards.end(),
+                       [](const Forward& f) { return f.enabled; });
+  }
+
+  // TCP gets a reset and everything else an ICMP(v6) port unreachable, as a closed port
+  // would answer. A rule over TCP or UDP alone rejects directly; anything else goes
+  // through a chain that picks the answer per packet.
+  ir::Verdict verdict_for(Action action, const std::vector<Protocol>& protocols) {
+    ir::Verdict verdict;
+    switch (action) {
+      case Action::accept: verdict.kind = ir::VerdictKind::accept; break;
+      case Action::drop: verdict.kind = ir::VerdictKind::drop; break;
+      case Action::reject:
+        if (protocols.size() == 1 && protocols[0] == Protocol::tcp) {
+          verdict.kind = ir::VerdictKind::reject_tcp_reset;
+        } else if (protocols.size() == 1 && protocols[0] == Protocol::udp) {
+          verdict.kind = ir::VerdictKind::reject_icmpx_port_unreachable;
+        } else {
+          verdict.kind = ir::VerdictKind::jump;
+          verdict.chain = kRejectChain;
+          uses_reject_ = true;
+        }
+        break;
+    }
+    return verdict;
+  }
+
+  ir::Rule log_rule(std::vector<ir::Match> matches, std::string prefix) const {
+    matches.push_back(ir::Limit{options_.log_rate_per_minute, ir::RateUnit::minute, 5, false});
+    ir::Rule rule = rule_of(std::move(matches), ir::VerdictKind::none);
+    rule.log = ir::Log{std::move(prefix), std::nullopt};
+    return rule;
+  }
+
+  // The verdict for packets no rule decided, logged as [policy].log asks.
+  void add_default(ir::Chain& chain, Action action, const std::string& where, bool explicit_verdict) {
+    bool log = policy_.log == LogMode::all || (policy_.log == LogMode::denied && action != Action::accept);
+    if (log) chain.rules.push_back(log_rule({}, "portier " + std::string(action == Action::accept ? "accepted " : "denied ") + where + " "));
+    if (action == Action::reject || explicit_verdict) {
+      ir::Rule rule = rule_of({}, ir::VerdictKind::none, "default " + where, true);
+      rule.verdict = verdict_for(action, {});
+      chain.rules.push_back(std::move(rule));
+    }
+  }
+
+  // A policy rule as kernel rules in `chain`: one per alternative of its endpoints,
+  // preceded by its per-source limit and its log rule where it has them.
+  void add_rule(ir::Chain& chain, const Rule& rule, const ChainZone& zone) {
+    auto from = endpoint_segments(policy_, rule.from, false, false, zone);
+    auto to = endpoint_segments(policy_, rule.to, true, true, zone);
+    std::vector<ir::Match> tail = protocol_matches(rule.protocols, rule.ports, false);
+    if (rule.user) tail.push_back(ir::SocketUid{*rule.user, false});
+    if (!rule.cgroup.empty()) tail.push_back(cgroup_match(rule.cgroup, false));
+    for (const Segment& segment : combine(from, to)) {
+      std::vector<ir::Match> matches = concat(segment, tail);
+      if (rule.limit) add_meter_rules(chain, rule, matches);
+      if (rule.log || policy_.log == LogMode::all)
+        chain.rules.push_back(log_rule(matches, "portier " + rule.name + " "));
+      ir::Rule compiled = rule_of(std::move(matches), ir::VerdictKind::accept, rule.name, true);
+      compiled.verdict = verdict_for(rule.action, rule.protocols);
+      chain.rules.push_back(std::move(compiled));
+    }
+  }
+
+  // New connections over the rule's per-source rate are dropped before the rule accepts.
+  void add_meter_rules(ir::Chain& chain, const Rule& rule, const std::vector<ir::Match>& matches) {
+    ir::Limit limit{rule.limit->count, rate_unit(rule.limit->unit), 5, true};
+    for (ir::Family family : {ir::Family::ipv4, ir::Family::ipv6}) {
+      std::string name = meter_name(rule, family);
+      if (std::none_of(meters_.begin(), meters_.end(), [&](const ir::NamedSet& s) { return s.name == name; })) {
+        ir::NamedSet meter;
+        meter.name = name;
+        meter.key = family == ir::Family::ipv4 ? ir::SetKey::ipv4_addr : ir::SetKey::ipv6_addr;
+        meter.dynamic = true;
+        meter.timeout = true;
+        meter.default_timeout_seconds = seconds_of(rule.limit->unit);
+        meter.size = 65535;
+        meters_.push_back(std::move(meter));
+      }
+      std::vector<ir::Match> over = matches;
+      over.push_back(ir::MeterOver{name, family, limit});
+      chain.rules.push_back(rule_of(std::move(over), ir::VerdictKind::drop, rule.name + " over limit", true));
+    }
+  }
+
+  static ir::SocketCgroup cgroup_match(const std::string& path, bool negate) {
+    auto level = static_cast<std::uint32_t>(std::count(path.begin(), path.end(), '/') + 1);
+    return ir::SocketCgroup{level, path, 0, negate};
+  }
+
+  // Packets are sent to zone chains by interface: exact names through one verdict map,
+  // wildcards one rule each.
+  void add_dispatch(ir::Chain& chain, const std::string& prefix) {
+    if (dispatch_zones_.empty()) return;
+    ir::Rule vmap = rule_of({}, ir::VerdictKind::vmap);
+    std::vector<ir::Rule> wildcards;
+    for (const Zone* zone : dispatch_zones_) {
+      for (const std::string& name : zone->interfaces) {
+        if (name.ends_with('*'))
+          wildcards.push_back(goto_rule({ir::InterfaceNameIn{false, {name}}}, prefix + zone->name));
+        else
+          vmap.verdict.vmap.push_back({name, ir::VerdictKind::go_to, prefix + zone->name});
+      }
+    }
+    std::sort(vmap.verdict.vmap.begin(), vmap.verdict.vmap.end(),
+              [](const ir::VmapEntry& a, const ir::VmapEntry& b) { return a.interface < b.interface; });
+    if (!vmap.verdict.vmap.empty()) chain.rules.push_back(std::move(vmap));
+    for (ir::Rule& rule : wildcards) chain.rules.push_back(std::move(rule));
+  }
+
+  void add_rules(ir::Chain& chain, Direction direction, const ChainZone& zone) {
+    for (const Rule& rule : policy_.rules)
+      if (rule.enabled && rule.direction == direction) add_rule(chain, rule, zone);
+  }
+
+  ir::Chain input_chain(std::vector<ir::Chain>& zone_chains) {
+    ir::Chain chain{kInputChain, ir::BaseChain{ir::Hook::input, ir::ChainType::filter, kFilterPriority,
+                                               policy_.input == Action::accept},
+                    {}};
+    chain.rules.push_back(rule_of({ir::LoopbackInterface{false}}, ir::VerdictKind::accept));
+    for (const Bind& bind : policy_.binds) {
+      if (bind.cgroup.empty()) continue;
+      auto matches = protocol_matches(bind.protocols, bind.ports, false);
+      matches.push_back(cgroup_match(bind.cgroup, true));
+      chain.rules.push_back(rule_of(std::move(matches), ir::VerdictKind::drop, bind.name, true));
+    }
+    chain.rules.push_back(rule_of({ir::CtState{ir::ct_established | ir::ct_related}}, ir::VerdictKind::accept));
+    chain.rules.push_back(rule_of({ir::CtState{ir::ct_invalid}}, ir::VerdictKind::drop));
+    chain.rules.push_back(rule_of(
+        {ir::IcmpTypeIn{true, {std::begin(kIcmpv6Essentials), std::end(kIcmpv6Essentials)}}},
+        ir::VerdictKind::accept));
+    for (const Zone* zone : dispatch_zones_) {
+      ir::Chain zone_chain{std::string("input_") + zone->name, std::nullopt, {}};
+      add_rules(zone_chain, Direction::in, {zone, true});
+      add_default(zone_chain, zone->input.value_or(policy_.input), "input from " + zone->name, true);
+      zone_chains.push_back(std::move(zone_chain));
+    }
+    add_dispatch(chain, "input_");
+    add_rules(chain, Direction::in, {nullptr, !dispatch_zones_.empty()});
+    add_default(chain, policy_.input, "input", false);
+    return chain;
+  }
+
+  ir::Chain forward_chain(std::vector<ir::Chain>& zone_chains) {
+    ir::Chain chain{kForwardChain, ir::BaseChain{ir::Hook::forward, ir::ChainType::filter,
+                                                 kFilterPriority, policy_.forward == Action::accept},
+                    {}};
+    // Clamp the MSS of connections through masqueraded links (often PPPoE with a smaller
+    // MTU) to the route's MTU, both the SYN out and the SYN-ACK back.
+    for (const std::string& name : policy_.masquerade) {
+      const Zone* zone = policy_.find_zone(name);
+      if (!zone) continue;
+      for (bool outgoing : {true, false})
+        for (Segment& segment : interface_segments(*zone, outgoing)) {
+          segment.insert(segment.begin(), ir::TcpSyn{});
+          chain.rules.push_back(rule_of(std::move(segment), ir::VerdictKind::clamp_mss));
+        }
+    }
+    chain.rules.push_back(rule_of({ir::CtState{ir::ct_established | ir::ct_related}}, ir::VerdictKind::accept));
+    chain.rules.push_back(rule_of({ir::CtState{ir::ct_invalid}}, ir::VerdictKind::drop));
+    if (std::any_of(policy_.forwards.begin(), policy_.forwards.end(), [](const Forward& f) { return f.enabled; }))
+      chain.rules.push_back(rule_of({ir::CtStatusDnat{}}, ir::VerdictKind::accept, "port forwards", true));
+    for (const Zone* zone : dispatch_zones_) {
+      ir::Chain zone_chain{std::string("forward_") + zone->name, std::nullopt, {}};
+      add_rules(zone_chain, Direction::forward, {zone, true});
+      for (const std::string& target_name : zone->forward_to) {
+        const Zone* target = policy_.find_zone(target_name);
+        if (!target) continue;
+        for (Segment& segment : interface_segments(*target, true))
+          zone_chain.rules.push_back(rule_of(std::move(segment), ir::VerdictKind::accept,
+                                             zone->name + " to " + target->name, true));
+      }
+      add_default(zone_chain, policy_.forward, "forward from " + zone->name, true);
+      zone_chains.push_back(std::move(zone_chain));
+    }
+    add_dispatch(chain, "forward_");
+    add_rules(chain, Direction::forward, {nullptr, !dispatch_zones_.empty()});
+    add_default(chain, policy_.forward, "forward", false);
+    return chain;
+  }
+
+  ir::Chain output_chain() {
+    ir::Chain chain{kOutputChain, ir::BaseChain{ir::Hook::output, ir::ChainType::filter, kFilterPriority,
+                                                policy_.output == Action::accept},
+                    {}};
+    chain.rules.push_back(rule_of({ir::LoopbackInterface{true}}, ir::VerdictKind::accept));
+    // A port tied to a user: whatever else answers from it is dropped on the way out.
+    for (const Bind& bind : policy_.binds) {
+      if (!bind.user) continue;
+      auto matches = protocol_matches(bind.protocols, bind.ports, true);
+      matches.push_back(ir::SocketUid{*bind.user, true});
+      chain.rules.push_back(rule_of(std::move(matches), ir::VerdictKind::drop, bind.name, true));
+    }
+    chain.rules.push_back(rule_of({ir::CtState{ir::ct_established | ir::ct_related}}, ir::VerdictKind::accept));
+    // NAT leakage: a packet conntrack cannot place would leave with its private source.
+    for (const std::string& name : policy_.masquerade)
+      if (const Zone* zone = policy_.find_zone(name))
+        for (Segment& segment : interface_segments(*zone, true)) {
+          segment.push_back(ir::CtState{ir::ct_invalid});
+          chain.rules.push_back(rule_of(std::move(segment), ir::VerdictKind::drop));
+        }
+    add_rules(chain, Direction::out, {nullptr, false});
+    add_default(chain, policy_.output, "output", false);
+    return chain;
+  }
+
+  ir::Chain prerouting_chain() {
+    ir::Chain chain{kPreroutingChain,
+                    ir::BaseChain{ir::Hook::prerouting, ir::ChainType::nat, kDstnatPriority, true}, {}};
+    for (const Forward& forward : policy_.forwards) {
+      if (!forward.enabled) continue;
+      const Zone* zone = policy_.find_zone(forward.from);
+      if (!zone) continue;
+      for (Segment& segment : interface_segments(*zone, false)) {
+        auto matches = concat(std::move(segment), protocol_matches(forward.protocols, forward.ports, false));
+        ir::Rule rule = rule_of(std::move(matches), ir::VerdictKind::dnat, forward.name, true);
+        rule.verdict.nat_address = to_range(forward.to_address).first;
+        rule.verdict.nat_port = forward.to_port;
+        chain.rules.push_back(std::move(rule));
+      }
+    }
+    return chain;
+  }
+
+  ir::Chain postrouting_chain() {
+    ir::Chain chain{kPostroutingChain,
+                    ir::BaseChain{ir::Hook::postrouting, ir::ChainType::nat, kSrcnatPriority, true}, {}};
+    for (const std::string& name : policy_.masquerade)
+      if (const Zone* zone = policy_.find_zone(name))
+        for (Segment& segment : interface_segments(*zone, true))
+          chain.rules.push_back(rule_of(std::move(segment), ir::VerdictKind::masquerade,
+                                        "masquerade " + name, true));
+    return chain;
+  }
+
+  static ir::Chain reject_chain() {
+    ir::Chain chain{kRejectChain, std::nullopt, {}};
+    chain.rules.push_back(rule_of({ir::L4ProtoIn{{ir::L4Proto::tcp}}}, ir::VerdictKind::reject_tcp_reset));
+    chain.rules.push_back(rule_of({}, ir::VerdictKind::reject_icmpx_port_unreachable));
+    return chain;
+  }
+
+  const Policy& policy_;
+  const CompileOptions& options_;
+  std::vector<const Zone*> dispatch_zones_;  // zones with interfaces, in policy order
+  std::vector<ir::NamedSet> meters_;
+  bool uses_reject_ = false;
+};
 
 }  // namespace
 
 std::vector<ir::PortRange> merge_port_ranges(const std::vector<PortRange>& ports) {
   std::vector<ir::PortRange> sorted;
+  sorted.reserve(ports.size());
   for (const PortRange& port : ports) sorted.push_back({port.first, port.last});
   std::sort(sorted.begin(), sorted.end(),
             [](const ir::PortRange& a, const ir::PortRange& b) { return a.first < b.first; });
   std::vector<ir::PortRange> merged;
   for (const ir::PortRange& range : sorted) {
-    if (!merged.empty() && range.first <= static_cast<std::uint32_t>(merged.back().last) + 1) {
+    if (!merged.empty() && range.first <= static_cast<std::uint32_t>(merged.back().last) + 1)
       merged.back().last = std::max(merged.back().last, range.last);
-    } else {
+    else
       merged.push_back(range);
-    }
   }
   return merged;
 }
 
-ir::Ruleset compile_policy(const Policy& policy) {
-  ir::Chain input = base_chain(kInputChain, ir::Hook::input, policy.input);
-  input.rules.push_back(accept_loopback(false));
-  input.rules.push_back(accept_established());
-  input.rules.push_back(drop_invalid());
+namespace {
 
-  ir::Chain output = base_chain(kOutputChain, ir::Hook::output, policy.output);
-  output.rules.push_back(accept_loopback(true));
-  output.rules.push_back(accept_established());
-
-  for (const Rule& rule : policy.rules) {
-    if (!rule.enabled) continue;
-    (rule.direction == Direction::in ? input : output).rules.push_back(compile_rule(rule));
+// The address one after `address`, or nullopt past the last one of its family.
+std::optional<ir::Address> successor(ir::Address address) {
+  std::size_t size = address.family == ir::Family::ipv4 ? 4 : 16;
+  for (std::size_t i = size; i-- > 0;) {
+    if (++address.bytes[i] != 0) return address;
   }
-  if (policy.input == Action::reject)
-    input.rules.push_back({{}, false, {ir::VerdictKind::jump, kRejectChain}, {}});
-  if (policy.output == Action::reject)
-    output.rules.push_back({{}, false, {ir::VerdictKind::jump, kRejectChain}, {}});
+  return std::nullopt;
+}
 
-  ir::Ruleset ruleset;
-  // The kernel resolves a jump when the rule is added, so the target comes first.
-  if (uses_chain(input, kRejectChain) || uses_chain(output, kRejectChain))
-    ruleset.chains.push_back(reject_chain());
-  ruleset.chains.push_back(std::move(input));
-  ruleset.chains.push_back(std::move(output));
-  return ruleset;
+}  // namespace
+
+std::vector<ir::AddressRange> merge_address_ranges(std::vector<ir::AddressRange> ranges) {
+  std::sort(ranges.begin(), ranges.end(),
+            [](const ir::AddressRange& a, const ir::AddressRange& b) { return a.first < b.first; });
+  std::vector<ir::AddressRange> merged;
+  merged.reserve(ranges.size());
+  for (const ir::AddressRange& range : ranges) {
+    if (!merged.empty()) {
+      auto next = successor(merged.back().last);
+      if (!next || range.first <= *next) {
+        if (merged.back().last < range.last) merged.back().last = range.last;
+        continue;
+      }
+    }
+    merged.push_back(range);
+  }
+  return merged;
+}
+
+ir::AddressRange to_range(const Cidr& cidr) {
+  ir::AddressRange range;
+  range.first.family = range.last.family = cidr.family == Family::ipv4 ? ir::Family::ipv4 : ir::Family::ipv6;
+  range.first.bytes = range.last.bytes = cidr.bytes;
+  const std::size_t bits = cidr.size() * 8;
+  for (std::size_t bit = cidr.prefix; bit < bits; ++bit) {
+    auto mask = static_cast<std::uint8_t>(0x80 >> (bit % 8));
+    range.first.bytes[bit / 8] = static_cast<std::uint8_t>(range.first.bytes[bit / 8] & ~mask);
+    range.last.bytes[bit / 8] = static_cast<std::uint8_t>(range.last.bytes[bit / 8] | mask);
+  }
+  return range;
+}
+
+ir::Ruleset compile_policy(const Policy& policy, const CompileOptions& options) {
+  return Compiler(policy, options).run();
 }
 
 }  // namespace portier

@@ -10,14 +10,43 @@ namespace portier {
 
 /// Names of the chains compile_policy() creates; rules are found back by them.
 inline constexpr const char* kInputChain = "input";
+inline constexpr const char* kForwardChain = "forward";
 inline constexpr const char* kOutputChain = "output";
+inline constexpr const char* kPreroutingChain = "prerouting";
+inline constexpr const char* kPostroutingChain = "postrouting";
 inline constexpr const char* kRejectChain = "reject_packet";
 
-/// The ruleset for `policy`, leaving out disabled rules. Every policy rule becomes
-/// one kernel rule with a counter and the rule's name as comment.
-ir::Ruleset compile_policy(const Policy& policy);
+/// Priorities, 10 after the standard ones (as firewalld does): other tables at the
+/// standard priorities (iptables-nft, container runtimes) have made their NAT decisions
+/// when portier filters, and a drop in any table drops whatever the order.
+inline constexpr int kFilterPriority = 10;
+inline constexpr int kDstnatPriority = -100 + 10;
+inline constexpr int kSrcnatPriority = 100 + 10;
+
+/// ICMPv6 that IPv6 needs whatever the input default (as OpenWrt's firewall4 allows):
+/// errors, neighbour discovery, router advertisements and MLD.
+inline constexpr std::uint8_t kIcmpv6Essentials[] = {1, 2, 3, 4, 130, 131, 132, 133, 134, 135, 136, 143};
+
+struct CompileOptions {
+  /// Create the table with the owner and persist flags (portierd does; `nft -f` of the
+  /// rendering cannot, since the table would vanish with nft's socket).
+  bool owner = false;
+  /// Rate of the log statements (`log = true`, `[policy].log`), per minute.
+  std::uint32_t log_rate_per_minute = 10;
+};
+
+/// The ruleset for `policy`, leaving out disabled rules and forwards. Every policy rule
+/// becomes kernel rules with a counter and the rule's name as comment (several when
+/// the rule spans address families or zones; their counters add up).
+ir::Ruleset compile_policy(const Policy& policy, const CompileOptions& options = {});
 
 /// Sorts ports and merges overlapping and adjacent ranges, as a set needs them.
 std::vector<ir::PortRange> merge_port_ranges(const std::vector<PortRange>& ports);
+
+/// Sorts address ranges of one family and merges overlapping and adjacent ones.
+std::vector<ir::AddressRange> merge_address_ranges(std::vector<ir::AddressRange> ranges);
+
+/// The address range a CIDR covers.
+ir::AddressRange to_range(const Cidr& cidr);
 
 }  // namespace portier

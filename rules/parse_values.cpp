@@ -351,14 +351,18 @@ std::vector<Endpoint> PolicyReader::endpoints(const toml::node& node, std::strin
 
 bool PolicyReader::valid_name(const toml::node& node, const std::string& name,
                               std::string_view what) {
-  bool ok = !name.empty() && name.size() <= 63 && std::isalnum(static_cast<unsigned char>(name[0])) &&
+  // Zones and sets become nft identifiers (chain and set names), which start with a letter.
+  const bool letter_first = what == "zone" || what == "set";
+  bool ok = !name.empty() && name.size() <= 63 &&
+            (letter_first ? std::isalpha(static_cast<unsigned char>(name[0]))
+                          : std::isalnum(static_cast<unsigned char>(name[0]))) &&
             std::all_of(name.begin(), name.end(), [](char c) {
               return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
             });
   if (!ok)
     error(node.source(), std::string(what) + " name '" + name +
                              "' must be 1-63 characters of letters, digits, '-', '_' or '.', "
-                             "starting with a letter or digit");
+                             "starting with a letter" + (letter_first ? "" : " or digit"));
   return ok;
 }
 

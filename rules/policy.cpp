@@ -72,21 +72,35 @@ static std::string describe_endpoints(const std::vector<Endpoint>& endpoints) {
   return text;
 }
 
-std::string describe_match(const Rule& rule) {
+static std::string describe_protocols_and_ports(const std::vector<Protocol>& protocols,
+                                                const std::vector<PortRange>& ports) {
   std::string text;
-  for (std::size_t i = 0; i < rule.protocols.size(); ++i) {
+  for (std::size_t i = 0; i < protocols.size(); ++i) {
     if (i > 0) text += ',';
-    text += to_string(rule.protocols[i]);
+    text += to_string(protocols[i]);
   }
   if (text.empty()) text = "any";
-  if (!rule.ports.empty()) {
+  if (!ports.empty()) {
     text += ' ';
-    for (std::size_t i = 0; i < rule.ports.size(); ++i) {
+    for (std::size_t i = 0; i < ports.size(); ++i) {
       if (i > 0) text += ',';
-      text += std::to_string(rule.ports[i].first);
-      if (rule.ports[i].last != rule.ports[i].first) text += '-' + std::to_string(rule.ports[i].last);
+      text += std::to_string(ports[i].first);
+      if (ports[i].last != ports[i].first) text += '-' + std::to_string(ports[i].last);
     }
   }
+  return text;
+}
+
+std::string describe_forward(const Forward& forward) {
+  std::string target = to_string(forward.to_address);
+  if (forward.to_address.family == Family::ipv6 && forward.to_port) target = '[' + target + ']';
+  if (forward.to_port) target += ':' + std::to_string(*forward.to_port);
+  return describe_protocols_and_ports(forward.protocols, forward.ports) + " from " + forward.from +
+         " to " + target;
+}
+
+std::string describe_match(const Rule& rule) {
+  std::string text = describe_protocols_and_ports(rule.protocols, rule.ports);
   if (!rule.from.empty()) text += " from " + describe_endpoints(rule.from);
   if (!rule.to.empty()) text += " to " + describe_endpoints(rule.to);
   if (!rule.user_name.empty()) text += " user " + rule.user_name;

@@ -141,4 +141,7 @@ std::string to_string(const Cidr& cidr);
 /// What a rule matches, in a few words: `tcp,udp 137-139 from wan`.
 std::string describe_match(const Rule& rule);
 
+/// A port forward in a few words: `tcp 8080 from wan to 192.168.1.10:80`.
+std::string describe_forward(const Forward& forward);
+
 }  // namespace portier

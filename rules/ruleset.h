@@ -4,6 +4,7 @@
 // objects from it: `nft list table inet portier` after either is the same text.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -13,7 +14,9 @@
 namespace portier::ir {
 
 /// Transport protocols as IP protocol numbers (meta l4proto).
-enum class L4Proto : std::uint8_t { tcp = 6, udp = 17 };
+enum class L4Proto : std::uint8_t { icmp = 1, tcp = 6, udp = 17, icmpv6 = 58, sctp = 132 };
+
+enum class Family { ipv4, ipv6 };
 
 /// An inclusive port range; a single port has first == last.
 struct PortRange {
@@ -22,10 +25,35 @@ struct PortRange {
   friend bool operator==(const PortRange&, const PortRange&) = default;
 };
 
+/// An IPv4 or IPv6 address in network byte order (IPv4 uses the first 4 bytes).
+struct Address {
+  Family family = Family::ipv4;
+  std::array<std::uint8_t, 16> bytes{};
+  friend bool operator==(const Address&, const Address&) = default;
+  friend auto operator<=>(const Address&, const Address&) = default;
+};
+
+/// An inclusive address range. A CIDR prefix is the range from its network address to
+/// its last address; nft prints such ranges back as prefixes.
+struct AddressRange {
+  Address first;
+  Address last;
+  friend bool operator==(const AddressRange&, const AddressRange&) = default;
+};
+
 /// `iif "lo"` on input, `oif "lo"` on output. Loopback is ifindex 1 in every namespace.
 struct LoopbackInterface {
   bool outgoing = false;  // oif instead of iif
   friend bool operator==(const LoopbackInterface&, const LoopbackInterface&) = default;
+};
+
+/// `iifname "eth0"` / `oifname ...`. One name compiles to a compare; a trailing '*' is a
+/// prefix compare (`iifname "ppp*"`) and stands alone; several exact names become an
+/// anonymous set (`iifname { "br-lan", "eth1" }`).
+struct InterfaceNameIn {
+  bool outgoing = false;
+  std::vector<std::string> names;  // sorted, unique, not empty; a wildcard only alone
+  friend bool operator==(const InterfaceNameIn&, const InterfaceNameIn&) = default;
 };
 
 /// Conntrack state bits as the kernel defines them (NF_CT_STATE_*_BIT).
@@ -43,6 +71,11 @@ struct CtState {
   friend bool operator==(const CtState&, const CtState&) = default;
 };
 
+/// `ct status dnat`: the connection was destination-NATed (a port forward).
+struct CtStatusDnat {
+  friend bool operator==(const CtStatusDnat&, const CtStatusDnat&) = default;
+};
+
 /// `meta l4proto X` (one protocol) or `meta l4proto { X, Y }` (an anonymous set).
 struct L4ProtoIn {
   std::vector<L4Proto> protocols;  // sorted, unique, not empty
@@ -58,47 +91,188 @@ struct DestPortIn {
   friend bool operator==(const DestPortIn&, const DestPortIn&) = default;
 };
 
-using Match = std::variant<LoopbackInterface, CtState, L4ProtoIn, DestPortIn>;
+/// Source port, as DestPortIn (`tcp sport 80`, `th sport { ... }`). Must follow an L4ProtoIn.
+struct SourcePortIn {
+  std::vector<PortRange> ports;
+  friend bool operator==(const SourcePortIn&, const SourcePortIn&) = default;
+};
 
-enum class VerdictKind { accept, drop, jump, reject_tcp_reset, reject_icmpx_port_unreachable };
+/// `ip saddr 10.0.0.0/8`, `ip6 daddr fd00::1`, or an anonymous interval set of ranges
+/// (`ip saddr { 10.0.0.0/8, 192.168.1.7 }`). All ranges are of `family`.
+struct AddressIn {
+  Family family = Family::ipv4;
+  bool destination = false;          // daddr instead of saddr
+  std::vector<AddressRange> ranges;  // sorted, non-overlapping, not adjacent, not empty
+  friend bool operator==(const AddressIn&, const AddressIn&) = default;
+};
+
+/// `ip saddr @blocklist` / `ip6 daddr @name`: lookup in a named set of the table.
+struct AddressInSet {
+  Family family = Family::ipv4;
+  bool destination = false;
+  std::string set;
+  friend bool operator==(const AddressInSet&, const AddressInSet&) = default;
+};
+
+/// `icmp type { echo-request, ... }` / `icmpv6 type { nd-neighbor-solicit, ... }` by type
+/// number. Stands without an L4ProtoIn before it (nft adds the dependency itself).
+struct IcmpTypeIn {
+  bool v6 = false;
+  std::vector<std::uint8_t> types;  // sorted, unique, not empty
+  friend bool operator==(const IcmpTypeIn&, const IcmpTypeIn&) = default;
+};
+
+/// `socket cgroupv2 level N "path"` (or `!=`): the local socket the packet belongs to is
+/// (not) in that cgroup v2 directory. The kernel compares the cgroup's inode id, which
+/// only the live system knows: `id` is filled in by the daemon just before encoding
+/// (0 = not resolved; the encoder refuses it). The renderer prints the path, which `nft`
+/// resolves under /sys/fs/cgroup itself.
+struct SocketCgroup {
+  std::uint32_t level = 0;  // number of path components
+  std::string path;         // relative to the cgroup2 root, no leading '/'
+  std::uint64_t id = 0;
+  bool negate = false;
+  friend bool operator==(const SocketCgroup&, const SocketCgroup&) = default;
+};
+
+/// `meta skuid 33` (or `!=`): owner uid of the local socket that sends the packet.
+struct SocketUid {
+  std::uint32_t uid = 0;
+  bool negate = false;
+  friend bool operator==(const SocketUid&, const SocketUid&) = default;
+};
+
+/// `tcp flags syn`: TCP with the SYN bit set. Stands alone, like IcmpTypeIn.
+struct TcpSyn {
+  friend bool operator==(const TcpSyn&, const TcpSyn&) = default;
+};
+
+enum class RateUnit { second, minute, hour, day };
+
+/// `limit rate [over] N/unit burst B packets`: without `over` it matches while under the
+/// rate, with `over` once the rate is exceeded.
+struct Limit {
+  std::uint32_t rate = 0;
+  RateUnit unit = RateUnit::second;
+  std::uint32_t burst = 5;
+  bool over = false;
+  friend bool operator==(const Limit&, const Limit&) = default;
+};
+
+/// `update @SET { ip saddr limit rate over N/unit }`: a per-source meter in a dynamic
+/// named set; matches when this source went over the rate.
+struct MeterOver {
+  std::string set;
+  Family family = Family::ipv4;  // the key is ip saddr or ip6 saddr
+  Limit limit;                   // with over = true
+  friend bool operator==(const MeterOver&, const MeterOver&) = default;
+};
+
+using Match = std::variant<LoopbackInterface, InterfaceNameIn, CtState, CtStatusDnat, L4ProtoIn,
+                           DestPortIn, SourcePortIn, AddressIn, AddressInSet, IcmpTypeIn,
+                           SocketCgroup, SocketUid, TcpSyn, Limit, MeterOver>;
+
+enum class VerdictKind {
+  accept,
+  drop,
+  jump,
+  go_to,  // `goto CHAIN`
+  reject_tcp_reset,
+  reject_icmpx_port_unreachable,
+  none,        // no verdict: the rule only counts or logs; evaluation goes on
+  masquerade,  // `masquerade` (nat postrouting)
+  dnat,        // `dnat ip to 192.168.1.10:80` / `dnat ip6 to [fd00::2]:80` (nat prerouting)
+  clamp_mss,   // `tcp option maxseg size set rt mtu` (no verdict)
+  vmap,        // `iifname vmap { "eth0" : goto input_wan, ... }`
+};
+
+/// One entry of an interface-name verdict map: exact names only.
+struct VmapEntry {
+  std::string interface;
+  VerdictKind kind = VerdictKind::accept;  // accept, drop, jump or go_to
+  std::string chain;
+  friend bool operator==(const VmapEntry&, const VmapEntry&) = default;
+};
 
 struct Verdict {
   VerdictKind kind = VerdictKind::accept;
-  std::string chain;  // target of a jump
+  std::string chain;                     // target of jump / go_to
+  std::optional<Address> nat_address;    // dnat
+  std::optional<std::uint16_t> nat_port;  // dnat
+  bool vmap_outgoing = false;            // vmap: oifname instead of iifname
+  std::vector<VmapEntry> vmap;           // vmap: sorted by interface
   friend bool operator==(const Verdict&, const Verdict&) = default;
+};
+
+/// `log prefix "..." [group N]`.
+struct Log {
+  std::string prefix;
+  std::optional<std::uint16_t> group;  // nflog group; none: the kernel log
+  friend bool operator==(const Log&, const Log&) = default;
 };
 
 struct Rule {
   std::vector<Match> matches;  // all must match, in this order
   bool counter = false;
+  std::optional<Log> log;  // after the counter, before the verdict
   Verdict verdict;
   std::string comment;  // the policy rule name, stored as rule userdata; empty: none
   friend bool operator==(const Rule&, const Rule&) = default;
 };
 
-enum class Hook { input, output, forward };
+enum class Hook { prerouting, input, forward, output, postrouting };
+enum class ChainType { filter, nat };
 
 /// The part of a chain that attaches it to a netfilter hook.
 struct BaseChain {
   Hook hook = Hook::input;
-  std::int32_t priority = 0;  // 0 is nft's "filter"
+  ChainType type = ChainType::filter;
+  std::int32_t priority = 0;  // absolute: filter is 0, dstnat -100, srcnat 100
   bool policy_accept = true;  // chain policy: accept or drop
   friend bool operator==(const BaseChain&, const BaseChain&) = default;
 };
 
 struct Chain {
   std::string name;
-  std::optional<BaseChain> base;  // nullopt: a regular chain reached by jump
+  std::optional<BaseChain> base;  // nullopt: a regular chain reached by jump or goto
   std::vector<Rule> rules;
   friend bool operator==(const Chain&, const Chain&) = default;
 };
 
-/// A `table inet NAME`. Chains that are jumped to are listed before their callers,
-/// since the kernel resolves jump targets when the rule is added.
+enum class SetKey { ipv4_addr, ipv6_addr, inet_service };
+
+/// A named set of the table (`set NAME { type ...; flags ...; elements = { ... } }`).
+struct NamedSet {
+  std::string name;
+  SetKey key = SetKey::ipv4_addr;
+  bool interval = false;  // flags interval: elements may be ranges/prefixes
+  bool timeout = false;   // flags timeout: elements may carry their own timeout
+  bool dynamic = false;   // flags dynamic: filled from the packet path (meters)
+  std::optional<std::uint32_t> default_timeout_seconds;  // `timeout 1m` of the set
+  std::optional<std::uint32_t> size;                     // `size N`
+  /// Elements as ranges; for inet_service sets only bytes[0..1] of each address are used
+  /// (the port in network byte order) and `family` is ignored. Sorted, non-overlapping.
+  std::vector<AddressRange> elements;
+  friend bool operator==(const NamedSet&, const NamedSet&) = default;
+};
+
+/// A `table inet NAME`. Sets come before chains, and chains that are jumped to are
+/// listed before their callers: the kernel resolves both when a rule is added.
 struct Ruleset {
   std::string table = "portier";
+  bool owner = false;    // NFT_TABLE_F_OWNER: only the creating netlink socket may change it
+  bool persist = false;  // NFT_TABLE_F_PERSIST: with owner, the table outlives the socket
+  std::vector<NamedSet> sets;
   std::vector<Chain> chains;
   friend bool operator==(const Ruleset&, const Ruleset&) = default;
 };
+
+/// A port as an element of an inet_service set: the port in bytes[0..1], big-endian.
+inline Address port_element(std::uint16_t port) {
+  Address address;
+  address.bytes[0] = static_cast<std::uint8_t>(port >> 8);
+  address.bytes[1] = static_cast<std::uint8_t>(port & 0xff);
+  return address;
+}
 
 }  // namespace portier::ir

@@ -21,6 +21,7 @@ class Validator {
 
   std::vector<Diagnostic> run() {
     check_unique_names();
+    check_interfaces_in_one_zone();
     for (const Zone& zone : policy_.zones)
       for (const std::string& target : zone.forward_to)
         require_zone(target, zone.where, "forward_to of zone '" + zone.name + "'");
@@ -53,6 +54,19 @@ class Validator {
     for (const Rule& rule : policy_.rules) add(rule.name, "rule", rule.where);
     for (const Bind& bind : policy_.binds) add(bind.name, "bind", bind.where);
     for (const Forward& forward : policy_.forwards) add(forward.name, "forward", forward.where);
+  }
+
+  // Zones are told apart by the interface a packet uses: one interface, one zone.
+  void check_interfaces_in_one_zone() {
+    std::map<std::string, const Zone*> owner;
+    for (const Zone& zone : policy_.zones)
+      for (const std::string& name : zone.interfaces) {
+        auto [it, inserted] = owner.emplace(name, &zone);
+        if (!inserted && it->second != &zone)
+          error(zone.where, "interface '" + name + "' of zone '" + zone.name +
+                                "' is already in zone '" + it->second->name + "' at " +
+                                place(it->second->where));
+      }
   }
 
   const Zone* require_zone(const std::string& name, const SourceLocation& where,

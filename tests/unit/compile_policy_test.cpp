@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include "compile_policy.h"
 #include "parse_policy.h"
 
@@ -8,7 +10,9 @@ using namespace portier;
 namespace {
 
 Policy policy_from(std::string_view text) {
-  ParsedPolicy parsed = parse_policy(text, "c.toml", SystemTables{ServiceTable::parse("ssh 22/tcp\n"), {}});
+  ParsedPolicy parsed = parse_policy(
+      text, "c.toml",
+      SystemTables{ServiceTable::parse("ssh 22/tcp\n"), UserTable::parse("www:x:33:33::/:/bin/false\n")});
   REQUIRE_MESSAGE(parsed.ok(), parsed.report());
   return parsed.policy;
 }
@@ -20,6 +24,38 @@ const ir::Chain& chain(const ir::Ruleset& ruleset, std::string_view name) {
   throw;
 }
 
+std::vector<std::string> chain_names(const ir::Ruleset& ruleset) {
+  std::vector<std::string> names;
+  for (const ir::Chain& c : ruleset.chains) names.push_back(c.name);
+  return names;
+}
+
+// Rules of a chain that carry this comment.
+std::vector<const ir::Rule*> rules_named(const ir::Chain& c, std::string_view comment) {
+  std::vector<const ir::Rule*> found;
+  for (const ir::Rule& rule : c.rules)
+    if (rule.comment == comment) found.push_back(&rule);
+  return found;
+}
+
+ir::Address v4(std::uint8_t a, std::uint8_t b, std::uint8_t c, std::uint8_t d) {
+  ir::Address address;
+  address.bytes[0] = a;
+  address.bytes[1] = b;
+  address.bytes[2] = c;
+  address.bytes[3] = d;
+  return address;
+}
+
+ir::Verdict to_chain(ir::VerdictKind kind, std::string chain) {
+  ir::Verdict verdict;
+  verdict.kind = kind;
+  verdict.chain = std::move(chain);
+  return verdict;
+}
+
+constexpr std::size_t kFixedInputRules = 4;  // loopback, established, invalid, icmpv6
+
 }  // namespace
 
 TEST_CASE("merge_port_ranges sorts and joins overlapping and adjacent ranges") {
@@ -28,40 +64,67 @@ TEST_CASE("merge_port_ranges sorts and joins overlapping and adjacent ranges") {
   CHECK(merge_port_ranges({{65535, 65535}, {0, 65534}}) == std::vector<ir::PortRange>{{0, 65535}});
 }
 
+TEST_CASE("address ranges: CIDRs become ranges; adjacent and overlapping ones merge") {
+  Cidr net;
+  net.bytes = {10, 0, 0, 0};
+  net.prefix = 25;
+  CHECK(to_range(net) == ir::AddressRange{v4(10, 0, 0, 0), v4(10, 0, 0, 127)});
+  CHECK(merge_address_ranges({{v4(10, 0, 0, 128), v4(10, 0, 0, 255)},
+                              {v4(10, 0, 0, 0), v4(10, 0, 0, 127)},
+                              {v4(10, 0, 0, 5), v4(10, 0, 0, 6)},
+                              {v4(192, 168, 0, 1), v4(192, 168, 0, 1)}}) ==
+        std::vector<ir::AddressRange>{{v4(10, 0, 0, 0), v4(10, 0, 0, 255)},
+                                      {v4(192, 168, 0, 1), v4(192, 168, 0, 1)}});
+  CHECK(merge_address_ranges({{v4(255, 255, 255, 255), v4(255, 255, 255, 255)},
+                              {v4(0, 0, 0, 0), v4(255, 255, 255, 254)}}) ==
+        std::vector<ir::AddressRange>{{v4(0, 0, 0, 0), v4(255, 255, 255, 255)}});
+}
+
 TEST_CASE("the fixed rules come first and the defaults become chain policies") {
   ir::Ruleset ruleset = compile_policy(policy_from("[policy]\ninput='drop'\noutput='accept'\n"));
   CHECK(ruleset.table == "portier");
-  REQUIRE(ruleset.chains.size() == 2);  // no reject chain when nothing rejects
+  CHECK_FALSE(ruleset.owner);
+  CHECK(chain_names(ruleset) == std::vector<std::string>{"input", "forward", "output"});
 
   const ir::Chain& input = chain(ruleset, "input");
   REQUIRE(input.base);
   CHECK(input.base->hook == ir::Hook::input);
+  CHECK(input.base->priority == kFilterPriority);
   CHECK_FALSE(input.base->policy_accept);
-  REQUIRE(input.rules.size() == 3);
+  REQUIRE(input.rules.size() == kFixedInputRules);
   CHECK(input.rules[0].matches == std::vector<ir::Match>{ir::LoopbackInterface{false}});
-  CHECK(input.rules[1].matches ==
-        std::vector<ir::Match>{ir::CtState{ir::ct_established | ir::ct_related}});
-  CHECK(input.rules[1].verdict.kind == ir::VerdictKind::accept);
+  CHECK(input.rules[1].matches == std::vector<ir::Match>{ir::CtState{ir::ct_established | ir::ct_related}});
   CHECK(input.rules[2].matches == std::vector<ir::Match>{ir::CtState{ir::ct_invalid}});
   CHECK(input.rules[2].verdict.kind == ir::VerdictKind::drop);
+  // IPv6 keeps working under a dropping default: ND, RA, MLD and errors come in.
+  const auto* icmpv6 = std::get_if<ir::IcmpTypeIn>(&input.rules[3].matches[0]);
+  REQUIRE(icmpv6);
+  CHECK(icmpv6->v6);
+  CHECK(icmpv6->types == std::vector<std::uint8_t>{1, 2, 3, 4, 130, 131, 132, 133, 134, 135, 136, 143});
 
+  const ir::Chain& forward = chain(ruleset, "forward");
+  CHECK_FALSE(forward.base->policy_accept);  // routing is off unless the policy says so
   const ir::Chain& output = chain(ruleset, "output");
   CHECK(output.base->policy_accept);
   CHECK(output.rules[0].matches == std::vector<ir::Match>{ir::LoopbackInterface{true}});
 }
 
+TEST_CASE("portierd's table carries the owner and persist flags") {
+  ir::Ruleset ruleset = compile_policy(policy_from(""), CompileOptions{true, 10});
+  CHECK(ruleset.owner);
+  CHECK(ruleset.persist);
+}
+
 TEST_CASE("a rule over tcp and udp is one kernel rule with merged ports, counter and name") {
   ir::Ruleset ruleset = compile_policy(policy_from(
-      "[[rule]]\nname='netbios-in'\nprotocols=['udp','tcp']\nports=['139','137-138']\n"
-      "action='drop'\n"));
+      "[[rule]]\nname='netbios-in'\nprotocols=['udp','tcp']\nports=['139','137-138']\naction='drop'\n"));
   const ir::Chain& input = chain(ruleset, "input");
-  REQUIRE(input.rules.size() == 4);
-  const ir::Rule& rule = input.rules[3];
-  CHECK(rule.matches ==
-        std::vector<ir::Match>{ir::L4ProtoIn{{ir::L4Proto::tcp, ir::L4Proto::udp}},
-                               ir::DestPortIn{{{137, 139}}}});
+  REQUIRE(input.rules.size() == kFixedInputRules + 1);
+  const ir::Rule& rule = input.rules.back();
+  CHECK(rule.matches == std::vector<ir::Match>{ir::L4ProtoIn{{ir::L4Proto::tcp, ir::L4Proto::udp}},
+                                               ir::DestPortIn{{{137, 139}}}});
   CHECK(rule.counter);
-  CHECK(rule.verdict == ir::Verdict{ir::VerdictKind::drop, {}});
+  CHECK(rule.verdict.kind == ir::VerdictKind::drop);
   CHECK(rule.comment == "netbios-in");
 }
 
@@ -70,16 +133,17 @@ TEST_CASE("rules go to their direction's chain in file order; disabled rules are
       "[[rule]]\nname='a'\nprotocols='tcp'\nports='ssh'\naction='accept'\n"
       "[[rule]]\nname='b'\ndirection='out'\naction='drop'\n"
       "[[rule]]\nname='c'\nprotocols='udp'\naction='accept'\nenabled=false\n"
-      "[[rule]]\nname='d'\nprotocols='udp'\naction='accept'\n"));
+      "[[rule]]\nname='d'\nprotocols='udp'\naction='accept'\n"
+      "[[rule]]\nname='e'\ndirection='forward'\nprotocols='icmp'\naction='accept'\n"));
   const ir::Chain& input = chain(ruleset, "input");
-  REQUIRE(input.rules.size() == 5);
-  CHECK(input.rules[3].comment == "a");
-  CHECK(input.rules[3].matches[1] == ir::Match{ir::DestPortIn{{{22, 22}}}});
-  CHECK(input.rules[4].comment == "d");
-  const ir::Chain& output = chain(ruleset, "output");
-  REQUIRE(output.rules.size() == 3);
-  CHECK(output.rules[2].comment == "b");
-  CHECK(output.rules[2].matches.empty());
+  REQUIRE(input.rules.size() == kFixedInputRules + 2);
+  CHECK(input.rules[4].comment == "a");
+  CHECK(input.rules[4].matches[1] == ir::Match{ir::DestPortIn{{{22, 22}}}});
+  CHECK(input.rules[5].comment == "d");
+  CHECK(rules_named(chain(ruleset, "output"), "b").size() == 1);
+  auto forwarded = rules_named(chain(ruleset, "forward"), "e");
+  REQUIRE(forwarded.size() == 1);
+  CHECK(forwarded[0]->matches == std::vector<ir::Match>{ir::L4ProtoIn{{ir::L4Proto::icmp}}});
 }
 
 TEST_CASE("reject answers TCP with a reset and the rest with port unreachable") {
@@ -88,21 +152,232 @@ TEST_CASE("reject answers TCP with a reset and the rest with port unreachable") 
       "[[rule]]\nname='t'\nprotocols='tcp'\naction='reject'\n"
       "[[rule]]\nname='u'\nprotocols='udp'\naction='reject'\n"
       "[[rule]]\nname='both'\nprotocols=['tcp','udp']\nports=[1]\naction='reject'\n"));
-  REQUIRE(ruleset.chains.size() == 3);
   const ir::Chain& reject = ruleset.chains[0];  // before the chains that jump to it
   CHECK(reject.name == kRejectChain);
   CHECK_FALSE(reject.base);
   REQUIRE(reject.rules.size() == 2);
   CHECK(reject.rules[0].verdict.kind == ir::VerdictKind::reject_tcp_reset);
-  CHECK(reject.rules[0].matches == std::vector<ir::Match>{ir::L4ProtoIn{{ir::L4Proto::tcp}}});
   CHECK(reject.rules[1].verdict.kind == ir::VerdictKind::reject_icmpx_port_unreachable);
 
   const ir::Chain& input = chain(ruleset, "input");
-  CHECK_FALSE(input.base->policy_accept);  // reject defaults drop should the jump not happen
-  REQUIRE(input.rules.size() == 7);
-  CHECK(input.rules[3].verdict.kind == ir::VerdictKind::reject_tcp_reset);
-  CHECK(input.rules[4].verdict.kind == ir::VerdictKind::reject_icmpx_port_unreachable);
-  CHECK(input.rules[5].verdict == ir::Verdict{ir::VerdictKind::jump, kRejectChain});
-  CHECK(input.rules[6].matches.empty());
-  CHECK(input.rules[6].verdict == ir::Verdict{ir::VerdictKind::jump, kRejectChain});
+  CHECK_FALSE(input.base->policy_accept);
+  CHECK(rules_named(input, "t")[0]->verdict.kind == ir::VerdictKind::reject_tcp_reset);
+  CHECK(rules_named(input, "u")[0]->verdict.kind == ir::VerdictKind::reject_icmpx_port_unreachable);
+  CHECK(rules_named(input, "both")[0]->verdict == to_chain(ir::VerdictKind::jump, kRejectChain));
+  const ir::Rule& last = input.rules.back();
+  CHECK(last.comment == "default input");
+  CHECK(last.matches.empty());
+  CHECK(last.verdict == to_chain(ir::VerdictKind::jump, kRejectChain));
+}
+
+TEST_CASE("zones: interfaces dispatch through a verdict map to per-zone chains") {
+  ir::Ruleset ruleset = compile_policy(policy_from(R"(
+[policy]
+input = "drop"
+forward = "drop"
+[zone.wan]
+interfaces = ["eth0", "ppp*"]
+[zone.lan]
+interfaces = ["br-lan"]
+networks = ["192.168.1.0/24"]
+input = "accept"
+forward_to = ["wan"]
+[[rule]]
+name = "ssh-wan"
+from = "wan"
+protocols = "tcp"
+ports = 22
+action = "accept"
+[[rule]]
+name = "anyone-dns"
+protocols = "udp"
+ports = 53
+action = "accept"
+)"));
+  CHECK(chain_names(ruleset) == std::vector<std::string>{"input_wan", "input_lan", "forward_wan",
+                                                         "forward_lan", "input", "forward", "output"});
+  const ir::Chain& input = chain(ruleset, "input");
+  const ir::Rule& vmap = input.rules[kFixedInputRules];
+  CHECK(vmap.verdict.kind == ir::VerdictKind::vmap);
+  CHECK(vmap.verdict.vmap == std::vector<ir::VmapEntry>{{"br-lan", ir::VerdictKind::go_to, "input_lan"},
+                                                        {"eth0", ir::VerdictKind::go_to, "input_wan"}});
+  const ir::Rule& wildcard = input.rules[kFixedInputRules + 1];
+  CHECK(wildcard.matches == std::vector<ir::Match>{ir::InterfaceNameIn{false, {"ppp*"}}});
+  CHECK(wildcard.verdict == to_chain(ir::VerdictKind::go_to, "input_wan"));
+  // Outside any zone only the zone-less rule applies.
+  CHECK(rules_named(input, "ssh-wan").empty());
+  CHECK(rules_named(input, "anyone-dns").size() == 1);
+
+  const ir::Chain& wan = chain(ruleset, "input_wan");
+  REQUIRE(wan.rules.size() == 3);
+  CHECK(wan.rules[0].comment == "ssh-wan");
+  CHECK(wan.rules[0].matches.size() == 2);  // no interface match: the dispatch did that
+  CHECK(wan.rules[1].comment == "anyone-dns");
+  CHECK(wan.rules[2].verdict.kind == ir::VerdictKind::drop);
+  const ir::Chain& lan = chain(ruleset, "input_lan");
+  CHECK(lan.rules.back().verdict.kind == ir::VerdictKind::accept);  // the zone's own input
+
+  const ir::Chain& forward_lan = chain(ruleset, "forward_lan");
+  REQUIRE(forward_lan.rules.size() == 3);
+  CHECK(forward_lan.rules[0].matches == std::vector<ir::Match>{ir::InterfaceNameIn{true, {"eth0"}}});
+  CHECK(forward_lan.rules[1].matches == std::vector<ir::Match>{ir::InterfaceNameIn{true, {"ppp*"}}});
+  CHECK(forward_lan.rules[0].verdict.kind == ir::VerdictKind::accept);
+  CHECK(forward_lan.rules[2].verdict.kind == ir::VerdictKind::drop);
+}
+
+TEST_CASE("from and to across families and sets become one kernel rule per alternative") {
+  ir::Ruleset ruleset = compile_policy(policy_from(R"(
+[set.friends]
+family = "ipv6"
+elements = ["2001:db8::/32"]
+[[rule]]
+name = "mixed"
+from = ["10.0.0.0/8", "192.168.0.1", "fd00::/8", "@friends"]
+to = "10.1.2.3"
+protocols = "tcp"
+action = "accept"
+)"));
+  REQUIRE(ruleset.sets.size() == 1);
+  CHECK(ruleset.sets[0].name == "friends");
+  CHECK(ruleset.sets[0].key == ir::SetKey::ipv6_addr);
+  CHECK(ruleset.sets[0].interval);
+  auto rules = rules_named(chain(ruleset, "input"), "mixed");
+  // v4 sources with the v4 destination; the v6 source and the v6 set cannot pair with it.
+  REQUIRE(rules.size() == 1);
+  const auto* from = std::get_if<ir::AddressIn>(&rules[0]->matches[0]);
+  REQUIRE(from);
+  CHECK_FALSE(from->destination);
+  CHECK(from->ranges == std::vector<ir::AddressRange>{{v4(10, 0, 0, 0), v4(10, 255, 255, 255)},
+                                                      {v4(192, 168, 0, 1), v4(192, 168, 0, 1)}});
+  const auto* to = std::get_if<ir::AddressIn>(&rules[0]->matches[1]);
+  REQUIRE(to);
+  CHECK(to->destination);
+}
+
+TEST_CASE("limit, log, user and unit") {
+  ir::Ruleset ruleset = compile_policy(policy_from(R"(
+[[rule]]
+name = "ssh"
+protocols = "tcp"
+ports = 22
+limit = "10/minute"
+log = true
+unit = "ssh.service"
+action = "accept"
+[[rule]]
+name = "web-out"
+direction = "out"
+protocols = "tcp"
+user = "www"
+action = "accept"
+)"));
+  REQUIRE(ruleset.sets.size() == 2);
+  CHECK(ruleset.sets[0].name == "limit_ssh_v4");
+  CHECK(ruleset.sets[0].dynamic);
+  CHECK(ruleset.sets[0].default_timeout_seconds == 60u);
+  CHECK(ruleset.sets[1].name == "limit_ssh_v6");
+  const ir::Chain& input = chain(ruleset, "input");
+  auto over = rules_named(input, "ssh over limit");
+  REQUIRE(over.size() == 2);
+  const auto* meter = std::get_if<ir::MeterOver>(&over[0]->matches.back());
+  REQUIRE(meter);
+  CHECK(meter->set == "limit_ssh_v4");
+  CHECK(meter->limit == ir::Limit{10, ir::RateUnit::minute, 5, true});
+  CHECK(over[0]->verdict.kind == ir::VerdictKind::drop);
+  const ir::Rule& log = input.rules[input.rules.size() - 2];
+  REQUIRE(log.log);
+  CHECK(log.log->prefix == "portier ssh ");
+  CHECK(log.verdict.kind == ir::VerdictKind::none);
+  const ir::Rule& accept = input.rules.back();
+  CHECK(accept.comment == "ssh");
+  CHECK(accept.matches.back() == ir::Match{ir::SocketCgroup{2, "system.slice/ssh.service", 0, false}});
+  auto web = rules_named(chain(ruleset, "output"), "web-out");
+  REQUIRE(web.size() == 1);
+  CHECK(web[0]->matches.back() == ir::Match{ir::SocketUid{33, false}});
+}
+
+TEST_CASE("binds: cgroup owners checked on input, user owners on output") {
+  ir::Ruleset ruleset = compile_policy(policy_from(R"(
+[[bind]]
+name = "ssh-owner"
+protocols = "tcp"
+ports = "ssh"
+unit = "ssh.service"
+[[bind]]
+name = "web-owner"
+protocols = "tcp"
+ports = [80]
+user = "www"
+)"));
+  const ir::Chain& input = chain(ruleset, "input");
+  CHECK(input.rules[1].comment == "ssh-owner");  // before conntrack accepts anything
+  CHECK(input.rules[1].matches ==
+        std::vector<ir::Match>{ir::L4ProtoIn{{ir::L4Proto::tcp}}, ir::DestPortIn{{{22, 22}}},
+                               ir::SocketCgroup{2, "system.slice/ssh.service", 0, true}});
+  CHECK(input.rules[1].verdict.kind == ir::VerdictKind::drop);
+  const ir::Chain& output = chain(ruleset, "output");
+  CHECK(output.rules[1].comment == "web-owner");
+  CHECK(output.rules[1].matches == std::vector<ir::Match>{ir::L4ProtoIn{{ir::L4Proto::tcp}},
+                                                          ir::SourcePortIn{{{80, 80}}},
+                                                          ir::SocketUid{33, true}});
+}
+
+TEST_CASE("routers: masquerade, port forwards, MSS clamping, NAT leakage") {
+  ir::Ruleset ruleset = compile_policy(policy_from(R"(
+[zone.wan]
+interfaces = ["eth0"]
+[zone.lan]
+interfaces = ["br-lan"]
+forward_to = ["wan"]
+[nat]
+masquerade = ["wan"]
+[[forward]]
+name = "nas"
+from = "wan"
+protocols = "tcp"
+ports = 8080
+to = "192.168.1.10:80"
+[[forward]]
+name = "off"
+from = "wan"
+protocols = "tcp"
+ports = 9090
+to = "192.168.1.11"
+enabled = false
+)"));
+  const ir::Chain& pre = chain(ruleset, "prerouting");
+  REQUIRE(pre.base);
+  CHECK(pre.base->type == ir::ChainType::nat);
+  CHECK(pre.base->priority == kDstnatPriority);
+  REQUIRE(pre.rules.size() == 1);  // the disabled forward is not loaded
+  CHECK(pre.rules[0].comment == "nas");
+  CHECK(pre.rules[0].verdict.kind == ir::VerdictKind::dnat);
+  CHECK(pre.rules[0].verdict.nat_address == v4(192, 168, 1, 10));
+  CHECK(pre.rules[0].verdict.nat_port == 80);
+  const ir::Chain& post = chain(ruleset, "postrouting");
+  REQUIRE(post.rules.size() == 1);
+  CHECK(post.rules[0].matches == std::vector<ir::Match>{ir::InterfaceNameIn{true, {"eth0"}}});
+  CHECK(post.rules[0].verdict.kind == ir::VerdictKind::masquerade);
+  const ir::Chain& forward = chain(ruleset, "forward");
+  CHECK(forward.rules[0].verdict.kind == ir::VerdictKind::clamp_mss);
+  CHECK(forward.rules[0].matches == std::vector<ir::Match>{ir::TcpSyn{}, ir::InterfaceNameIn{true, {"eth0"}}});
+  CHECK(forward.rules[1].matches == std::vector<ir::Match>{ir::TcpSyn{}, ir::InterfaceNameIn{false, {"eth0"}}});
+  CHECK(rules_named(forward, "port forwards").size() == 1);
+  const ir::Chain& output = chain(ruleset, "output");
+  bool leak_rule = std::any_of(output.rules.begin(), output.rules.end(), [](const ir::Rule& r) {
+    return r.matches == std::vector<ir::Match>{ir::InterfaceNameIn{true, {"eth0"}}, ir::CtState{ir::ct_invalid}} &&
+           r.verdict.kind == ir::VerdictKind::drop;
+  });
+  CHECK(leak_rule);
+}
+
+TEST_CASE("default logging: denied defaults are logged, rate-limited") {
+  ir::Ruleset ruleset = compile_policy(policy_from("[policy]\nlog='denied'\n"));
+  const ir::Chain& input = chain(ruleset, "input");
+  const ir::Rule& log = input.rules.back();
+  REQUIRE(log.log);
+  CHECK(log.log->prefix == "portier denied input ");
+  CHECK(log.matches == std::vector<ir::Match>{ir::Limit{10, ir::RateUnit::minute, 5, false}});
+  const ir::Chain& output = chain(ruleset, "output");  // accept default: not logged
+  CHECK_FALSE(output.rules.back().log);
 }

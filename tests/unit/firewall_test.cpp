@@ -58,7 +58,7 @@ TEST_CASE("reload loads the compiled policy and keeps a copy of it as last good"
   PolicyFile file;
   file.write(kTwoRules);
   FakeKernel kernel;
-  Firewall firewall(kernel, file.path(), file.state(), SystemTables{});
+  Firewall firewall(kernel, {file.path(), file.state(), {}, {}}, SystemTables{});
   firewall.reload();
   REQUIRE(kernel.applied.size() == 1);
   CHECK(rule_names(kernel.applied[0]) == std::vector<std::string>{"ssh"});
@@ -72,7 +72,7 @@ TEST_CASE("an invalid policy on reload changes nothing in the kernel") {
   PolicyFile file;
   file.write(kTwoRules);
   FakeKernel kernel;
-  Firewall firewall(kernel, file.path(), file.state(), SystemTables{});
+  Firewall firewall(kernel, {file.path(), file.state(), {}, {}}, SystemTables{});
   firewall.reload();
   file.write("[[rule]]\nname='ssh'\naction='alow'\n");
   CHECK_THROWS_WITH_AS(firewall.reload(),
@@ -88,7 +88,7 @@ TEST_CASE("toggles apply at once, survive a reload, and are undone when the kern
   PolicyFile file;
   file.write(kTwoRules);
   FakeKernel kernel;
-  Firewall firewall(kernel, file.path(), file.state(), SystemTables{});
+  Firewall firewall(kernel, {file.path(), file.state(), {}, {}}, SystemTables{});
   firewall.reload();
 
   firewall.set_rule_enabled("web", true);
@@ -108,14 +108,14 @@ TEST_CASE("toggles apply at once, survive a reload, and are undone when the kern
   CHECK_FALSE(rules[0].enabled);  // the refused toggle did not stick
 
   CHECK_THROWS_WITH_AS(firewall.set_rule_enabled("nope", true),
-                       "no rule named 'nope' in the policy", NoSuchRule);
+                       "no rule or forward named 'nope' in the policy", NoSuchRule);
 }
 
 TEST_CASE("rules() joins the policy with the kernel's counters by rule name") {
   PolicyFile file;
   file.write(kTwoRules);
   FakeKernel kernel;
-  Firewall firewall(kernel, file.path(), file.state(), SystemTables{});
+  Firewall firewall(kernel, {file.path(), file.state(), {}, {}}, SystemTables{});
   firewall.reload();
   kernel.counters = {{"input", "", 5, 500}, {"input", "ssh", 3, 180}, {"input", "web", 9, 9}};
   auto rules = firewall.rules();

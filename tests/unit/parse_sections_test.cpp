@@ -307,3 +307,9 @@ TEST_CASE("set files: one element per line, comments, errors name the file's own
         std::vector<std::string>{list + ":2:3: error: 'nonsense' is not a valid element of an ipv4 set",
                                  list + ":3:1: error: '::1' is not a valid element of an ipv4 set"});
 }
+
+TEST_CASE("an interface belongs to one zone only") {
+  CHECK(headlines(parse("[zone.a]\ninterfaces=['eth0']\n[zone.b]\ninterfaces=['eth1','eth0']\n")) ==
+        std::vector<std::string>{
+            "r.toml:3:7: error: interface 'eth0' of zone 'b' is already in zone 'a' at r.toml:1:7"});
+}
