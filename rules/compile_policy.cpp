@@ -156,7 +156,8 @@ class Compiler {
   // preceded by its per-source limit and its log rule where it has them.
   void add_rule(ir::Chain& chain, const Rule& rule, const ChainZone& zone) {
     auto from = endpoint_segments(policy_, rule.from, false, false, zone);
-    auto to = endpoint_segments(policy_, rule.to, true, true, zone);
+    // The zone dispatch is by incoming interface: it tells nothing about where a packet goes.
+    auto to = endpoint_segments(policy_, rule.to, true, true, ChainZone{});
     std::vector<ir::Match> tail = protocol_matches(rule.protocols, rule.ports, false);
     if (rule.user) tail.push_back(ir::SocketUid{*rule.user, false});
     if (!rule.cgroup.empty()) tail.push_back(cgroup_match(rule.cgroup, false));

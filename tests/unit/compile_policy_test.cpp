@@ -381,3 +381,24 @@ TEST_CASE("default logging: denied defaults are logged, rate-limited") {
   const ir::Chain& output = chain(ruleset, "output");  // accept default: not logged
   CHECK_FALSE(output.rules.back().log);
 }
+
+TEST_CASE("forward rules: `to` a zone matches its outgoing interfaces inside the source zone's chain") {
+  ir::Ruleset ruleset = compile_policy(policy_from(R"(
+[zone.lan]
+interfaces = ["br-lan"]
+[zone.guest]
+interfaces = ["guest0"]
+[[rule]]
+name = "guest-isolation"
+direction = "forward"
+from = "guest"
+to = "lan"
+action = "reject"
+)"));
+  auto isolation = rules_named(chain(ruleset, "forward_guest"), "guest-isolation");
+  REQUIRE(isolation.size() == 1);
+  CHECK(isolation[0]->matches == std::vector<ir::Match>{ir::InterfaceNameIn{true, {"br-lan"}}});
+  CHECK(isolation[0]->verdict == to_chain(ir::VerdictKind::jump, kRejectChain));
+  CHECK(ruleset.chains[0].name == kRejectChain);
+  CHECK(rules_named(chain(ruleset, "forward_lan"), "guest-isolation").empty());
+}
