@@ -1,11 +1,10 @@
 #include "encode_batch.h"
 
 #include <arpa/inet.h>
+#include <endian.h>
 #include <libmnl/libmnl.h>
 #include <libnftnl/chain.h>
 #include <libnftnl/common.h>
-#include <libnftnl/expr.h>
-#include <libnftnl/rule.h>
 #include <libnftnl/set.h>
 #include <libnftnl/table.h>
 #include <libnftnl/udata.h>
@@ -15,32 +14,105 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <memory>
 #include <new>
 #include <stdexcept>
 #include <utility>
-#include <variant>
+
+#include "address_range.h"
+#include "encode_batch_internal.h"
+
+// Kernels since 6.9 keep a table whose owner socket closed (Debian 12's headers predate it).
+#ifndef NFT_TABLE_F_PERSIST
+#define NFT_TABLE_F_PERSIST 0x4
+#endif
 
 namespace portier {
+namespace encode {
+
+void check_name(const std::string& name, const char* what) {
+  // NFT_NAME_MAXLEN counts the terminating NUL.
+  if (name.empty() || name.size() >= NFT_NAME_MAXLEN || name.find('\0') != std::string::npos) {
+    throw std::invalid_argument(std::string("invalid ") + what + " name '" + name + "'");
+  }
+}
+
+Owned<nftnl_udata_buf> udata_buffer() { return owned(nftnl_udata_buf_alloc(NFT_USERDATA_MAXLEN)); }
+
+void put_udata(nftnl_udata_buf* buf, std::uint8_t type, std::uint32_t value) {
+  if (!nftnl_udata_put_u32(buf, type, value)) throw std::length_error("set userdata overflow");
+}
+
+Udata udata_bytes(const nftnl_udata_buf& buf) {
+  const auto* data = static_cast<const std::uint8_t*>(nftnl_udata_buf_data(&buf));
+  return Udata(data, data + nftnl_udata_buf_len(&buf));
+}
+
+std::uint32_t add_interval(std::vector<SetElement>& elements, const std::uint8_t* first,
+                           const std::uint8_t* last, std::uint32_t len, bool is_first) {
+  auto all = [len](const std::uint8_t* key, std::uint8_t value) {
+    return std::all_of(key, key + len, [value](std::uint8_t b) { return b == value; });
+  };
+  SetElement element;
+  element.key_len = static_cast<std::uint8_t>(len);
+  std::uint32_t counted = 2;
+  if (is_first && !all(first, 0)) {
+    element.interval_end = true;  // key all zero
+    elements.push_back(element);
+    ++counted;
+  }
+  // A range reaching the top of the key space has no end element; nft marks its start
+  // so that it can print `60000-65535` back instead of a lone `60000`. It still counts 2
+  // towards the size hint.
+  const bool open_end = all(last, 0xff);
+  std::memcpy(element.key.data(), first, len);
+  element.interval_end = false;
+  element.open_end = open_end;
+  elements.push_back(element);
+  if (!open_end) {
+    std::memcpy(element.key.data(), last, len);
+    for (std::uint32_t i = len; i-- > 0;) {  // big-endian increment
+      if (++element.key[i] != 0) break;
+    }
+    element.interval_end = true;
+    element.open_end = false;
+    elements.push_back(element);
+  }
+  return counted;
+}
+
+const ir::NamedSet& NamedSetIds::set_of(const std::string& name) const {
+  for (const ir::NamedSet& set : *sets) {
+    if (set.name == name) return set;
+  }
+  throw std::invalid_argument("no set named '" + name + "' in the table");
+}
+
+std::uint32_t NamedSetIds::id_of(const std::string& name) const {
+  const ir::NamedSet& set = set_of(name);
+  return static_cast<std::uint32_t>(&set - sets->data()) + 1;
+}
+
+}  // namespace encode
+
 namespace {
 
-struct NftnlDeleter {
+using encode::check_name;
+using encode::Owned;
+using encode::owned;
+using encode::SetDefinition;
+using encode::SetElement;
+
+struct NftnlObjectDeleter {
   void operator()(nftnl_table* p) const { nftnl_table_free(p); }
   void operator()(nftnl_chain* p) const { nftnl_chain_free(p); }
   void operator()(nftnl_set* p) const { nftnl_set_free(p); }
-  void operator()(nftnl_set_elem* p) const { nftnl_set_elem_free(p); }
-  void operator()(nftnl_set_elems_iter* p) const { nftnl_set_elems_iter_destroy(p); }
-  void operator()(nftnl_rule* p) const { nftnl_rule_free(p); }
-  void operator()(nftnl_expr* p) const { nftnl_expr_free(p); }
-  void operator()(nftnl_udata_buf* p) const { nftnl_udata_buf_free(p); }
 };
 template <typename T>
-using Owned = std::unique_ptr<T, NftnlDeleter>;
-
-template <typename T>
-Owned<T> owned(T* allocated) {
+std::unique_ptr<T, NftnlObjectDeleter> object(T* allocated) {
   if (allocated == nullptr) throw std::bad_alloc();
-  return Owned<T>(allocated);
+  return std::unique_ptr<T, NftnlObjectDeleter>(allocated);
 }
 
 // Messages are built in a page of this size, as nft 1.0.6 sizes its batch pages; a page
@@ -48,27 +120,6 @@ Owned<T> owned(T* allocated) {
 // UINT16_MAX bytes).
 std::size_t batch_page_size() { return static_cast<std::size_t>(getpagesize()) * 32; }
 std::size_t batch_page_overrun() { return UINT16_MAX + static_cast<std::size_t>(getpagesize()); }
-
-// nft's own numbers for the set key datatypes, from its datatype table; the kernel only
-// stores them, nft reads them back to print the elements.
-constexpr std::uint32_t kTypeInetProto = 12;
-constexpr std::uint32_t kTypeInetService = 13;
-
-// Values nft writes into set userdata (NFTNL_UDATA_SET_*) so that `nft list` can
-// reconstruct the key expression of the set; see nft's src/rule.c set udata builder.
-constexpr std::uint32_t kByteorderHostEndian = 1;
-constexpr std::uint32_t kByteorderBigEndian = 2;
-constexpr std::uint32_t kExprPayload = 7;  // nft's enum expr_types
-constexpr std::uint32_t kExprMeta = 9;
-constexpr std::uint32_t kProtoDescUdp = 6;  // nft's enum proto_desc_id
-constexpr std::uint32_t kProtoDescTcp = 8;
-constexpr std::uint32_t kProtoDescTh = 11;
-constexpr std::uint32_t kDportField = 2;  // TCPHDR_DPORT == UDPHDR_DPORT == THDR_DPORT
-constexpr std::uint8_t kUdataPayloadDesc = 0;
-constexpr std::uint8_t kUdataPayloadField = 1;
-constexpr std::uint8_t kUdataMetaKey = 0;
-
-constexpr const char* kAnonymousSetName = "__set%d";  // the kernel fills in %d
 
 struct MnlBatchStopper {
   void operator()(mnl_nlmsg_batch* batch) const { mnl_nlmsg_batch_stop(batch); }
@@ -140,370 +191,56 @@ class BatchWriter {
   EncodedBatch result_;
 };
 
-void check_name(const std::string& name, const char* what) {
-  // NFT_NAME_MAXLEN counts the terminating NUL.
-  if (name.empty() || name.size() >= NFT_NAME_MAXLEN || name.find('\0') != std::string::npos) {
-    throw std::invalid_argument(std::string("invalid ") + what + " name '" + name + "'");
-  }
+std::uint32_t table_flags(const ir::Ruleset& ruleset) {
+  std::uint32_t flags = 0;
+  if (ruleset.owner) flags |= NFT_TABLE_F_OWNER;
+  // Persist only means something for an owned table; the kernel refuses it alone.
+  if (ruleset.persist) flags |= NFT_TABLE_F_PERSIST;
+  return flags;
 }
 
-Owned<nftnl_udata_buf> udata_buffer() { return owned(nftnl_udata_buf_alloc(NFT_USERDATA_MAXLEN)); }
-
-void put_udata(nftnl_udata_buf* buf, std::uint8_t type, std::uint32_t value) {
-  if (!nftnl_udata_put_u32(buf, type, value)) throw std::length_error("set userdata overflow");
+void add_table(BatchWriter& writer, std::uint16_t nft_msg, const std::string& table,
+               std::optional<std::uint32_t> flags, std::string what) {
+  auto t = object(nftnl_table_alloc());
+  nftnl_table_set_str(t.get(), NFTNL_TABLE_NAME, table.c_str());
+  nftnl_table_set_u32(t.get(), NFTNL_TABLE_FAMILY, NFPROTO_INET);
+  if (flags) nftnl_table_set_u32(t.get(), NFTNL_TABLE_FLAGS, *flags);
+  const std::uint16_t msg_flags = nft_msg == NFT_MSG_NEWTABLE ? NLM_F_CREATE : 0;
+  nftnl_table_nlmsg_build_payload(writer.start(nft_msg, msg_flags, std::move(what)), t.get());
+  writer.advance();
 }
-
-// An anonymous set with the elements one rule looks up, and what nft records about it.
-struct AnonymousSet {
-  std::uint32_t id = 0;
-  std::string what;
-  Owned<nftnl_set> definition;
-  std::vector<Owned<nftnl_set_elem>> elements;
-  std::string table;
-};
-
-class SetBuilder {
- public:
-  SetBuilder(const std::string& table, std::uint32_t id, std::string what) {
-    set_.id = id;
-    set_.what = std::move(what);
-    set_.definition = owned(nftnl_set_alloc());
-    set_.table = table;
-    nftnl_set* s = set_.definition.get();
-    nftnl_set_set_str(s, NFTNL_SET_TABLE, table.c_str());
-    nftnl_set_set_str(s, NFTNL_SET_NAME, kAnonymousSetName);
-    nftnl_set_set_u32(s, NFTNL_SET_FAMILY, NFPROTO_INET);
-    nftnl_set_set_u32(s, NFTNL_SET_ID, id);
-  }
-
-  void add_element(const void* key, std::uint32_t key_len, bool interval_end, bool open_end) {
-    auto element = owned(nftnl_set_elem_alloc());
-    nftnl_set_elem_set(element.get(), NFTNL_SET_ELEM_KEY, key, key_len);
-    if (interval_end)
-      nftnl_set_elem_set_u32(element.get(), NFTNL_SET_ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END);
-    if (open_end) {
-      // A range reaching the top of the key space has no end element; nft marks its
-      // start so that it can print `60000-65535` back instead of a lone `60000`.
-      auto udata = udata_buffer();
-      put_udata(udata.get(), NFTNL_UDATA_SET_ELEM_FLAGS, NFTNL_SET_ELEM_F_INTERVAL_OPEN);
-      nftnl_set_elem_set(element.get(), NFTNL_SET_ELEM_USERDATA, nftnl_udata_buf_data(udata.get()),
-                         nftnl_udata_buf_len(udata.get()));
-    }
-    set_.elements.push_back(std::move(element));
-  }
-
-  AnonymousSet finish(std::uint32_t flags, std::uint32_t key_type, std::uint32_t key_len,
-                      std::uint32_t size, const nftnl_udata_buf& udata) && {
-    nftnl_set* s = set_.definition.get();
-    nftnl_set_set_u32(s, NFTNL_SET_FLAGS, flags);
-    nftnl_set_set_u32(s, NFTNL_SET_KEY_TYPE, key_type);
-    nftnl_set_set_u32(s, NFTNL_SET_KEY_LEN, key_len);
-    nftnl_set_set_u32(s, NFTNL_SET_DESC_SIZE, size);
-    nftnl_set_set_data(s, NFTNL_SET_USERDATA, nftnl_udata_buf_data(&udata),
-                       nftnl_udata_buf_len(&udata));
-    return std::move(set_);
-  }
-
- private:
-  AnonymousSet set_;
-};
-
-// The typeof part of set userdata: {expr type, {expr-specific fields}}.
-void put_key_typeof(nftnl_udata_buf* buf, std::uint32_t expr_type,
-                    const std::vector<std::pair<std::uint8_t, std::uint32_t>>& fields) {
-  nftnl_udata* outer = nftnl_udata_nest_start(buf, NFTNL_UDATA_SET_KEY_TYPEOF);
-  put_udata(buf, NFTNL_UDATA_SET_TYPEOF_EXPR, expr_type);
-  nftnl_udata* inner = nftnl_udata_nest_start(buf, NFTNL_UDATA_SET_TYPEOF_DATA);
-  for (const auto& [type, value] : fields) put_udata(buf, type, value);
-  nftnl_udata_nest_end(buf, inner);
-  nftnl_udata_nest_end(buf, outer);
-}
-
-AnonymousSet protocol_set(const std::string& table, std::uint32_t id, const ir::L4ProtoIn& match,
-                          std::string what) {
-  SetBuilder builder(table, id, std::move(what));
-  for (ir::L4Proto protocol : match.protocols) {
-    const auto key = static_cast<std::uint8_t>(protocol);
-    builder.add_element(&key, sizeof key, false, false);
-  }
-  auto udata = udata_buffer();
-  put_udata(udata.get(), NFTNL_UDATA_SET_KEYBYTEORDER, kByteorderHostEndian);
-  put_key_typeof(udata.get(), kExprMeta, {{kUdataMetaKey, NFT_META_L4PROTO}});
-  return std::move(builder).finish(NFT_SET_ANONYMOUS | NFT_SET_CONSTANT, kTypeInetProto, 1,
-                                   static_cast<std::uint32_t>(match.protocols.size()), *udata);
-}
-
-AnonymousSet port_set(const std::string& table, std::uint32_t id, const ir::DestPortIn& match,
-                      std::uint32_t proto_desc, std::string what) {
-  SetBuilder builder(table, id, std::move(what));
-  auto put_port = [&builder](std::uint32_t port, bool interval_end, bool open_end) {
-    const std::uint16_t key = htons(static_cast<std::uint16_t>(port));
-    builder.add_element(&key, sizeof key, interval_end, open_end);
-  };
-  bool has_range = false;
-  for (const ir::PortRange& range : match.ports) has_range |= range.first != range.last;
-
-  std::uint32_t size = 0;
-  std::uint32_t flags = NFT_SET_ANONYMOUS | NFT_SET_CONSTANT;
-  if (!has_range) {
-    for (const ir::PortRange& range : match.ports) put_port(range.first, false, false);
-    size = static_cast<std::uint32_t>(match.ports.size());
-  } else {
-    // The kernel's interval sets (rbtree) store boundaries: a start element opens a
-    // range, an INTERVAL_END element one past its end closes it. nft also closes the
-    // gap below the first range with an end element at 0, and counts 2 per range (plus
-    // that one) as the size hint even when the last range runs to 65535 and so has no
-    // end element.
-    flags |= NFT_SET_INTERVAL;
-    if (match.ports.front().first != 0) {
-      put_port(0, true, false);
-      ++size;
-    }
-    for (const ir::PortRange& range : match.ports) {
-      const bool open_end = range.last == UINT16_MAX;
-      put_port(range.first, false, open_end);
-      if (!open_end) put_port(range.last + 1u, true, false);
-      size += 2;
-    }
-  }
-
-  auto udata = udata_buffer();
-  put_udata(udata.get(), NFTNL_UDATA_SET_KEYBYTEORDER, kByteorderBigEndian);
-  if (has_range) put_udata(udata.get(), NFTNL_UDATA_SET_MERGE_ELEMENTS, 1);
-  put_key_typeof(udata.get(), kExprPayload,
-                 {{kUdataPayloadDesc, proto_desc}, {kUdataPayloadField, kDportField}});
-  return std::move(builder).finish(flags, kTypeInetService, 2, size, *udata);
-}
-
-class RuleBuilder {
- public:
-  RuleBuilder(const std::string& table, const std::string& chain)
-      : rule_(owned(nftnl_rule_alloc())) {
-    nftnl_rule_set_str(rule_.get(), NFTNL_RULE_TABLE, table.c_str());
-    nftnl_rule_set_str(rule_.get(), NFTNL_RULE_CHAIN, chain.c_str());
-    nftnl_rule_set_u32(rule_.get(), NFTNL_RULE_FAMILY, NFPROTO_INET);
-  }
-
-  nftnl_expr* add(const char* name) {
-    auto expr = owned(nftnl_expr_alloc(name));
-    nftnl_expr* raw = expr.get();
-    nftnl_rule_add_expr(rule_.get(), expr.release());  // the rule owns it from here
-    return raw;
-  }
-
-  void meta_load(std::uint32_t key) {
-    nftnl_expr* e = add("meta");
-    nftnl_expr_set_u32(e, NFTNL_EXPR_META_KEY, key);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_META_DREG, NFT_REG_1);
-  }
-
-  void compare(std::uint32_t op, const void* data, std::uint32_t len) {
-    nftnl_expr* e = add("cmp");
-    nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_SREG, NFT_REG_1);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_OP, op);
-    nftnl_expr_set(e, NFTNL_EXPR_CMP_DATA, data, len);
-  }
-
-  void lookup(const AnonymousSet& set) {
-    nftnl_expr* e = add("lookup");
-    nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SREG, NFT_REG_1);
-    nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, kAnonymousSetName);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SET_ID, set.id);
-  }
-
-  void set_comment(const std::string& comment) {
-    // nft stores the comment NUL-terminated in a TLV, and refuses more than 128 bytes.
-    if (comment.size() > NFTNL_UDATA_COMMENT_MAXLEN || comment.find('\0') != std::string::npos) {
-      throw std::invalid_argument("invalid rule comment '" + comment + "'");
-    }
-    userdata_ = udata_buffer();
-    if (!nftnl_udata_put_strz(userdata_.get(), NFTNL_UDATA_RULE_COMMENT, comment.c_str())) {
-      throw std::length_error("rule userdata overflow");
-    }
-  }
-
-  void build_payload(nlmsghdr* nlh) const {
-    nftnl_rule_nlmsg_build_payload(nlh, rule_.get());
-    // nft puts the userdata after the expressions (libnftnl would put it before).
-    if (userdata_) {
-      mnl_attr_put(nlh, NFTA_RULE_USERDATA, nftnl_udata_buf_len(userdata_.get()),
-                   nftnl_udata_buf_data(userdata_.get()));
-    }
-  }
-
- private:
-  Owned<nftnl_rule> rule_;
-  Owned<nftnl_udata_buf> userdata_;
-};
-
-std::uint32_t port_set_protocol_desc(const ir::L4ProtoIn& protocols) {
-  if (protocols.protocols.size() != 1) return kProtoDescTh;
-  return protocols.protocols.front() == ir::L4Proto::tcp ? kProtoDescTcp : kProtoDescUdp;
-}
-
-// Expressions in the order nft's linearizer emits them for the rendered rule text.
-class RuleEncoder {
- public:
-  RuleEncoder(const ir::Ruleset& ruleset, const ir::Chain& chain, std::uint32_t& next_set_id,
-              std::string what)
-      : table_(ruleset.table),
-        builder_(ruleset.table, chain.name),
-        next_set_id_(next_set_id),
-        what_(std::move(what)) {}
-
-  void encode(const ir::Rule& rule) {
-    for (std::size_t i = 0; i < rule.matches.size(); ++i) {
-      const ir::Match& match = rule.matches[i];
-      if (const auto* loopback = std::get_if<ir::LoopbackInterface>(&match)) {
-        // Loopback is ifindex 1 in every namespace, so nft resolves "lo" to a constant.
-        builder_.meta_load(loopback->outgoing ? NFT_META_OIF : NFT_META_IIF);
-        const std::uint32_t loopback_index = 1;
-        builder_.compare(NFT_CMP_EQ, &loopback_index, sizeof loopback_index);
-      } else if (const auto* state = std::get_if<ir::CtState>(&match)) {
-        encode_ct_state(*state);
-      } else if (const auto* protocols = std::get_if<ir::L4ProtoIn>(&match)) {
-        encode_protocols(*protocols);
-        if (i + 1 < rule.matches.size()) {
-          if (const auto* ports = std::get_if<ir::DestPortIn>(&rule.matches[i + 1])) {
-            encode_ports(*ports, port_set_protocol_desc(*protocols));
-            ++i;
-          }
-        }
-      } else {
-        throw std::invalid_argument("a port match must directly follow a protocol match");
-      }
-    }
-    if (rule.counter) builder_.add("counter");
-    encode_verdict(rule.verdict);
-    if (!rule.comment.empty()) builder_.set_comment(rule.comment);
-  }
-
-  std::vector<AnonymousSet>& sets() { return sets_; }
-  void build_payload(nlmsghdr* nlh) const { builder_.build_payload(nlh); }
-
- private:
-  void encode_ct_state(const ir::CtState& state) {
-    if (state.mask == 0) throw std::invalid_argument("empty ct state match");
-    nftnl_expr* ct = builder_.add("ct");
-    nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_KEY, NFT_CT_STATE);
-    nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_DREG, NFT_REG_1);
-    // A flag type: nft matches "any of these bits" as (state & mask) != 0.
-    nftnl_expr* bitwise = builder_.add("bitwise");
-    const std::uint32_t zero = 0;
-    nftnl_expr_set_u32(bitwise, NFTNL_EXPR_BITWISE_SREG, NFT_REG_1);
-    nftnl_expr_set_u32(bitwise, NFTNL_EXPR_BITWISE_DREG, NFT_REG_1);
-    nftnl_expr_set_u32(bitwise, NFTNL_EXPR_BITWISE_LEN, sizeof state.mask);
-    nftnl_expr_set(bitwise, NFTNL_EXPR_BITWISE_MASK, &state.mask, sizeof state.mask);
-    nftnl_expr_set(bitwise, NFTNL_EXPR_BITWISE_XOR, &zero, sizeof zero);
-    builder_.compare(NFT_CMP_NEQ, &zero, sizeof zero);
-  }
-
-  void encode_protocols(const ir::L4ProtoIn& protocols) {
-    if (protocols.protocols.empty()) throw std::invalid_argument("empty protocol match");
-    builder_.meta_load(NFT_META_L4PROTO);
-    if (protocols.protocols.size() == 1) {
-      const auto protocol = static_cast<std::uint8_t>(protocols.protocols.front());
-      builder_.compare(NFT_CMP_EQ, &protocol, sizeof protocol);
-      return;
-    }
-    sets_.push_back(protocol_set(table_, next_set_id_++, protocols, "protocol set of " + what_));
-    builder_.lookup(sets_.back());
-  }
-
-  void encode_ports(const ir::DestPortIn& ports, std::uint32_t proto_desc) {
-    if (ports.ports.empty()) throw std::invalid_argument("empty port match");
-    nftnl_expr* payload = builder_.add("payload");
-    nftnl_expr_set_u32(payload, NFTNL_EXPR_PAYLOAD_DREG, NFT_REG_1);
-    nftnl_expr_set_u32(payload, NFTNL_EXPR_PAYLOAD_BASE, NFT_PAYLOAD_TRANSPORT_HEADER);
-    nftnl_expr_set_u32(payload, NFTNL_EXPR_PAYLOAD_OFFSET, 2);  // dport in TCP, UDP, ...
-    nftnl_expr_set_u32(payload, NFTNL_EXPR_PAYLOAD_LEN, 2);
-    if (ports.ports.size() == 1) {
-      const ir::PortRange& range = ports.ports.front();
-      const std::uint16_t first = htons(range.first);
-      const std::uint16_t last = htons(range.last);
-      if (range.first == range.last) {
-        builder_.compare(NFT_CMP_EQ, &first, sizeof first);
-      } else {
-        // Network byte order compares correctly as big-endian bytes (the kernel's cmp
-        // uses memcmp for gte/lte).
-        builder_.compare(NFT_CMP_GTE, &first, sizeof first);
-        builder_.compare(NFT_CMP_LTE, &last, sizeof last);
-      }
-      return;
-    }
-    sets_.push_back(port_set(table_, next_set_id_++, ports, proto_desc, "port set of " + what_));
-    builder_.lookup(sets_.back());
-  }
-
-  void encode_verdict(const ir::Verdict& verdict) {
-    if (verdict.kind == ir::VerdictKind::reject_tcp_reset ||
-        verdict.kind == ir::VerdictKind::reject_icmpx_port_unreachable) {
-      const bool tcp = verdict.kind == ir::VerdictKind::reject_tcp_reset;
-      nftnl_expr* reject = builder_.add("reject");
-      nftnl_expr_set_u32(reject, NFTNL_EXPR_REJECT_TYPE,
-                         tcp ? NFT_REJECT_TCP_RST : NFT_REJECT_ICMPX_UNREACH);
-      nftnl_expr_set_u8(reject, NFTNL_EXPR_REJECT_CODE, tcp ? 0 : NFT_REJECT_ICMPX_PORT_UNREACH);
-      return;
-    }
-    nftnl_expr* immediate = builder_.add("immediate");
-    nftnl_expr_set_u32(immediate, NFTNL_EXPR_IMM_DREG, NFT_REG_VERDICT);
-    switch (verdict.kind) {
-      case ir::VerdictKind::accept:
-        nftnl_expr_set_u32(immediate, NFTNL_EXPR_IMM_VERDICT, NF_ACCEPT);
-        break;
-      case ir::VerdictKind::drop:
-        nftnl_expr_set_u32(immediate, NFTNL_EXPR_IMM_VERDICT, NF_DROP);
-        break;
-      case ir::VerdictKind::jump:
-        check_name(verdict.chain, "jump target chain");
-        nftnl_expr_set_u32(immediate, NFTNL_EXPR_IMM_VERDICT, static_cast<std::uint32_t>(NFT_JUMP));
-        nftnl_expr_set_str(immediate, NFTNL_EXPR_IMM_CHAIN, verdict.chain.c_str());
-        break;
-      default:
-        throw std::invalid_argument("unknown verdict");
-    }
-  }
-
-  const std::string& table_;
-  RuleBuilder builder_;
-  std::uint32_t& next_set_id_;
-  std::string what_;
-  std::vector<AnonymousSet> sets_;
-};
 
 std::uint32_t hook_number(ir::Hook hook) {
   switch (hook) {
+    case ir::Hook::prerouting:
+      return NF_INET_PRE_ROUTING;
     case ir::Hook::input:
       return NF_INET_LOCAL_IN;
-    case ir::Hook::output:
-      return NF_INET_LOCAL_OUT;
     case ir::Hook::forward:
       return NF_INET_FORWARD;
+    case ir::Hook::output:
+      return NF_INET_LOCAL_OUT;
+    case ir::Hook::postrouting:
+      return NF_INET_POST_ROUTING;
   }
   throw std::invalid_argument("unknown hook");
 }
 
-void add_table(BatchWriter& writer, std::uint16_t nft_msg, std::uint16_t flags,
-               const std::string& table, std::string what) {
-  auto t = owned(nftnl_table_alloc());
-  nftnl_table_set_str(t.get(), NFTNL_TABLE_NAME, table.c_str());
-  nftnl_table_set_u32(t.get(), NFTNL_TABLE_FAMILY, NFPROTO_INET);
-  if (nft_msg == NFT_MSG_NEWTABLE) nftnl_table_set_u32(t.get(), NFTNL_TABLE_FLAGS, 0);
-  nftnl_table_nlmsg_build_payload(writer.start(nft_msg, flags, std::move(what)), t.get());
-  writer.advance();
-}
-
 void add_chain(BatchWriter& writer, const std::string& table, const ir::Chain& chain) {
   check_name(chain.name, "chain");
-  auto c = owned(nftnl_chain_alloc());
+  auto c = object(nftnl_chain_alloc());
   nftnl_chain_set_str(c.get(), NFTNL_CHAIN_TABLE, table.c_str());
   nftnl_chain_set_str(c.get(), NFTNL_CHAIN_NAME, chain.name.c_str());
   nftnl_chain_set_u32(c.get(), NFTNL_CHAIN_FAMILY, NFPROTO_INET);
   nlmsghdr* nlh = writer.start(NFT_MSG_NEWCHAIN, NLM_F_CREATE, "chain " + chain.name);
   nftnl_chain_nlmsg_build_payload(nlh, c.get());
   if (chain.base) {
+    const bool nat = chain.base->type == ir::ChainType::nat;
+    if (nat && chain.base->hook == ir::Hook::forward) {
+      throw std::invalid_argument("a nat chain cannot hook forward");
+    }
     // nft appends the base chain attributes itself, in this order, after libnftnl's.
-    mnl_attr_put_strz(nlh, NFTA_CHAIN_TYPE, "filter");
+    mnl_attr_put_strz(nlh, NFTA_CHAIN_TYPE, nat ? "nat" : "filter");
     mnl_attr_put_u32(nlh, NFTA_CHAIN_POLICY,
                      htonl(chain.base->policy_accept ? NF_ACCEPT : NF_DROP));
     nlattr* hook = mnl_attr_nest_start(nlh, NFTA_CHAIN_HOOK);
@@ -515,26 +252,69 @@ void add_chain(BatchWriter& writer, const std::string& table, const ir::Chain& c
   writer.advance();
 }
 
-void add_set(BatchWriter& writer, const AnonymousSet& set) {
-  nftnl_set_nlmsg_build_payload(writer.start(NFT_MSG_NEWSET, NLM_F_CREATE, set.what),
-                                set.definition.get());
+// One element in libnftnl's attribute order: flags, key, data, userdata.
+void put_element(nlmsghdr* nlh, const SetDefinition& set, const SetElement& element) {
+  if (element.interval_end)
+    mnl_attr_put_u32(nlh, NFTA_SET_ELEM_FLAGS, htonl(NFT_SET_ELEM_INTERVAL_END));
+  nlattr* key = mnl_attr_nest_start(nlh, NFTA_SET_ELEM_KEY);
+  mnl_attr_put(nlh, NFTA_DATA_VALUE, element.key_len, element.key.data());
+  mnl_attr_nest_end(nlh, key);
+  if (element.verdict != 0) {
+    const encode::ElementVerdict& verdict = set.verdicts[element.verdict - 1];
+    nlattr* data = mnl_attr_nest_start(nlh, NFTA_SET_ELEM_DATA);
+    nlattr* code = mnl_attr_nest_start(nlh, NFTA_DATA_VERDICT);
+    mnl_attr_put_u32(nlh, NFTA_VERDICT_CODE, htonl(static_cast<std::uint32_t>(verdict.code)));
+    if (!verdict.chain.empty()) mnl_attr_put_strz(nlh, NFTA_VERDICT_CHAIN, verdict.chain.c_str());
+    mnl_attr_nest_end(nlh, code);
+    mnl_attr_nest_end(nlh, data);
+  }
+  if (element.open_end) {
+    // {NFTNL_UDATA_SET_ELEM_FLAGS, 4 bytes, NFTNL_SET_ELEM_F_INTERVAL_OPEN in host order}
+    std::uint8_t udata[6] = {NFTNL_UDATA_SET_ELEM_FLAGS, 4};
+    const std::uint32_t open = NFTNL_SET_ELEM_F_INTERVAL_OPEN;
+    std::memcpy(udata + 2, &open, sizeof open);
+    mnl_attr_put(nlh, NFTA_SET_ELEM_USERDATA, sizeof udata, udata);
+  }
+}
+
+void add_set(BatchWriter& writer, const std::string& table, const SetDefinition& set) {
+  auto s = object(nftnl_set_alloc());
+  nftnl_set* raw = s.get();
+  nftnl_set_set_str(raw, NFTNL_SET_TABLE, table.c_str());
+  nftnl_set_set_str(raw, NFTNL_SET_NAME, set.name.c_str());
+  nftnl_set_set_u32(raw, NFTNL_SET_FAMILY, NFPROTO_INET);
+  nftnl_set_set_u32(raw, NFTNL_SET_ID, set.id);
+  nftnl_set_set_u32(raw, NFTNL_SET_FLAGS, set.flags);
+  nftnl_set_set_u32(raw, NFTNL_SET_KEY_TYPE, set.key_type);
+  nftnl_set_set_u32(raw, NFTNL_SET_KEY_LEN, set.key_len);
+  if (set.flags & NFT_SET_MAP) {
+    nftnl_set_set_u32(raw, NFTNL_SET_DATA_TYPE, set.data_type);
+    nftnl_set_set_u32(raw, NFTNL_SET_DATA_LEN, set.data_len);
+  }
+  if (set.timeout_ms != 0) nftnl_set_set_u64(raw, NFTNL_SET_TIMEOUT, set.timeout_ms);
+  if (set.size) nftnl_set_set_u32(raw, NFTNL_SET_DESC_SIZE, *set.size);
+  nftnl_set_set_data(raw, NFTNL_SET_USERDATA, set.udata.data(),
+                     static_cast<std::uint32_t>(set.udata.size()));
+  nftnl_set_nlmsg_build_payload(writer.start(NFT_MSG_NEWSET, NLM_F_CREATE, set.what), raw);
   writer.advance();
+  if (set.elements.empty()) return;
+
   // The element list is one attribute, and attribute lengths are 16 bits: a long list is
   // split over several messages. Like nft, the parts share one sequence number and keep
   // counting the element nests, skipping the number of the element that did not fit.
   std::uint32_t nest_number = 0;
   std::size_t next = 0;
   bool continuation = false;
+  const std::string what = "elements of " + set.what;
   do {
-    nlmsghdr* nlh =
-        writer.start(NFT_MSG_NEWSETELEM, NLM_F_CREATE, "elements of " + set.what, continuation);
-    mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_TABLE, set.table.c_str());
-    mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_SET, kAnonymousSetName);
+    nlmsghdr* nlh = writer.start(NFT_MSG_NEWSETELEM, NLM_F_CREATE, what, continuation);
+    mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_TABLE, table.c_str());
+    mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_SET, set.name.c_str());
     mnl_attr_put_u32(nlh, NFTA_SET_ELEM_LIST_SET_ID, htonl(set.id));
     nlattr* list = mnl_attr_nest_start(nlh, NFTA_SET_ELEM_LIST_ELEMENTS);
     for (; next < set.elements.size(); ++next) {
       nlattr* element = mnl_attr_nest_start(nlh, static_cast<std::uint16_t>(++nest_number));
-      nftnl_set_elem_nlmsg_build_payload(nlh, set.elements[next].get());
+      put_element(nlh, set, set.elements[next]);
       mnl_attr_nest_end(nlh, element);
       const auto list_len = reinterpret_cast<const char*>(element) + element->nla_len -
                             reinterpret_cast<const char*>(list);
@@ -547,6 +327,70 @@ void add_set(BatchWriter& writer, const AnonymousSet& set) {
     writer.advance();
     continuation = true;
   } while (next < set.elements.size());
+}
+
+// Named sets as nft declares them: datatype keys (no typeof), the byte order in userdata,
+// interval elements as boundaries.
+SetDefinition named_set(const ir::NamedSet& named, std::uint32_t id) {
+  check_name(named.name, "set");
+  SetDefinition set;
+  set.name = named.name;
+  set.id = id;
+  set.what = "set " + named.name;
+  if (named.interval) set.flags |= NFT_SET_INTERVAL;
+  // nft turns the timeout flag on by itself for a set with a default timeout.
+  if (named.timeout || named.default_timeout_seconds) set.flags |= NFT_SET_TIMEOUT;
+  if (named.dynamic) set.flags |= NFT_SET_EVAL;
+  if (named.default_timeout_seconds) {
+    if (*named.default_timeout_seconds == 0) {
+      throw std::invalid_argument("set " + named.name + ": timeout must be at least 1 second");
+    }
+    set.timeout_ms = std::uint64_t{*named.default_timeout_seconds} * 1000;
+  }
+  set.size = named.size;
+  std::uint32_t len = 2;
+  switch (named.key) {
+    case ir::SetKey::ipv4_addr:
+      set.key_type = 7;  // nft's ipv4_addr datatype
+      len = 4;
+      break;
+    case ir::SetKey::ipv6_addr:
+      set.key_type = 8;  // ipv6_addr
+      len = 16;
+      break;
+    case ir::SetKey::inet_service:
+      set.key_type = 13;  // inet_service
+      break;
+  }
+  set.key_len = len;
+  auto udata = encode::udata_buffer();
+  encode::put_udata(udata.get(), NFTNL_UDATA_SET_KEYBYTEORDER, 2);  // big endian
+  set.udata = encode::udata_bytes(*udata);
+
+  const auto family = named.key == ir::SetKey::ipv6_addr ? ir::Family::ipv6 : ir::Family::ipv4;
+  set.elements.reserve(named.interval ? named.elements.size() * 2 + 1 : named.elements.size());
+  for (std::size_t i = 0; i < named.elements.size(); ++i) {
+    const ir::AddressRange& range = named.elements[i];
+    if (named.key != ir::SetKey::inet_service &&
+        (range.first.family != family || range.last.family != family)) {
+      throw std::invalid_argument("set " + named.name + " holds an address of the other family");
+    }
+    if (std::memcmp(range.first.bytes.data(), range.last.bytes.data(), len) > 0) {
+      throw std::invalid_argument("set " + named.name + " holds a reversed range");
+    }
+    if (named.interval) {
+      encode::add_interval(set.elements, range.first.bytes.data(), range.last.bytes.data(), len,
+                           i == 0);
+    } else if (range.first != range.last) {
+      throw std::invalid_argument("set " + named.name + " holds ranges but is not an interval set");
+    } else {
+      SetElement element;
+      element.key_len = static_cast<std::uint8_t>(len);
+      std::memcpy(element.key.data(), range.first.bytes.data(), len);
+      set.elements.push_back(element);
+    }
+  }
+  return set;
 }
 
 std::string rule_description(const ir::Rule& rule, std::size_t index, const ir::Chain& chain) {
@@ -571,25 +415,43 @@ const BatchMessage* EncodedBatch::find(std::uint32_t seq) const {
 
 EncodedBatch encode_replace_batch(const ir::Ruleset& ruleset, std::uint32_t first_seq) {
   check_name(ruleset.table, "table");
+  if (ruleset.persist && !ruleset.owner) {
+    throw std::invalid_argument("a persistent table must also be owned");
+  }
   const std::string table_text = "table inet " + ruleset.table;
+  const std::uint32_t flags = table_flags(ruleset);
   BatchWriter writer(first_seq);
   // Creating before deleting makes the delete succeed when the table does not exist yet,
-  // so the same batch serves the first load and every replacement.
-  add_table(writer, NFT_MSG_NEWTABLE, NLM_F_CREATE, ruleset.table, table_text);
-  add_table(writer, NFT_MSG_DELTABLE, 0, ruleset.table, "deletion of " + table_text);
-  add_table(writer, NFT_MSG_NEWTABLE, NLM_F_CREATE, ruleset.table, table_text);
-  // nft declares every chain of a table block before any rule, so rules may jump to
-  // chains listed after them.
+  // so the same batch serves the first load and every replacement. On an existing table
+  // the first NEWTABLE is an update of its flags: nft sends flags 0, which the kernel
+  // refuses for an owned table, so for an owned ruleset it carries no flags at all (a
+  // no-op on any table this socket may change; see docs/nftables-owner.md).
+  add_table(writer, NFT_MSG_NEWTABLE, ruleset.table,
+            ruleset.owner ? std::nullopt : std::optional<std::uint32_t>(0), table_text);
+  add_table(writer, NFT_MSG_DELTABLE, ruleset.table, std::nullopt, "deletion of " + table_text);
+  add_table(writer, NFT_MSG_NEWTABLE, ruleset.table, flags, table_text);
+  // nft declares every chain of a table block first, then the named sets, then the
+  // rules: rules may jump to chains listed after them.
   for (const ir::Chain& chain : ruleset.chains) add_chain(writer, ruleset.table, chain);
 
-  std::uint32_t next_set_id = 1;
+  const encode::NamedSetIds named{&ruleset.sets};
+  for (std::size_t i = 0; i < ruleset.sets.size(); ++i) {
+    for (std::size_t j = 0; j < i; ++j) {
+      if (ruleset.sets[j].name == ruleset.sets[i].name) {
+        throw std::invalid_argument("two sets named '" + ruleset.sets[i].name + "'");
+      }
+    }
+    add_set(writer, ruleset.table, named_set(ruleset.sets[i], static_cast<std::uint32_t>(i + 1)));
+  }
+
+  std::uint32_t next_set_id = static_cast<std::uint32_t>(ruleset.sets.size()) + 1;
   for (const ir::Chain& chain : ruleset.chains) {
     for (std::size_t r = 0; r < chain.rules.size(); ++r) {
       const ir::Rule& rule = chain.rules[r];
       std::string what = rule_description(rule, r, chain);
-      RuleEncoder encoder(ruleset, chain, next_set_id, what);
+      encode::RuleEncoder encoder(ruleset.table, chain.name, named, next_set_id, what);
       encoder.encode(rule);
-      for (const AnonymousSet& set : encoder.sets()) add_set(writer, set);
+      for (const SetDefinition& set : encoder.sets()) add_set(writer, ruleset.table, set);
       encoder.build_payload(
           writer.start(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, std::move(what)));
       writer.advance();

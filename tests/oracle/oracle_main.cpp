@@ -1,12 +1,22 @@
 // Test helper (needs root for everything but `render`/`cases`):
 //   portier_oracle cases              names of the built-in rulesets
 //   portier_oracle render CASE        render_nft_replace() of the case
-//   portier_oracle apply CASE         NetlinkKernel::apply() of the case
+//   portier_oracle apply CASE [CMD]   NetlinkKernel::apply() of the case (CASE,CASE,... one
+//                                     after the other on one socket); then runs the shell
+//                                     command CMD while the socket still lives (an owned
+//                                     table disappears with it)
 //   portier_oracle counters TABLE     NetlinkKernel::read_counters(), one rule per line
 //   portier_oracle exists TABLE       exit status 0 if the table exists, 1 if not
+//   portier_oracle time CASE          how long encode_replace_batch(CASE) takes
 //   portier_oracle dump CASE          encode_replace_batch(CASE, 0) as libmnl prints it,
 //                                     the format of `nft --debug=mnl`
+#include <arpa/inet.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <functional>
 #include <iostream>
@@ -35,9 +45,15 @@ Rule rule(std::vector<Match> matches, Verdict verdict, std::string comment = {},
   return r;
 }
 
-Verdict accept() { return {VerdictKind::accept, {}}; }
-Verdict drop() { return {VerdictKind::drop, {}}; }
-Verdict jump(std::string chain) { return {VerdictKind::jump, std::move(chain)}; }
+Verdict verdict(VerdictKind kind, std::string chain = {}) {
+  Verdict v;
+  v.kind = kind;
+  v.chain = std::move(chain);
+  return v;
+}
+Verdict accept() { return verdict(VerdictKind::accept); }
+Verdict drop() { return verdict(VerdictKind::drop); }
+Verdict jump(std::string chain) { return verdict(VerdictKind::jump, std::move(chain)); }
 
 L4ProtoIn tcp() { return L4ProtoIn{{L4Proto::tcp}}; }
 L4ProtoIn udp() { return L4ProtoIn{{L4Proto::udp}}; }
@@ -45,8 +61,8 @@ L4ProtoIn tcp_udp() { return L4ProtoIn{{L4Proto::tcp, L4Proto::udp}}; }
 DestPortIn ports(std::vector<PortRange> ranges) { return DestPortIn{std::move(ranges)}; }
 
 Chain base_chain(std::string name, Hook hook, std::int32_t priority, bool policy_accept,
-                 std::vector<Rule> rules) {
-  return Chain{std::move(name), BaseChain{hook, priority, policy_accept}, std::move(rules)};
+                 std::vector<Rule> rules, ChainType type = ChainType::filter) {
+  return Chain{std::move(name), BaseChain{hook, type, priority, policy_accept}, std::move(rules)};
 }
 
 Ruleset basic() {
@@ -93,9 +109,9 @@ Ruleset verdicts_and_chains() {
       "input", Hook::input, 10, false,
       {rule({CtState{ct_established | ct_related}}, accept(), "established"),
        rule({LoopbackInterface{false}}, jump("zone.public"), "to-zone", true),
-       rule({tcp(), ports({{113, 113}})}, {VerdictKind::reject_tcp_reset, {}}, "ident"),
-       rule({tcp()}, {VerdictKind::reject_tcp_reset, {}}),
-       rule({}, {VerdictKind::reject_icmpx_port_unreachable, {}}, "final-reject", true)}));
+       rule({tcp(), ports({{113, 113}})}, verdict(VerdictKind::reject_tcp_reset), "ident"),
+       rule({tcp()}, verdict(VerdictKind::reject_tcp_reset)),
+       rule({}, verdict(VerdictKind::reject_icmpx_port_unreachable), "final-reject", true)}));
   r.chains.push_back(base_chain("forward", Hook::forward, -5, false, {rule({}, drop())}));
   r.chains.push_back(base_chain("output", Hook::output, -300, true,
                                 {rule({udp(), ports({{53, 53}})}, accept(), "dns-out")}));
@@ -152,6 +168,289 @@ Ruleset many_rules() {
   return r;
 }
 
+Address address(const std::string& text) {
+  Address a;
+  a.family = text.find(':') == std::string::npos ? Family::ipv4 : Family::ipv6;
+  if (inet_pton(a.family == Family::ipv4 ? AF_INET : AF_INET6, text.c_str(), a.bytes.data()) != 1) {
+    throw std::invalid_argument("bad address in a case: " + text);
+  }
+  return a;
+}
+
+AddressRange range(const std::string& first, const std::string& last) {
+  return {address(first), address(last)};
+}
+AddressRange single(const std::string& text) { return range(text, text); }
+
+Rule with_log(Rule r, std::string prefix, std::optional<std::uint16_t> group = std::nullopt) {
+  r.log = Log{std::move(prefix), group};
+  return r;
+}
+
+InterfaceNameIn iifname(std::vector<std::string> names) { return {false, std::move(names)}; }
+
+Ruleset interfaces() {
+  Verdict vmap_in = verdict(VerdictKind::vmap);
+  vmap_in.vmap = {{"br-lan", VerdictKind::accept, {}},
+                  {"eth0", VerdictKind::go_to, "input_wan"},
+                  {"wg0", VerdictKind::jump, "input_wan"},
+                  {"x", VerdictKind::drop, {}}};
+  Verdict vmap_out = verdict(VerdictKind::vmap);
+  vmap_out.vmap_outgoing = true;
+  vmap_out.vmap = {{"eth0", VerdictKind::drop, {}}};
+  Ruleset r;
+  r.chains.push_back(Chain{"input_wan",
+                           std::nullopt,
+                           {rule({iifname({"eth0"})}, accept(), "one-name"),
+                            rule({iifname({"ppp*"})}, accept(), "wildcard"),
+                            rule({iifname({"br-lan", "eth1"})}, accept(), "name-set", true),
+                            rule({InterfaceNameIn{true, {"abcdefghijklmno"}}}, drop(), "15-chars"),
+                            rule({InterfaceNameIn{true, {"a*"}}}, drop()),
+                            rule({CtStatusDnat{}}, accept(), "port-forwarded"),
+                            rule({CtState{ct_new}, CtStatusDnat{}}, accept())}});
+  r.chains.push_back(base_chain("input", Hook::input, 0, false,
+                                {rule({}, vmap_in, "zones"), rule({}, vmap_out, "out-map", true),
+                                 rule({}, verdict(VerdictKind::go_to, "input_wan"), "goto")}));
+  return r;
+}
+
+Ruleset addresses() {
+  Ruleset r;
+  NamedSet block{"blocklist",
+                 SetKey::ipv4_addr,
+                 true,
+                 false,
+                 false,
+                 std::nullopt,
+                 std::nullopt,
+                 {range("10.0.0.0", "10.255.255.255"), single("192.168.1.7"),
+                  range("192.168.2.1", "192.168.2.5"), range("224.0.0.0", "255.255.255.255")}};
+  NamedSet block6{
+      "blocklist6", SetKey::ipv6_addr,
+      true,         false,
+      false,        std::nullopt,
+      1000,         {single("::1"), range("fd00::", "fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")}};
+  NamedSet plain{"plain4", SetKey::ipv4_addr, false,        false,
+                 false,    std::nullopt,      std::nullopt, {single("1.2.3.4"), single("5.6.7.8")}};
+  NamedSet services{"services", SetKey::inet_service, true,         false,
+                    false,      std::nullopt,         std::nullopt, {}};
+  services.elements = {{port_element(22), port_element(22)}, {port_element(80), port_element(90)}};
+  NamedSet meter{"meter4", SetKey::ipv4_addr, false, true, true, 60, 65535, {}};
+  NamedSet meter6{"meter6", SetKey::ipv6_addr, false, true, true, std::nullopt, std::nullopt, {}};
+  NamedSet timed{"timed", SetKey::ipv4_addr, false,        true,
+                 false,   std::nullopt,      std::nullopt, {single("9.9.9.9")}};
+  NamedSet empty{"empty", SetKey::ipv4_addr, true, false, false, 5400, std::nullopt, {}};
+  r.sets = {block, block6, plain, services, meter, meter6, timed, empty};
+  auto in4 = [](bool dst, std::vector<AddressRange> ranges) {
+    return AddressIn{Family::ipv4, dst, std::move(ranges)};
+  };
+  auto in6 = [](bool dst, std::vector<AddressRange> ranges) {
+    return AddressIn{Family::ipv6, dst, std::move(ranges)};
+  };
+  r.chains.push_back(base_chain(
+      "input", Hook::input, 0, true,
+      {rule({in4(false, {single("10.0.0.1")})}, accept(), "v4-single"),
+       rule({in4(false, {range("10.0.0.0", "10.255.255.255")})}, accept(), "v4-slash8"),
+       rule({in4(true, {range("10.16.0.0", "10.31.255.255")})}, accept(), "v4-slash12"),
+       rule({in4(false, {range("10.0.0.0", "10.0.0.1")})}, accept(), "v4-slash31"),
+       rule({in4(false, {range("10.0.0.0", "10.0.0.5")})}, accept(), "v4-range"),
+       rule({in4(true, {range("10.0.0.0", "10.255.255.255"), single("192.168.1.7")})}, accept(),
+            "v4-interval-set"),
+       rule({in4(true, {single("1.1.1.1"), single("8.8.8.8")})}, accept(), "v4-plain-set"),
+       rule({in4(false, {range("0.0.0.0", "0.0.0.255"), range("255.0.0.0", "255.255.255.255")})},
+            accept(), "v4-edges"),
+       rule({in6(false, {single("fd00::1")})}, accept(), "v6-single"),
+       rule({in6(false, {range("fd00::", "fd00::ffff:ffff:ffff:ffff")})}, accept(), "v6-slash64"),
+       rule({in6(true, {range("fd00::", "fd00::1:ffff:ffff:ffff:ffff")})}, accept(), "v6-slash63"),
+       rule({in6(false, {range("fe80::1", "fe80::5")})}, accept(), "v6-range"),
+       rule({in6(true,
+                 {single("fd00::1"), range("fe80::", "febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff")})},
+            accept(), "v6-set"),
+       rule({AddressInSet{Family::ipv4, false, "blocklist"}}, drop(), "blocked", true),
+       rule({AddressInSet{Family::ipv6, true, "blocklist6"}}, drop()),
+       rule({AddressInSet{Family::ipv4, true, "plain4"}}, drop()),
+       rule({tcp(), ports({{1, 1}}), AddressInSet{Family::ipv4, false, "timed"}}, drop()),
+       rule({MeterOver{"meter4", Family::ipv4, Limit{10, RateUnit::second, 5, true}}}, drop(),
+            "meter"),
+       rule({tcp(), ports({{22, 22}}),
+             MeterOver{"meter6", Family::ipv6, Limit{3, RateUnit::minute, 7, true}}},
+            drop(), "meter6", true)}));
+  return r;
+}
+
+Ruleset protocols() {
+  L4ProtoIn sctp{{L4Proto::sctp}};
+  Ruleset r;
+  r.chains.push_back(base_chain(
+      "input", Hook::input, 0, false,
+      {rule({IcmpTypeIn{false, {8}}}, accept(), "ping"),
+       rule({IcmpTypeIn{false, {0, 3, 8, 11, 12, 42}}}, accept(), "icmp-set"),
+       rule({IcmpTypeIn{true, {1, 2, 128, 130, 134, 135, 136, 143, 200}}}, accept(), "icmpv6-set"),
+       rule({IcmpTypeIn{true, {135}}}, accept()),
+       rule({L4ProtoIn{{L4Proto::icmp}}}, accept()),
+       rule({L4ProtoIn{{L4Proto::icmpv6}}}, accept()),
+       rule({L4ProtoIn{{L4Proto::icmp, L4Proto::tcp, L4Proto::icmpv6, L4Proto::sctp}}}, accept()),
+       rule({sctp, ports({{9, 9}})}, accept(), "sctp-port"),
+       rule({sctp, ports({{9, 9}, {100, 200}})}, accept(), "sctp-ports"),
+       rule({tcp(), SourcePortIn{{{80, 80}}}}, accept(), "sport"),
+       rule({udp(), SourcePortIn{{{53, 53}, {123, 123}}}}, accept(), "sport-set"),
+       rule({tcp_udp(), SourcePortIn{{{1000, 2000}}}, ports({{53, 53}, {5353, 5353}})}, accept(),
+            "th-sport-dport"),
+       rule({tcp(), SourcePortIn{{{1024, 65535}}}, ports({{22, 22}})}, accept(), "sport-dport"),
+       rule({TcpSyn{}}, accept(), "syn"),
+       rule({tcp(), ports({{80, 80}}), TcpSyn{}}, accept(), "port-then-syn"),
+       rule({tcp(), CtState{ct_new}, TcpSyn{}}, accept(), "tcp-then-syn"),
+       rule({AddressIn{Family::ipv4, false, {single("10.0.0.1")}},
+             AddressIn{Family::ipv4, true, {single("10.0.0.2")}}},
+            accept(), "saddr-daddr"),
+       rule({AddressIn{Family::ipv6, false, {single("fd00::1")}}, IcmpTypeIn{true, {128}}},
+            accept(), "address-then-icmp"),
+       rule({IcmpTypeIn{false, {8}}, AddressIn{Family::ipv4, false, {single("10.0.0.1")}}},
+            accept(), "icmp-then-address"),
+       rule({L4ProtoIn{{L4Proto::icmp}}, IcmpTypeIn{false, {0, 8}}}, accept(), "l4-then-icmp")}));
+  return r;
+}
+
+Ruleset statements() {
+  Ruleset r;
+  r.chains.push_back(Chain{"input_lan", std::nullopt, {rule({}, accept())}});
+  r.chains.push_back(base_chain(
+      "output", Hook::output, 0, true,
+      {rule({SocketUid{33, false}}, accept(), "www-data"),
+       rule({SocketUid{0, true}}, drop(), "not-root", true),
+       rule({Limit{10, RateUnit::second, 5, false}}, accept(), "limit"),
+       rule({Limit{10, RateUnit::minute, 20, true}}, drop(), "limit-over"),
+       rule({Limit{1, RateUnit::hour, 1, false}}, accept()),
+       rule({Limit{4000000000u, RateUnit::day, 5, true}}, accept()),
+       with_log(rule({}, accept(), "logged", true), "portier x "),
+       with_log(rule({tcp()}, drop()), "portier y ", 3),
+       with_log(rule({}, verdict(VerdictKind::none)), "", 0),
+       rule({}, verdict(VerdictKind::none), "count-only", true),
+       rule({udp()}, verdict(VerdictKind::none)),
+       rule({LoopbackInterface{true}}, verdict(VerdictKind::go_to, "input_lan"), "goto")}));
+  return r;
+}
+
+Ruleset nat() {
+  Verdict to4 = verdict(VerdictKind::dnat);
+  to4.nat_address = address("192.168.1.10");
+  to4.nat_port = 80;
+  Verdict to6 = verdict(VerdictKind::dnat);
+  to6.nat_address = address("fd00::2");
+  to6.nat_port = 8080;
+  Verdict to4_address = verdict(VerdictKind::dnat);
+  to4_address.nat_address = address("192.168.1.11");
+  Verdict to6_address = verdict(VerdictKind::dnat);
+  to6_address.nat_address = address("fd00::3");
+  Ruleset r;
+  r.chains.push_back(
+      base_chain("prerouting", Hook::prerouting, -90, true,
+                 {rule({iifname({"eth0"}), tcp(), ports({{8080, 8080}})}, to4, "forward-web", true),
+                  rule({tcp(), ports({{8443, 8443}})}, to6, "forward-web6"),
+                  rule({udp(), ports({{53, 53}})}, to4_address, "dns-v4"),
+                  rule({AddressIn{Family::ipv6, true, {single("fd00::1")}}}, to6_address)},
+                 ChainType::nat));
+  r.chains.push_back(base_chain(
+      "postrouting", Hook::postrouting, 110, true,
+      {rule({InterfaceNameIn{true, {"eth0"}}}, verdict(VerdictKind::masquerade), "masq", true)},
+      ChainType::nat));
+  r.chains.push_back(base_chain("forward", Hook::forward, 0, true,
+                                {rule({TcpSyn{}}, verdict(VerdictKind::clamp_mss), "mss"),
+                                 rule({CtStatusDnat{}}, accept())}));
+  r.chains.push_back(base_chain("prerouting2", Hook::prerouting, -100, true, {}, ChainType::nat));
+  r.chains.push_back(base_chain("postrouting2", Hook::postrouting, 100, true, {}, ChainType::nat));
+  r.chains.push_back(base_chain("postrouting3", Hook::postrouting, -100, true, {}, ChainType::nat));
+  return r;
+}
+
+Ruleset priorities() {
+  Ruleset r;
+  const std::int32_t values[] = {-300, -290, -160, -150, -11, -10, 0, 10, 11, 40, 60, 100, 200};
+  int n = 0;
+  for (std::int32_t value : values) {
+    for (Hook hook : {Hook::input, Hook::prerouting, Hook::postrouting}) {
+      r.chains.push_back(base_chain("c" + std::to_string(n++), hook, value, true, {}));
+    }
+  }
+  return r;
+}
+
+// The cgroup lives where the test script created it: /sys/fs/cgroup is cgroup2 there.
+Ruleset cgroup() {
+  const std::string path = "portier-oracle.test/leaf";
+  struct stat info {};
+  if (stat(("/sys/fs/cgroup/" + path).c_str(), &info) != 0) {
+    throw std::runtime_error("cgroup /sys/fs/cgroup/" + path + " does not exist");
+  }
+  Ruleset r;
+  r.chains.push_back(base_chain(
+      "output", Hook::output, 0, true,
+      {rule({SocketCgroup{2, path, info.st_ino, false}}, accept(), "in-cgroup"),
+       rule({SocketCgroup{1, "portier-oracle.test", 0, true}}, drop(), "not-in-cgroup", true)}));
+  // The parent's id, resolved as the daemon would.
+  if (stat("/sys/fs/cgroup/portier-oracle.test", &info) != 0) throw std::runtime_error("no parent");
+  std::get<SocketCgroup>(r.chains[0].rules[1].matches[0]).id = info.st_ino;
+  return r;
+}
+
+Ruleset owned() {
+  Ruleset r = basic();
+  r.owner = true;
+  r.sets.push_back(NamedSet{"s",
+                            SetKey::inet_service,
+                            false,
+                            false,
+                            false,
+                            std::nullopt,
+                            std::nullopt,
+                            {{port_element(1), port_element(1)}}});
+  return r;
+}
+
+Ruleset persistent() {
+  Ruleset r = owned();
+  r.persist = true;
+  return r;
+}
+
+// A named interval set past 64 KiB of elements: the list is split like nft splits it.
+Ruleset big_named_set() {
+  NamedSet set{"big", SetKey::ipv4_addr, true, false, false, std::nullopt, std::nullopt, {}};
+  for (std::uint32_t i = 0; i < 20000; ++i) {
+    Address first;
+    const std::uint32_t network = (10u << 24) | (i << 8);
+    for (int b = 0; b < 4; ++b) first.bytes[b] = static_cast<std::uint8_t>(network >> (24 - 8 * b));
+    Address last = first;
+    last.bytes[3] = i % 2 == 0 ? 255 : 0;  // /24 prefixes and single addresses
+    set.elements.push_back({first, last});
+  }
+  Ruleset r;
+  r.sets.push_back(std::move(set));
+  r.chains.push_back(base_chain("input", Hook::input, 0, true,
+                                {rule({AddressInSet{Family::ipv4, false, "big"}}, drop())}));
+  return r;
+}
+
+// NUMBER ipv4 /32 prefixes... used for timing: `portier_oracle million` builds 1M prefixes.
+Ruleset prefixes(std::uint32_t count) {
+  NamedSet set{"big", SetKey::ipv4_addr, true, false, false, std::nullopt, std::nullopt, {}};
+  set.elements.reserve(count);
+  for (std::uint32_t i = 0; i < count; ++i) {
+    // Every other /30 from 1.0.0.0 on: no two prefixes adjacent.
+    const std::uint32_t network = (1u << 24) + i * 8;
+    Address first;
+    for (int b = 0; b < 4; ++b) first.bytes[b] = static_cast<std::uint8_t>(network >> (24 - 8 * b));
+    Address last = first;
+    last.bytes[3] = static_cast<std::uint8_t>(last.bytes[3] + 3);
+    set.elements.push_back({first, last});
+  }
+  Ruleset r;
+  r.sets.push_back(std::move(set));
+  r.chains.push_back(base_chain("input", Hook::input, 0, true,
+                                {rule({AddressInSet{Family::ipv4, false, "big"}}, drop())}));
+  return r;
+}
+
 Ruleset empty_table() { return Ruleset{}; }
 
 Ruleset other_table() {
@@ -190,6 +489,17 @@ const std::map<std::string, std::function<Ruleset()>>& cases() {
       {"broken", broken},
       {"counted", counted},
       {"many-rules", many_rules},
+      {"interfaces", interfaces},
+      {"addresses", addresses},
+      {"protocols", protocols},
+      {"statements", statements},
+      {"nat", nat},
+      {"priorities", priorities},
+      {"cgroup", cgroup},
+      {"owner", owned},
+      {"persist", persistent},
+      {"big-named-set", big_named_set},
+      {"million", [] { return prefixes(1000000); }},
   };
   return all;
 }
@@ -216,9 +526,15 @@ int run(int argc, char** argv) {
     mnl_nlmsg_fprintf(stdout, batch.bytes.data(), batch.bytes.size(), sizeof(nfgenmsg));
     return 0;
   }
-  if (command == "apply" && argc == 3) {
+  if (command == "apply" && (argc == 3 || argc == 4)) {
     portier::NetlinkKernel kernel;
-    kernel.apply(find_case(argument));
+    // CASE,CASE,...: one after the other through the same socket, as the daemon reloads.
+    for (std::size_t start = 0; start <= argument.size();) {
+      const std::size_t comma = std::min(argument.find(',', start), argument.size());
+      kernel.apply(find_case(argument.substr(start, comma - start)));
+      start = comma + 1;
+    }
+    if (argc == 4) return std::system(argv[3]) == 0 ? 0 : 1;
     return 0;
   }
   if (command == "counters" && argc == 3) {
@@ -229,12 +545,22 @@ int run(int argc, char** argv) {
     }
     return 0;
   }
+  if (command == "time" && argc == 3) {
+    // Building the IR is not the encoder's work: time encode_replace_batch() alone.
+    const Ruleset ruleset = find_case(argument);
+    const auto start = std::chrono::steady_clock::now();
+    const portier::EncodedBatch batch = portier::encode_replace_batch(ruleset, 0);
+    const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
+    std::cout << "encoded " << batch.messages.size() << " messages, " << batch.bytes.size()
+              << " bytes in " << took.count() << " s\n";
+    return 0;
+  }
   if (command == "exists" && argc == 3) {
     portier::NetlinkKernel kernel;
     return kernel.table_exists(argument) ? 0 : 1;
   }
-  std::cerr << "usage: portier_oracle cases | render CASE | apply CASE | counters TABLE | "
-               "exists TABLE | dump CASE\n";
+  std::cerr << "usage: portier_oracle cases | render CASE | apply CASE [CMD] | counters TABLE | "
+               "exists TABLE | dump CASE | time CASE\n";
   return 2;
 }
 

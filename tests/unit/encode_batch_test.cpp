@@ -153,7 +153,7 @@ Rule make_rule(std::vector<Match> matches, VerdictKind kind, std::string comment
                bool counter = false) {
   Rule rule;
   rule.matches = std::move(matches);
-  rule.verdict = Verdict{kind, {}};
+  rule.verdict.kind = kind;
   rule.comment = std::move(comment);
   rule.counter = counter;
   return rule;
@@ -171,7 +171,7 @@ TEST_CASE("encode_replace_batch: table replacement, chains and rules in nft's or
   Ruleset ruleset;
   ruleset.chains.push_back(Chain{"svc", std::nullopt, {}});
   ruleset.chains.push_back(Chain{"input",
-                                 BaseChain{Hook::input, -5, false},
+                                 BaseChain{Hook::input, ChainType::filter, -5, false},
                                  {make_rule({LoopbackInterface{false}}, VerdictKind::accept),
                                   make_rule({}, VerdictKind::drop, "last")}});
   const auto batch = portier::encode_replace_batch(ruleset, 1000);

@@ -13,14 +13,16 @@ Rule make_rule(std::vector<Match> matches, VerdictKind kind, std::string comment
                bool counter = false, std::string jump_target = {}) {
   Rule rule;
   rule.matches = std::move(matches);
-  rule.verdict = Verdict{kind, std::move(jump_target)};
+  rule.verdict.kind = kind;
+  rule.verdict.chain = std::move(jump_target);
   rule.comment = std::move(comment);
   rule.counter = counter;
   return rule;
 }
 
 Chain input_chain(std::vector<Rule> rules, std::int32_t priority = 0, bool policy_accept = false) {
-  return Chain{"input", BaseChain{Hook::input, priority, policy_accept}, std::move(rules)};
+  return Chain{"input", BaseChain{Hook::input, ChainType::filter, priority, policy_accept},
+               std::move(rules)};
 }
 
 Ruleset with_input_rules(std::vector<Rule> rules) {
@@ -60,9 +62,10 @@ TEST_CASE("render_nft: a whole ruleset with regular and base chains") {
                    make_rule({CtState{ct_established | ct_related}}, VerdictKind::accept),
                    make_rule({}, VerdictKind::jump, "to-public", false, "zone-public")}));
   ruleset.chains.push_back(Chain{"output",
-                                 BaseChain{Hook::output, 0, true},
+                                 BaseChain{Hook::output, ChainType::filter, 0, true},
                                  {make_rule({LoopbackInterface{true}}, VerdictKind::accept)}});
-  ruleset.chains.push_back(Chain{"forward", BaseChain{Hook::forward, 0, false}, {}});
+  ruleset.chains.push_back(
+      Chain{"forward", BaseChain{Hook::forward, ChainType::filter, 0, false}, {}});
 
   CHECK(portier::render_nft(ruleset) ==
         "table inet portier {\n"
@@ -102,7 +105,7 @@ TEST_CASE("render_nft_replace: create, delete and fill in one transaction") {
         "}\n");
 }
 
-TEST_CASE("render_nft: priorities relative to filter, and policies") {
+TEST_CASE("render_nft: priorities as nft lists them, and policies") {
   auto header = [](std::int32_t priority, bool policy_accept) {
     Ruleset ruleset;
     ruleset.chains.push_back(input_chain({}, priority, policy_accept));
@@ -114,9 +117,13 @@ TEST_CASE("render_nft: priorities relative to filter, and policies") {
   CHECK(header(0, false) == "type filter hook input priority filter; policy drop;");
   CHECK(header(10, false) == "type filter hook input priority filter + 10; policy drop;");
   CHECK(header(-5, true) == "type filter hook input priority filter - 5; policy accept;");
-  CHECK(header(-300, true) == "type filter hook input priority filter - 300; policy accept;");
-  CHECK(header(INT32_MIN, true) ==
-        "type filter hook input priority filter - 2147483648; policy accept;");
+  // The first standard priority within 10 that suits the hook, else the number.
+  CHECK(header(-300, true) == "type filter hook input priority raw; policy accept;");
+  CHECK(header(-140, true) == "type filter hook input priority mangle + 10; policy accept;");
+  CHECK(header(11, true) == "type filter hook input priority 11; policy accept;");
+  CHECK(header(-11, true) == "type filter hook input priority -11; policy accept;");
+  CHECK(header(60, true) == "type filter hook input priority security + 10; policy accept;");
+  CHECK(header(INT32_MIN, true) == "type filter hook input priority -2147483648; policy accept;");
 }
 
 TEST_CASE("render_nft: interface and conntrack matches") {
