@@ -10,6 +10,8 @@
 
 namespace portier::cli {
 
+using Options = std::map<std::string, sdbus::Variant>;
+
 class DaemonClient final : public sdbus::ProxyInterfaces<org::portier::Firewall1_proxy> {
  public:
   /// Connects to the system bus (DBUS_SYSTEM_BUS_ADDRESS is honoured).
@@ -17,8 +19,11 @@ class DaemonClient final : public sdbus::ProxyInterfaces<org::portier::Firewall1
   ~DaemonClient();
 
  private:
-  void onApplied(const uint64_t&) override {}
+  void onApplied(const uint64_t&, const std::string&) override {}
   void onRuleChanged(const std::string&, const bool&) override {}
+  void onConfirmPending(const uint32_t&) override {}
+  void onRolledBack(const std::string&) override {}
+  void onDriftRepaired(const std::string&) override {}
 };
 
 /// Runs `call` against the daemon; prints a plain sentence and returns the exit code

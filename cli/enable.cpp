@@ -9,12 +9,23 @@ namespace portier::cli {
 namespace {
 
 int toggle(std::string_view command, Args args, bool enabled) {
-  if (args.size() != 1) return usage_error(command, "needs exactly one rule NAME");
-  std::string name = args[0];
+  std::string name;
+  bool permanent = false;
+  for (std::string_view arg : args) {
+    if (arg == "--permanent")
+      permanent = true;
+    else if (!arg.empty() && arg[0] == '-')
+      return usage_error(command, "unknown option '" + std::string(arg) + "'");
+    else if (name.empty())
+      name = arg;
+    else
+      return usage_error(command, "needs exactly one rule NAME");
+  }
+  if (name.empty()) return usage_error(command, "needs a rule NAME");
   return with_daemon([&](DaemonClient& daemon) {
-    daemon.SetRuleEnabled(name, enabled);
-    std::printf("rule %s %s (at run time; the policy file is unchanged)\n", name.c_str(),
-                enabled ? "enabled" : "disabled");
+    daemon.SetRuleEnabled(name, enabled, {{"permanent", sdbus::Variant(permanent)}});
+    std::printf("%s %s (%s)\n", name.c_str(), enabled ? "enabled" : "disabled",
+                permanent ? "in the policy file too" : "at run time; the policy file is unchanged");
     return kOk;
   });
 }

@@ -14,12 +14,33 @@ constexpr std::array kCommands = {
             "usage: portierctl status\n\nexample: portierctl status\n"},
     Command{"rules", rules, "list the policy's rules with their packet and byte counters",
             "usage: portierctl rules\n\nexample: portierctl rules\n"},
-    Command{"enable", enable, "turn a rule on at run time",
-            "usage: portierctl enable NAME\n\nexample: portierctl enable ssh-in\n"},
-    Command{"disable", disable, "turn a rule off at run time",
-            "usage: portierctl disable NAME\n\nexample: portierctl disable ssh-in\n"},
+    Command{"enable", enable, "turn a rule or port forward on",
+            "usage: portierctl enable NAME [--permanent]\n\n"
+            "At run time only, unless --permanent also writes it into the policy file.\n\n"
+            "example: portierctl enable ssh-in\n"},
+    Command{"disable", disable, "turn a rule or port forward off",
+            "usage: portierctl disable NAME [--permanent]\n\nexample: portierctl disable ssh-in\n"},
     Command{"reload", reload, "read the policy file again and load it",
             "usage: portierctl reload\n\nexample: portierctl reload\n"},
+    Command{"apply", apply, "load a new policy file, optionally with automatic rollback",
+            "usage: portierctl apply FILE [--confirm SECONDS]\n\n"
+            "With --confirm, portierd goes back to the previous policy unless\n"
+            "`portierctl confirm` arrives in time (even if this terminal is gone).\n\n"
+            "example: portierctl apply new.toml --confirm 60\n"},
+    Command{"confirm", confirm, "keep a policy applied with --confirm",
+            "usage: portierctl confirm\n"},
+    Command{"rollback", rollback, "go back to the previous policy now",
+            "usage: portierctl rollback\n"},
+    Command{"allow", allow, "allow something for a while (a timed rule)",
+            "usage: portierctl allow PROTO[/PORT]... [--from WHERE]... [--to WHERE]... [--out] --for DURATION\n\n"
+            "example: portierctl allow tcp/8080 --from lan --for 30m\n"},
+    Command{"set", set, "add, remove or list elements of a named set",
+            "usage: portierctl set add|del SET ELEMENT... [--timeout DURATION]\n"
+            "       portierctl set add|del SET -      (elements from stdin, one per line)\n"
+            "       portierctl set list SET\n\n"
+            "example: portierctl set add blocklist 203.0.113.9 --timeout 1h\n"},
+    Command{"panic", panic, "drop everything but loopback, or stop doing so",
+            "usage: portierctl panic on [--keep-established] | off\n\nexample: portierctl panic on\n"},
     Command{"check", check, "validate a policy file (offline)",
             "usage: portierctl check FILE\n\nexample: portierctl check /etc/portier/policy.toml\n"},
     Command{"show", show, "print the nft ruleset a policy file compiles to (offline)",

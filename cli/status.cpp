@@ -34,6 +34,10 @@ int status(Args args) {
     std::printf("table:      inet %s\n", get_or<std::string>(facts, "table", "?").c_str());
     std::printf("rules:      %u (%u enabled)\n", get_or<uint32_t>(facts, "rules", 0),
                 get_or<uint32_t>(facts, "rules_enabled", 0));
+    std::printf("mode:       %s\n", get_or<std::string>(facts, "mode", "?").c_str());
+    std::printf("loaded:     %s\n", get_or<std::string>(facts, "loaded_from", "?").c_str());
+    if (auto deadline = get_or<uint64_t>(facts, "confirm_deadline_usec", 0))
+      std::printf("confirm by: %s (or it rolls back)\n", format_time(deadline).c_str());
     std::printf("generation: %llu\n",
                 static_cast<unsigned long long>(get_or<uint64_t>(facts, "generation", 0)));
     std::printf("applied:    %s\n",

@@ -1,106 +1,279 @@
 #include "dbus_service.h"
 
 #include <cstdio>
+#include <set>
 
 namespace portier {
+namespace {
 
-FirewallService::FirewallService(sdbus::IConnection& connection, Firewall& firewall)
-    : AdaptorInterfaces(connection, kObjectPath), firewall_(firewall) {
-  registerAdaptor();
+constexpr std::size_t kMaxName = 63;
+constexpr std::size_t kMaxPath = 4096;
+constexpr std::size_t kMaxPolicyText = 64 * 1024 * 1024;
+
+std::uint64_t usec_since_epoch(Clock::time_point time) {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(time.time_since_epoch()).count());
 }
 
-FirewallService::~FirewallService() { unregisterAdaptor(); }
-
-// The bus daemon vouches for the caller's uid, so it can be trusted for this check.
-void FirewallService::require_admin(std::string_view action) {
-  uid_t uid = getObject().getCurrentlyProcessedMessage()->getCredsUid();
-  if (uid != 0)
-    throw sdbus::Error(bus_error::kAccessDenied, "permission denied: " + std::string(action) +
-                                                     " needs root (caller uid " +
-                                                     std::to_string(uid) + ")");
-}
-
-// Runs a change of the firewall, mapping what can go wrong to named bus errors and
-// announcing the new generation when the kernel took it.
+// Runs a firewall operation, turning its failures into the named errors of the API.
 template <typename Operation>
-void FirewallService::change(std::string_view action, Operation&& operation) {
-  require_admin(action);
+auto translated(Operation&& operation) -> decltype(operation()) {
   try {
-    operation();
+    return operation();
+  } catch (const sdbus::Error&) {
+    throw;
   } catch (const PolicyError& failure) {
     throw sdbus::Error(bus_error::kInvalidPolicy, failure.what());
   } catch (const NoSuchRule& failure) {
     throw sdbus::Error(bus_error::kNoSuchRule, failure.what());
+  } catch (const NoSuchSet& failure) {
+    throw sdbus::Error(bus_error::kNoSuchSet, failure.what());
+  } catch (const InvalidRequest& failure) {
+    throw sdbus::Error(bus_error::kInvalidArgument, failure.what());
+  } catch (const NotPending& failure) {
+    throw sdbus::Error(bus_error::kNotPending, failure.what());
   } catch (const KernelError& failure) {
     throw sdbus::Error(bus_error::kKernelRefused, failure.what());
+  } catch (const std::exception& failure) {
+    throw sdbus::Error(bus_error::kFailed, failure.what());
   }
-  emitApplied(firewall_.generation());
+}
+
+void require(bool condition, const std::string& message) {
+  if (!condition) throw sdbus::Error(bus_error::kInvalidArgument, message);
+}
+
+// Options are checked strictly: an unknown key is a mistake the caller should hear of.
+void check_keys(const Options& options, const std::set<std::string>& known, std::string_view what) {
+  for (const auto& [key, value] : options)
+    require(known.count(key) > 0, "unknown option '" + key + "' for " + std::string(what));
+}
+
+template <typename T>
+std::optional<T> option(const Options& options, const std::string& key) {
+  auto it = options.find(key);
+  if (it == options.end()) return std::nullopt;
+  require(it->second.containsValueOfType<T>(), "option '" + key + "' has the wrong type");
+  return it->second.get<T>();
+}
+
+void check_name(const std::string& name, std::string_view what) {
+  require(!name.empty() && name.size() <= kMaxName, std::string(what) + " must be 1 to 63 characters");
+}
+
+}  // namespace
+
+FirewallService::FirewallService(sdbus::IConnection& connection, Firewall& firewall)
+    : AdaptorInterfaces(connection, kObjectPath), firewall_(firewall), connection_(connection) {
+  registerAdaptor();
+  firewall_.set_events(this);
+}
+
+FirewallService::~FirewallService() {
+  firewall_.set_events(nullptr);
+  unregisterAdaptor();
+}
+
+// polkit decides for non-root callers when it is on the bus; without it only root may
+// change the firewall. The subject is the caller's bus name, which polkit resolves to
+// its process and user through the bus daemon.
+bool FirewallService::polkit_allows(const std::string& sender) {
+  try {
+    auto authority = sdbus::createProxy(connection_, "org.freedesktop.PolicyKit1",
+                                        "/org/freedesktop/PolicyKit1/Authority");
+    sdbus::Struct<std::string, std::map<std::string, sdbus::Variant>> subject{
+        "system-bus-name", {{"name", sdbus::Variant(sender)}}};
+    sdbus::Struct<bool, bool, std::map<std::string, std::string>> result;
+    authority->callMethod("CheckAuthorization")
+        .onInterface("org.freedesktop.PolicyKit1.Authority")
+        .withTimeout(std::chrono::seconds(10))
+        .withArguments(subject, std::string(kPolkitAction), std::map<std::string, std::string>{},
+                       uint32_t{1}, std::string())
+        .storeResultsTo(result);
+    return result.get<0>();
+  } catch (const sdbus::Error& error) {
+    if (error.getName() != "org.freedesktop.DBus.Error.ServiceUnknown" &&
+        error.getName() != "org.freedesktop.DBus.Error.NameHasNoOwner")
+      std::fprintf(stderr, "portierd: polkit check failed: %s\n", error.getMessage().c_str());
+    return false;
+  }
+}
+
+void FirewallService::require_admin(std::string_view action) {
+  auto message = getObject().getCurrentlyProcessedMessage();
+  // The bus daemon vouches for the caller's uid, so it can be trusted for this check.
+  uid_t uid = message->getCredsUid();
+  if (uid == 0 || polkit_allows(message->getSender())) return;
+  throw sdbus::Error(bus_error::kAccessDenied, "permission denied: " + std::string(action) +
+                                                   " needs root or the polkit action " +
+                                                   kPolkitAction + " (caller uid " +
+                                                   std::to_string(uid) + ")");
+}
+
+void FirewallService::applied(std::uint64_t generation, std::string_view reason) {
+  std::fprintf(stderr, "portierd: ruleset generation %llu loaded (%.*s)\n",
+               static_cast<unsigned long long>(generation), static_cast<int>(reason.size()), reason.data());
+  emitApplied(generation, std::string(reason));
+}
+
+void FirewallService::rule_changed(const std::string& name, bool enabled) {
+  std::fprintf(stderr, "portierd: %s %s\n", name.c_str(), enabled ? "enabled" : "disabled");
+  emitRuleChanged(name, enabled);
+}
+
+void FirewallService::confirm_pending(std::uint32_t seconds) {
+  std::fprintf(stderr, "portierd: waiting %u s for confirmation, then rolling back\n", seconds);
+  emitConfirmPending(seconds);
+}
+
+void FirewallService::rolled_back(std::string_view reason) {
+  std::fprintf(stderr, "portierd: rolled back: %.*s\n", static_cast<int>(reason.size()), reason.data());
+  emitRolledBack(std::string(reason));
 }
 
 std::map<std::string, sdbus::Variant> FirewallService::GetStatus() {
   FirewallStatus status = firewall_.status();
-  auto applied = std::chrono::duration_cast<std::chrono::microseconds>(
-      status.last_applied.time_since_epoch());
-  return {
+  std::map<std::string, sdbus::Variant> facts{
       {"version", sdbus::Variant(std::string(PORTIER_VERSION))},
       {"policy_path", sdbus::Variant(status.policy_path)},
       {"table", sdbus::Variant(status.table)},
       {"rules", sdbus::Variant(static_cast<uint32_t>(status.rules))},
       {"rules_enabled", sdbus::Variant(static_cast<uint32_t>(status.rules_enabled))},
+      {"timed_rules", sdbus::Variant(static_cast<uint32_t>(status.timed_rules))},
       {"generation", sdbus::Variant(status.generation)},
-      {"last_applied_usec", sdbus::Variant(static_cast<uint64_t>(applied.count()))},
+      {"last_applied_usec", sdbus::Variant(usec_since_epoch(status.last_applied))},
+      {"mode", sdbus::Variant(std::string(to_string(status.mode)))},
+      {"loaded_from", sdbus::Variant(status.loaded_from)},
   };
+  if (status.confirm_deadline)
+    facts.emplace("confirm_deadline_usec", sdbus::Variant(usec_since_epoch(*status.confirm_deadline)));
+  return facts;
 }
 
-std::vector<sdbus::Struct<std::string, bool, std::string, std::string, std::string, uint64_t,
-                          uint64_t>>
-FirewallService::ListRules() {
-  std::vector<RuleStatus> rules;
-  try {
-    rules = firewall_.rules();
-  } catch (const KernelError& failure) {
-    throw sdbus::Error(bus_error::kKernelRefused, failure.what());
-  }
-  std::vector<sdbus::Struct<std::string, bool, std::string, std::string, std::string, uint64_t,
-                            uint64_t>>
-      result;
-  for (const RuleStatus& rule : rules)
-    result.emplace_back(rule.name, rule.enabled, rule.direction, rule.action, rule.match,
-                        rule.packets, rule.bytes);
-  return result;
+std::vector<RuleEntry> FirewallService::ListRules() {
+  return translated([&] {
+    std::vector<RuleEntry> result;
+    for (const RuleStatus& rule : firewall_.rules())
+      result.emplace_back(rule.name, rule.enabled, rule.direction, rule.action, rule.match,
+                          rule.packets, rule.bytes);
+    return result;
+  });
 }
 
-void FirewallService::SetRuleEnabled(const std::string& name, const bool& enabled) {
-  if (name.empty() || name.size() > 63)
-    throw sdbus::Error(bus_error::kInvalidArgument, "rule name must be 1 to 63 characters");
-  change(enabled ? "enabling a rule" : "disabling a rule",
-         [&] { firewall_.set_rule_enabled(name, enabled); });
-  std::fprintf(stderr, "portierd: rule %s %s\n", name.c_str(), enabled ? "enabled" : "disabled");
-  emitRuleChanged(name, enabled);
+void FirewallService::SetRuleEnabled(const std::string& name, const bool& enabled, const Options& options) {
+  check_name(name, "rule name");
+  check_keys(options, {"permanent"}, "SetRuleEnabled");
+  bool permanent = option<bool>(options, "permanent").value_or(false);
+  require_admin(enabled ? "enabling a rule" : "disabling a rule");
+  translated([&] { firewall_.set_rule_enabled(name, enabled, permanent); });
 }
 
 void FirewallService::Reload() {
-  change("reloading the policy", [&] { firewall_.reload(); });
-  std::fprintf(stderr, "portierd: reloaded %s (generation %llu)\n",
-               firewall_.policy_path().c_str(),
-               static_cast<unsigned long long>(firewall_.generation()));
+  require_admin("reloading the policy");
+  translated([&] { firewall_.reload(); });
 }
 
 void FirewallService::reload_logged() {
   try {
     firewall_.reload();
-    std::fprintf(stderr, "portierd: reloaded %s (generation %llu)\n",
-                 firewall_.policy_path().c_str(),
-                 static_cast<unsigned long long>(firewall_.generation()));
-    emitApplied(firewall_.generation());
   } catch (const std::exception& failure) {
-    std::fprintf(stderr, "portierd: reload failed, previous ruleset stays in force:\n%s\n",
-                 failure.what());
+    std::fprintf(stderr, "portierd: reload failed, the active ruleset stays:\n%s\n", failure.what());
   }
+}
+
+std::tuple<bool, std::string> FirewallService::Check(const std::string& text, const std::string& file_name) {
+  require(text.size() <= kMaxPolicyText, "policy text is larger than 64 MiB");
+  require(file_name.size() <= kMaxPath, "file name is too long");
+  ParsedPolicy parsed = firewall_.check(text, file_name.empty() ? "policy.toml" : file_name);
+  return {parsed.ok(), parsed.report()};
+}
+
+uint64_t FirewallService::Apply(const std::string& path, const Options& options) {
+  require(!path.empty() && path.size() <= kMaxPath && path[0] == '/', "path must be absolute");
+  check_keys(options, {"confirm_seconds"}, "Apply");
+  std::optional<std::chrono::seconds> confirm;
+  if (auto seconds = option<uint32_t>(options, "confirm_seconds")) {
+    require(*seconds >= 1 && *seconds <= 3600, "confirm_seconds must be from 1 to 3600");
+    confirm = std::chrono::seconds(*seconds);
+  }
+  require_admin("applying a policy");
+  return translated([&] { return firewall_.apply_file(path, confirm); });
+}
+
+void FirewallService::Confirm() {
+  require_admin("confirming an apply");
+  translated([&] { firewall_.confirm(); });
+}
+
+void FirewallService::Rollback() {
+  require_admin("rolling back");
+  translated([&] { firewall_.rollback(); });
+}
+
+std::string FirewallService::AddTimedRule(const Options& rule) {
+  check_keys(rule, {"direction", "protocols", "ports", "from", "to", "action", "duration_seconds"},
+             "AddTimedRule");
+  TimedRuleRequest request;
+  request.direction = option<std::string>(rule, "direction").value_or("in");
+  request.action = option<std::string>(rule, "action").value_or("accept");
+  request.protocols = option<std::vector<std::string>>(rule, "protocols").value_or(std::vector<std::string>{});
+  request.ports = option<std::vector<std::string>>(rule, "ports").value_or(std::vector<std::string>{});
+  request.from = option<std::vector<std::string>>(rule, "from").value_or(std::vector<std::string>{});
+  request.to = option<std::vector<std::string>>(rule, "to").value_or(std::vector<std::string>{});
+  auto seconds = option<uint32_t>(rule, "duration_seconds");
+  require(seconds.has_value(), "duration_seconds is required");
+  request.duration = std::chrono::seconds(*seconds);
+  for (const auto* list : {&request.protocols, &request.ports, &request.from, &request.to})
+    require(list->size() <= 1024, "at most 1024 protocols, ports or addresses in a timed rule");
+  require_admin("adding a timed rule");
+  return translated([&] { return firewall_.add_timed_rule(request); });
+}
+
+void FirewallService::RemoveTimedRule(const std::string& name) {
+  check_name(name, "timed rule name");
+  require_admin("removing a timed rule");
+  translated([&] { firewall_.remove_timed_rule(name); });
+}
+
+void FirewallService::AddSetElements(const std::string& set, const std::vector<std::string>& elements,
+                                     const Options& options) {
+  check_name(set, "set name");
+  check_keys(options, {"timeout_seconds"}, "AddSetElements");
+  std::optional<std::chrono::seconds> timeout;
+  if (auto seconds = option<uint32_t>(options, "timeout_seconds")) {
+    require(*seconds >= 1, "timeout_seconds must be at least 1");
+    timeout = std::chrono::seconds(*seconds);
+  }
+  require_admin("adding set elements");
+  translated([&] { firewall_.add_set_elements(set, elements, timeout); });
+}
+
+void FirewallService::RemoveSetElements(const std::string& set, const std::vector<std::string>& elements) {
+  check_name(set, "set name");
+  require_admin("removing set elements");
+  translated([&] { firewall_.remove_set_elements(set, elements); });
+}
+
+std::vector<std::string> FirewallService::ListSetElements(const std::string& set) {
+  check_name(set, "set name");
+  return translated([&] { return firewall_.list_set_elements(set); });
+}
+
+void FirewallService::SetPanic(const bool& on, const Options& options) {
+  check_keys(options, {"keep_established"}, "SetPanic");
+  bool keep = option<bool>(options, "keep_established").value_or(false);
+  require_admin(on ? "turning panic mode on" : "turning panic mode off");
+  translated([&] { firewall_.set_panic(on, keep); });
+}
+
+std::string FirewallService::GetRuleset() {
+  return translated([&] { return firewall_.ruleset_text(); });
 }
 
 std::string FirewallService::Version() { return PORTIER_VERSION; }
 std::string FirewallService::PolicyPath() { return firewall_.policy_path(); }
+std::string FirewallService::Mode() { return std::string(to_string(firewall_.mode())); }
 uint64_t FirewallService::Generation() { return firewall_.generation(); }
+uint64_t FirewallService::LastApplied() { return usec_since_epoch(firewall_.last_applied()); }
 
 }  // namespace portier

@@ -1,24 +1,30 @@
 #include "firewall.h"
 
-#include <fcntl.h>
-#include <unistd.h>
+#include <toml++/toml.h>
 
-#include <cerrno>
+#include <algorithm>
+#include <charconv>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
-#include <system_error>
+#include <map>
 #include <tuple>
+#include <fstream>
+#include <sstream>
 
 #include "cgroups.h"
-#include "compile_policy.h"
+#include "render_nft.h"
+#include "write_policy.h"
 
 namespace portier {
-
 namespace {
 
-bool is_toggleable(Policy& policy, const std::string& name) {
-  return policy.find_rule(name) || policy.find_forward(name);
+constexpr std::size_t kMaxElementsPerCall = 1'000'000;
+constexpr auto kMaxTimedRule = std::chrono::hours(24 * 30);
+
+bool is_toggleable(const Policy& policy, const std::string& name) {
+  return policy.find_rule(name) ||
+         std::any_of(policy.forwards.begin(), policy.forwards.end(),
+                     [&](const Forward& f) { return f.name == name; });
 }
 
 std::string place(const SourceLocation& where) {
@@ -33,70 +39,457 @@ SourceLocation where_defined(const Policy& policy, const std::string& name) {
   return {policy.source, 0, 0};
 }
 
+std::optional<std::string> read_text(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) return std::nullopt;
+  std::stringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
+// A set element as the user wrote it, checked against the set's family.
+bool element_fits(const NamedSet& set, const std::string& element) {
+  if (set.family == SetFamily::port) {
+    unsigned value = 0;
+    auto [end, ec] = std::from_chars(element.data(), element.data() + element.size(), value);
+    return ec == std::errc() && end == element.data() + element.size() && value <= 65535;
+  }
+  auto cidr = parse_cidr(element);
+  return cidr && (cidr->family == Family::ipv4) == (set.family == SetFamily::ipv4);
+}
+
+void add_element(NamedSet& set, const std::string& element) {
+  if (set.family == SetFamily::port) {
+    auto port = static_cast<std::uint16_t>(std::stoul(element));
+    set.ports.push_back({port, port});
+  } else {
+    set.addresses.push_back(*parse_cidr(element));
+  }
+}
+
+void remove_element(NamedSet& set, const std::string& element) {
+  if (set.family == SetFamily::port) {
+    auto port = static_cast<std::uint16_t>(std::stoul(element));
+    std::erase(set.ports, PortRange{port, port});
+  } else {
+    std::erase(set.addresses, *parse_cidr(element));
+  }
+}
+
+std::string format_element(const NamedSet& set, std::size_t index) {
+  if (set.family != SetFamily::port) return to_string(set.addresses[index]);
+  const PortRange& range = set.ports[index];
+  return range.first == range.last ? std::to_string(range.first)
+                                   : std::to_string(range.first) + "-" + std::to_string(range.last);
+}
+
 }  // namespace
+
+std::string_view to_string(Mode mode) {
+  switch (mode) {
+    case Mode::normal: return "normal";
+    case Mode::pending_confirm: return "pending-confirm";
+    case Mode::panic: return "panic";
+  }
+  return "?";
+}
 
 Firewall::Firewall(Kernel& kernel, FirewallOptions options, SystemTables tables)
     : kernel_(kernel), options_(std::move(options)), tables_(std::move(tables)) {}
 
-void Firewall::reload() {
-  ParsedPolicy parsed = parse_policy_file(options_.policy_path, tables_);
-  if (!parsed.ok()) throw PolicyError(parsed.report());
-  apply(effective(parsed.policy));
-  policy_ = std::move(parsed.policy);
-  // Forget toggles of rules the new policy no longer has.
-  std::erase_if(toggles_, [&](const auto& toggle) { return !is_toggleable(policy_, toggle.first); });
-  try {
-    save_last_good(parsed.sources.at(options_.policy_path));
-  } catch (const std::exception& failure) {
-    // The new ruleset is in force; only the fallback copy for a later start is stale.
-    std::fprintf(stderr, "portierd: warning: %s\n", failure.what());
-  }
+std::string Firewall::state_file(std::string_view name) const {
+  return (std::filesystem::path(options_.state_dir) / name).string();
 }
 
-void Firewall::set_rule_enabled(const std::string& name, bool enabled) {
-  if (!is_toggleable(policy_, name))
-    throw NoSuchRule("no rule or forward named '" + name + "' in the policy");
-  auto toggles = toggles_;
-  toggles[name] = enabled;
-  std::swap(toggles, toggles_);
-  try {
-    apply(effective(policy_));
-  } catch (...) {
-    std::swap(toggles, toggles_);
-    throw;
-  }
-}
-
-Policy Firewall::effective(const Policy& policy) const {
+Policy Firewall::effective(const Policy& policy, const RuntimeState& runtime) const {
   Policy result = policy;
   for (Rule& rule : result.rules)
-    if (auto toggle = toggles_.find(rule.name); toggle != toggles_.end())
+    if (auto toggle = runtime.toggles.find(rule.name); toggle != runtime.toggles.end())
       rule.enabled = toggle->second;
   for (Forward& forward : result.forwards)
-    if (auto toggle = toggles_.find(forward.name); toggle != toggles_.end())
+    if (auto toggle = runtime.toggles.find(forward.name); toggle != runtime.toggles.end())
       forward.enabled = toggle->second;
+  for (const TimedRule& timed : runtime.timed_rules) result.rules.push_back(timed.rule);
+  for (NamedSet& set : result.sets) {
+    for (const RuntimeElement& element : runtime.removed_elements)
+      if (element.set == set.name && element_fits(set, element.element)) remove_element(set, element.element);
+    for (const RuntimeElement& element : runtime.added_elements)
+      if (element.set == set.name && element_fits(set, element.element)) add_element(set, element.element);
+  }
   return result;
 }
 
-void Firewall::apply(const Policy& policy) {
-  ir::Ruleset ruleset = compile_policy(policy, options_.compile);
+ir::Ruleset Firewall::build(const Policy& policy, const RuntimeState& runtime) const {
+  if (runtime.panic) return compile_panic(runtime.panic_keep_established, options_.compile);
+  Policy in_force = effective(policy, runtime);
+  ir::Ruleset ruleset = compile_policy(in_force, options_.compile);
   if (options_.resolve_cgroups) {
     try {
       options_.resolve_cgroups(ruleset);
     } catch (const MissingCgroup& missing) {
-      throw PolicyError(place(where_defined(policy, missing.owner)) + ": error: '" +
-                        missing.owner + "': " + missing.what() + "\n");
+      throw PolicyError(place(where_defined(in_force, missing.owner)) + ": error: '" + missing.owner +
+                        "': " + missing.what() + "\n");
     }
   }
+  return ruleset;
+}
+
+void Firewall::load(const ir::Ruleset& ruleset, std::string_view reason) {
   kernel_.apply(ruleset);
+  loaded_ = ruleset;
   ++generation_;
-  last_applied_ = std::chrono::system_clock::now();
+  last_applied_ = options_.now();
+  if (events_) events_->applied(generation_, reason);
+}
+
+void Firewall::commit(Policy policy, RuntimeState runtime, std::string_view reason) {
+  load(build(policy, runtime), reason);
+  policy_ = std::move(policy);
+  runtime_ = std::move(runtime);
+  save_runtime();
+}
+
+void Firewall::change_runtime(RuntimeState runtime, std::string_view reason) {
+  commit(policy_, std::move(runtime), reason);
+}
+
+std::string Firewall::start() {
+  std::string problems;
+  RuntimeState runtime;
+  if (!options_.state_dir.empty()) {
+    if (auto text = read_text(state_file("runtime.toml"))) {
+      try {
+        runtime = read_runtime_state(*text, state_file("runtime.toml"), tables_);
+      } catch (const std::exception& failure) {
+        problems += std::string("runtime changes not restored: ") + failure.what() + "\n";
+      }
+    }
+  }
+
+  ParsedPolicy parsed = parse_policy_file(options_.policy_path, tables_);
+  problems += parsed.report();
+  if (parsed.ok()) {
+    try {
+      commit(parsed.policy, runtime, "start");
+      loaded_from_ = "policy";
+      save_last_good(policy_);
+      return problems;
+    } catch (const std::exception& failure) {
+      problems += failure.what();
+      problems += '\n';
+    }
+  }
+  if (!options_.state_dir.empty()) {
+    ParsedPolicy last_good = parse_policy_file(state_file("last-good.toml"), tables_);
+    if (last_good.ok()) {
+      try {
+        commit(last_good.policy, runtime, "start");
+        loaded_from_ = "last-good";
+        return problems + "loaded the last good policy from " + state_file("last-good.toml") + "\n";
+      } catch (const std::exception& failure) {
+        problems += failure.what();
+        problems += '\n';
+      }
+    }
+  }
+  // Nothing usable: keep the host closed to new inbound connections rather than open.
+  Policy fail_closed;
+  fail_closed.source = "(built-in fail-closed policy)";
+  commit(fail_closed, RuntimeState{}, "start");
+  loaded_from_ = "fail-closed";
+  return problems + "loaded the built-in fail-closed policy: new inbound connections are dropped\n";
+}
+
+void Firewall::reload() {
+  if (pending_)
+    throw InvalidRequest("an apply is waiting for confirmation: confirm or roll back first");
+  ParsedPolicy parsed = parse_policy_file(options_.policy_path, tables_);
+  if (!parsed.ok()) throw PolicyError(parsed.report());
+  RuntimeState runtime = runtime_;
+  // Forget toggles of rules the new policy no longer has.
+  std::erase_if(runtime.toggles,
+                [&](const auto& toggle) { return !is_toggleable(parsed.policy, toggle.first); });
+  commit(std::move(parsed.policy), std::move(runtime), "reload");
+  loaded_from_ = "policy";
+  save_last_good(policy_);
+}
+
+void Firewall::set_rule_enabled(const std::string& name, bool enabled, bool permanent) {
+  if (!is_toggleable(policy_, name))
+    throw NoSuchRule("no rule or forward named '" + name + "' in the policy");
+  if (permanent) {
+    if (loaded_from_ != "policy" || pending_)
+      throw InvalidRequest("the policy in force is not the policy file: cannot edit it permanently");
+    edit_enabled_in_file(name, enabled);
+    RuntimeState runtime = runtime_;
+    runtime.toggles.erase(name);
+    ParsedPolicy parsed = parse_policy_file(options_.policy_path, tables_);
+    if (!parsed.ok()) throw PolicyError(parsed.report());
+    commit(std::move(parsed.policy), std::move(runtime), "toggle");
+    save_last_good(policy_);
+  } else {
+    RuntimeState runtime = runtime_;
+    runtime.toggles[name] = enabled;
+    change_runtime(std::move(runtime), "toggle");
+  }
+  if (events_) events_->rule_changed(name, enabled);
+}
+
+// Edits the one `enabled` line of the rule in its file, or adds one under its name,
+// leaving every other byte (comments, layout) as it was.
+void Firewall::edit_enabled_in_file(const std::string& name, bool enabled) {
+  SourceLocation where;
+  if (const Rule* rule = policy_.find_rule(name)) where = rule->where;
+  for (const Forward& forward : policy_.forwards)
+    if (forward.name == name) where = forward.where;
+  auto text = read_text(where.file);
+  if (!text) throw InvalidRequest("cannot read " + where.file);
+  toml::table document = toml::parse(*text, where.file);
+  const toml::table* entry = nullptr;
+  for (const char* key : {"rule", "forward"})
+    if (const toml::array* array = document[key].as_array())
+      for (const toml::node& node : *array)
+        if (const toml::table* table = node.as_table(); table && (*table)["name"].value<std::string>() == name)
+          entry = table;
+  if (!entry) throw InvalidRequest("cannot find '" + name + "' in " + where.file);
+
+  std::vector<std::string> lines;
+  std::istringstream in(*text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  const std::string value = enabled ? "true" : "false";
+  if (const toml::node* node = entry->get("enabled")) {
+    std::string& line = lines.at(node->source().begin.line - 1);
+    std::size_t column = node->source().begin.column - 1;
+    std::size_t length = line.compare(column, 4, "true") == 0 ? 4 : 5;
+    line.replace(column, length, value);
+  } else {
+    const toml::node* name_node = entry->get("name");
+    std::size_t after = name_node->source().begin.line;  // 1-based line of name = index after it
+    const std::string& name_line = lines.at(after - 1);
+    std::string indent = name_line.substr(0, name_line.find_first_not_of(" \t"));
+    lines.insert(lines.begin() + static_cast<std::ptrdiff_t>(after), indent + "enabled = " + value);
+  }
+  std::string edited;
+  for (const std::string& line : lines) edited += line + "\n";
+  if (!text->empty() && text->back() != '\n') edited.pop_back();
+  write_file_atomically(where.file, edited);
+}
+
+std::uint64_t Firewall::apply_file(const std::string& path, std::optional<std::chrono::seconds> confirm) {
+  if (pending_) throw InvalidRequest("an apply is already waiting for confirmation");
+  if (runtime_.panic) throw InvalidRequest("panic mode is on: turn it off before applying a policy");
+  ParsedPolicy parsed = parse_policy_file(path, tables_);
+  if (!parsed.ok()) throw PolicyError(parsed.report());
+  auto text = parsed.sources.at(path);
+  Policy previous = policy_;
+  commit(std::move(parsed.policy), runtime_, "apply");
+  if (confirm) {
+    pending_ = PendingApply{std::move(previous), path, std::move(text), options_.now() + *confirm};
+    if (events_) events_->confirm_pending(static_cast<std::uint32_t>(confirm->count()));
+  } else {
+    if (path != options_.policy_path) write_file_atomically(options_.policy_path, text);
+    loaded_from_ = "policy";
+    save_last_good(policy_);
+  }
+  return generation_;
+}
+
+void Firewall::confirm() {
+  if (!pending_) throw NotPending("no apply is waiting for confirmation");
+  if (pending_->path != options_.policy_path) write_file_atomically(options_.policy_path, pending_->text);
+  pending_.reset();
+  loaded_from_ = "policy";
+  save_last_good(policy_);
+}
+
+void Firewall::finish_pending(std::string_view reason) {
+  commit(pending_->previous, runtime_, "rollback");
+  pending_.reset();
+  if (events_) events_->rolled_back(reason);
+}
+
+void Firewall::rollback() {
+  if (pending_) {
+    finish_pending("rollback requested");
+    return;
+  }
+  ParsedPolicy previous = parse_policy_file(state_file("previous-good.toml"), tables_);
+  if (options_.state_dir.empty() || !previous.ok())
+    throw NotPending("nothing to roll back to: no apply is pending and no previous policy is kept");
+  commit(std::move(previous.policy), runtime_, "rollback");
+  loaded_from_ = "last-good";
+  if (events_) events_->rolled_back("rollback to the previous good policy");
+}
+
+std::string Firewall::add_timed_rule(const TimedRuleRequest& request) {
+  if (request.duration.count() <= 0 || request.duration > kMaxTimedRule)
+    throw InvalidRequest("duration must be from 1 second to 30 days");
+  std::string name = "timed-" + std::to_string(runtime_.next_timed_id);
+  toml::table rule{{"name", name}, {"direction", request.direction}, {"action", request.action}};
+  auto list = [](const std::vector<std::string>& items) {
+    toml::array array;
+    for (const std::string& item : items) array.push_back(item);
+    return array;
+  };
+  if (!request.protocols.empty()) rule.insert("protocols", list(request.protocols));
+  if (!request.ports.empty()) rule.insert("ports", list(request.ports));
+  if (!request.from.empty()) rule.insert("from", list(request.from));
+  if (!request.to.empty()) rule.insert("to", list(request.to));
+  std::ostringstream text;
+  text << toml::toml_formatter{toml::table{{"rule", toml::array{rule}}}} << "\n";
+  ParsedPolicy parsed = parse_policy_fragment(text.str(), "timed rule", tables_);
+  if (parsed.ok() && parsed.policy.rules.size() == 1) {
+    // Its zones and sets must exist in the policy it joins.
+    Policy joined = policy_;
+    joined.rules.push_back(parsed.policy.rules[0]);
+    for (const Diagnostic& diagnostic : validate_policy(joined))
+      if (diagnostic.severity == Severity::error && diagnostic.where.file == "timed rule")
+        parsed.diagnostics.push_back(diagnostic);
+  }
+  if (!parsed.ok()) throw InvalidRequest(parsed.report());
+  RuntimeState runtime = runtime_;
+  runtime.timed_rules.push_back({parsed.policy.rules[0], text.str(), options_.now() + request.duration});
+  ++runtime.next_timed_id;
+  change_runtime(std::move(runtime), "timed-rule");
+  return name;
+}
+
+void Firewall::remove_timed_rule(const std::string& name) {
+  RuntimeState runtime = runtime_;
+  if (std::erase_if(runtime.timed_rules, [&](const TimedRule& t) { return t.rule.name == name; }) == 0)
+    throw NoSuchRule("no timed rule named '" + name + "'");
+  change_runtime(std::move(runtime), "timed-rule");
+}
+
+void Firewall::set_panic(bool on, bool keep_established) {
+  RuntimeState runtime = runtime_;
+  runtime.panic = on;
+  runtime.panic_keep_established = on && keep_established;
+  change_runtime(std::move(runtime), on ? "panic" : "panic-off");
+}
+
+ParsedPolicy Firewall::check(const std::string& text, const std::string& file_name) const {
+  return parse_policy(text, file_name, tables_);
+}
+
+void Firewall::add_set_elements(const std::string& set_name, const std::vector<std::string>& elements,
+                                std::optional<std::chrono::seconds> timeout) {
+  const NamedSet* set = policy_.find_set(set_name);
+  if (!set) throw NoSuchSet("no set named '" + set_name + "' in the policy");
+  if (elements.empty() || elements.size() > kMaxElementsPerCall)
+    throw InvalidRequest("give 1 to 1000000 elements per call");
+  if (timeout && !set->timeout)
+    throw InvalidRequest("set '" + set_name + "' has no timeout: give it `timeout = ...` in the policy");
+  std::optional<Clock::time_point> expires;
+  if (timeout || set->timeout) expires = options_.now() + timeout.value_or(set->timeout.value_or(std::chrono::seconds(0)));
+  RuntimeState runtime = runtime_;
+  for (const std::string& element : elements) {
+    if (!element_fits(*set, element))
+      throw InvalidRequest("'" + element + "' is not an element of set '" + set_name + "' (" +
+                           (set->family == SetFamily::port ? "ports" : set->family == SetFamily::ipv4 ? "ipv4" : "ipv6") + ")");
+    std::erase_if(runtime.removed_elements, [&](const RuntimeElement& e) { return e.set == set_name && e.element == element; });
+    runtime.added_elements.push_back({set_name, element, expires});
+  }
+  change_runtime(std::move(runtime), "set-elements");
+}
+
+void Firewall::remove_set_elements(const std::string& set_name, const std::vector<std::string>& elements) {
+  const NamedSet* set = policy_.find_set(set_name);
+  if (!set) throw NoSuchSet("no set named '" + set_name + "' in the policy");
+  RuntimeState runtime = runtime_;
+  for (const std::string& element : elements) {
+    if (!element_fits(*set, element))
+      throw InvalidRequest("'" + element + "' is not an element of set '" + set_name + "'");
+    auto removed = std::erase_if(runtime.added_elements,
+                                 [&](const RuntimeElement& e) { return e.set == set_name && e.element == element; });
+    if (removed == 0) runtime.removed_elements.push_back({set_name, element, std::nullopt});
+  }
+  change_runtime(std::move(runtime), "set-elements");
+}
+
+std::vector<std::string> Firewall::list_set_elements(const std::string& set_name) const {
+  Policy in_force = effective(policy_, runtime_);
+  const NamedSet* set = in_force.find_set(set_name);
+  if (!set) throw NoSuchSet("no set named '" + set_name + "' in the policy");
+  std::vector<std::string> result;
+  std::size_t count = set->family == SetFamily::port ? set->ports.size() : set->addresses.size();
+  for (std::size_t i = 0; i < count; ++i) result.push_back(format_element(*set, i));
+  return result;
+}
+
+std::optional<Clock::time_point> Firewall::next_deadline() const {
+  std::optional<Clock::time_point> next;
+  auto consider = [&](Clock::time_point t) {
+    if (!next || t < *next) next = t;
+  };
+  for (const TimedRule& timed : runtime_.timed_rules) consider(timed.expires);
+  for (const RuntimeElement& element : runtime_.added_elements)
+    if (element.expires) consider(*element.expires);
+  if (pending_) consider(pending_->deadline);
+  return next;
+}
+
+void Firewall::on_timer() {
+  Clock::time_point now = options_.now();
+  if (pending_ && now >= pending_->deadline) {
+    finish_pending("not confirmed in time");
+    std::fprintf(stderr, "portierd: apply not confirmed in time: rolled back (generation %llu)\n",
+                 static_cast<unsigned long long>(generation_));
+  }
+  RuntimeState runtime = runtime_;
+  auto expired_rules = std::erase_if(runtime.timed_rules, [&](const TimedRule& t) { return t.expires <= now; });
+  // The kernel expires timed set elements by itself; only the record of them goes.
+  auto expired_elements = std::erase_if(runtime.added_elements, [&](const RuntimeElement& e) {
+    return e.expires && *e.expires <= now;
+  });
+  if (expired_rules > 0) {
+    change_runtime(std::move(runtime), "expiry");
+  } else if (expired_elements > 0) {
+    runtime_ = std::move(runtime);
+    save_runtime();
+  }
+}
+
+void Firewall::repair_drift(const std::string& what) {
+  std::fprintf(stderr, "portierd: table changed from outside (%s): loading it again\n", what.c_str());
+  load(loaded_, "drift-repair");
+}
+
+void Firewall::save_runtime() const {
+  if (options_.state_dir.empty()) return;
+  try {
+    write_file_atomically(state_file("runtime.toml"), write_runtime_state(runtime_));
+  } catch (const std::exception& failure) {
+    std::fprintf(stderr, "portierd: warning: runtime changes not saved: %s\n", failure.what());
+  }
+}
+
+// The last policy the kernel accepted, self-contained, for a later start whose file is
+// broken; the one before it stays as previous-good.toml for `portierctl rollback`.
+void Firewall::save_last_good(const Policy& policy) const {
+  if (options_.state_dir.empty()) return;
+  try {
+    std::string text = write_policy(policy);
+    std::string last = state_file("last-good.toml");
+    if (auto old = read_text(last); old && *old != text)
+      write_file_atomically(state_file("previous-good.toml"), *old);
+    write_file_atomically(last, text);
+  } catch (const std::exception& failure) {
+    // The new ruleset is in force; only the fallback copy for a later start is stale.
+    std::fprintf(stderr, "portierd: warning: last good policy not saved: %s\n", failure.what());
+  }
+}
+
+Mode Firewall::mode() const {
+  if (runtime_.panic) return Mode::panic;
+  if (pending_) return Mode::pending_confirm;
+  return Mode::normal;
 }
 
 std::vector<RuleStatus> Firewall::rules() const {
   // A policy rule may be several kernel rules (zones, address families): add them up.
   std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> counters;
-  for (const RuleCounter& counter : kernel_.read_counters(ir::Ruleset{}.table)) {
+  for (const RuleCounter& counter : kernel_.read_counters(loaded_.table)) {
     if (counter.comment.empty()) continue;
     auto& [packets, bytes] = counters[counter.comment];
     packets += counter.packets;
@@ -107,54 +500,39 @@ std::vector<RuleStatus> Firewall::rules() const {
       std::tie(status.packets, status.bytes) = it->second;
     return status;
   };
-
-  Policy in_force = effective(policy_);
+  Policy in_force = effective(policy_, runtime_);
   std::vector<RuleStatus> result;
-  for (const Rule& rule : in_force.rules)
+  for (const Rule& rule : in_force.rules) {
+    std::string match = describe_match(rule);
+    for (const TimedRule& timed : runtime_.timed_rules)
+      if (timed.rule.name == rule.name)
+        match += " for " + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                              timed.expires - options_.now()).count()) + "s";
     result.push_back(counted({rule.name, rule.enabled, std::string(to_string(rule.direction)),
-                              std::string(to_string(rule.action)), describe_match(rule), 0, 0}));
+                              std::string(to_string(rule.action)), match, 0, 0}));
+  }
   for (const Forward& forward : in_force.forwards)
-    result.push_back(counted({forward.name, forward.enabled, "forward", "dnat",
-                              describe_forward(forward), 0, 0}));
+    result.push_back(counted({forward.name, forward.enabled, "forward", "dnat", describe_forward(forward), 0, 0}));
   return result;
 }
 
 FirewallStatus Firewall::status() const {
   FirewallStatus status;
   status.policy_path = options_.policy_path;
-  status.table = ir::Ruleset{}.table;
-  Policy in_force = effective(policy_);
+  status.table = loaded_.table;
+  Policy in_force = effective(policy_, runtime_);
   status.rules = in_force.rules.size() + in_force.forwards.size();
   for (const Rule& rule : in_force.rules) status.rules_enabled += rule.enabled ? 1 : 0;
   for (const Forward& forward : in_force.forwards) status.rules_enabled += forward.enabled ? 1 : 0;
+  status.timed_rules = runtime_.timed_rules.size();
   status.generation = generation_;
   status.last_applied = last_applied_;
+  status.mode = mode();
+  if (pending_) status.confirm_deadline = pending_->deadline;
+  status.loaded_from = loaded_from_;
   return status;
 }
 
-// The last policy the kernel accepted, for a later start whose file is broken.
-// Written as temp file + fsync + rename so a crash leaves the old copy or the new one.
-void Firewall::save_last_good(const std::string& text) const {
-  if (options_.state_dir.empty()) return;
-  std::filesystem::path final_path = std::filesystem::path(options_.state_dir) / "last-good.toml";
-  std::filesystem::path temp_path = final_path;
-  temp_path += ".tmp";
-  int fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) throw std::system_error(errno, std::generic_category(), "cannot write " + temp_path.string());
-  std::size_t written = 0;
-  while (written < text.size()) {
-    ssize_t n = ::write(fd, text.data() + written, text.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int saved = errno;
-      ::close(fd);
-      throw std::system_error(saved, std::generic_category(), "cannot write " + temp_path.string());
-    }
-    written += static_cast<std::size_t>(n);
-  }
-  ::fsync(fd);
-  ::close(fd);
-  std::filesystem::rename(temp_path, final_path);
-}
+std::string Firewall::ruleset_text() const { return render_nft(loaded_); }
 
 }  // namespace portier

@@ -1,11 +1,12 @@
-// The daemon core: the policy in force, the runtime toggles on top of it, and the
-// kernel it is loaded into. No D-Bus here; the bus adaptor calls into this.
+// The daemon core: the policy in force, the runtime changes on top of it (toggles, timed
+// rules, set elements, panic, a pending apply), and the kernel it is loaded into.
+// No D-Bus here; the bus adaptor calls into this and listens to its events.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
-#include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -14,10 +15,11 @@
 #include "kernel.h"
 #include "parse_policy.h"
 #include "policy.h"
+#include "runtime_state.h"
 
 namespace portier {
 
-/// The policy file (or a reload of it) has errors; what() is the full report.
+/// A policy (file, reload, apply) has errors; what() is the full report.
 class PolicyError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
@@ -28,12 +30,31 @@ class NoSuchRule : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+class NoSuchSet : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// A request that does not make sense (bad element, no pending apply, ...).
+class InvalidRequest : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class NotPending : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+enum class Mode { normal, pending_confirm, panic };
+std::string_view to_string(Mode mode);
+
 struct RuleStatus {
   std::string name;
   bool enabled = true;
   std::string direction;  // in, out, forward
   std::string action;     // accept, drop, reject; dnat for a port forward
-  std::string match;  // describe_match()
+  std::string match;      // describe_match()
   std::uint64_t packets = 0;
   std::uint64_t bytes = 0;
 };
@@ -41,50 +62,135 @@ struct RuleStatus {
 struct FirewallStatus {
   std::string policy_path;
   std::string table;
-  std::size_t rules = 0;  // rules and port forwards
+  std::size_t rules = 0;  // rules, port forwards and timed rules
   std::size_t rules_enabled = 0;
+  std::size_t timed_rules = 0;
   std::uint64_t generation = 0;
-  std::chrono::system_clock::time_point last_applied;
+  Clock::time_point last_applied;
+  Mode mode = Mode::normal;
+  std::optional<Clock::time_point> confirm_deadline;
+  std::string loaded_from;  // policy, last-good or fail-closed
+};
+
+/// What a timed rule says, as `portierctl allow` and AddTimedRule give it.
+struct TimedRuleRequest {
+  std::string direction = "in";
+  std::vector<std::string> protocols;
+  std::vector<std::string> ports;
+  std::vector<std::string> from;
+  std::vector<std::string> to;
+  std::string action = "accept";
+  std::chrono::seconds duration{0};
+};
+
+/// Told about every change, to become D-Bus signals.
+class FirewallEvents {
+ public:
+  virtual void applied(std::uint64_t generation, std::string_view reason) = 0;
+  virtual void rule_changed(const std::string& name, bool enabled) = 0;
+  virtual void confirm_pending(std::uint32_t seconds) = 0;
+  virtual void rolled_back(std::string_view reason) = 0;
+  virtual ~FirewallEvents() = default;
 };
 
 struct FirewallOptions {
   std::string policy_path;
   std::string state_dir;  // empty: keep no state
   CompileOptions compile;
-  /// Fills in SocketCgroup ids (daemon/cgroups.h); throws MissingCgroup. Empty: no binds
-  /// can be loaded.
+  /// Fills in SocketCgroup ids (daemon/cgroups.h); throws MissingCgroup. Empty: leave them.
   std::function<void(ir::Ruleset&)> resolve_cgroups;
+  std::function<Clock::time_point()> now = [] { return Clock::now(); };
 };
 
 class Firewall {
  public:
   Firewall(Kernel& kernel, FirewallOptions options, SystemTables tables);
 
+  void set_events(FirewallEvents* events) { events_ = events; }
+
+  /// Loads what the daemon starts with: the policy file; if that fails, the last good
+  /// policy from the state directory; if that fails too, a built-in policy that drops
+  /// new inbound connections. Runtime changes from the state directory are put back.
+  /// Returns what went wrong on the way (empty when the policy file loaded).
+  std::string start();
+
   /// Reads the policy file and loads it; on error nothing in the kernel changes and
-  /// PolicyError or KernelError is thrown. Runtime toggles of rules that still exist
-  /// stay in force.
+  /// PolicyError or KernelError is thrown. Runtime changes stay in force.
   void reload();
 
-  /// Turns one rule or port forward on or off at run time (the policy file is not edited).
-  void set_rule_enabled(const std::string& name, bool enabled);
+  /// Turns one rule or port forward on or off. `permanent` also edits the policy file.
+  void set_rule_enabled(const std::string& name, bool enabled, bool permanent);
+
+  /// Loads the policy at `path`. With `confirm`, rolls back unless confirm() comes in
+  /// time; without, or once confirmed, `path`'s text becomes the policy file.
+  std::uint64_t apply_file(const std::string& path, std::optional<std::chrono::seconds> confirm);
+  void confirm();
+  /// Back to the policy before a pending apply, or with none pending, to the last good
+  /// policy before the current one.
+  void rollback();
+
+  std::string add_timed_rule(const TimedRuleRequest& request);
+  void remove_timed_rule(const std::string& name);
+
+  void set_panic(bool on, bool keep_established);
+
+  /// Checks a policy text in the daemon's context (services, users) without loading it.
+  ParsedPolicy check(const std::string& text, const std::string& file_name) const;
+
+  /// Set elements at run time; all or nothing.
+  void add_set_elements(const std::string& set, const std::vector<std::string>& elements,
+                        std::optional<std::chrono::seconds> timeout);
+  void remove_set_elements(const std::string& set, const std::vector<std::string>& elements);
+  std::vector<std::string> list_set_elements(const std::string& set) const;
+
+  /// Expires timed rules and set elements, and rolls back an unconfirmed apply.
+  void on_timer();
+  /// When on_timer() has something to do next.
+  std::optional<Clock::time_point> next_deadline() const;
+
+  /// The kernel changed our table behind our back: load ours again.
+  void repair_drift(const std::string& what);
 
   std::vector<RuleStatus> rules() const;
   FirewallStatus status() const;
+  std::string ruleset_text() const;
   const std::string& policy_path() const { return options_.policy_path; }
   std::uint64_t generation() const { return generation_; }
+  Mode mode() const;
+  Clock::time_point last_applied() const { return last_applied_; }
 
  private:
-  Policy effective(const Policy& policy) const;
-  void apply(const Policy& policy);
-  void save_last_good(const std::string& text) const;
+  Policy effective(const Policy& policy, const RuntimeState& runtime) const;
+  ir::Ruleset build(const Policy& policy, const RuntimeState& runtime) const;
+  void load(const ir::Ruleset& ruleset, std::string_view reason);
+  /// Applies `policy` with `runtime`; on success they become the current ones.
+  void commit(Policy policy, RuntimeState runtime, std::string_view reason);
+  void change_runtime(RuntimeState runtime, std::string_view reason);
+  void save_runtime() const;
+  void save_last_good(const Policy& policy) const;
+  std::string state_file(std::string_view name) const;
+  void edit_enabled_in_file(const std::string& name, bool enabled);
+  void finish_pending(std::string_view reason);
 
   Kernel& kernel_;
   FirewallOptions options_;
   SystemTables tables_;
-  Policy policy_;                        // as the file says
-  std::map<std::string, bool> toggles_;  // runtime overrides of `enabled`, by rule or forward name
+  FirewallEvents* events_ = nullptr;
+
+  Policy policy_;          // the policy in force (file, last good or built-in)
+  RuntimeState runtime_;   // changes on top of it
+  ir::Ruleset loaded_;     // what the kernel has now
+  std::string loaded_from_ = "policy";
   std::uint64_t generation_ = 0;
-  std::chrono::system_clock::time_point last_applied_;
+  Clock::time_point last_applied_;
+
+  struct PendingApply {
+    Policy previous;
+    std::string path;  // the applied file, to install on confirm
+    std::string text;
+    Clock::time_point deadline;
+  };
+  std::optional<PendingApply> pending_;
 };
 
 }  // namespace portier

@@ -1,9 +1,12 @@
 // portierd: loads the policy into the kernel, then serves org.portier.Firewall1.
 #include <poll.h>
 #include <sys/signalfd.h>
+#include <sys/timerfd.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -76,27 +79,65 @@ int block_signals_into_fd() {
 void notify_status(const portier::Firewall& firewall, bool ready) {
   portier::FirewallStatus status = firewall.status();
   std::string message = std::string(ready ? "READY=1\n" : "") + "STATUS=" +
-                        std::to_string(status.rules_enabled) + " of " +
-                        std::to_string(status.rules) + " rules active from " + status.policy_path +
-                        " (generation " + std::to_string(status.generation) + ")";
+                        std::to_string(status.rules_enabled) + " of " + std::to_string(status.rules) +
+                        " rules active from " + status.policy_path + " (" + status.loaded_from +
+                        ", mode " + std::string(portier::to_string(status.mode)) + ", generation " +
+                        std::to_string(status.generation) + ")";
   sd_notify(0, message.c_str());
 }
 
-int serve(sdbus::IConnection& bus, portier::FirewallService& service,
-          const portier::Firewall& firewall, int signal_fd) {
+// Arms `timer_fd` for the firewall's next deadline (timed rules, a pending confirm).
+void arm_timer(int timer_fd, const portier::Firewall& firewall) {
+  itimerspec spec{};
+  if (auto deadline = firewall.next_deadline()) {
+    auto since_epoch = deadline->time_since_epoch();
+    auto seconds = std::chrono::duration_cast<std::chrono::seconds>(since_epoch);
+    spec.it_value.tv_sec = std::max<time_t>(1, static_cast<time_t>(seconds.count()));
+    spec.it_value.tv_nsec = static_cast<long>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(since_epoch - seconds).count());
+  }
+  timerfd_settime(timer_fd, TFD_TIMER_ABSTIME, &spec, nullptr);
+}
+
+int serve(sdbus::IConnection& bus, portier::FirewallService& service, portier::Firewall& firewall,
+          int signal_fd) {
+  int timer_fd = timerfd_create(CLOCK_REALTIME, TFD_CLOEXEC | TFD_NONBLOCK);
+  // systemd's watchdog wants a sign of life at half its interval at the latest.
+  std::uint64_t watchdog_usec = 0;
+  bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0;
+  auto last_ping = std::chrono::steady_clock::now();
   for (;;) {
     // Handle everything sd-bus already has queued before sleeping.
     while (bus.processPendingRequest()) {
     }
+    arm_timer(timer_fd, firewall);
     sdbus::IConnection::PollData poll_data = bus.getEventLoopPollData();
     int timeout_ms = -1;
     if (auto relative = poll_data.getRelativeTimeout())
       timeout_ms = static_cast<int>((relative->count() + 999) / 1000);
-    pollfd fds[2] = {{poll_data.fd, poll_data.events, 0}, {signal_fd, POLLIN, 0}};
-    if (::poll(fds, 2, timeout_ms) < 0) {
-      if (errno == EINTR) continue;
+    if (watchdog) {
+      int ping_ms = static_cast<int>(watchdog_usec / 2000);
+      timeout_ms = timeout_ms < 0 ? ping_ms : std::min(timeout_ms, ping_ms);
+    }
+    pollfd fds[3] = {{poll_data.fd, poll_data.events, 0}, {signal_fd, POLLIN, 0}, {timer_fd, POLLIN, 0}};
+    if (::poll(fds, 3, timeout_ms) < 0 && errno != EINTR) {
       std::fprintf(stderr, "portierd: poll: %s\n", std::strerror(errno));
       return 1;
+    }
+    if (watchdog && std::chrono::steady_clock::now() - last_ping >=
+                        std::chrono::microseconds(watchdog_usec / 2)) {
+      sd_notify(0, "WATCHDOG=1");
+      last_ping = std::chrono::steady_clock::now();
+    }
+    if (fds[2].revents & POLLIN) {
+      std::uint64_t expirations = 0;
+      (void)::read(timer_fd, &expirations, sizeof expirations);
+      try {
+        firewall.on_timer();
+      } catch (const std::exception& failure) {
+        std::fprintf(stderr, "portierd: timer: %s\n", failure.what());
+      }
+      notify_status(firewall, false);
     }
     if (fds[1].revents & POLLIN) {
       signalfd_siginfo info{};
@@ -109,6 +150,7 @@ int serve(sdbus::IConnection& bus, portier::FirewallService& service,
           std::fprintf(stderr, "portierd: %s: exiting, ruleset stays loaded\n",
                        strsignal(static_cast<int>(info.ssi_signo)));
           sd_notify(0, "STOPPING=1");
+          ::close(timer_fd);
           return 0;
         }
       }
@@ -132,19 +174,15 @@ int run(const Options& options) {
     portier::resolve_socket_cgroups(ruleset, root);
   };
   portier::Firewall firewall(kernel, std::move(firewall_options), portier::SystemTables::load());
-  try {
-    firewall.reload();
-  } catch (const portier::PolicyError& failure) {
-    std::fprintf(stderr, "%s", failure.what());
-    std::fprintf(stderr, "portierd: policy %s has errors; nothing was loaded\n",
-                 options.policy.c_str());
-    return 1;
-  }
-  std::fprintf(stderr, "portierd: loaded %s into table inet portier (generation %llu)\n",
-               options.policy.c_str(), static_cast<unsigned long long>(firewall.generation()));
+  // Whatever happens, a ruleset is in the kernel before anything else: the policy, the
+  // last good one, or the built-in fail-closed one.
+  std::string problems = firewall.start();
+  if (!problems.empty()) std::fprintf(stderr, "%s", problems.c_str());
+  std::fprintf(stderr, "portierd: loaded %s into table inet portier (%s, generation %llu)\n",
+               options.policy.c_str(), firewall.status().loaded_from.c_str(),
+               static_cast<unsigned long long>(firewall.generation()));
 
-  // The ruleset is in the kernel before the bus is touched: a firewall must not wait
-  // for D-Bus to protect the host.
+  // The firewall is up before the bus is touched: it must not wait for D-Bus.
   auto bus = sdbus::createSystemBusConnection(portier::kBusName);
   portier::FirewallService service(*bus, firewall);
   notify_status(firewall, true);

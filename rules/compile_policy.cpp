@@ -419,6 +419,26 @@ ir::AddressRange to_range(const Cidr& cidr) {
   return range;
 }
 
+ir::Ruleset compile_panic(bool keep_established, const CompileOptions& options) {
+  ir::Ruleset ruleset;
+  ruleset.owner = ruleset.persist = options.owner;
+  struct Base {
+    const char* name;
+    ir::Hook hook;
+  };
+  for (Base base : {Base{kInputChain, ir::Hook::input}, Base{kForwardChain, ir::Hook::forward},
+                    Base{kOutputChain, ir::Hook::output}}) {
+    ir::Chain chain{base.name, ir::BaseChain{base.hook, ir::ChainType::filter, kFilterPriority, false}, {}};
+    if (base.hook != ir::Hook::forward)
+      chain.rules.push_back(rule_of({ir::LoopbackInterface{base.hook == ir::Hook::output}}, ir::VerdictKind::accept));
+    if (keep_established)
+      chain.rules.push_back(rule_of({ir::CtState{ir::ct_established | ir::ct_related}}, ir::VerdictKind::accept));
+    chain.rules.push_back(rule_of({}, ir::VerdictKind::drop, "panic", true));
+    ruleset.chains.push_back(std::move(chain));
+  }
+  return ruleset;
+}
+
 ir::Ruleset compile_policy(const Policy& policy, const CompileOptions& options) {
   return Compiler(policy, options).run();
 }

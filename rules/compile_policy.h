@@ -40,6 +40,10 @@ struct CompileOptions {
 /// the rule spans address families or zones; their counters add up).
 ir::Ruleset compile_policy(const Policy& policy, const CompileOptions& options = {});
 
+/// Panic mode: everything dropped but loopback (and, if asked, packets of connections
+/// that already exist), in all three directions.
+ir::Ruleset compile_panic(bool keep_established, const CompileOptions& options = {});
+
 /// Sorts ports and merges overlapping and adjacent ranges, as a set needs them.
 std::vector<ir::PortRange> merge_port_ranges(const std::vector<PortRange>& ports);
 

@@ -75,6 +75,15 @@ ParsedPolicy parse_policy(std::string_view text, const std::string& file_name,
   return result;
 }
 
+ParsedPolicy parse_policy_fragment(std::string_view text, const std::string& file_name,
+                                   const SystemTables& tables) {
+  ParsedPolicy result;
+  result.sources.emplace(file_name, std::string(text));
+  result.policy.source = file_name;
+  read_file_into(text, file_name, tables, true, result.policy, result.diagnostics);
+  return result;
+}
+
 std::string drop_in_dir(const std::string& path) {
   fs::path p = path;
   return (p.parent_path() / (p.stem().string() + ".d")).string();

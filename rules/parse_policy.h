@@ -27,6 +27,11 @@ struct ParsedPolicy {
 ParsedPolicy parse_policy(std::string_view text, const std::string& file_name,
                           const SystemTables& tables);
 
+/// Parses policy text without the cross-checks of validate_policy(): for a piece of a
+/// policy (a runtime rule) whose zones and sets live in the policy it joins.
+ParsedPolicy parse_policy_fragment(std::string_view text, const std::string& file_name,
+                                   const SystemTables& tables);
+
 /// Reads `path` and its drop-ins: every `*.toml` in the folder named like the file
 /// without `.toml` plus `.d` (`/etc/portier/policy.toml` -> `/etc/portier/policy.d/`),
 /// merged in name order. Drop-ins may add zones, sets, rules, binds and forwards.

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <charconv>
 #include <utility>
 
 namespace portier {
@@ -49,6 +50,29 @@ std::string_view to_string(Protocol protocol) {
     case Protocol::sctp: return "sctp";
   }
   return "?";
+}
+
+std::optional<Cidr> parse_cidr(std::string_view text) {
+  Cidr result;
+  std::string address(text.substr(0, text.find('/')));
+  if (inet_pton(AF_INET, address.c_str(), result.bytes.data()) == 1)
+    result.family = Family::ipv4;
+  else if (inet_pton(AF_INET6, address.c_str(), result.bytes.data()) == 1)
+    result.family = Family::ipv6;
+  else
+    return std::nullopt;
+  const unsigned bits = static_cast<unsigned>(result.size() * 8);
+  result.prefix = static_cast<std::uint8_t>(bits);
+  if (auto slash = text.find('/'); slash != std::string_view::npos) {
+    std::string_view prefix = text.substr(slash + 1);
+    unsigned value = 0;
+    auto [end, ec] = std::from_chars(prefix.data(), prefix.data() + prefix.size(), value);
+    if (ec != std::errc() || end != prefix.data() + prefix.size() || value > bits) return std::nullopt;
+    result.prefix = static_cast<std::uint8_t>(value);
+  }
+  for (unsigned bit = result.prefix; bit < bits; ++bit)
+    if (result.bytes[bit / 8] & (0x80 >> (bit % 8))) return std::nullopt;
+  return result;
 }
 
 std::string to_string(const Cidr& cidr) {

@@ -133,6 +133,9 @@ struct Policy {
   Forward* find_forward(std::string_view name);
 };
 
+/// Parses `192.168.1.0/24`, `10.0.0.1`, `fd00::/8` (host bits must be clear).
+std::optional<Cidr> parse_cidr(std::string_view text);
+
 std::string_view to_string(Action action);
 std::string_view to_string(Direction direction);
 std::string_view to_string(Protocol protocol);

@@ -1,9 +1,11 @@
-// The daemon core against a fake kernel: what it loads, when, and what it keeps on failure.
+// The daemon core against a fake kernel and a fake clock: what it loads, when, what it
+// keeps on failure, and what survives a restart.
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
-#include <unistd.h>
+#include <sstream>
 
 #include "compile_policy.h"
 #include "firewall.h"
@@ -23,112 +25,298 @@ class FakeKernel final : public Kernel {
     CHECK(table == "portier");
     return counters;
   }
+  const ir::Ruleset& last() const { return applied.back(); }
   std::vector<ir::Ruleset> applied;
   std::vector<RuleCounter> counters;
   bool refuse = false;
 };
 
-// A policy file in a fresh temporary directory, removed afterwards.
-struct PolicyFile {
-  PolicyFile() : dir(fs::temp_directory_path() / ("portier-test-" + std::to_string(::getpid()))) {
+// A policy file and a state folder in a fresh temporary directory, removed afterwards.
+struct Files {
+  Files() : dir(fs::temp_directory_path() / ("portier-core-" + std::to_string(::getpid()))) {
+    fs::remove_all(dir);
     fs::create_directories(dir / "state");
   }
-  ~PolicyFile() { fs::remove_all(dir); }
-  void write(std::string_view text) const { std::ofstream(path()) << text; }
-  std::string path() const { return (dir / "policy.toml").string(); }
-  std::string state() const { return (dir / "state").string(); }
+  ~Files() { fs::remove_all(dir); }
+  void write(std::string_view text, const std::string& name = "policy.toml") const {
+    std::ofstream(dir / name) << text;
+  }
+  std::string read(const std::string& name) const {
+    std::ifstream file(dir / name);
+    std::stringstream text;
+    text << file.rdbuf();
+    return text.str();
+  }
+  std::string path(const std::string& name = "policy.toml") const { return (dir / name).string(); }
   fs::path dir;
 };
 
+struct FakeClock {
+  Clock::time_point now = Clock::time_point(std::chrono::seconds(1'800'000'000));
+};
+
+// A firewall over the files, as portierd would make it (one per "process").
+struct Daemon {
+  Daemon(FakeKernel& kernel, const Files& files, FakeClock& clock)
+      : firewall(kernel,
+                 FirewallOptions{files.path(), (files.dir / "state").string(), {}, {},
+                                 [&clock] { return clock.now; }},
+                 SystemTables{}) {}
+  Firewall firewall;
+};
+
 constexpr std::string_view kTwoRules =
+    "# my rules\n"
     "[[rule]]\nname='ssh'\nprotocols='tcp'\nports=[22]\naction='accept'\n"
-    "[[rule]]\nname='web'\nprotocols='tcp'\nports=[80]\naction='accept'\nenabled=false\n";
+    "[[rule]]\nname='web'   # the web\nprotocols='tcp'\nports=[80]\naction='accept'\nenabled=false  # not yet\n";
 
 std::vector<std::string> rule_names(const ir::Ruleset& ruleset) {
   std::vector<std::string> names;
   for (const ir::Chain& chain : ruleset.chains)
     for (const ir::Rule& rule : chain.rules)
-      if (!rule.comment.empty()) names.push_back(rule.comment);
+      if (!rule.comment.empty() && !rule.comment.starts_with("default")) names.push_back(rule.comment);
   return names;
 }
 
 }  // namespace
 
-TEST_CASE("reload loads the compiled policy and keeps a copy of it as last good") {
-  PolicyFile file;
-  file.write(kTwoRules);
+TEST_CASE("start loads the policy file and keeps a self-contained copy as last good") {
+  Files files;
+  files.write(kTwoRules);
   FakeKernel kernel;
-  Firewall firewall(kernel, {file.path(), file.state(), {}, {}}, SystemTables{});
-  firewall.reload();
+  FakeClock clock;
+  Daemon daemon(kernel, files, clock);
+  CHECK(daemon.firewall.start().empty());
   REQUIRE(kernel.applied.size() == 1);
-  CHECK(rule_names(kernel.applied[0]) == std::vector<std::string>{"ssh"});
-  CHECK(firewall.generation() == 1);
-  std::ifstream saved(fs::path(file.state()) / "last-good.toml");
-  std::string text((std::istreambuf_iterator<char>(saved)), std::istreambuf_iterator<char>());
-  CHECK(text == kTwoRules);
+  CHECK(rule_names(kernel.last()) == std::vector<std::string>{"ssh"});
+  CHECK(daemon.firewall.status().loaded_from == "policy");
+  CHECK(files.read("state/last-good.toml").find("name = 'ssh'") != std::string::npos);
+}
+
+TEST_CASE("a broken policy at start: the last good one, else the built-in fail-closed one") {
+  Files files;
+  FakeKernel kernel;
+  FakeClock clock;
+  files.write("[[rule]]\nname='x'\naction='dorp'\n");
+  {
+    Daemon daemon(kernel, files, clock);
+    std::string problems = daemon.firewall.start();
+    CHECK(problems.find("policy.toml:3:8: error: unknown action 'dorp'") != std::string::npos);
+    CHECK(problems.find("built-in fail-closed") != std::string::npos);
+    CHECK(daemon.firewall.status().loaded_from == "fail-closed");
+    // Inbound closed: the input chain drops by default, only the fixed rules accept.
+    const ir::Chain& input = *std::find_if(kernel.last().chains.begin(), kernel.last().chains.end(),
+                                           [](const ir::Chain& c) { return c.name == "input"; });
+    CHECK_FALSE(input.base->policy_accept);
+  }
+  files.write(kTwoRules);
+  {
+    Daemon daemon(kernel, files, clock);
+    daemon.firewall.start();  // good: becomes last good
+  }
+  files.write("[[rule]]\nname='x'\naction='dorp'\n");
+  Daemon daemon(kernel, files, clock);
+  std::string problems = daemon.firewall.start();
+  CHECK(problems.find("loaded the last good policy") != std::string::npos);
+  CHECK(daemon.firewall.status().loaded_from == "last-good");
+  CHECK(rule_names(kernel.last()) == std::vector<std::string>{"ssh"});
 }
 
 TEST_CASE("an invalid policy on reload changes nothing in the kernel") {
-  PolicyFile file;
-  file.write(kTwoRules);
+  Files files;
+  files.write(kTwoRules);
   FakeKernel kernel;
-  Firewall firewall(kernel, {file.path(), file.state(), {}, {}}, SystemTables{});
-  firewall.reload();
-  file.write("[[rule]]\nname='ssh'\naction='alow'\n");
-  CHECK_THROWS_WITH_AS(firewall.reload(),
+  FakeClock clock;
+  Daemon daemon(kernel, files, clock);
+  daemon.firewall.start();
+  files.write("[[rule]]\nname='ssh'\naction='alow'\n");
+  CHECK_THROWS_WITH_AS(daemon.firewall.reload(),
                        doctest::Contains("policy.toml:3:8: error: unknown action 'alow' for "
                                          "'action': use accept, drop or reject"),
                        PolicyError);
   CHECK(kernel.applied.size() == 1);
-  CHECK(firewall.generation() == 1);
-  CHECK(firewall.rules().size() == 2);  // the old policy is still the one in force
+  CHECK(daemon.firewall.generation() == 1);
+  CHECK(daemon.firewall.rules().size() == 2);  // the old policy is still the one in force
 }
 
-TEST_CASE("toggles apply at once, survive a reload, and are undone when the kernel refuses") {
-  PolicyFile file;
-  file.write(kTwoRules);
+TEST_CASE("runtime toggles apply at once, survive reload and restart, and roll back on refusal") {
+  Files files;
+  files.write(kTwoRules);
   FakeKernel kernel;
-  Firewall firewall(kernel, {file.path(), file.state(), {}, {}}, SystemTables{});
-  firewall.reload();
+  FakeClock clock;
+  {
+    Daemon daemon(kernel, files, clock);
+    daemon.firewall.start();
+    daemon.firewall.set_rule_enabled("web", true, false);
+    CHECK(rule_names(kernel.last()) == std::vector<std::string>{"ssh", "web"});
+    daemon.firewall.set_rule_enabled("ssh", false, false);
+    CHECK(rule_names(kernel.last()) == std::vector<std::string>{"web"});
+    daemon.firewall.reload();
+    CHECK(rule_names(kernel.last()) == std::vector<std::string>{"web"});
+    CHECK(files.read("policy.toml") == kTwoRules);  // runtime only
 
-  firewall.set_rule_enabled("web", true);
-  REQUIRE(kernel.applied.size() == 2);
-  CHECK(rule_names(kernel.applied[1]) == std::vector<std::string>{"ssh", "web"});
-
-  firewall.set_rule_enabled("ssh", false);
-  CHECK(rule_names(kernel.applied[2]) == std::vector<std::string>{"web"});
-
-  firewall.reload();  // the file did not change; the runtime toggles stay
-  CHECK(rule_names(kernel.applied[3]) == std::vector<std::string>{"web"});
-
-  kernel.refuse = true;
-  CHECK_THROWS_AS(firewall.set_rule_enabled("ssh", true), KernelError);
-  kernel.refuse = false;
-  auto rules = firewall.rules();
-  CHECK_FALSE(rules[0].enabled);  // the refused toggle did not stick
-
-  CHECK_THROWS_WITH_AS(firewall.set_rule_enabled("nope", true),
-                       "no rule or forward named 'nope' in the policy", NoSuchRule);
+    kernel.refuse = true;
+    CHECK_THROWS_AS(daemon.firewall.set_rule_enabled("ssh", true, false), KernelError);
+    kernel.refuse = false;
+    CHECK_FALSE(daemon.firewall.rules()[0].enabled);  // the refused toggle did not stick
+    CHECK_THROWS_WITH_AS(daemon.firewall.set_rule_enabled("nope", true, false),
+                         "no rule or forward named 'nope' in the policy", NoSuchRule);
+  }
+  Daemon restarted(kernel, files, clock);
+  restarted.firewall.start();
+  CHECK(rule_names(kernel.last()) == std::vector<std::string>{"web"});
 }
 
-TEST_CASE("rules() joins the policy with the kernel's counters by rule name") {
-  PolicyFile file;
-  file.write(kTwoRules);
+TEST_CASE("--permanent edits the one enabled line, or adds one, keeping comments") {
+  Files files;
+  files.write(kTwoRules);
   FakeKernel kernel;
-  Firewall firewall(kernel, {file.path(), file.state(), {}, {}}, SystemTables{});
-  firewall.reload();
-  kernel.counters = {{"input", "", 5, 500}, {"input", "ssh", 3, 180}, {"input", "web", 9, 9}};
-  auto rules = firewall.rules();
+  FakeClock clock;
+  Daemon daemon(kernel, files, clock);
+  daemon.firewall.start();
+  daemon.firewall.set_rule_enabled("web", true, true);
+  daemon.firewall.set_rule_enabled("ssh", false, true);
+  CHECK(files.read("policy.toml") ==
+        "# my rules\n"
+        "[[rule]]\nname='ssh'\nenabled = false\nprotocols='tcp'\nports=[22]\naction='accept'\n"
+        "[[rule]]\nname='web'   # the web\nprotocols='tcp'\nports=[80]\naction='accept'\nenabled=true  # not yet\n");
+  CHECK(rule_names(kernel.last()) == std::vector<std::string>{"web"});
+}
+
+TEST_CASE("apply with confirm: rolled back when the deadline passes, kept when confirmed") {
+  Files files;
+  files.write(kTwoRules);
+  files.write("[[rule]]\nname='new'\nprotocols='udp'\naction='accept'\n", "new.toml");
+  FakeKernel kernel;
+  FakeClock clock;
+  Daemon daemon(kernel, files, clock);
+  daemon.firewall.start();
+
+  daemon.firewall.apply_file(files.path("new.toml"), std::chrono::seconds(60));
+  CHECK(rule_names(kernel.last()) == std::vector<std::string>{"new"});
+  CHECK(daemon.firewall.mode() == Mode::pending_confirm);
+  CHECK(daemon.firewall.next_deadline() == clock.now + std::chrono::seconds(60));
+  clock.now += std::chrono::seconds(59);
+  daemon.firewall.on_timer();
+  CHECK(rule_names(kernel.last()) == std::vector<std::string>{"new"});
+  clock.now += std::chrono::seconds(1);
+  daemon.firewall.on_timer();
+  CHECK(rule_names(kernel.last()) == std::vector<std::string>{"ssh"});
+  CHECK(daemon.firewall.mode() == Mode::normal);
+  CHECK(files.read("policy.toml") == kTwoRules);
+  CHECK_THROWS_AS(daemon.firewall.confirm(), NotPending);
+
+  daemon.firewall.apply_file(files.path("new.toml"), std::chrono::seconds(60));
+  daemon.firewall.confirm();
+  clock.now += std::chrono::seconds(120);
+  daemon.firewall.on_timer();
+  CHECK(rule_names(kernel.last()) == std::vector<std::string>{"new"});
+  CHECK(files.read("policy.toml") == files.read("new.toml"));  // installed
+
+  // With nothing pending, rollback goes to the good policy before this one.
+  daemon.firewall.rollback();
+  CHECK(rule_names(kernel.last()) == std::vector<std::string>{"ssh"});
+}
+
+TEST_CASE("timed rules expire, and keep their remaining time across a restart") {
+  Files files;
+  files.write("[zone.lan]\ninterfaces=['br0']\n");
+  FakeKernel kernel;
+  FakeClock clock;
+  std::string name;
+  {
+    Daemon daemon(kernel, files, clock);
+    daemon.firewall.start();
+    TimedRuleRequest request;
+    request.protocols = {"tcp"};
+    request.ports = {"8080"};
+    request.from = {"lan"};
+    request.duration = std::chrono::minutes(30);
+    name = daemon.firewall.add_timed_rule(request);
+    CHECK(name == "timed-1");
+    CHECK(rule_names(kernel.last()) == std::vector<std::string>{"timed-1"});
+    request.from = {"lna"};
+    CHECK_THROWS_WITH_AS(daemon.firewall.add_timed_rule(request),
+                         doctest::Contains("unknown zone 'lna' in rule 'timed-2' (did you mean 'lan'?)"),
+                         InvalidRequest);
+  }
+  clock.now += std::chrono::minutes(20);
+  Daemon restarted(kernel, files, clock);
+  restarted.firewall.start();
+  CHECK(rule_names(kernel.last()) == std::vector<std::string>{"timed-1"});
+  CHECK(restarted.firewall.next_deadline() == clock.now + std::chrono::minutes(10));
+  clock.now += std::chrono::minutes(10);
+  restarted.firewall.on_timer();
+  CHECK(rule_names(kernel.last()).empty());
+  CHECK_FALSE(restarted.firewall.next_deadline());
+}
+
+TEST_CASE("panic mode drops everything but loopback, and survives a restart") {
+  Files files;
+  files.write(kTwoRules);
+  FakeKernel kernel;
+  FakeClock clock;
+  {
+    Daemon daemon(kernel, files, clock);
+    daemon.firewall.start();
+    daemon.firewall.set_panic(true, false);
+    CHECK(daemon.firewall.mode() == Mode::panic);
+    CHECK(kernel.last() == compile_panic(false));
+  }
+  Daemon restarted(kernel, files, clock);
+  restarted.firewall.start();
+  CHECK(kernel.last() == compile_panic(false));
+  restarted.firewall.set_panic(false, false);
+  CHECK(rule_names(kernel.last()) == std::vector<std::string>{"ssh"});
+}
+
+TEST_CASE("set elements at run time: added, removed, listed, checked, kept across a restart") {
+  Files files;
+  files.write("[set.block]\nfamily='ipv4'\nelements=['10.0.0.0/8']\ntimeout='1h'\n");
+  FakeKernel kernel;
+  FakeClock clock;
+  {
+    Daemon daemon(kernel, files, clock);
+    daemon.firewall.start();
+    daemon.firewall.add_set_elements("block", {"203.0.113.9", "198.51.100.0/24"}, std::nullopt);
+    CHECK(daemon.firewall.list_set_elements("block") ==
+          std::vector<std::string>{"10.0.0.0/8", "203.0.113.9", "198.51.100.0/24"});
+    CHECK(kernel.last().sets[0].elements.size() == 3);
+    daemon.firewall.remove_set_elements("block", {"10.0.0.0/8"});
+    CHECK(daemon.firewall.list_set_elements("block") ==
+          std::vector<std::string>{"203.0.113.9", "198.51.100.0/24"});
+    CHECK_THROWS_WITH_AS(daemon.firewall.add_set_elements("block", {"fd00::1"}, std::nullopt),
+                         "'fd00::1' is not an element of set 'block' (ipv4)", InvalidRequest);
+    CHECK_THROWS_AS(daemon.firewall.add_set_elements("nope", {"1.2.3.4"}, std::nullopt), NoSuchSet);
+  }
+  Daemon restarted(kernel, files, clock);
+  restarted.firewall.start();
+  CHECK(restarted.firewall.list_set_elements("block") ==
+        std::vector<std::string>{"203.0.113.9", "198.51.100.0/24"});
+  // Their timeout (the set's hour) passes: the record of them goes too.
+  clock.now += std::chrono::hours(1);
+  restarted.firewall.on_timer();
+  CHECK(restarted.firewall.list_set_elements("block").empty());
+}
+
+TEST_CASE("rules() joins the policy with the kernel's counters, adding up a rule's kernel rules") {
+  Files files;
+  files.write(kTwoRules);
+  FakeKernel kernel;
+  FakeClock clock;
+  Daemon daemon(kernel, files, clock);
+  daemon.firewall.start();
+  kernel.counters = {{"input", "", 5, 500}, {"input", "ssh", 3, 180}, {"input_lan", "ssh", 1, 60},
+                     {"input", "web", 9, 9}};
+  auto rules = daemon.firewall.rules();
   REQUIRE(rules.size() == 2);
   CHECK(rules[0].name == "ssh");
-  CHECK(rules[0].packets == 3);
-  CHECK(rules[0].bytes == 180);
+  CHECK(rules[0].packets == 4);
+  CHECK(rules[0].bytes == 240);
   CHECK(rules[0].match == "tcp 22");
-  CHECK(rules[1].name == "web");
   CHECK_FALSE(rules[1].enabled);
   CHECK(rules[1].packets == 0);  // disabled: not in the kernel, whatever a stale entry says
-
-  FirewallStatus status = firewall.status();
+  FirewallStatus status = daemon.firewall.status();
   CHECK(status.rules == 2);
   CHECK(status.rules_enabled == 1);
   CHECK(status.generation == 1);
