@@ -58,6 +58,10 @@ class Compiler {
   Compiler(const Policy& policy, const CompileOptions& options) : policy_(policy), options_(options) {
     for (const Zone& zone : policy.zones)
       if (!zone.interfaces.empty()) dispatch_zones_.push_back(&zone);
+    // Zones are disjoint by interface, so their order does not matter; by name, the ruleset
+    // is the same however the policy was written (or written back, see write_policy).
+    std::sort(dispatch_zones_.begin(), dispatch_zones_.end(),
+              [](const Zone* a, const Zone* b) { return a->name < b->name; });
   }
 
   ir::Ruleset run() {
@@ -352,7 +356,7 @@ class Compiler {
 
   const Policy& policy_;
   const CompileOptions& options_;
-  std::vector<const Zone*> dispatch_zones_;  // zones with interfaces, in policy order
+  std::vector<const Zone*> dispatch_zones_;  // zones with interfaces, by name
   std::vector<ir::NamedSet> meters_;
   bool uses_reject_ = false;
 };

@@ -194,8 +194,8 @@ protocols = "udp"
 ports = 53
 action = "accept"
 )"));
-  CHECK(chain_names(ruleset) == std::vector<std::string>{"input_wan", "input_lan", "forward_wan",
-                                                         "forward_lan", "input", "forward", "output"});
+  CHECK(chain_names(ruleset) == std::vector<std::string>{"input_lan", "input_wan", "forward_lan",
+                                                         "forward_wan", "input", "forward", "output"});
   const ir::Chain& input = chain(ruleset, "input");
   const ir::Rule& vmap = input.rules[kFixedInputRules];
   CHECK(vmap.verdict.kind == ir::VerdictKind::vmap);
