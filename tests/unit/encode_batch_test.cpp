@@ -12,8 +12,10 @@
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -476,4 +478,389 @@ TEST_CASE("encode_replace_batch: refuses an IR the kernel could not express") {
   Ruleset unnamed;
   unnamed.table.clear();
   CHECK_THROWS_AS(portier::encode_replace_batch(unnamed, 1), std::invalid_argument);
+}
+
+namespace {
+
+Address ip(const std::string& text) {
+  Address address;
+  address.family = text.find(':') == std::string::npos ? Family::ipv4 : Family::ipv6;
+  REQUIRE(inet_pton(address.family == Family::ipv4 ? AF_INET : AF_INET6, text.c_str(),
+                    address.bytes.data()) == 1);
+  return address;
+}
+
+AddressRange span(const std::string& first, const std::string& last) {
+  return {ip(first), ip(last)};
+}
+
+std::vector<std::string> rule_expressions(const Ruleset& ruleset) {
+  const auto batch = portier::encode_replace_batch(ruleset, 1);
+  const auto messages = split(batch);
+  for (auto m = messages.rbegin(); m != messages.rend(); ++m) {
+    if (m->type == nft(NFT_MSG_NEWRULE)) return expression_names(parse_rule(m->nlh).get());
+  }
+  FAIL("no rule in the batch");
+  return {};
+}
+
+std::vector<std::string> expressions_of(std::vector<Match> matches,
+                                        VerdictKind kind = VerdictKind::accept) {
+  return rule_expressions(one_rule_ruleset(make_rule(std::move(matches), kind)));
+}
+
+using Names = std::vector<std::string>;
+
+// Element keys (as hex) with an "e" suffix for interval ends and "o" for open starts.
+std::vector<std::string> element_keys(const nlmsghdr* nlh) {
+  std::vector<std::string> keys;
+  mnl_attr_parse(
+      nlh, sizeof(nfgenmsg),
+      [](const nlattr* attr, void* data) {
+        if (mnl_attr_get_type(attr) != NFTA_SET_ELEM_LIST_ELEMENTS) return MNL_CB_OK;
+        auto* out = static_cast<std::vector<std::string>*>(data);
+        for (const nlattr* element : nested(attr)) {
+          std::string text;
+          std::string marks;
+          for (const nlattr* field : nested(element)) {
+            if (mnl_attr_get_type(field) == NFTA_SET_ELEM_KEY) {
+              for (const nlattr* value : nested(field)) {
+                const auto* key = static_cast<const std::uint8_t*>(mnl_attr_get_payload(value));
+                for (std::uint16_t i = 0; i < mnl_attr_get_payload_len(value); ++i) {
+                  static const char* kHex = "0123456789abcdef";
+                  text += kHex[key[i] >> 4];
+                  text += kHex[key[i] & 15];
+                }
+              }
+            }
+            if (mnl_attr_get_type(field) == NFTA_SET_ELEM_FLAGS) marks += "e";
+            if (mnl_attr_get_type(field) == NFTA_SET_ELEM_USERDATA) marks += "o";
+          }
+          out->push_back(text + marks);
+        }
+        return MNL_CB_OK;
+      },
+      &keys);
+  return keys;
+}
+
+std::vector<Message> of_type(const std::vector<Message>& messages, std::uint16_t type) {
+  std::vector<Message> found;
+  for (const Message& m : messages) {
+    if (m.type == nft(type)) found.push_back(m);
+  }
+  return found;
+}
+
+std::optional<std::uint32_t> table_flags(const nlmsghdr* nlh) {
+  std::unique_ptr<nftnl_table, NftnlFree> table(nftnl_table_alloc());
+  REQUIRE(nftnl_table_nlmsg_parse(nlh, table.get()) >= 0);
+  if (!nftnl_table_is_set(table.get(), NFTNL_TABLE_FLAGS)) return std::nullopt;
+  return nftnl_table_get_u32(table.get(), NFTNL_TABLE_FLAGS);
+}
+
+}  // namespace
+
+TEST_CASE("encode_replace_batch: owned and persistent tables") {
+  Ruleset ruleset;
+  auto flags = [&ruleset] {
+    const auto messages = split(portier::encode_replace_batch(ruleset, 1));
+    return std::vector<std::optional<std::uint32_t>>{table_flags(messages[1].nlh),
+                                                     table_flags(messages[3].nlh)};
+  };
+  // Without owner: flags 0 twice, as nft sends `table inet portier` and the table block.
+  CHECK(flags() == std::vector<std::optional<std::uint32_t>>{0u, 0u});
+  // With owner the first NEWTABLE carries no flags: an update with flags 0 would be refused
+  // on the table this socket owns (docs/nftables-owner.md).
+  ruleset.owner = true;
+  CHECK(flags() == std::vector<std::optional<std::uint32_t>>{std::nullopt, 0x2u});
+  ruleset.persist = true;
+  CHECK(flags() == std::vector<std::optional<std::uint32_t>>{std::nullopt, 0x6u});
+  ruleset.owner = false;
+  CHECK_THROWS_AS(portier::encode_replace_batch(ruleset, 1), std::invalid_argument);
+}
+
+TEST_CASE("encode_replace_batch: named sets after the chains, with nft's ids and flags") {
+  Ruleset ruleset;
+  ruleset.sets = {
+      NamedSet{"block",
+               SetKey::ipv4_addr,
+               true,
+               false,
+               false,
+               std::nullopt,
+               std::nullopt,
+               {span("10.0.0.0", "10.255.255.255"), span("192.168.1.7", "192.168.1.7"),
+                span("224.0.0.0", "255.255.255.255")}},
+      NamedSet{"meter", SetKey::ipv6_addr, false, true, true, 60, 65535, {}},
+      NamedSet{"ports",
+               SetKey::inet_service,
+               false,
+               false,
+               false,
+               std::nullopt,
+               std::nullopt,
+               {{port_element(22), port_element(22)}, {port_element(80), port_element(80)}}}};
+  ruleset.chains.push_back(
+      Chain{"input",
+            BaseChain{},
+            {make_rule({AddressInSet{Family::ipv4, false, "block"}}, VerdictKind::drop),
+             make_rule({L4ProtoIn{{L4Proto::tcp, L4Proto::udp}},
+                        MeterOver{"meter", Family::ipv6, Limit{3, RateUnit::minute, 7, true}}},
+                       VerdictKind::drop)}});
+  const auto batch = portier::encode_replace_batch(ruleset, 1);
+  const auto messages = split(batch);
+  // begin, 3 table, chain, (set, elems), (set), (set, elems), rule, (set, elems, rule), end
+  const std::vector<std::uint16_t> types = {
+      NFNL_MSG_BATCH_BEGIN,    nft(NFT_MSG_NEWTABLE), nft(NFT_MSG_DELTABLE),
+      nft(NFT_MSG_NEWTABLE),   nft(NFT_MSG_NEWCHAIN), nft(NFT_MSG_NEWSET),
+      nft(NFT_MSG_NEWSETELEM), nft(NFT_MSG_NEWSET),   nft(NFT_MSG_NEWSET),
+      nft(NFT_MSG_NEWSETELEM), nft(NFT_MSG_NEWRULE),  nft(NFT_MSG_NEWSET),
+      nft(NFT_MSG_NEWSETELEM), nft(NFT_MSG_NEWRULE),  NFNL_MSG_BATCH_END};
+  REQUIRE(messages.size() == types.size());
+  for (std::size_t i = 0; i < types.size(); ++i) CHECK(messages[i].type == types[i]);
+  CHECK(batch.messages[5].what == "set block");
+  CHECK(batch.messages[6].what == "elements of set block");
+
+  const auto block = parse_set(messages[5].nlh);
+  CHECK(std::string(nftnl_set_get_str(block.get(), NFTNL_SET_NAME)) == "block");
+  CHECK(nftnl_set_get_u32(block.get(), NFTNL_SET_ID) == 1);
+  CHECK(nftnl_set_get_u32(block.get(), NFTNL_SET_FLAGS) == NFT_SET_INTERVAL);
+  CHECK(nftnl_set_get_u32(block.get(), NFTNL_SET_KEY_TYPE) == 7);
+  CHECK(nftnl_set_get_u32(block.get(), NFTNL_SET_KEY_LEN) == 4);
+  CHECK_FALSE(nftnl_set_is_set(block.get(), NFTNL_SET_DESC_SIZE));
+  CHECK_FALSE(nftnl_set_is_set(block.get(), NFTNL_SET_TIMEOUT));
+  // Boundaries: an end at 0, each range's start and one past its end; the last range
+  // runs to the top of the address space and is marked open instead.
+  CHECK(element_keys(messages[6].nlh) == std::vector<std::string>{"00000000e", "0a000000",
+                                                                  "0b000000e", "c0a80107",
+                                                                  "c0a80108e", "e0000000o"});
+
+  const auto meter = parse_set(messages[7].nlh);
+  CHECK(nftnl_set_get_u32(meter.get(), NFTNL_SET_ID) == 2);
+  CHECK(nftnl_set_get_u32(meter.get(), NFTNL_SET_FLAGS) == (NFT_SET_TIMEOUT | NFT_SET_EVAL));
+  CHECK(nftnl_set_get_u32(meter.get(), NFTNL_SET_KEY_TYPE) == 8);
+  CHECK(nftnl_set_get_u32(meter.get(), NFTNL_SET_KEY_LEN) == 16);
+  CHECK(nftnl_set_get_u64(meter.get(), NFTNL_SET_TIMEOUT) == 60000);
+  CHECK(nftnl_set_get_u32(meter.get(), NFTNL_SET_DESC_SIZE) == 65535);
+
+  const auto ports = parse_set(messages[8].nlh);
+  CHECK(nftnl_set_get_u32(ports.get(), NFTNL_SET_FLAGS) == 0);
+  CHECK(nftnl_set_get_u32(ports.get(), NFTNL_SET_KEY_TYPE) == 13);
+  CHECK(element_keys(messages[9].nlh) == std::vector<std::string>{"0016", "0050"});
+
+  // The rule looks the named set up by name and id; anonymous sets number on after them.
+  CHECK(expression_names(parse_rule(messages[10].nlh).get()) ==
+        Names{"meta", "cmp", "payload", "lookup", "immediate"});
+  CHECK(nftnl_set_get_u32(parse_set(messages[11].nlh).get(), NFTNL_SET_ID) == 4);
+  CHECK(expression_names(parse_rule(messages[13].nlh).get()) ==
+        Names{"meta", "lookup", "meta", "cmp", "payload", "dynset", "immediate"});
+
+  Ruleset missing = ruleset;
+  missing.sets.erase(missing.sets.begin());
+  CHECK_THROWS_AS(portier::encode_replace_batch(missing, 1), std::invalid_argument);
+}
+
+TEST_CASE("encode_replace_batch: address matches as nft encodes them") {
+  auto saddr = [](std::vector<AddressRange> ranges, Family family = Family::ipv4) {
+    return expressions_of({AddressIn{family, false, std::move(ranges)}});
+  };
+  const Names single{"meta", "cmp", "payload", "cmp", "immediate"};
+  CHECK(saddr({span("10.0.0.1", "10.0.0.1")}) == single);
+  CHECK(saddr({span("10.0.0.0", "10.255.255.255")}) == single);  // a shorter load
+  CHECK(saddr({span("10.16.0.0", "10.31.255.255")}) ==
+        Names{"meta", "cmp", "payload", "bitwise", "cmp", "immediate"});
+  CHECK(saddr({span("10.0.0.0", "10.0.0.5")}) ==
+        Names{"meta", "cmp", "payload", "cmp", "cmp", "immediate"});
+  CHECK(saddr({span("10.0.0.0", "10.255.255.255"), span("192.168.1.7", "192.168.1.7")}) ==
+        Names{"meta", "cmp", "payload", "lookup", "immediate"});
+  CHECK(saddr({span("fd00::", "fd00::ffff:ffff:ffff:ffff")}, Family::ipv6) == single);
+  // A second address match needs no second `meta nfproto`.
+  CHECK(expressions_of({AddressIn{Family::ipv4, false, {span("1.1.1.1", "1.1.1.1")}},
+                        AddressIn{Family::ipv4, true, {span("2.2.2.2", "2.2.2.2")}}}) ==
+        Names{"meta", "cmp", "payload", "cmp", "payload", "cmp", "immediate"});
+
+  // The /8 loads one byte at the source address, the /12 all four under a mask.
+  const auto batch = portier::encode_replace_batch(
+      one_rule_ruleset(
+          make_rule({AddressIn{Family::ipv4, true, {span("10.16.0.0", "10.31.255.255")}}},
+                    VerdictKind::accept)),
+      1);
+  const auto rule = parse_rule(split(batch)[5].nlh);
+  struct Seen {
+    std::uint32_t offset = 0, len = 0;
+    std::vector<std::uint8_t> mask, value;
+  } seen;
+  nftnl_expr_foreach(
+      rule.get(),
+      [](nftnl_expr* e, void* data) {
+        auto* s = static_cast<Seen*>(data);
+        const std::string name = nftnl_expr_get_str(e, NFTNL_EXPR_NAME);
+        std::uint32_t len = 0;
+        if (name == "payload") {
+          s->offset = nftnl_expr_get_u32(e, NFTNL_EXPR_PAYLOAD_OFFSET);
+          s->len = nftnl_expr_get_u32(e, NFTNL_EXPR_PAYLOAD_LEN);
+        }
+        if (name == "bitwise") {
+          const void* mask = nftnl_expr_get(e, NFTNL_EXPR_BITWISE_MASK, &len);
+          s->mask = bytes_of(mask, len);
+        }
+        if (name == "cmp") {
+          const void* value = nftnl_expr_get(e, NFTNL_EXPR_CMP_DATA, &len);
+          s->value = bytes_of(value, len);
+        }
+        return 0;
+      },
+      &seen);
+  CHECK(seen.offset == 16);
+  CHECK(seen.len == 4);
+  CHECK(seen.mask == std::vector<std::uint8_t>{0xff, 0xf0, 0, 0});
+  CHECK(seen.value == std::vector<std::uint8_t>{10, 16, 0, 0});
+}
+
+TEST_CASE("encode_replace_batch: interfaces, ICMP, socket and TCP flag matches") {
+  CHECK(expressions_of({InterfaceNameIn{false, {"eth0"}}}) == Names{"meta", "cmp", "immediate"});
+  CHECK(expressions_of({InterfaceNameIn{false, {"a", "b"}}}) ==
+        Names{"meta", "lookup", "immediate"});
+  CHECK(expressions_of({CtStatusDnat{}}) == Names{"ct", "bitwise", "cmp", "immediate"});
+  CHECK(expressions_of({IcmpTypeIn{false, {8}}}) ==
+        Names{"meta", "cmp", "meta", "cmp", "payload", "cmp", "immediate"});
+  CHECK(expressions_of({L4ProtoIn{{L4Proto::icmp}}, IcmpTypeIn{false, {0, 8}}}) ==
+        Names{"meta", "cmp", "payload", "lookup", "immediate"});
+  CHECK(expressions_of({TcpSyn{}}) ==
+        Names{"meta", "cmp", "payload", "bitwise", "cmp", "immediate"});
+  CHECK(expressions_of({L4ProtoIn{{L4Proto::tcp}}, DestPortIn{{{80, 80}}}, TcpSyn{}}) ==
+        Names{"meta", "cmp", "payload", "cmp", "payload", "bitwise", "cmp", "immediate"});
+  CHECK(expressions_of({SocketUid{33, true}}) == Names{"meta", "cmp", "immediate"});
+  CHECK(expressions_of({SocketCgroup{1, "user.slice", 4242, false}}) ==
+        Names{"socket", "cmp", "immediate"});
+  CHECK(expressions_of({Limit{10, RateUnit::second, 5, false}}) == Names{"limit", "immediate"});
+  // The cgroup id comes from the live system; 0 means nobody resolved it.
+  CHECK_THROWS_AS(expressions_of({SocketCgroup{1, "user.slice", 0, false}}), std::invalid_argument);
+  CHECK_THROWS_AS(expressions_of({Limit{10, RateUnit::second, 0, false}}), std::invalid_argument);
+
+  // The wildcard compares the prefix bytes only; an exact name all 16.
+  auto cmp_data = [](const std::string& name) {
+    const auto batch = portier::encode_replace_batch(
+        one_rule_ruleset(make_rule({InterfaceNameIn{true, {name}}}, VerdictKind::accept)), 1);
+    const auto rule = parse_rule(split(batch)[5].nlh);
+    std::vector<std::uint8_t> data;
+    nftnl_expr_foreach(
+        rule.get(),
+        [](nftnl_expr* e, void* out) {
+          std::uint32_t len = 0;
+          if (std::string(nftnl_expr_get_str(e, NFTNL_EXPR_NAME)) == "cmp") {
+            const void* value = nftnl_expr_get(e, NFTNL_EXPR_CMP_DATA, &len);
+            *static_cast<std::vector<std::uint8_t>*>(out) = bytes_of(value, len);
+          }
+          return 0;
+        },
+        &data);
+    return data;
+  };
+  CHECK(cmp_data("ppp*") == std::vector<std::uint8_t>{'p', 'p', 'p'});
+  std::vector<std::uint8_t> eth0(16, 0);
+  std::copy_n("eth0", 4, eth0.begin());
+  CHECK(cmp_data("eth0") == eth0);
+}
+
+TEST_CASE("encode_replace_batch: log, NAT, MSS clamping and verdict maps") {
+  Rule logged = make_rule({}, VerdictKind::none, {}, true);
+  logged.log = Log{"portier x ", 3};
+  CHECK(rule_expressions(one_rule_ruleset(logged)) == Names{"counter", "log"});
+
+  Rule dnat = make_rule({L4ProtoIn{{L4Proto::tcp}}, DestPortIn{{{80, 80}}}}, VerdictKind::dnat);
+  dnat.verdict.nat_address = ip("192.168.1.10");
+  dnat.verdict.nat_port = 8080;
+  CHECK(rule_expressions(one_rule_ruleset(dnat)) ==
+        Names{"meta", "cmp", "payload", "cmp", "immediate", "immediate", "nat"});
+  dnat.verdict.nat_port.reset();
+  CHECK(rule_expressions(one_rule_ruleset(dnat)) ==
+        Names{"meta", "cmp", "payload", "cmp", "immediate", "nat"});
+  Rule port_without_protocol = make_rule({}, VerdictKind::dnat);
+  port_without_protocol.verdict.nat_address = ip("fd00::2");
+  port_without_protocol.verdict.nat_port = 80;
+  CHECK_THROWS_AS(portier::encode_replace_batch(one_rule_ruleset(port_without_protocol), 1),
+                  std::invalid_argument);
+
+  CHECK(expressions_of({InterfaceNameIn{true, {"eth0"}}}, VerdictKind::masquerade) ==
+        Names{"meta", "cmp", "masq"});
+  CHECK(expressions_of({TcpSyn{}}, VerdictKind::clamp_mss) ==
+        Names{"meta", "cmp", "payload", "bitwise", "cmp", "rt", "byteorder", "exthdr"});
+
+  Rule vmap = make_rule({}, VerdictKind::vmap);
+  vmap.verdict.vmap = {{"br-lan", VerdictKind::accept, {}}, {"eth0", VerdictKind::go_to, "wan"}};
+  const auto batch = portier::encode_replace_batch(one_rule_ruleset(vmap), 1);
+  const auto messages = split(batch);
+  REQUIRE(messages.size() == 9);
+  const auto map = parse_set(messages[5].nlh);
+  CHECK(std::string(nftnl_set_get_str(map.get(), NFTNL_SET_NAME)) == "__map%d");
+  CHECK(nftnl_set_get_u32(map.get(), NFTNL_SET_FLAGS) ==
+        (NFT_SET_ANONYMOUS | NFT_SET_CONSTANT | NFT_SET_MAP));
+  CHECK(nftnl_set_get_u32(map.get(), NFTNL_SET_KEY_TYPE) == 41);  // ifname
+  CHECK(nftnl_set_get_u32(map.get(), NFTNL_SET_KEY_LEN) == 16);
+  CHECK(nftnl_set_get_u32(map.get(), NFTNL_SET_DATA_TYPE) == NFT_DATA_VERDICT);
+  CHECK(batch.messages[5].what == "verdict map of rule 1 in chain input");
+  // Verdicts of the elements: accept, then goto "wan".
+  struct Verdicts {
+    std::vector<std::uint32_t> codes;
+    std::vector<std::string> chains;
+  } verdicts;
+  mnl_attr_parse(
+      messages[6].nlh, sizeof(nfgenmsg),
+      [](const nlattr* attr, void* data) {
+        if (mnl_attr_get_type(attr) != NFTA_SET_ELEM_LIST_ELEMENTS) return MNL_CB_OK;
+        auto* v = static_cast<Verdicts*>(data);
+        for (const nlattr* element : nested(attr)) {
+          for (const nlattr* field : nested(element)) {
+            if (mnl_attr_get_type(field) != NFTA_SET_ELEM_DATA) continue;
+            for (const nlattr* verdict : nested(field)) {
+              for (const nlattr* part : nested(verdict)) {
+                if (mnl_attr_get_type(part) == NFTA_VERDICT_CODE)
+                  v->codes.push_back(ntohl(mnl_attr_get_u32(part)));
+                if (mnl_attr_get_type(part) == NFTA_VERDICT_CHAIN)
+                  v->chains.push_back(mnl_attr_get_str(part));
+              }
+            }
+          }
+        }
+        return MNL_CB_OK;
+      },
+      &verdicts);
+  CHECK(verdicts.codes ==
+        std::vector<std::uint32_t>{NF_ACCEPT, static_cast<std::uint32_t>(NFT_GOTO)});
+  CHECK(verdicts.chains == std::vector<std::string>{"wan"});
+  CHECK(expression_names(parse_rule(messages[7].nlh).get()) == Names{"meta", "lookup"});
+
+  vmap.verdict.vmap = {{"eth0", VerdictKind::masquerade, {}}};
+  CHECK_THROWS_AS(portier::encode_replace_batch(one_rule_ruleset(vmap), 1), std::invalid_argument);
+  CHECK_THROWS_AS(
+      portier::encode_replace_batch(one_rule_ruleset(make_rule({}, VerdictKind::none)), 1),
+      std::invalid_argument);
+}
+
+TEST_CASE("encode_replace_batch: a big named interval set in one batch, split like nft does") {
+  NamedSet set{"big", SetKey::ipv4_addr, true, false, false, std::nullopt, std::nullopt, {}};
+  for (std::uint32_t i = 0; i < 100000; ++i) {
+    Address first;
+    const std::uint32_t network = (1u << 24) + i * 8;
+    for (int b = 0; b < 4; ++b) first.bytes[b] = static_cast<std::uint8_t>(network >> (24 - 8 * b));
+    Address last = first;
+    last.bytes[3] = static_cast<std::uint8_t>(last.bytes[3] + 3);
+    set.elements.push_back({first, last});
+  }
+  Ruleset ruleset;
+  ruleset.sets.push_back(std::move(set));
+  const auto batch = portier::encode_replace_batch(ruleset, 1);
+  const auto messages = split(batch);
+  const auto parts = of_type(messages, NFT_MSG_NEWSETELEM);
+  REQUIRE(parts.size() > 1);
+  std::size_t total = 0;
+  for (const Message& part : parts) {
+    CHECK(part.seq == parts.front().seq);
+    CHECK(part.nlh->nlmsg_len <= UINT16_MAX + 256);
+    total += element_keys(part.nlh).size();
+  }
+  CHECK(total == 1 + 2 * 100000);  // the leading end at 0.0.0.0, then start and end per prefix
+  CHECK(batch.messages.back().type == NFNL_MSG_BATCH_END);
 }
