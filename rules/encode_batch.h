@@ -29,10 +29,14 @@ struct EncodedBatch {
   const BatchMessage* find(std::uint32_t seq) const;
 };
 
-/// One transaction replacing `table inet NAME`: NEWTABLE (create if missing), DELTABLE,
-/// NEWTABLE, the chains, then each rule preceded by its anonymous sets and their elements.
-/// Sequence numbers start at first_seq (the batch begin message). Throws
-/// std::invalid_argument for an IR the kernel could not express (see render_nft()).
+/// One transaction replacing `table inet NAME`: NEWTABLE (create if missing; for an owned
+/// table without flags, see docs/nftables-owner.md), DELTABLE, NEWTABLE (with the owner and
+/// persist flags), the chains, the named sets with their elements, then each rule preceded
+/// by its anonymous sets and verdict maps. Element lists longer than one netlink attribute
+/// holds are split over several messages, so a million-element set still goes in this one
+/// transaction. Sequence numbers start at first_seq (the batch begin message). Throws
+/// std::invalid_argument for an IR the kernel could not express (see render_nft()), an
+/// unresolved cgroup id (SocketCgroup::id == 0), or a lookup of a set the table lacks.
 EncodedBatch encode_replace_batch(const ir::Ruleset& ruleset, std::uint32_t first_seq);
 
 }  // namespace portier

@@ -10,6 +10,10 @@ namespace portier {
 
 /// The `table inet NAME { ... }` block. Throws std::invalid_argument for an IR nft could
 /// not express (a name nft would not parse, a port match without a protocol match).
+/// Differences from `nft list` of the loaded table: elements of hash sets in IR order
+/// (nft prints kernel order), element lists on one line, no `persist` flag (nft 1.0.6
+/// cannot write it, docs/nftables-owner.md), and a protocol match kept where nft's listing
+/// drops it as implied (`meta l4proto tcp ct state new tcp flags syn`).
 std::string render_nft(const ir::Ruleset& ruleset);
 
 /// render_nft() preceded by `table inet NAME` / `delete table inet NAME`: loaded with
