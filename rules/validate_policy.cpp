@@ -1,6 +1,9 @@
 // Checks that need the whole merged policy: unique names, references to zones and sets,
 // and rules that an earlier rule makes unreachable.
 #include <algorithm>
+#include <array>
+#include <climits>
+#include <cstdint>
 #include <map>
 
 #include "parse_policy.h"
@@ -120,39 +123,86 @@ class Validator {
     check(rule.to, false);
   }
 
-  // Whether every packet `later` matches is also matched by `earlier` (conservatively:
-  // only rules without addresses, limits and socket owners are compared).
+  // Rules the shadowing check compares: no addresses, limits or socket owners, whose
+  // matches are only protocols and ports.
+  static bool is_simple(const Rule& rule) {
+    return rule.enabled && rule.from.empty() && rule.to.empty() && !rule.limit && !rule.user &&
+           rule.unit.empty();
+  }
+
+  // Whether every packet `later` matches is also matched by `earlier` (a simple rule).
   static bool covers(const Rule& earlier, const Rule& later) {
-    if (!earlier.from.empty() || !earlier.to.empty() || earlier.limit || earlier.user ||
-        !earlier.unit.empty())
-      return false;
     if (!earlier.protocols.empty()) {
       if (later.protocols.empty()) return false;
       for (Protocol protocol : later.protocols)
-        if (std::find(earlier.protocols.begin(), earlier.protocols.end(), protocol) ==
-            earlier.protocols.end())
+        if (std::find(earlier.protocols.begin(), earlier.protocols.end(), protocol) == earlier.protocols.end())
           return false;
     }
     if (earlier.ports.empty()) return true;
     if (later.ports.empty()) return false;
+    std::vector<PortRange> outer = earlier.ports;
+    std::sort(outer.begin(), outer.end(), [](auto& a, auto& b) { return a.first < b.first; });
     return std::all_of(later.ports.begin(), later.ports.end(), [&](const PortRange& range) {
-      for (std::uint32_t port = range.first; port <= range.last; ++port) {
-        bool inside = std::any_of(earlier.ports.begin(), earlier.ports.end(),
-                                  [&](const PortRange& e) { return e.first <= port && port <= e.last; });
-        if (!inside) return false;
+      // Walk the sorted ranges of `earlier` from the one holding range.first onwards.
+      std::uint32_t next = range.first;
+      for (const PortRange& e : outer) {
+        if (e.last < next) continue;
+        if (e.first > next) return false;
+        if (e.last >= range.last) return true;
+        next = e.last + 1u;
       }
-      return true;
+      return false;
     });
   }
 
+  // For each direction and protocol, the earliest simple rule matching each port: the
+  // one candidate per later rule that could cover it. Comparing each rule with every
+  // earlier one would take quadratic time on policies of thousands of rules.
+  class EarliestIndex {
+   public:
+    static constexpr std::size_t kAnyProtocol = 5;
+    void add(const Rule& rule, std::size_t index) {
+      std::vector<std::size_t> slots;
+      if (rule.protocols.empty()) slots.push_back(kAnyProtocol);
+      for (Protocol protocol : rule.protocols) slots.push_back(static_cast<std::size_t>(protocol));
+      for (std::size_t slot : slots) {
+        auto& ports = table(rule.direction, slot);
+        if (rule.ports.empty()) {
+          for (auto& entry : ports) entry = std::min(entry, index);
+        } else {
+          for (const PortRange& range : rule.ports)
+            for (std::uint32_t port = range.first; port <= range.last; ++port)
+              ports[port] = std::min(ports[port], index);
+        }
+      }
+    }
+    // Candidates that might cover `rule`: for its first port, the earliest rule per slot.
+    std::vector<std::size_t> candidates(const Rule& rule) {
+      std::uint16_t port = rule.ports.empty() ? 0 : rule.ports[0].first;
+      std::vector<std::size_t> result{table(rule.direction, kAnyProtocol)[port]};
+      if (!rule.protocols.empty())
+        result.push_back(table(rule.direction, static_cast<std::size_t>(rule.protocols[0]))[port]);
+      return result;
+    }
+
+   private:
+    std::vector<std::size_t>& table(Direction direction, std::size_t slot) {
+      auto& entry = tables_[static_cast<std::size_t>(direction) * 6 + slot];
+      if (entry.empty()) entry.assign(65536, SIZE_MAX);
+      return entry;
+    }
+    std::array<std::vector<std::size_t>, 18> tables_;
+  };
+
   void check_shadowing() {
+    EarliestIndex index;
     for (std::size_t i = 0; i < policy_.rules.size(); ++i) {
       const Rule& later = policy_.rules[i];
       if (!later.enabled) continue;
-      for (std::size_t j = 0; j < i; ++j) {
+      for (std::size_t j : index.candidates(later)) {
+        if (j == SIZE_MAX) continue;
         const Rule& earlier = policy_.rules[j];
-        if (!earlier.enabled || earlier.direction != later.direction || !covers(earlier, later))
-          continue;
+        if (!covers(earlier, later)) continue;
         if (later.action == Action::accept && earlier.action != Action::accept)
           warning(later.where, "accept rule '" + later.name + "' comes after " +
                                    std::string(to_string(earlier.action)) + " rule '" +
@@ -163,6 +213,7 @@ class Validator {
                                    "' at " + place(earlier.where) + " matches everything it does");
         break;
       }
+      if (is_simple(later)) index.add(later, i);
     }
   }
 
