@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -26,13 +27,56 @@ struct RuleCounter {
   std::uint64_t bytes = 0;
 };
 
+/// The kernel's handle of every rule of a loaded ruleset: handles[c][r] belongs to
+/// ruleset.chains[c].rules[r].
+using RuleHandles = std::vector<std::vector<std::uint64_t>>;
+
+/// A small change to the loaded table, sent as one transaction: rules taken out by
+/// handle, rules put in after a given rule. Counters of the other rules keep counting.
+struct TableEdit {
+  struct Remove {
+    std::string chain;
+    std::uint64_t handle = 0;
+  };
+  struct Insert {
+    std::string chain;
+    std::uint64_t after_handle = 0;  // 0: at the start of the chain
+    ir::Rule rule;
+  };
+  std::vector<Remove> removes;
+  std::vector<Insert> inserts;  // in order; a later insert may follow an earlier one's rule
+};
+
+/// A change to the elements of a named set of the loaded table, sent as one transaction.
+struct SetEdit {
+  std::string set;
+  ir::SetKey key = ir::SetKey::ipv4_addr;
+  bool interval = false;
+  std::vector<ir::AddressRange> add;
+  std::vector<ir::AddressRange> remove;
+  std::optional<std::uint32_t> timeout_seconds;  // for the added elements, in a set with timeouts
+};
+
 class Kernel {
  public:
   /// Replaces `table inet <ruleset.table>` atomically: on KernelError the previous table
-  /// (or its absence) is left as it was.
-  virtual void apply(const ir::Ruleset& ruleset) = 0;
+  /// (or its absence) is left as it was. Returns the handles of the new rules.
+  virtual RuleHandles apply(const ir::Ruleset& ruleset) = 0;
+  /// Applies `edit` to `table inet <table>` in one transaction (all or nothing). Returns
+  /// the handles of the inserted rules, in the order of edit.inserts. Inserted rules may
+  /// need anonymous sets, which go into the same transaction.
+  virtual std::vector<std::uint64_t> edit(const std::string& table, const TableEdit& edit) = 0;
+  /// Adds and removes elements of one named set in one transaction (all or nothing),
+  /// without reading the set back: its size does not matter.
+  virtual void edit_set(const std::string& table, const SetEdit& edit) = 0;
   /// Every rule of `table inet <table>` in kernel order; empty if the table does not exist.
   virtual std::vector<RuleCounter> read_counters(const std::string& table) = 0;
+  /// A descriptor that becomes readable when nf_tables objects change anywhere in this
+  /// network namespace (-1 if not supported), for noticing changes made by others.
+  virtual int event_fd() = 0;
+  /// Reads the pending change notifications; true when one touched `table` and did not
+  /// come from this Kernel's own transactions.
+  virtual bool changed_by_others(const std::string& table) = 0;
   virtual ~Kernel() = default;
 };
 

@@ -19,6 +19,8 @@ PACKAGES=(
   python3
   # test_systemd_service: the unit under a real systemd in a container
   systemd-container debootstrap
+  # test_router: the port scan from the wan side
+  nmap
 )
 
 missing=()
