@@ -17,17 +17,39 @@ namespace {
 
 class FakeKernel final : public Kernel {
  public:
-  void apply(const ir::Ruleset& ruleset) override {
+  RuleHandles apply(const ir::Ruleset& ruleset) override {
     if (refuse) throw KernelError("kernel refused rule \"x\" in chain input: Invalid argument");
     applied.push_back(ruleset);
+    RuleHandles handles;
+    for (const ir::Chain& chain : ruleset.chains) {
+      handles.emplace_back();
+      for (std::size_t i = 0; i < chain.rules.size(); ++i) handles.back().push_back(++next_handle);
+    }
+    return handles;
   }
+  std::vector<std::uint64_t> edit(const std::string&, const TableEdit& edit) override {
+    if (refuse) throw KernelError("kernel refused rule \"x\" in chain input: Invalid argument");
+    edits.push_back(edit);
+    std::vector<std::uint64_t> handles;
+    for (std::size_t i = 0; i < edit.inserts.size(); ++i) handles.push_back(++next_handle);
+    return handles;
+  }
+  void edit_set(const std::string&, const SetEdit& edit) override {
+    if (refuse) throw KernelError("kernel refused elements of set \"x\": File exists");
+    set_edits.push_back(edit);
+  }
+  int event_fd() override { return -1; }
+  bool changed_by_others(const std::string&) override { return false; }
   std::vector<RuleCounter> read_counters(const std::string& table) override {
     CHECK(table == "portier");
     return counters;
   }
   const ir::Ruleset& last() const { return applied.back(); }
   std::vector<ir::Ruleset> applied;
+  std::vector<TableEdit> edits;
+  std::vector<SetEdit> set_edits;
   std::vector<RuleCounter> counters;
+  std::uint64_t next_handle = 0;
   bool refuse = false;
 };
 
