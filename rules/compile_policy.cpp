@@ -69,12 +69,13 @@ class Compiler {
     ruleset.owner = options_.owner;
     ruleset.persist = options_.owner;
     add_policy_sets(ruleset);
+    add_meter_sets();
     std::vector<ir::Chain> zone_chains;
     ir::Chain input = input_chain(zone_chains);
     ir::Chain forward = forward_chain(zone_chains);
     ir::Chain output = output_chain();
     // The kernel resolves jump and goto targets when a rule is added: targets first.
-    if (uses_reject_) ruleset.chains.push_back(reject_chain());
+    if (needs_reject_chain()) ruleset.chains.push_back(reject_chain());
     for (ir::Chain& chain : zone_chains) ruleset.chains.push_back(std::move(chain));
     ruleset.chains.push_back(std::move(input));
     ruleset.chains.push_back(std::move(forward));
@@ -109,10 +110,36 @@ class Compiler {
     }
   }
 
-  bool needs_nat() const {
-    return !policy_.masquerade.empty() ||
-           std::any_of(policy_.forwards.begin(), policy_.forwards.end(),
-                       [](const Forward& f) { return f.enabled; });
+  // Whether chains and sets exist does not depend on which rules are enabled, so that
+  // turning a rule on or off only adds or removes that rule's own kernel rules.
+  bool needs_nat() const { return !policy_.masquerade.empty() || !policy_.forwards.empty(); }
+
+  bool needs_reject_chain() const {
+    auto rejects = [](Action action) { return action == Action::reject; };
+    if (rejects(policy_.input) || rejects(policy_.output) || rejects(policy_.forward)) return true;
+    for (const Zone& zone : policy_.zones)
+      if (zone.input && rejects(*zone.input)) return true;
+    return std::any_of(policy_.rules.begin(), policy_.rules.end(), [](const Rule& rule) {
+      bool single = rule.protocols.size() == 1 &&
+                    (rule.protocols[0] == Protocol::tcp || rule.protocols[0] == Protocol::udp);
+      return rule.action == Action::reject && !single;
+    });
+  }
+
+  void add_meter_sets() {
+    for (const Rule& rule : policy_.rules) {
+      if (!rule.limit) continue;
+      for (ir::Family family : {ir::Family::ipv4, ir::Family::ipv6}) {
+        ir::NamedSet meter;
+        meter.name = meter_name(rule, family);
+        meter.key = family == ir::Family::ipv4 ? ir::SetKey::ipv4_addr : ir::SetKey::ipv6_addr;
+        meter.dynamic = true;
+        meter.timeout = true;
+        meter.default_timeout_seconds = seconds_of(rule.limit->unit);
+        meter.size = 65535;
+        meters_.push_back(std::move(meter));
+      }
+    }
   }
 
   // TCP gets a reset and everything else an ICMP(v6) port unreachable, as a closed port
@@ -131,16 +158,15 @@ class Compiler {
         } else {
           verdict.kind = ir::VerdictKind::jump;
           verdict.chain = kRejectChain;
-          uses_reject_ = true;
         }
         break;
     }
     return verdict;
   }
 
-  ir::Rule log_rule(std::vector<ir::Match> matches, std::string prefix) const {
+  ir::Rule log_rule(std::vector<ir::Match> matches, std::string prefix, std::string comment = {}) const {
     matches.push_back(ir::Limit{options_.log_rate_per_minute, ir::RateUnit::minute, 5, false});
-    ir::Rule rule = rule_of(std::move(matches), ir::VerdictKind::none);
+    ir::Rule rule = rule_of(std::move(matches), ir::VerdictKind::none, std::move(comment));
     rule.log = ir::Log{std::move(prefix), std::nullopt};
     return rule;
   }
@@ -169,7 +195,7 @@ class Compiler {
       std::vector<ir::Match> matches = concat(segment, tail);
       if (rule.limit) add_meter_rules(chain, rule, matches);
       if (rule.log || policy_.log == LogMode::all)
-        chain.rules.push_back(log_rule(matches, "portier " + rule.name + " "));
+        chain.rules.push_back(log_rule(matches, "portier " + rule.name + " ", rule.name + kLogSuffix));
       ir::Rule compiled = rule_of(std::move(matches), ir::VerdictKind::accept, rule.name, true);
       compiled.verdict = verdict_for(rule.action, rule.protocols);
       chain.rules.push_back(std::move(compiled));
@@ -180,20 +206,9 @@ class Compiler {
   void add_meter_rules(ir::Chain& chain, const Rule& rule, const std::vector<ir::Match>& matches) {
     ir::Limit limit{rule.limit->count, rate_unit(rule.limit->unit), 5, true};
     for (ir::Family family : {ir::Family::ipv4, ir::Family::ipv6}) {
-      std::string name = meter_name(rule, family);
-      if (std::none_of(meters_.begin(), meters_.end(), [&](const ir::NamedSet& s) { return s.name == name; })) {
-        ir::NamedSet meter;
-        meter.name = name;
-        meter.key = family == ir::Family::ipv4 ? ir::SetKey::ipv4_addr : ir::SetKey::ipv6_addr;
-        meter.dynamic = true;
-        meter.timeout = true;
-        meter.default_timeout_seconds = seconds_of(rule.limit->unit);
-        meter.size = 65535;
-        meters_.push_back(std::move(meter));
-      }
       std::vector<ir::Match> over = matches;
-      over.push_back(ir::MeterOver{name, family, limit});
-      chain.rules.push_back(rule_of(std::move(over), ir::VerdictKind::drop, rule.name + " over limit", true));
+      over.push_back(ir::MeterOver{meter_name(rule, family), family, limit});
+      chain.rules.push_back(rule_of(std::move(over), ir::VerdictKind::drop, rule.name + kOverLimitSuffix, true));
     }
   }
 
@@ -272,7 +287,7 @@ class Compiler {
     }
     chain.rules.push_back(rule_of({ir::CtState{ir::ct_established | ir::ct_related}}, ir::VerdictKind::accept));
     chain.rules.push_back(rule_of({ir::CtState{ir::ct_invalid}}, ir::VerdictKind::drop));
-    if (std::any_of(policy_.forwards.begin(), policy_.forwards.end(), [](const Forward& f) { return f.enabled; }))
+    if (!policy_.forwards.empty())
       chain.rules.push_back(rule_of({ir::CtStatusDnat{}}, ir::VerdictKind::accept, "port forwards", true));
     for (const Zone* zone : dispatch_zones_) {
       ir::Chain zone_chain{std::string("forward_") + zone->name, std::nullopt, {}};
@@ -358,7 +373,6 @@ class Compiler {
   const CompileOptions& options_;
   std::vector<const Zone*> dispatch_zones_;  // zones with interfaces, by name
   std::vector<ir::NamedSet> meters_;
-  bool uses_reject_ = false;
 };
 
 }  // namespace
@@ -421,6 +435,20 @@ ir::AddressRange to_range(const Cidr& cidr) {
     range.last.bytes[bit / 8] = static_cast<std::uint8_t>(range.last.bytes[bit / 8] | mask);
   }
   return range;
+}
+
+std::string_view rule_owner(const ir::Rule& rule) {
+  std::string_view comment = rule.comment;
+  for (std::string_view suffix : {std::string_view(kOverLimitSuffix), std::string_view(kLogSuffix)})
+    if (comment.ends_with(suffix)) return comment.substr(0, comment.size() - suffix.size());
+  return comment;
+}
+
+ir::Ruleset without_owners(const ir::Ruleset& full, const std::set<std::string, std::less<>>& disabled) {
+  ir::Ruleset result = full;
+  for (ir::Chain& chain : result.chains)
+    std::erase_if(chain.rules, [&](const ir::Rule& rule) { return disabled.count(rule_owner(rule)) > 0; });
+  return result;
 }
 
 ir::Ruleset compile_panic(bool keep_established, const CompileOptions& options) {

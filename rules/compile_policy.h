@@ -1,6 +1,9 @@
 // Compilation: a validated policy becomes the ruleset IR.
 #pragma once
 
+#include <set>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "policy.h"
@@ -27,6 +30,11 @@ inline constexpr int kSrcnatPriority = 100 + 10;
 /// errors, neighbour discovery, router advertisements and MLD.
 inline constexpr std::uint8_t kIcmpv6Essentials[] = {1, 2, 3, 4, 130, 131, 132, 133, 134, 135, 136, 143};
 
+/// Comments of the extra kernel rules a policy rule may bring: its per-source limit and
+/// its log line. With the rule's own name they tie kernel rules to the policy rule.
+inline constexpr const char* kOverLimitSuffix = " over limit";
+inline constexpr const char* kLogSuffix = " log";
+
 struct CompileOptions {
   /// Create the table with the owner and persist flags (portierd does; `nft -f` of the
   /// rendering cannot, since the table would vanish with nft's socket).
@@ -39,6 +47,16 @@ struct CompileOptions {
 /// becomes kernel rules with a counter and the rule's name as comment (several when
 /// the rule spans address families or zones; their counters add up).
 ir::Ruleset compile_policy(const Policy& policy, const CompileOptions& options = {});
+
+/// The policy rule (or forward) a kernel rule belongs to: its comment without the
+/// suffixes above. Empty for the fixed rules.
+std::string_view rule_owner(const ir::Rule& rule);
+
+/// `full` without the kernel rules of the disabled rules and forwards. For a policy P,
+/// compile_policy(P) == without_owners(compile_policy(P with all enabled), disabled of P):
+/// which chains and sets exist never depends on what is enabled, so a toggle is only
+/// the removal or insertion of that rule's own kernel rules.
+ir::Ruleset without_owners(const ir::Ruleset& full, const std::set<std::string, std::less<>>& disabled);
 
 /// Panic mode: everything dropped but loopback (and, if asked, packets of connections
 /// that already exist), in all three directions.

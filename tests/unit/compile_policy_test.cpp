@@ -1,6 +1,8 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <set>
 
 #include "compile_policy.h"
 #include "parse_policy.h"
@@ -401,4 +403,44 @@ action = "reject"
   CHECK(isolation[0]->verdict == to_chain(ir::VerdictKind::jump, kRejectChain));
   CHECK(ruleset.chains[0].name == kRejectChain);
   CHECK(rules_named(chain(ruleset, "forward_lan"), "guest-isolation").empty());
+}
+
+// The property fast toggles rely on: disabling rules only removes their own kernel rules.
+TEST_CASE("compile(P) is compile(P with everything enabled) without the disabled rules' kernel rules") {
+  namespace fs = std::filesystem;
+  const fs::path golden = PORTIER_GOLDEN_DIR;
+  const SystemTables tables{ServiceTable::load((golden / "services").string()),
+                            UserTable::load((golden / "passwd").string())};
+  int cases = 0;
+  for (const fs::path& dir : {golden, fs::path(PORTIER_SOURCE_DIR) / "rules" / "policies"}) {
+    for (const auto& entry : fs::directory_iterator(dir)) {
+      if (entry.path().extension() != ".toml") continue;
+      ParsedPolicy parsed = parse_policy_file(entry.path().string(), tables);
+      REQUIRE(parsed.ok());
+      Policy all = parsed.policy;
+      for (Rule& rule : all.rules) rule.enabled = true;
+      for (Forward& forward : all.forwards) forward.enabled = true;
+      const ir::Ruleset full = compile_policy(all);
+      // Each rule and forward off on its own, and the policy as written.
+      std::vector<std::string> names;
+      for (const Rule& rule : all.rules) names.push_back(rule.name);
+      for (const Forward& forward : all.forwards) names.push_back(forward.name);
+      for (const std::string& name : names) {
+        CAPTURE(entry.path().string());
+        CAPTURE(name);
+        Policy one_off = all;
+        if (Rule* rule = one_off.find_rule(name)) rule->enabled = false;
+        if (Forward* forward = one_off.find_forward(name)) forward->enabled = false;
+        CHECK(compile_policy(one_off) == without_owners(full, {name}));
+        ++cases;
+      }
+      std::set<std::string, std::less<>> disabled;
+      for (const Rule& rule : parsed.policy.rules)
+        if (!rule.enabled) disabled.insert(rule.name);
+      for (const Forward& forward : parsed.policy.forwards)
+        if (!forward.enabled) disabled.insert(forward.name);
+      CHECK(compile_policy(parsed.policy) == without_owners(full, disabled));
+    }
+  }
+  CHECK(cases >= 30);
 }
