@@ -119,31 +119,111 @@ Policy Firewall::effective(const Policy& policy, const RuntimeState& runtime) co
   return result;
 }
 
-ir::Ruleset Firewall::build(const Policy& policy, const RuntimeState& runtime) const {
-  if (runtime.panic) return compile_panic(runtime.panic_keep_established, options_.compile);
+Firewall::Built Firewall::build(const Policy& policy, const RuntimeState& runtime) const {
+  Built built;
+  if (runtime.panic) {
+    built.full = compile_panic(runtime.panic_keep_established, options_.compile);
+    return built;
+  }
   Policy in_force = effective(policy, runtime);
-  ir::Ruleset ruleset = compile_policy(in_force, options_.compile);
+  built.disabled = disabled_names(in_force);
+  // Compiled with everything enabled: toggles then only add or remove kernel rules.
+  for (Rule& rule : in_force.rules) rule.enabled = true;
+  for (Forward& forward : in_force.forwards) forward.enabled = true;
+  built.full = compile_policy(in_force, options_.compile);
   if (options_.resolve_cgroups) {
     try {
-      options_.resolve_cgroups(ruleset);
+      options_.resolve_cgroups(built.full);
     } catch (const MissingCgroup& missing) {
       throw PolicyError(place(where_defined(in_force, missing.owner)) + ": error: '" + missing.owner +
                         "': " + missing.what() + "\n");
     }
   }
-  return ruleset;
+  return built;
 }
 
-void Firewall::load(const ir::Ruleset& ruleset, std::string_view reason) {
-  kernel_.apply(ruleset);
-  loaded_ = ruleset;
+std::set<std::string, std::less<>> Firewall::disabled_names(const Policy& policy) {
+  std::set<std::string, std::less<>> disabled;
+  for (const Rule& rule : policy.rules)
+    if (!rule.enabled) disabled.insert(rule.name);
+  for (const Forward& forward : policy.forwards)
+    if (!forward.enabled) disabled.insert(forward.name);
+  return disabled;
+}
+
+void Firewall::applied(std::string_view reason) {
   ++generation_;
   last_applied_ = options_.now();
   if (events_) events_->applied(generation_, reason);
 }
 
+// Loads `built` into the kernel the cheapest way that is correct: nothing when it is what
+// the kernel has, the toggled rules alone when only the enabled set changed, otherwise a
+// whole replacement of the table in one transaction.
+void Firewall::install(Built built, std::string_view reason) {
+  if (kernel_has_full_ && built.full == full_) {
+    if (built.disabled != disabled_) {
+      edit_rules(built.disabled);
+      applied(reason);
+    }
+    return;
+  }
+  RuleHandles loaded = kernel_.apply(without_owners(built.full, built.disabled));
+  // Handles come for the rules loaded; spread them over `full`, 0 for the left-out ones.
+  handles_.assign(built.full.chains.size(), {});
+  for (std::size_t c = 0; c < built.full.chains.size(); ++c) {
+    std::size_t next = 0;
+    for (const ir::Rule& rule : built.full.chains[c].rules) {
+      bool present = built.disabled.count(rule_owner(rule)) == 0;
+      handles_[c].push_back(present && c < loaded.size() && next < loaded[c].size() ? loaded[c][next++] : 0);
+    }
+  }
+  full_ = std::move(built.full);
+  disabled_ = std::move(built.disabled);
+  kernel_has_full_ = true;
+  applied(reason);
+}
+
+// One small transaction: the kernel rules of the rules that go out are deleted by
+// handle, those that come in are inserted after the nearest rule before them that stays.
+void Firewall::edit_rules(const std::set<std::string, std::less<>>& disabled) {
+  TableEdit edit;
+  std::vector<std::pair<std::size_t, std::size_t>> inserted;  // (chain, rule) of each insert
+  for (std::size_t c = 0; c < full_.chains.size(); ++c) {
+    const ir::Chain& chain = full_.chains[c];
+    std::uint64_t after = 0;
+    std::vector<std::size_t> group;
+    auto flush = [&] {
+      // Inserted after the same rule, the last goes in first to end up last.
+      for (auto it = group.rbegin(); it != group.rend(); ++it) {
+        edit.inserts.push_back({chain.name, after, chain.rules[*it]});
+        inserted.emplace_back(c, *it);
+      }
+      group.clear();
+    };
+    for (std::size_t r = 0; r < chain.rules.size(); ++r) {
+      bool was = handles_[c][r] != 0;
+      bool will = disabled.count(rule_owner(chain.rules[r])) == 0;
+      if (was && !will) edit.removes.push_back({chain.name, handles_[c][r]});
+      if (was && will) {
+        flush();
+        after = handles_[c][r];
+      }
+      if (!was && will) group.push_back(r);
+    }
+    flush();
+  }
+  std::vector<std::uint64_t> handles = kernel_.edit(full_.table, edit);
+  for (const TableEdit::Remove& remove : edit.removes)
+    for (auto& chain_handles : handles_)
+      std::replace(chain_handles.begin(), chain_handles.end(), remove.handle, std::uint64_t{0});
+  for (std::size_t i = 0; i < inserted.size() && i < handles.size(); ++i)
+    handles_[inserted[i].first][inserted[i].second] = handles[i];
+  disabled_ = disabled;
+}
+
 void Firewall::commit(Policy policy, RuntimeState runtime, std::string_view reason) {
-  load(build(policy, runtime), reason);
+  install(build(policy, runtime), reason);
   policy_ = std::move(policy);
   runtime_ = std::move(runtime);
   save_runtime();
@@ -372,6 +452,39 @@ ParsedPolicy Firewall::check(const std::string& text, const std::string& file_na
   return parse_policy(text, file_name, tables_);
 }
 
+// The kernel's element of `set` for one element as the user wrote it.
+static ir::AddressRange element_range(const NamedSet& set, const std::string& element) {
+  if (set.family == SetFamily::port) {
+    auto port = static_cast<std::uint16_t>(std::stoul(element));
+    return {ir::port_element(port), ir::port_element(port)};
+  }
+  return to_range(*parse_cidr(element));
+}
+
+bool Firewall::edit_set_in_place(const NamedSet& set, const std::vector<std::string>& add,
+                                 const std::vector<std::string>& remove,
+                                 std::optional<std::chrono::seconds> timeout) {
+  if (!kernel_has_full_ || runtime_.panic) return false;
+  auto loaded = std::find_if(full_.sets.begin(), full_.sets.end(),
+                             [&](const ir::NamedSet& s) { return s.name == set.name; });
+  if (loaded == full_.sets.end()) return false;
+  SetEdit edit{set.name, loaded->key, loaded->interval, {}, {}, std::nullopt};
+  for (const std::string& element : add) edit.add.push_back(element_range(set, element));
+  for (const std::string& element : remove) edit.remove.push_back(element_range(set, element));
+  if (timeout) edit.timeout_seconds = static_cast<std::uint32_t>(timeout->count());
+  try {
+    kernel_.edit_set(full_.table, edit);
+  } catch (const KernelError& refused) {
+    // An element overlapping one the kernel has, or one removed from inside a larger
+    // range: the whole set is rebuilt instead, which always works.
+    std::fprintf(stderr, "portierd: set %s changed by reloading it: %s\n", set.name.c_str(), refused.what());
+    return false;
+  }
+  for (const ir::AddressRange& range : edit.remove) std::erase(loaded->elements, range);
+  loaded->elements.insert(loaded->elements.end(), edit.add.begin(), edit.add.end());
+  return true;
+}
+
 void Firewall::add_set_elements(const std::string& set_name, const std::vector<std::string>& elements,
                                 std::optional<std::chrono::seconds> timeout) {
   const NamedSet* set = policy_.find_set(set_name);
@@ -380,8 +493,9 @@ void Firewall::add_set_elements(const std::string& set_name, const std::vector<s
     throw InvalidRequest("give 1 to 1000000 elements per call");
   if (timeout && !set->timeout)
     throw InvalidRequest("set '" + set_name + "' has no timeout: give it `timeout = ...` in the policy");
+  if (set->timeout && !timeout) timeout = set->timeout;
   std::optional<Clock::time_point> expires;
-  if (timeout || set->timeout) expires = options_.now() + timeout.value_or(set->timeout.value_or(std::chrono::seconds(0)));
+  if (timeout) expires = options_.now() + *timeout;
   RuntimeState runtime = runtime_;
   for (const std::string& element : elements) {
     if (!element_fits(*set, element))
@@ -390,12 +504,20 @@ void Firewall::add_set_elements(const std::string& set_name, const std::vector<s
     std::erase_if(runtime.removed_elements, [&](const RuntimeElement& e) { return e.set == set_name && e.element == element; });
     runtime.added_elements.push_back({set_name, element, expires});
   }
-  change_runtime(std::move(runtime), "set-elements");
+  if (edit_set_in_place(*set, elements, {}, timeout)) {
+    runtime_ = std::move(runtime);
+    save_runtime();
+    applied("set-elements");
+  } else {
+    change_runtime(std::move(runtime), "set-elements");
+  }
 }
 
 void Firewall::remove_set_elements(const std::string& set_name, const std::vector<std::string>& elements) {
   const NamedSet* set = policy_.find_set(set_name);
   if (!set) throw NoSuchSet("no set named '" + set_name + "' in the policy");
+  if (elements.empty() || elements.size() > kMaxElementsPerCall)
+    throw InvalidRequest("give 1 to 1000000 elements per call");
   RuntimeState runtime = runtime_;
   for (const std::string& element : elements) {
     if (!element_fits(*set, element))
@@ -404,7 +526,13 @@ void Firewall::remove_set_elements(const std::string& set_name, const std::vecto
                                  [&](const RuntimeElement& e) { return e.set == set_name && e.element == element; });
     if (removed == 0) runtime.removed_elements.push_back({set_name, element, std::nullopt});
   }
-  change_runtime(std::move(runtime), "set-elements");
+  if (edit_set_in_place(*set, {}, elements, std::nullopt)) {
+    runtime_ = std::move(runtime);
+    save_runtime();
+    applied("set-elements");
+  } else {
+    change_runtime(std::move(runtime), "set-elements");
+  }
 }
 
 std::vector<std::string> Firewall::list_set_elements(const std::string& set_name) const {
@@ -452,7 +580,8 @@ void Firewall::on_timer() {
 
 void Firewall::repair_drift(const std::string& what) {
   std::fprintf(stderr, "portierd: table changed from outside (%s): loading it again\n", what.c_str());
-  load(loaded_, "drift-repair");
+  kernel_has_full_ = false;  // whatever the kernel has now, load ours whole
+  install(Built{full_, disabled_}, "drift-repair");
 }
 
 void Firewall::save_runtime() const {
@@ -489,7 +618,7 @@ Mode Firewall::mode() const {
 std::vector<RuleStatus> Firewall::rules() const {
   // A policy rule may be several kernel rules (zones, address families): add them up.
   std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> counters;
-  for (const RuleCounter& counter : kernel_.read_counters(loaded_.table)) {
+  for (const RuleCounter& counter : kernel_.read_counters(full_.table)) {
     if (counter.comment.empty()) continue;
     auto& [packets, bytes] = counters[counter.comment];
     packets += counter.packets;
@@ -519,7 +648,7 @@ std::vector<RuleStatus> Firewall::rules() const {
 FirewallStatus Firewall::status() const {
   FirewallStatus status;
   status.policy_path = options_.policy_path;
-  status.table = loaded_.table;
+  status.table = full_.table;
   Policy in_force = effective(policy_, runtime_);
   status.rules = in_force.rules.size() + in_force.forwards.size();
   for (const Rule& rule : in_force.rules) status.rules_enabled += rule.enabled ? 1 : 0;
@@ -533,6 +662,6 @@ FirewallStatus Firewall::status() const {
   return status;
 }
 
-std::string Firewall::ruleset_text() const { return render_nft(loaded_); }
+std::string Firewall::ruleset_text() const { return render_nft(without_owners(full_, disabled_)); }
 
 }  // namespace portier

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -160,9 +161,21 @@ class Firewall {
   Clock::time_point last_applied() const { return last_applied_; }
 
  private:
+  /// A ruleset compiled with every rule enabled, and the rules to leave out of it.
+  struct Built {
+    ir::Ruleset full;
+    std::set<std::string, std::less<>> disabled;
+  };
   Policy effective(const Policy& policy, const RuntimeState& runtime) const;
-  ir::Ruleset build(const Policy& policy, const RuntimeState& runtime) const;
-  void load(const ir::Ruleset& ruleset, std::string_view reason);
+  Built build(const Policy& policy, const RuntimeState& runtime) const;
+  static std::set<std::string, std::less<>> disabled_names(const Policy& policy);
+  void install(Built built, std::string_view reason);
+  void edit_rules(const std::set<std::string, std::less<>>& disabled);
+  void applied(std::string_view reason);
+  /// Adds/removes elements in the kernel's set directly; false if that was not possible
+  /// and the caller must load the set anew.
+  bool edit_set_in_place(const NamedSet& set, const std::vector<std::string>& add,
+                         const std::vector<std::string>& remove, std::optional<std::chrono::seconds> timeout);
   /// Applies `policy` with `runtime`; on success they become the current ones.
   void commit(Policy policy, RuntimeState runtime, std::string_view reason);
   void change_runtime(RuntimeState runtime, std::string_view reason);
@@ -179,7 +192,12 @@ class Firewall {
 
   Policy policy_;          // the policy in force (file, last good or built-in)
   RuntimeState runtime_;   // changes on top of it
-  ir::Ruleset loaded_;     // what the kernel has now
+  // What the kernel has: full_ without the rules of disabled_, each present rule's
+  // handle in handles_ (0 for the left-out ones).
+  ir::Ruleset full_;
+  std::set<std::string, std::less<>> disabled_;
+  RuleHandles handles_;
+  bool kernel_has_full_ = false;
   std::string loaded_from_ = "policy";
   std::uint64_t generation_ = 0;
   Clock::time_point last_applied_;

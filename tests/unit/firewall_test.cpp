@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <algorithm>
 #include <sstream>
 
 #include "compile_policy.h"
@@ -15,12 +16,15 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// Keeps what a kernel would hold, with rule handles, so edits can be checked by their
+// outcome as well as by what was sent.
 class FakeKernel final : public Kernel {
  public:
   RuleHandles apply(const ir::Ruleset& ruleset) override {
     if (refuse) throw KernelError("kernel refused rule \"x\" in chain input: Invalid argument");
     applied.push_back(ruleset);
-    RuleHandles handles;
+    current = ruleset;
+    handles.clear();
     for (const ir::Chain& chain : ruleset.chains) {
       handles.emplace_back();
       for (std::size_t i = 0; i < chain.rules.size(); ++i) handles.back().push_back(++next_handle);
@@ -30,13 +34,36 @@ class FakeKernel final : public Kernel {
   std::vector<std::uint64_t> edit(const std::string&, const TableEdit& edit) override {
     if (refuse) throw KernelError("kernel refused rule \"x\" in chain input: Invalid argument");
     edits.push_back(edit);
-    std::vector<std::uint64_t> handles;
-    for (std::size_t i = 0; i < edit.inserts.size(); ++i) handles.push_back(++next_handle);
-    return handles;
+    for (const TableEdit::Remove& remove : edit.removes) {
+      std::size_t c = chain_index(remove.chain);
+      auto it = std::find(handles[c].begin(), handles[c].end(), remove.handle);
+      REQUIRE(it != handles[c].end());
+      current.chains[c].rules.erase(current.chains[c].rules.begin() + (it - handles[c].begin()));
+      handles[c].erase(it);
+    }
+    std::vector<std::uint64_t> inserted;
+    for (const TableEdit::Insert& insert : edit.inserts) {
+      std::size_t c = chain_index(insert.chain);
+      std::size_t at = 0;
+      if (insert.after_handle != 0) {
+        auto it = std::find(handles[c].begin(), handles[c].end(), insert.after_handle);
+        REQUIRE(it != handles[c].end());
+        at = static_cast<std::size_t>(it - handles[c].begin()) + 1;
+      }
+      current.chains[c].rules.insert(current.chains[c].rules.begin() + static_cast<std::ptrdiff_t>(at), insert.rule);
+      handles[c].insert(handles[c].begin() + static_cast<std::ptrdiff_t>(at), ++next_handle);
+      inserted.push_back(next_handle);
+    }
+    return inserted;
   }
   void edit_set(const std::string&, const SetEdit& edit) override {
-    if (refuse) throw KernelError("kernel refused elements of set \"x\": File exists");
+    if (refuse || refuse_sets) throw KernelError("kernel refused elements of set \"x\": File exists");
     set_edits.push_back(edit);
+    for (ir::NamedSet& set : current.sets) {
+      if (set.name != edit.set) continue;
+      for (const ir::AddressRange& range : edit.remove) std::erase(set.elements, range);
+      set.elements.insert(set.elements.end(), edit.add.begin(), edit.add.end());
+    }
   }
   int event_fd() override { return -1; }
   bool changed_by_others(const std::string&) override { return false; }
@@ -44,13 +71,25 @@ class FakeKernel final : public Kernel {
     CHECK(table == "portier");
     return counters;
   }
-  const ir::Ruleset& last() const { return applied.back(); }
-  std::vector<ir::Ruleset> applied;
+  const ir::Ruleset& last() const { return current; }
+
+  std::vector<ir::Ruleset> applied;  // whole replacements
   std::vector<TableEdit> edits;
   std::vector<SetEdit> set_edits;
   std::vector<RuleCounter> counters;
+  ir::Ruleset current;
+  RuleHandles handles;
   std::uint64_t next_handle = 0;
   bool refuse = false;
+  bool refuse_sets = false;
+
+ private:
+  std::size_t chain_index(const std::string& name) const {
+    for (std::size_t c = 0; c < current.chains.size(); ++c)
+      if (current.chains[c].name == name) return c;
+    FAIL("no chain " << name);
+    return 0;
+  }
 };
 
 // A policy file and a state folder in a fresh temporary directory, removed afterwards.
@@ -173,6 +212,21 @@ TEST_CASE("runtime toggles apply at once, survive reload and restart, and roll b
     CHECK(rule_names(kernel.last()) == std::vector<std::string>{"ssh", "web"});
     daemon.firewall.set_rule_enabled("ssh", false, false);
     CHECK(rule_names(kernel.last()) == std::vector<std::string>{"web"});
+    // Both were small edits of the loaded table, not replacements: one insert, one removal.
+    CHECK(kernel.applied.size() == 1);
+    REQUIRE(kernel.edits.size() == 2);
+    CHECK(kernel.edits[0].removes.empty());
+    REQUIRE(kernel.edits[0].inserts.size() == 1);
+    CHECK(kernel.edits[0].inserts[0].rule.comment == "web");
+    CHECK(kernel.edits[1].inserts.empty());
+    CHECK(kernel.edits[1].removes.size() == 1);
+    // What the kernel holds is what a whole load of the same state would hold.
+    CHECK(kernel.last() == compile_policy([&] {
+            ParsedPolicy parsed = parse_policy_file(files.path(), SystemTables{});
+            parsed.policy.rules[0].enabled = false;
+            parsed.policy.rules[1].enabled = true;
+            return parsed.policy;
+          }()));
     daemon.firewall.reload();
     CHECK(rule_names(kernel.last()) == std::vector<std::string>{"web"});
     CHECK(files.read("policy.toml") == kTwoRules);  // runtime only
@@ -304,9 +358,19 @@ TEST_CASE("set elements at run time: added, removed, listed, checked, kept acros
     CHECK(daemon.firewall.list_set_elements("block") ==
           std::vector<std::string>{"10.0.0.0/8", "203.0.113.9", "198.51.100.0/24"});
     CHECK(kernel.last().sets[0].elements.size() == 3);
+    // Straight into the kernel's set, with the set's timeout, not a reload of the table.
+    CHECK(kernel.applied.size() == 1);
+    REQUIRE(kernel.set_edits.size() == 1);
+    CHECK(kernel.set_edits[0].add.size() == 2);
+    CHECK(kernel.set_edits[0].timeout_seconds == 3600u);
+    // Refused by the kernel (say, an overlap): the set is loaded anew instead.
+    kernel.refuse_sets = true;
+    daemon.firewall.add_set_elements("block", {"10.1.0.0/16"}, std::nullopt);
+    kernel.refuse_sets = false;
+    CHECK(kernel.applied.size() == 2);
     daemon.firewall.remove_set_elements("block", {"10.0.0.0/8"});
     CHECK(daemon.firewall.list_set_elements("block") ==
-          std::vector<std::string>{"203.0.113.9", "198.51.100.0/24"});
+          std::vector<std::string>{"203.0.113.9", "198.51.100.0/24", "10.1.0.0/16"});
     CHECK_THROWS_WITH_AS(daemon.firewall.add_set_elements("block", {"fd00::1"}, std::nullopt),
                          "'fd00::1' is not an element of set 'block' (ipv4)", InvalidRequest);
     CHECK_THROWS_AS(daemon.firewall.add_set_elements("nope", {"1.2.3.4"}, std::nullopt), NoSuchSet);
@@ -314,7 +378,7 @@ TEST_CASE("set elements at run time: added, removed, listed, checked, kept acros
   Daemon restarted(kernel, files, clock);
   restarted.firewall.start();
   CHECK(restarted.firewall.list_set_elements("block") ==
-        std::vector<std::string>{"203.0.113.9", "198.51.100.0/24"});
+        std::vector<std::string>{"203.0.113.9", "198.51.100.0/24", "10.1.0.0/16"});
   // Their timeout (the set's hour) passes: the record of them goes too.
   clock.now += std::chrono::hours(1);
   restarted.firewall.on_timer();
