@@ -28,35 +28,43 @@ if ((${#missing[@]})); then
 fi
 
 # --- build ---------------------------------------------------------------------------
-# Until the top-level CMakeLists.txt has `add_subdirectory(bench)`, build from a source
-# tree of links to this checkout whose CMakeLists.txt is the top-level one plus that line.
+# By default the committed HEAD is measured, exported into build-bench/src (only files
+# that changed are rewritten, so the build stays incremental), whatever is being edited in
+# the work tree meanwhile; BENCH_TREE=1 builds the work tree as it is instead. Until the
+# top-level CMakeLists.txt has `add_subdirectory(bench)`, the copy's gets that line.
 # -O2, not CMake's Release -O3: GCC 12 at -O3 stops on a false -Werror=restrict warning in
 # rules/parse_sections.cpp (and -O2 is what Debian builds packages with).
-SOURCE=.
-if ! grep -qE '^[[:space:]]*add_subdirectory\(bench\)' CMakeLists.txt; then
-  SOURCE=build-bench/src
-  mkdir -p "$SOURCE"
-  for entry in * .clang-format .clang-tidy; do
-    [[ -e "$entry" ]] || continue
-    case "$entry" in build* | CMakeLists.txt) continue ;; esac
-    ln -sfn "$PWD/$entry" "$SOURCE/$entry"
-  done
-  { cat CMakeLists.txt; echo 'add_subdirectory(bench)'; } >"$SOURCE/CMakeLists.txt.new"
-  if cmp -s "$SOURCE/CMakeLists.txt.new" "$SOURCE/CMakeLists.txt"; then
-    rm "$SOURCE/CMakeLists.txt.new"
-  else
-    mv "$SOURCE/CMakeLists.txt.new" "$SOURCE/CMakeLists.txt"
-  fi
+SOURCE=build-bench/src
+mkdir -p "$SOURCE"
+if [[ "${BENCH_TREE:-0}" == 1 ]]; then
+  fresh=$(mktemp -d /tmp/portier-bench-src.XXXXXX)
+  git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$fresh" 2>/dev/null || true
+  REVISION="$(git rev-parse --short HEAD) plus the work tree's changes"
+else
+  fresh=$(mktemp -d /tmp/portier-bench-src.XXXXXX)
+  git archive HEAD | tar -x -C "$fresh"
+  REVISION=$(git rev-parse --short HEAD)
 fi
-BUILD=build-bench/$([[ $SOURCE == . ]] && echo tree || echo linked)
+if ! grep -qE '^[[:space:]]*add_subdirectory\(bench\)' "$fresh/CMakeLists.txt"; then
+  echo 'add_subdirectory(bench)' >>"$fresh/CMakeLists.txt"
+fi
+while IFS= read -r -d '' file; do
+  cmp -s "$fresh/$file" "$SOURCE/$file" || { mkdir -p "$(dirname "$SOURCE/$file")"; cp "$fresh/$file" "$SOURCE/$file"; }
+done < <(cd "$fresh" && find . -type f -print0)
+while IFS= read -r -d '' file; do
+  [[ -e "$fresh/$file" ]] || rm -f "$SOURCE/$file"
+done < <(cd "$SOURCE" && find . -type f -print0)
+rm -rf "$fresh"
+BUILD=build-bench/build
 if [[ ! -f "$BUILD/build.ninja" ]]; then
   cmake -S "$SOURCE" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CXX_FLAGS_RELEASE=-O2 -DNDEBUG" \
     -DBUILD_TESTING=OFF >/dev/null
 fi
-echo "bench: building $BUILD (Release)" >&2
+echo "bench: building $REVISION into $BUILD (Release)" >&2
 cmake --build "$BUILD" >/dev/null
 BUILD=$(cd "$BUILD" && pwd)
 BENCH=$BUILD/bench/portier_bench
+SOURCE=$(cd "$SOURCE" && pwd)
 
 # --- run -----------------------------------------------------------------------------
 # portier_bench refuses to load anything into the namespace this script started in.
@@ -107,7 +115,7 @@ note "A policy with \`[set.blocklist] file = ...\` (one address or /30 per line,
   "outside the timing after each load. 5 runs at 100k, 3 at 1M (fresh namespace only)."
 
 section "5. Per-packet cost: TCP throughput through the home-router policy"
-run bash bench/datapath.sh "$BENCH" "$WORK" 5 4
+run bash "$SOURCE/bench/datapath.sh" "$BENCH" "$WORK" 5 4
 note "iperf3 (one TCP stream, 5 s a run, 4 runs per side, alternating) from a client namespace" \
   "to a server namespace over a veth pair; the ruleset is in the server's namespace, the traffic" \
   "enters it on its WAN interface. Ruleset: rules/policies/home-router.toml with its interfaces" \
@@ -118,25 +126,24 @@ note "iperf3 (one TCP stream, 5 s a run, 4 runs per side, alternating) from a cl
   "receiver share the machine's 2 cores, so this measures CPU cost per byte, with noise."
 
 section "6. portierd: toggles, set elements, start to READY=1, RSS"
-run env PORTIER_BUILD_DIR="$BUILD" BENCH_DAEMON_RUNS=7 bash bench/daemon.sh
+run env PORTIER_BUILD_DIR="$BUILD" BENCH_DAEMON_RUNS=7 bash "$SOURCE/bench/daemon.sh"
 note "portierd runs in a namespace of its own on a private dbus-daemon (tests/integration/lib.sh)." \
   "Whole-process rows time \`portierctl\` or \`busctl\` from start to exit; \"bare\" rows time the" \
   "D-Bus method call alone from a long-lived sdbus-c++ client; toggles and set changes alternate" \
   "(disable/enable, add/del; 7 calls). Start to READY=1: from spawning portierd (fresh namespace," \
   "empty state directory) until READY=1 arrives on the notify socket; RSS is VmRSS after 1 s idle." \
-  "**This measures the current main**: every toggle and every set element change recompiles the" \
-  "policy and replaces the whole table in the kernel, and saves the runtime state with fsync;" \
-  "fast toggles and incremental set updates are not in main yet, so these rows show the old" \
-  "path. There is no nft equivalent of a toggle, so the toggle ratios compare 10,000 rules with" \
-  "10 rules, and the bare call with an empty round trip (Peer.Ping)."
+  "These rows measure whatever the commit above does for a toggle or a set change (a whole" \
+  "recompile and table replacement before 42d9d7e; only the affected kernel rules or set" \
+  "elements from it on); the runtime state is saved (with fsync) after each change either way." \
+  "There is no nft equivalent of a toggle, so the toggle ratios compare 10,000 rules with 10" \
+  "rules, and the bare call with an empty round trip (Peer.Ping)."
 
 # --- the document ---------------------------------------------------------------------
 elapsed=$(($(date +%s) - started))
 {
   printf '# Benchmarks\n\n'
-  printf 'Written by `bash bench/run.sh` on %s (%d s). Commit `%s`%s.\n\n' \
-    "$(date -u '+%Y-%m-%d %H:%M UTC')" "$elapsed" "$(git rev-parse --short HEAD 2>/dev/null || echo '?')" \
-    "$(git diff --quiet HEAD -- rules daemon cli bench 2>/dev/null || echo ' with local changes')"
+  printf 'Written by `bash bench/run.sh` on %s (%d s), measuring commit %s.\n\n' \
+    "$(date -u '+%Y-%m-%d %H:%M UTC')" "$elapsed" "$REVISION"
   printf 'Machine: %s, %s cores, %s MiB RAM; kernel %s; Debian %s; %s; built with %s (-O2).\n\n' \
     "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)" "$(nproc)" \
     "$(awk '/^MemTotal/ { printf "%d", $2 / 1024 }' /proc/meminfo)" "$(uname -r)" \
