@@ -80,13 +80,19 @@ require_binaries() {
 _CLEANUPS=()
 on_exit() { _CLEANUPS+=("$*"); }
 
+# Each command runs in a function of its own, so the variables it sets stay its own.
+_run_one_cleanup() {
+  local i
+  eval "$1"
+}
+
 _run_cleanups() {
-  local rc=$? i
-  set +e
+  local rc=$? _cleanup_index
+  set +eu
   trap - EXIT INT TERM
   if ((rc != 0 && rc != 77)); then _dump_logs; fi
-  for ((i = ${#_CLEANUPS[@]} - 1; i >= 0; i--)); do
-    eval "${_CLEANUPS[i]}" >/dev/null 2>&1
+  for ((_cleanup_index = ${#_CLEANUPS[@]} - 1; _cleanup_index >= 0; _cleanup_index--)); do
+    _run_one_cleanup "${_CLEANUPS[_cleanup_index]}" >/dev/null 2>&1
   done
   if [[ "${PORTIER_KEEP_TMP:-0}" == 1 ]]; then
     log "kept $WORKDIR"
@@ -284,6 +290,7 @@ EOF
 # start_portierd NS POLICY [EXTRA_ARGS...]: starts portierd in namespace NS on the private
 # bus, waits for READY=1 from that very process and for its bus name. Sets PORTIERD_PID,
 # STATE_DIR, PORTIERD_LOG. One portierd per test at a time (they share the bus name).
+# A fresh state directory each time, unless PORTIERD_STATE_DIR names one to reuse.
 PORTIERD_SEQ=0
 start_portierd() {
   local ns=$1 policy=$2
@@ -292,7 +299,7 @@ start_portierd() {
   PORTIERD_SEQ=$((PORTIERD_SEQ + 1))
   local tag="portierd-$PORTIERD_SEQ"
   local sock="$WORKDIR/$tag.notify"
-  STATE_DIR="$WORKDIR/$tag.state"
+  STATE_DIR=${PORTIERD_STATE_DIR:-$WORKDIR/$tag.state}
   mkdir -p "$STATE_DIR"
   [[ -f "$WORKDIR/notify.py" ]] || _notify_listener
   spawn "$tag-notify" "$PYTHON" "$WORKDIR/notify.py" "$sock"

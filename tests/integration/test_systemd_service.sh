@@ -72,7 +72,18 @@ esac
 # --- boot ---------------------------------------------------------------------------------
 # Without a systemd on the host, nspawn puts its cgroups where it runs: give it its own.
 CGROUP="portier-$TEST_NAME-$$"
-on_exit "find /sys/fs/cgroup/unified/$CGROUP /sys/fs/cgroup/systemd/$CGROUP -depth -type d -exec rmdir {} +"
+# The container's last processes leave their cgroups a moment after nspawn exits: retry.
+remove_cgroups() {
+  local i
+  for ((i = 0; i < 50; i++)); do
+    find "/sys/fs/cgroup/unified/$CGROUP" "/sys/fs/cgroup/systemd/$CGROUP" -depth -type d \
+      -exec rmdir {} + 2>/dev/null
+    [[ -d "/sys/fs/cgroup/unified/$CGROUP" || -d "/sys/fs/cgroup/systemd/$CGROUP" ]] || return 0
+    sleep 0.1
+  done
+  log "warning: could not remove the cgroups $CGROUP"
+}
+on_exit remove_cgroups
 mkdir -p "/sys/fs/cgroup/unified/$CGROUP" "/sys/fs/cgroup/systemd/$CGROUP"
 spawn nspawn bash -c '
   echo $$ >"/sys/fs/cgroup/unified/$1/cgroup.procs"
@@ -94,7 +105,15 @@ for ((i = 0; i < 100; i++)); do
 done
 [[ -n "$PID1" ]] || fail "no systemd inside the container after 10 s (see nspawn.log)"
 # Power off at once (SIGRTMIN+4); the stop_pid registered by spawn then only reaps nspawn.
-on_exit "kill -RTMIN+4 $PID1; for ((i = 0; i < 50; i++)); do kill -0 $NSPAWN_PID || break; sleep 0.1; done"
+poweroff_container() {
+  local i
+  kill -RTMIN+4 "$PID1"
+  for ((i = 0; i < 50; i++)); do
+    kill -0 "$NSPAWN_PID" 2>/dev/null || return 0
+    sleep 0.1
+  done
+}
+on_exit poweroff_container
 
 in_ct() { nsenter -t "$PID1" -a "$@"; }
 for ((i = 0; i < 100; i++)); do
