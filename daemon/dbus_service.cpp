@@ -3,6 +3,9 @@
 #include <cstdio>
 #include <set>
 
+#include "explain.h"
+#include "exposure.h"
+
 namespace portier {
 namespace {
 
@@ -268,6 +271,56 @@ void FirewallService::SetPanic(const bool& on, const Options& options) {
 
 std::string FirewallService::GetRuleset() {
   return translated([&] { return firewall_.ruleset_text(); });
+}
+
+std::map<std::string, sdbus::Variant> FirewallService::Explain(const std::vector<std::string>& words) {
+  require(words.size() <= 32, "too many words for a packet shape");
+  return translated([&] {
+    Policy policy = firewall_.policy_in_force();
+    std::string error;
+    auto shape = parse_packet_shape(words, policy, error);
+    if (!shape) throw InvalidRequest(error);
+    ExplainResult result = explain_packet(firewall_.loaded_ruleset(), *shape);
+    std::string where;
+    if (const Rule* rule = policy.find_rule(result.decided_by))
+      where = rule->where.file + ":" + std::to_string(rule->where.line) + ":" + std::to_string(rule->where.column);
+    return std::map<std::string, sdbus::Variant>{
+        {"verdict", sdbus::Variant(result.verdict)}, {"decided_by", sdbus::Variant(result.decided_by)},
+        {"chain", sdbus::Variant(result.chain)},     {"where", sdbus::Variant(where)},
+        {"trace", sdbus::Variant(result.trace)}};
+  });
+}
+
+std::vector<std::map<std::string, sdbus::Variant>> FirewallService::ListPorts() {
+  return translated([&] {
+    std::vector<std::map<std::string, sdbus::Variant>> result;
+    for (const PortExposure& exposure :
+         port_exposure(firewall_.loaded_ruleset(), firewall_.policy_in_force(), list_listening_sockets())) {
+      const ListeningSocket& socket = exposure.socket;
+      std::vector<sdbus::Struct<std::string, bool, std::string>> zones;
+      for (const ZoneVerdict& zone : exposure.zones) zones.emplace_back(zone.zone, zone.accepted, zone.decided_by);
+      Cidr address;
+      address.family = socket.family == ir::Family::ipv4 ? Family::ipv4 : Family::ipv6;
+      address.bytes = socket.address.bytes;
+      address.prefix = static_cast<std::uint8_t>(address.size() * 8);
+      result.push_back({
+          {"protocol", sdbus::Variant(std::string(socket.protocol == ir::L4Proto::udp ? "udp" : "tcp"))},
+          {"family", sdbus::Variant(std::string(socket.family == ir::Family::ipv4 ? "ipv4" : "ipv6"))},
+          {"address", sdbus::Variant(to_string(address))},
+          {"port", sdbus::Variant(socket.port)},
+          {"scope", sdbus::Variant(exposure.scope)},
+          {"pid", sdbus::Variant(socket.pid)},
+          {"process", sdbus::Variant(socket.process)},
+          {"uid", sdbus::Variant(socket.uid)},
+          {"user", sdbus::Variant(socket.user)},
+          {"unit", sdbus::Variant(socket.unit)},
+          {"cgroup", sdbus::Variant(socket.cgroup)},
+          {"zones", sdbus::Variant(zones)},
+          {"warnings", sdbus::Variant(exposure.warnings)},
+      });
+    }
+    return result;
+  });
 }
 
 std::string FirewallService::Version() { return PORTIER_VERSION; }

@@ -64,6 +64,8 @@ class FirewallService final : public sdbus::AdaptorInterfaces<org::portier::Fire
   std::vector<std::string> ListSetElements(const std::string& set) override;
   void SetPanic(const bool& on, const Options& options) override;
   std::string GetRuleset() override;
+  std::map<std::string, sdbus::Variant> Explain(const std::vector<std::string>& words) override;
+  std::vector<std::map<std::string, sdbus::Variant>> ListPorts() override;
   std::string Version() override;
   std::string PolicyPath() override;
   std::string Mode() override;

@@ -155,6 +155,10 @@ class Firewall {
   std::vector<RuleStatus> rules() const;
   FirewallStatus status() const;
   std::string ruleset_text() const;
+  /// What the kernel has, as IR.
+  ir::Ruleset loaded_ruleset() const { return without_owners(full_, disabled_); }
+  /// The policy with the runtime changes (toggles, timed rules, set elements) applied.
+  Policy policy_in_force() const { return effective(policy_, runtime_); }
   const std::string& policy_path() const { return options_.policy_path; }
   std::uint64_t generation() const { return generation_; }
   Mode mode() const;
