@@ -168,7 +168,22 @@ void Firewall::install(Built built, std::string_view reason) {
     }
     return;
   }
-  RuleHandles loaded = kernel_.apply(without_owners(built.full, built.disabled));
+  RuleHandles loaded;
+  try {
+    loaded = kernel_.apply(without_owners(built.full, built.disabled));
+  } catch (const KernelError& refused) {
+    // Kernels before 5.12 (owner) or 6.9 (persist) refuse the flags: go on without them.
+    std::string what = refused.what();
+    bool flags_refused = built.full.owner && what.find("table") != std::string::npos &&
+                         (what.find("not supported") != std::string::npos ||
+                          what.find("Invalid argument") != std::string::npos);
+    if (!flags_refused) throw;
+    std::fprintf(stderr, "portierd: the kernel refused an owned, persistent table (%s): loading it without\n",
+                 what.c_str());
+    options_.compile.owner = false;
+    built.full.owner = built.full.persist = false;
+    loaded = kernel_.apply(without_owners(built.full, built.disabled));
+  }
   // Handles come for the rules loaded; spread them over `full`, 0 for the left-out ones.
   handles_.assign(built.full.chains.size(), {});
   for (std::size_t c = 0; c < built.full.chains.size(); ++c) {

@@ -100,7 +100,7 @@ void arm_timer(int timer_fd, const portier::Firewall& firewall) {
 }
 
 int serve(sdbus::IConnection& bus, portier::FirewallService& service, portier::Firewall& firewall,
-          int signal_fd) {
+          portier::Kernel& kernel, int signal_fd) {
   int timer_fd = timerfd_create(CLOCK_REALTIME, TFD_CLOEXEC | TFD_NONBLOCK);
   // systemd's watchdog wants a sign of life at half its interval at the latest.
   std::uint64_t watchdog_usec = 0;
@@ -119,8 +119,11 @@ int serve(sdbus::IConnection& bus, portier::FirewallService& service, portier::F
       int ping_ms = static_cast<int>(watchdog_usec / 2000);
       timeout_ms = timeout_ms < 0 ? ping_ms : std::min(timeout_ms, ping_ms);
     }
-    pollfd fds[3] = {{poll_data.fd, poll_data.events, 0}, {signal_fd, POLLIN, 0}, {timer_fd, POLLIN, 0}};
-    if (::poll(fds, 3, timeout_ms) < 0 && errno != EINTR) {
+    pollfd fds[4] = {{poll_data.fd, poll_data.events, 0},
+                     {signal_fd, POLLIN, 0},
+                     {timer_fd, POLLIN, 0},
+                     {kernel.event_fd(), POLLIN, 0}};
+    if (::poll(fds, fds[3].fd >= 0 ? 4 : 3, timeout_ms) < 0 && errno != EINTR) {
       std::fprintf(stderr, "portierd: poll: %s\n", std::strerror(errno));
       return 1;
     }
@@ -138,6 +141,18 @@ int serve(sdbus::IConnection& bus, portier::FirewallService& service, portier::F
         std::fprintf(stderr, "portierd: timer: %s\n", failure.what());
       }
       notify_status(firewall, false);
+    }
+    // Someone else changed our table (possible when it has no owner, or while it was an
+    // orphan): put ours back at once.
+    if (fds[3].fd >= 0 && (fds[3].revents & POLLIN)) {
+      try {
+        if (kernel.changed_by_others(firewall.loaded_ruleset().table)) {
+          firewall.repair_drift("nftables change notification");
+          service.drift_repaired("table inet " + firewall.loaded_ruleset().table + " changed by another process");
+        }
+      } catch (const std::exception& failure) {
+        std::fprintf(stderr, "portierd: drift repair failed: %s\n", failure.what());
+      }
     }
     if (fds[1].revents & POLLIN) {
       signalfd_siginfo info{};
@@ -170,6 +185,10 @@ int run(const Options& options) {
   portier::FirewallOptions firewall_options;
   firewall_options.policy_path = options.policy;
   firewall_options.state_dir = options.state_dir;
+  // Owned by portierd's netlink socket, nobody else can change or delete the table while
+  // it runs; persistent, it stays in force when portierd stops or crashes, and the next
+  // start takes it over (docs/nftables-owner.md).
+  firewall_options.compile.owner = true;
   firewall_options.resolve_cgroups = [root = portier::find_cgroup2_root()](portier::ir::Ruleset& ruleset) {
     portier::resolve_socket_cgroups(ruleset, root);
   };
@@ -187,7 +206,7 @@ int run(const Options& options) {
   portier::FirewallService service(*bus, firewall);
   notify_status(firewall, true);
   std::fprintf(stderr, "portierd: serving %s on the system bus\n", portier::kBusName);
-  int status = serve(*bus, service, firewall, signal_fd);
+  int status = serve(*bus, service, firewall, kernel, signal_fd);
   ::close(signal_fd);
   return status;
 }
