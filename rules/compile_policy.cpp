@@ -167,7 +167,7 @@ class Compiler {
   ir::Rule log_rule(std::vector<ir::Match> matches, std::string prefix, std::string comment = {}) const {
     matches.push_back(ir::Limit{options_.log_rate_per_minute, ir::RateUnit::minute, 5, false});
     ir::Rule rule = rule_of(std::move(matches), ir::VerdictKind::none, std::move(comment));
-    rule.log = ir::Log{std::move(prefix), std::nullopt};
+    rule.log = ir::Log{std::move(prefix), policy_.log_group};
     return rule;
   }
 

@@ -70,7 +70,14 @@ void PolicyReader::each_table_of(const toml::node& document, std::string_view ke
 }
 
 void PolicyReader::read_policy_section(const toml::table& table, Policy& policy) {
-  check_keys(table, {"input", "output", "forward", "log"}, "[policy]");
+  check_keys(table, {"input", "output", "forward", "log", "log_group"}, "[policy]");
+  if (const toml::node* node = table.get("log_group")) {
+    auto group = node->value_exact<std::int64_t>();
+    if (group && *group >= 0 && *group <= 65535)
+      policy.log_group = static_cast<std::uint16_t>(*group);
+    else
+      error(node->source(), "'log_group' must be an nflog group number from 0 to 65535");
+  }
   if (const toml::node* node = table.get("input"))
     if (auto verdict = action(*node, "input")) policy.input = *verdict;
   if (const toml::node* node = table.get("output"))

@@ -119,6 +119,9 @@ struct Policy {
   Action output = Action::accept;  // new outbound connections no rule decides
   Action forward = Action::drop;   // new routed connections no rule decides
   LogMode log = LogMode::off;
+  /// nflog group for the log statements; none: the kernel log. With a group, portierd
+  /// relays the logged packets (journal, `portierctl monitor`).
+  std::optional<std::uint16_t> log_group;
   std::vector<Zone> zones;
   std::vector<NamedSet> sets;
   std::vector<Rule> rules;

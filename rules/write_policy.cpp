@@ -54,6 +54,8 @@ std::string write_policy(const Policy& policy) {
                                         {"output", std::string(to_string(policy.output))},
                                         {"forward", std::string(to_string(policy.forward))},
                                         {"log", kLog[static_cast<int>(policy.log)]}});
+  if (policy.log_group)
+    document["policy"].as_table()->insert("log_group", static_cast<std::int64_t>(*policy.log_group));
   if (!policy.masquerade.empty())
     document.insert("nat", toml::table{{"masquerade", strings(policy.masquerade)}});
 
