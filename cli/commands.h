@@ -31,7 +31,9 @@ int allow(Args args);
 int set(Args args);
 int panic(Args args);
 int check(Args args);
+int explain(Args args);
 int show(Args args);
+int diff(Args args);
 int version(Args args);
 
 /// Prints `usage` to stderr with a "usage error" line and returns kUsage.

@@ -11,9 +11,11 @@ namespace {
 
 constexpr std::array kCommands = {
     Command{"status", status, "show whether portierd runs and what it has loaded",
-            "usage: portierctl status\n\nexample: portierctl status\n"},
+            "usage: portierctl status [--json]\n\nexample: portierctl status\n"},
     Command{"rules", rules, "list the policy's rules with their packet and byte counters",
-            "usage: portierctl rules\n\nexample: portierctl rules\n"},
+            "usage: portierctl rules [--json] [--exact]\n\n"
+            "Counters are shortened on a terminal (1.2k, 3.4 MiB); --exact, or a pipe, prints\n"
+            "plain integers.\n\nexample: portierctl rules\n"},
     Command{"enable", enable, "turn a rule or port forward on",
             "usage: portierctl enable NAME [--permanent]\n\n"
             "At run time only, unless --permanent also writes it into the policy file.\n\n"
@@ -41,11 +43,25 @@ constexpr std::array kCommands = {
             "example: portierctl set add blocklist 203.0.113.9 --timeout 1h\n"},
     Command{"panic", panic, "drop everything but loopback, or stop doing so",
             "usage: portierctl panic on [--keep-established] | off\n\nexample: portierctl panic on\n"},
+    Command{"explain", explain, "which rule decides a packet of a given shape, and how",
+            "usage: portierctl explain PROTO [SRC[:PORT]] -> [DST[:]]PORT [in|out|forward] [ZONE|IFACE]...\n"
+            "                          [--icmp-type N] [--uid N] [--cgroup PATH] [--established]\n"
+            "                          [--policy FILE] [--verbose] [--json]\n\n"
+            "Follows the packet through the loaded ruleset (or, with --policy, through what FILE\n"
+            "compiles to, offline) as the kernel would. A zone stands for one of its interfaces;\n"
+            "forward takes FROM and TO. --uid and --cgroup describe the local socket; without them\n"
+            "socket matches do not match. Rate limits count as not exceeded.\n\n"
+            "example: portierctl explain tcp 203.0.113.9:40000 -> 139 in wan --verbose\n"},
     Command{"check", check, "validate a policy file (offline)",
             "usage: portierctl check FILE\n\nexample: portierctl check /etc/portier/policy.toml\n"},
     Command{"show", show, "print the nft ruleset a policy file compiles to (offline)",
             "usage: portierctl show --policy FILE\n\n"
             "example: portierctl show --policy /etc/portier/policy.toml | nft -c -f -\n"},
+    Command{"diff", diff, "what applying a policy file would change",
+            "usage: portierctl diff FILE [--nft] [--json]\n\n"
+            "Rules and forwards added (+), removed (-) and changed (~) compared with what\n"
+            "portierd has loaded; --nft also shows the nft text as a unified diff.\n\n"
+            "example: portierctl diff /etc/portier/policy.toml --nft\n"},
     Command{"version", version, "print portierctl's version",
             "usage: portierctl version\n"},
 };

@@ -1,35 +1,54 @@
-#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <vector>
 
 #include "commands.h"
 #include "daemon_client.h"
+#include "output.h"
 
 namespace portier::cli {
 
 int rules(Args args) {
-  if (!args.empty()) return usage_error("rules", "takes no arguments");
-  return with_daemon([](DaemonClient& daemon) {
+  bool json = false, exact = !stdout_is_terminal();
+  for (std::string_view arg : args) {
+    if (arg == "--json")
+      json = true;
+    else if (arg == "--exact")
+      exact = true;
+    else
+      return usage_error("rules", "takes only --json and --exact");
+  }
+  return with_daemon([&](DaemonClient& daemon) {
+    auto entries = daemon.ListRules();
+    if (json) {
+      Json out;
+      out.begin_array();
+      for (const auto& rule : entries) {
+        out.begin_object()
+            .key("name").value(rule.get<0>())
+            .key("enabled").value(rule.get<1>())
+            .key("direction").value(rule.get<2>())
+            .key("action").value(rule.get<3>())
+            .key("match").value(rule.get<4>())
+            .key("packets").value(rule.get<5>())
+            .key("bytes").value(rule.get<6>())
+            .end_object();
+      }
+      out.end_array();
+      std::printf("%s\n", out.str().c_str());
+      return kOk;
+    }
+    // On a terminal counters are shortened (1.2k, 3.4 MiB); piped, or with --exact,
+    // they are plain integers for scripts.
     std::vector<std::vector<std::string>> table = {
         {"NAME", "STATE", "DIRECTION", "ACTION", "PACKETS", "BYTES", "MATCH"}};
-    for (const auto& rule : daemon.ListRules()) {
-      table.push_back({rule.get<0>(), rule.get<1>() ? "enabled" : "disabled", rule.get<2>(),
-                       rule.get<3>(), std::to_string(rule.get<5>()), std::to_string(rule.get<6>()),
-                       rule.get<4>()});
+    for (const auto& rule : entries) {
+      std::string state = rule.get<1>() ? "enabled" : "disabled";
+      table.push_back({rule.get<0>(), rule.get<1>() ? state : coloured(state, "yellow"), rule.get<2>(),
+                       rule.get<3>(), exact ? std::to_string(rule.get<5>()) : human_count(rule.get<5>()),
+                       exact ? std::to_string(rule.get<6>()) : human_bytes(rule.get<6>()), rule.get<4>()});
     }
-    std::vector<std::size_t> widths(table[0].size(), 0);
-    for (const auto& row : table)
-      for (std::size_t column = 0; column < row.size(); ++column)
-        widths[column] = std::max(widths[column], row[column].size());
-    for (const auto& row : table) {
-      std::string line;
-      for (std::size_t column = 0; column < row.size(); ++column) {
-        line += row[column];
-        if (column + 1 < row.size()) line += std::string(widths[column] - row[column].size() + 2, ' ');
-      }
-      std::printf("%s\n", line.c_str());
-    }
+    print_table(table);
     return kOk;
   });
 }

@@ -5,6 +5,7 @@
 
 #include "commands.h"
 #include "daemon_client.h"
+#include "output.h"
 
 namespace portier::cli {
 
@@ -35,9 +36,15 @@ int set(Args args) {
     }
   }
   if (action == "list") {
-    if (!elements.empty()) return usage_error("set", "list takes only the SET name");
+    bool json = elements.size() == 1 && elements[0] == "--json";
+    if (!elements.empty() && !json) return usage_error("set", "list takes only the SET name (and --json)");
     return with_daemon([&](DaemonClient& daemon) {
-      for (const std::string& element : daemon.ListSetElements(name)) std::printf("%s\n", element.c_str());
+      auto listed = daemon.ListSetElements(name);
+      if (json) {
+        std::printf("%s\n", Json().values(listed).str().c_str());
+        return kOk;
+      }
+      for (const std::string& element : listed) std::printf("%s\n", element.c_str());
       return kOk;
     });
   }

@@ -3,6 +3,7 @@
 
 #include "commands.h"
 #include "daemon_client.h"
+#include "output.h"
 
 namespace portier::cli {
 namespace {
@@ -26,22 +27,40 @@ std::string format_time(std::uint64_t usec) {
 }  // namespace
 
 int status(Args args) {
-  if (!args.empty()) return usage_error("status", "takes no arguments");
-  return with_daemon([](DaemonClient& daemon) {
+  bool json = args.size() == 1 && std::string_view(args[0]) == "--json";
+  if (!args.empty() && !json) return usage_error("status", "takes only --json");
+  return with_daemon([&](DaemonClient& daemon) {
     auto facts = daemon.GetStatus();
-    std::printf("portierd %s: running\n", get_or<std::string>(facts, "version", "?").c_str());
-    std::printf("policy:     %s\n", get_or<std::string>(facts, "policy_path", "?").c_str());
-    std::printf("table:      inet %s\n", get_or<std::string>(facts, "table", "?").c_str());
-    std::printf("rules:      %u (%u enabled)\n", get_or<uint32_t>(facts, "rules", 0),
-                get_or<uint32_t>(facts, "rules_enabled", 0));
-    std::printf("mode:       %s\n", get_or<std::string>(facts, "mode", "?").c_str());
-    std::printf("loaded:     %s\n", get_or<std::string>(facts, "loaded_from", "?").c_str());
-    if (auto deadline = get_or<uint64_t>(facts, "confirm_deadline_usec", 0))
+    auto text = [&](const char* key) { return get_or<std::string>(facts, key, ""); };
+    auto number = [&](const char* key) -> std::uint64_t {
+      if (auto it = facts.find(key); it != facts.end() && it->second.containsValueOfType<uint32_t>())
+        return it->second.get<uint32_t>();
+      return get_or<uint64_t>(facts, key, 0);
+    };
+    if (json) {
+      Json out;
+      out.begin_object();
+      for (const char* key : {"version", "policy_path", "table", "mode", "loaded_from"}) out.key(key).value(text(key));
+      for (const char* key : {"rules", "rules_enabled", "timed_rules", "generation", "last_applied_usec"})
+        out.key(key).value(number(key));
+      if (facts.count("confirm_deadline_usec")) out.key("confirm_deadline_usec").value(number("confirm_deadline_usec"));
+      out.end_object();
+      std::printf("%s\n", out.str().c_str());
+      return kOk;
+    }
+    std::string mode = text("mode");
+    std::printf("portierd %s: %s\n", text("version").c_str(), coloured("running", "green").c_str());
+    std::printf("policy:     %s\n", text("policy_path").c_str());
+    std::printf("table:      inet %s\n", text("table").c_str());
+    std::printf("rules:      %llu (%llu enabled, %llu timed)\n", static_cast<unsigned long long>(number("rules")),
+                static_cast<unsigned long long>(number("rules_enabled")),
+                static_cast<unsigned long long>(number("timed_rules")));
+    std::printf("mode:       %s\n", mode == "normal" ? mode.c_str() : coloured(mode, "yellow").c_str());
+    std::printf("loaded:     %s\n", text("loaded_from").c_str());
+    if (auto deadline = number("confirm_deadline_usec"))
       std::printf("confirm by: %s (or it rolls back)\n", format_time(deadline).c_str());
-    std::printf("generation: %llu\n",
-                static_cast<unsigned long long>(get_or<uint64_t>(facts, "generation", 0)));
-    std::printf("applied:    %s\n",
-                format_time(get_or<uint64_t>(facts, "last_applied_usec", 0)).c_str());
+    std::printf("generation: %llu\n", static_cast<unsigned long long>(number("generation")));
+    std::printf("applied:    %s\n", format_time(number("last_applied_usec")).c_str());
     return kOk;
   });
 }
