@@ -3,6 +3,7 @@
 
 #include <span>
 #include <string_view>
+#include <vector>
 
 namespace portier::cli {
 
@@ -34,6 +35,7 @@ int check(Args args);
 int explain(Args args);
 int show(Args args);
 int diff(Args args);
+int complete(Args args);
 int version(Args args);
 
 /// Prints `usage` to stderr with a "usage error" line and returns kUsage.
@@ -41,6 +43,9 @@ int usage_error(std::string_view command, std::string_view problem);
 
 /// True when args is exactly --help or -h; the caller then prints its usage.
 bool wants_help(Args args);
+
+/// Every command name, for completion.
+std::vector<std::string_view> command_names();
 
 /// Prints the usage of `name` from the table to stdout and returns kOk.
 int print_help(std::string_view name);

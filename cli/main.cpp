@@ -62,6 +62,8 @@ constexpr std::array kCommands = {
             "Rules and forwards added (+), removed (-) and changed (~) compared with what\n"
             "portierd has loaded; --nft also shows the nft text as a unified diff.\n\n"
             "example: portierctl diff /etc/portier/policy.toml --nft\n"},
+    Command{"__complete", complete, "names for shell completion",
+            "usage: portierctl __complete commands|rules|sets\n"},
     Command{"version", version, "print portierctl's version",
             "usage: portierctl version\n"},
 };
@@ -69,8 +71,9 @@ constexpr std::array kCommands = {
 void print_overview(std::FILE* out) {
   std::fprintf(out, "usage: portierctl COMMAND [ARGS]\n\ncommands:\n");
   for (const Command& command : kCommands)
-    std::fprintf(out, "  %-9s %.*s\n", command.name.data(), static_cast<int>(command.summary.size()),
-                 command.summary.data());
+    if (!command.name.starts_with("__"))
+      std::fprintf(out, "  %-9s %.*s\n", command.name.data(), static_cast<int>(command.summary.size()),
+                   command.summary.data());
   std::fprintf(out, "\n'portierctl COMMAND --help' shows a command's usage.\n");
 }
 
@@ -81,6 +84,13 @@ const Command* find_command(std::string_view name) {
 }
 
 }  // namespace
+
+std::vector<std::string_view> command_names() {
+  std::vector<std::string_view> names;
+  for (const Command& command : kCommands)
+    if (!command.name.starts_with("__")) names.push_back(command.name);
+  return names;
+}
 
 int print_help(std::string_view name) {
   if (const Command* command = find_command(name))

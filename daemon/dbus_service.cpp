@@ -147,6 +147,7 @@ std::map<std::string, sdbus::Variant> FirewallService::GetStatus() {
       {"last_applied_usec", sdbus::Variant(usec_since_epoch(status.last_applied))},
       {"mode", sdbus::Variant(std::string(to_string(status.mode)))},
       {"loaded_from", sdbus::Variant(status.loaded_from)},
+      {"sets", sdbus::Variant(status.sets)},
   };
   if (status.confirm_deadline)
     facts.emplace("confirm_deadline_usec", sdbus::Variant(usec_since_epoch(*status.confirm_deadline)));

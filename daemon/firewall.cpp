@@ -674,6 +674,7 @@ FirewallStatus Firewall::status() const {
   status.mode = mode();
   if (pending_) status.confirm_deadline = pending_->deadline;
   status.loaded_from = loaded_from_;
+  for (const NamedSet& set : policy_.sets) status.sets.push_back(set.name);
   return status;
 }
 

@@ -71,6 +71,7 @@ struct FirewallStatus {
   Mode mode = Mode::normal;
   std::optional<Clock::time_point> confirm_deadline;
   std::string loaded_from;  // policy, last-good or fail-closed
+  std::vector<std::string> sets;  // names of the policy's named sets
 };
 
 /// What a timed rule says, as `portierctl allow` and AddTimedRule give it.

@@ -1,0 +1,38 @@
+# bash completion for portierctl; rule and set names come from the running portierd.
+_portierctl() {
+  local cur prev cmd
+  cur=${COMP_WORDS[COMP_CWORD]}
+  prev=${COMP_WORDS[COMP_CWORD-1]}
+  cmd=${COMP_WORDS[1]}
+  if ((COMP_CWORD == 1)); then
+    COMPREPLY=($(compgen -W "$(portierctl __complete commands 2>/dev/null) --help" -- "$cur"))
+    return
+  fi
+  case $cmd in
+    enable|disable)
+      COMPREPLY=($(compgen -W "$(portierctl __complete rules 2>/dev/null) --permanent" -- "$cur")) ;;
+    set)
+      if ((COMP_CWORD == 2)); then
+        COMPREPLY=($(compgen -W "add del list" -- "$cur"))
+      elif ((COMP_CWORD == 3)); then
+        COMPREPLY=($(compgen -W "$(portierctl __complete sets 2>/dev/null)" -- "$cur"))
+      else
+        COMPREPLY=($(compgen -W "--timeout --json -" -- "$cur"))
+      fi ;;
+    apply|check|diff)
+      if [[ $prev == --confirm ]]; then COMPREPLY=(); return; fi
+      COMPREPLY=($(compgen -f -X '!*.toml' -- "$cur") $(compgen -d -- "$cur") \
+                 $(compgen -W "--confirm --nft --json" -- "$cur")) ;;
+    show)
+      if [[ $prev == --policy ]]; then
+        COMPREPLY=($(compgen -f -X '!*.toml' -- "$cur") $(compgen -d -- "$cur"))
+      else
+        COMPREPLY=($(compgen -W "--policy" -- "$cur"))
+      fi ;;
+    panic) COMPREPLY=($(compgen -W "on off --keep-established" -- "$cur")) ;;
+    allow) COMPREPLY=($(compgen -W "tcp/ udp/ --from --to --for --out" -- "$cur")) ;;
+    explain) COMPREPLY=($(compgen -W "tcp udp icmp icmpv6 -> in out forward --policy --json --verbose" -- "$cur")) ;;
+    status|rules|ports|monitor) COMPREPLY=($(compgen -W "--json --exact" -- "$cur")) ;;
+  esac
+}
+complete -o filenames -F _portierctl portierctl
