@@ -5,7 +5,10 @@
 # network namespaces it makes and removes again: nothing is ever loaded into this
 # machine's own ruleset (portier_bench also refuses to touch the initial namespace).
 #
-# usage: bash bench/run.sh            (BENCH_FULL=1 adds `nft add element` on a 1M set, +3 min)
+# usage: bash bench/run.sh
+#   BENCH_REV=COMMIT  measure that commit instead of HEAD
+#   BENCH_TREE=1      measure the work tree as it is (uncommitted changes included)
+#   BENCH_FULL=1      also time `nft add element` on the 1M-element set (+3 min)
 set -euo pipefail
 trap 'echo "bench: FAILED (line $LINENO, exit $?)" >&2' ERR
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -28,7 +31,7 @@ if ((${#missing[@]})); then
 fi
 
 # --- build ---------------------------------------------------------------------------
-# By default the committed HEAD is measured, exported into build-bench/src (only files
+# By default the committed HEAD (or BENCH_REV) is measured, exported into build-bench/src (only files
 # that changed are rewritten, so the build stays incremental), whatever is being edited in
 # the work tree meanwhile; BENCH_TREE=1 builds the work tree as it is instead. Until the
 # top-level CMakeLists.txt has `add_subdirectory(bench)`, the copy's gets that line.
@@ -42,8 +45,11 @@ if [[ "${BENCH_TREE:-0}" == 1 ]]; then
   REVISION="$(git rev-parse --short HEAD) plus the work tree's changes"
 else
   fresh=$(mktemp -d /tmp/portier-bench-src.XXXXXX)
-  git archive HEAD | tar -x -C "$fresh"
-  REVISION=$(git rev-parse --short HEAD)
+  git archive "${BENCH_REV:-HEAD}" | tar -x -C "$fresh"
+  # The benchmarks themselves always come from HEAD, so an older commit can be measured.
+  rm -rf "$fresh/bench"
+  git archive HEAD bench | tar -x -C "$fresh"
+  REVISION=$(git rev-parse --short "${BENCH_REV:-HEAD}")
 fi
 if ! grep -qE '^[[:space:]]*add_subdirectory\(bench\)' "$fresh/CMakeLists.txt"; then
   echo 'add_subdirectory(bench)' >>"$fresh/CMakeLists.txt"
