@@ -1,17 +1,299 @@
-// Placeholder until the evaluator lands (being written now); fails loudly rather than guess.
-#include "explain.h"
-
+// The evaluator behind `portierctl explain`: follows a packet shape through the IR the
+// way nf_tables' core does (nft_do_chain): rules in order, the first terminal verdict
+// wins, jump pushes a return point, goto does not, and falling off the end of the base
+// chain applies its policy. Where the kernel's expressions "break" instead of comparing
+// (a socket expression with no socket, a verdict-map miss), the rule simply does not match.
+#include <algorithm>
 #include <stdexcept>
+#include <string_view>
+
+#include "compile_policy.h"
+#include "explain.h"
+#include "render_nft.h"
 
 namespace portier {
+namespace {
 
-ExplainResult explain_packet(const ir::Ruleset&, const PacketShape&) {
-  throw std::runtime_error("explain is not available in this build");
+// NFT_JUMP_STACK_SIZE: the kernel refuses deeper jump chains when rules are added.
+constexpr std::size_t kJumpStackSize = 16;
+// Gotos do not use the stack; a loop of them is refused by the kernel too. This only keeps
+// a malformed hand-built IR from spinning.
+constexpr std::size_t kMaxRulesVisited = 1'000'000;
+
+bool in_port_ranges(std::uint16_t port, const std::vector<ir::PortRange>& ranges) {
+  return std::any_of(ranges.begin(), ranges.end(),
+                     [port](const ir::PortRange& range) { return range.first <= port && port <= range.last; });
 }
 
-std::optional<PacketShape> parse_packet_shape(const std::vector<std::string>&, const Policy&, std::string& error) {
-  error = "explain is not available in this build";
-  return std::nullopt;
+bool in_address_ranges(const ir::Address& address, const std::vector<ir::AddressRange>& ranges) {
+  // Address orders by family, then bytes in network order: numeric order within a family.
+  return std::any_of(ranges.begin(), ranges.end(), [&address](const ir::AddressRange& range) {
+    return range.first.family == address.family && range.first <= address && address <= range.last;
+  });
+}
+
+// nft compares a wildcard name only up to the '*' (a prefix compare of that many bytes).
+bool interface_matches(const std::string& name, const std::vector<std::string>& patterns) {
+  return std::any_of(patterns.begin(), patterns.end(), [&name](const std::string& pattern) {
+    if (pattern.ends_with('*')) return std::string_view(name).starts_with(std::string_view(pattern).substr(0, pattern.size() - 1));
+    return name == pattern;
+  });
+}
+
+bool has_ports(const PacketShape& packet) {
+  return packet.protocol == ir::L4Proto::tcp || packet.protocol == ir::L4Proto::udp ||
+         packet.protocol == ir::L4Proto::sctp;
+}
+
+// `socket cgroupv2 level N`: the kernel takes the ancestor of the socket's cgroup at level
+// N (cgroup_ancestor) and compares its id. A socket in a cgroup shallower than N has no
+// such ancestor and the expression breaks: the rule does not match, `!=` included.
+bool cgroup_matches(const ir::SocketCgroup& match, const std::optional<std::string>& socket_cgroup) {
+  if (!socket_cgroup) return false;
+  std::vector<std::string_view> parts;
+  std::string_view path = *socket_cgroup;
+  while (!path.empty()) {
+    std::size_t slash = path.find('/');
+    std::string_view part = path.substr(0, slash);
+    if (!part.empty()) parts.push_back(part);
+    path = slash == std::string_view::npos ? std::string_view() : path.substr(slash + 1);
+  }
+  if (match.level > parts.size()) return false;
+  std::string ancestor;
+  for (std::size_t i = 0; i < match.level; ++i) {
+    if (i > 0) ancestor += '/';
+    ancestor += parts[i];
+  }
+  return (ancestor == match.path) != match.negate;
+}
+
+class Evaluator {
+ public:
+  Evaluator(const ir::Ruleset& ruleset, const PacketShape& packet) : ruleset_(ruleset), packet_(packet) {}
+
+  bool matches(const ir::Match& match) const {
+    return std::visit([this](const auto& m) { return matches_one(m); }, match);
+  }
+
+ private:
+  bool matches_one(const ir::LoopbackInterface& match) const {
+    return (match.outgoing ? packet_.out_interface : packet_.in_interface) == "lo";
+  }
+  bool matches_one(const ir::InterfaceNameIn& match) const {
+    // In the input hook there is no outgoing device: the kernel's oifname is "".
+    return interface_matches(match.outgoing ? packet_.out_interface : packet_.in_interface, match.names);
+  }
+  bool matches_one(const ir::CtState& match) const { return (packet_.ct_state & match.mask) != 0; }
+  bool matches_one(const ir::CtStatusDnat&) const { return false; }
+  bool matches_one(const ir::L4ProtoIn& match) const {
+    return packet_.protocol && std::find(match.protocols.begin(), match.protocols.end(), *packet_.protocol) !=
+                                   match.protocols.end();
+  }
+  bool matches_one(const ir::DestPortIn& match) const {
+    return has_ports(packet_) && in_port_ranges(packet_.destination_port, match.ports);
+  }
+  bool matches_one(const ir::SourcePortIn& match) const {
+    return has_ports(packet_) && in_port_ranges(packet_.source_port, match.ports);
+  }
+  bool matches_one(const ir::AddressIn& match) const {
+    const auto* address = address_of(match.family, match.destination);
+    return address && in_address_ranges(*address, match.ranges);
+  }
+  bool matches_one(const ir::AddressInSet& match) const {
+    const auto* address = address_of(match.family, match.destination);
+    if (!address) return false;
+    for (const ir::NamedSet& set : ruleset_.sets) {
+      if (set.name != match.set) continue;
+      const ir::SetKey key = match.family == ir::Family::ipv4 ? ir::SetKey::ipv4_addr : ir::SetKey::ipv6_addr;
+      return set.key == key && in_address_ranges(*address, set.elements);
+    }
+    return false;
+  }
+  bool matches_one(const ir::IcmpTypeIn& match) const {
+    // nft adds `meta nfproto ipv4 meta l4proto icmp` (or the IPv6 pair) before the type.
+    const bool right_header = match.v6 ? packet_.family == ir::Family::ipv6 && packet_.protocol == ir::L4Proto::icmpv6
+                                       : packet_.family == ir::Family::ipv4 && packet_.protocol == ir::L4Proto::icmp;
+    return right_header && std::find(match.types.begin(), match.types.end(), packet_.icmp_type) != match.types.end();
+  }
+  bool matches_one(const ir::SocketCgroup& match) const { return cgroup_matches(match, packet_.socket_cgroup); }
+  bool matches_one(const ir::SocketUid& match) const {
+    // No socket: the meta expression breaks, so `!=` does not match either.
+    return packet_.socket_uid && ((*packet_.socket_uid == match.uid) != match.negate);
+  }
+  bool matches_one(const ir::TcpSyn&) const {
+    return packet_.protocol == ir::L4Proto::tcp && (packet_.ct_state & ir::ct_new) != 0;
+  }
+  bool matches_one(const ir::Limit& match) const { return !match.over; }
+  bool matches_one(const ir::MeterOver&) const { return false; }
+
+  // The address an address match reads, if the packet is of that family and has one:
+  // nft puts `meta nfproto ipv4` (or ipv6) before every ip/ip6 header match.
+  const ir::Address* address_of(ir::Family family, bool destination) const {
+    if (packet_.family != family) return nullptr;
+    const auto& address = destination ? packet_.destination : packet_.source;
+    if (!address || address->family != family) return nullptr;
+    return &*address;
+  }
+
+  const ir::Ruleset& ruleset_;
+  const PacketShape& packet_;
+};
+
+const ir::Chain& chain_named(const ir::Ruleset& ruleset, const std::string& name) {
+  for (const ir::Chain& chain : ruleset.chains)
+    if (chain.name == name) return chain;
+  throw std::invalid_argument("the ruleset has no chain '" + name + "'");
+}
+
+ir::Hook hook_of(Direction direction) {
+  switch (direction) {
+    case Direction::in: return ir::Hook::input;
+    case Direction::out: return ir::Hook::output;
+    case Direction::forward: return ir::Hook::forward;
+  }
+  return ir::Hook::input;
+}
+
+// The nft text of one rule, as render_nft prints it inside its chain (the one renderer,
+// so the trace reads exactly like `portierctl show`).
+std::string rule_text(const ir::Rule& rule) {
+  ir::Ruleset one;
+  one.chains.push_back(ir::Chain{"trace", std::nullopt, {rule}});
+  try {
+    const std::string text = render_nft(one);
+    const std::size_t start = text.find("\n\t\t");
+    if (start == std::string::npos) return "(empty rule)";
+    const std::size_t end = text.find('\n', start + 3);
+    return text.substr(start + 3, end - start - 3);
+  } catch (const std::invalid_argument& failure) {
+    return std::string("(rule nft cannot print: ") + failure.what() + ")";
+  }
+}
+
+// What an ownerless (fixed) rule is for, in the words `portierctl explain` prints.
+std::string describe_fixed_rule(const ir::Rule& rule) {
+  if (rule.verdict.kind == ir::VerdictKind::vmap) return "zone dispatch";
+  for (const ir::Match& match : rule.matches) {
+    if (std::holds_alternative<ir::LoopbackInterface>(match)) return "loopback";
+    if (const auto* state = std::get_if<ir::CtState>(&match)) {
+      if (state->mask & ir::ct_invalid) return "invalid";
+      if (state->mask & (ir::ct_established | ir::ct_related)) return "established,related";
+    }
+    if (const auto* icmp = std::get_if<ir::IcmpTypeIn>(&match); icmp && icmp->v6) return "icmpv6 essentials";
+  }
+  if (rule.verdict.kind == ir::VerdictKind::go_to) return "zone dispatch";
+  if (rule.verdict.kind == ir::VerdictKind::reject_tcp_reset ||
+      rule.verdict.kind == ir::VerdictKind::reject_icmpx_port_unreachable)
+    return "reject";
+  return rule_text(rule);
+}
+
+// The rule whose jump or goto led to the current chain, for blaming a fixed rule there
+// (the shared reject chain) on the policy rule that sent the packet to it.
+struct Caller {
+  const ir::Rule* rule = nullptr;
+  const ir::Chain* chain = nullptr;
+};
+
+struct ReturnPoint {
+  const ir::Chain* chain;
+  std::size_t next;
+  Caller caller;
+};
+
+}  // namespace
+
+ExplainResult explain_packet(const ir::Ruleset& ruleset, const PacketShape& packet) {
+  ExplainResult result;
+  const ir::Hook hook = hook_of(packet.direction);
+  const ir::Chain* base = nullptr;
+  for (const ir::Chain& chain : ruleset.chains)
+    if (chain.base && chain.base->hook == hook && chain.base->type == ir::ChainType::filter) {
+      base = &chain;
+      break;
+    }
+  if (!base) {
+    // Without a chain on the hook, the table does not see the packet: netfilter accepts.
+    result.verdict = "accept";
+    result.decided_by = "no chain";
+    return result;
+  }
+
+  const Evaluator evaluator(ruleset, packet);
+  const ir::Chain* chain = base;
+  std::size_t next = 0;
+  Caller caller;
+  std::vector<ReturnPoint> returns;
+  auto decide = [&](const ir::Rule& rule, const ir::Chain& where, std::string verdict) {
+    result.verdict = std::move(verdict);
+    if (!rule_owner(rule).empty()) {
+      result.decided_by = std::string(rule_owner(rule));
+      result.chain = where.name;
+    } else if (caller.rule) {
+      result.decided_by = std::string(rule_owner(*caller.rule));
+      result.chain = caller.chain->name;
+    } else {
+      result.decided_by = describe_fixed_rule(rule);
+      result.chain = where.name;
+    }
+    return result;
+  };
+  auto enter = [&](const ir::Rule& rule, const std::string& target, bool jump) {
+    if (jump) {
+      if (returns.size() >= kJumpStackSize) throw std::invalid_argument("jumps nest deeper than the kernel allows");
+      returns.push_back({chain, next, caller});
+    }
+    if (!rule_owner(rule).empty()) caller = {&rule, chain};
+    chain = &chain_named(ruleset, target);
+    next = 0;
+  };
+
+  for (std::size_t visited = 0; visited < kMaxRulesVisited; ++visited) {
+    if (next == chain->rules.size()) {
+      if (returns.empty()) {
+        // The end of the base chain, or of a chain it went to by goto: the base policy.
+        result.verdict = base->base->policy_accept ? "accept" : "drop";
+        result.decided_by = "chain policy";
+        result.chain = base->name;
+        return result;
+      }
+      chain = returns.back().chain;
+      next = returns.back().next;
+      caller = returns.back().caller;
+      returns.pop_back();
+      continue;
+    }
+    const ir::Rule& rule = chain->rules[next++];
+    if (!std::all_of(rule.matches.begin(), rule.matches.end(),
+                     [&evaluator](const ir::Match& match) { return evaluator.matches(match); }))
+      continue;
+    ir::VerdictKind kind = rule.verdict.kind;
+    std::string target = rule.verdict.chain;
+    if (kind == ir::VerdictKind::vmap) {
+      const std::string& name = rule.verdict.vmap_outgoing ? packet.out_interface : packet.in_interface;
+      auto entry = std::find_if(rule.verdict.vmap.begin(), rule.verdict.vmap.end(),
+                                [&name](const ir::VmapEntry& e) { return e.interface == name; });
+      if (entry == rule.verdict.vmap.end()) continue;  // a lookup miss breaks the rule
+      kind = entry->kind;
+      target = entry->chain;
+    }
+    result.trace.push_back(chain->name + ": " + rule_text(rule));
+    switch (kind) {
+      case ir::VerdictKind::accept: return decide(rule, *chain, "accept");
+      case ir::VerdictKind::drop: return decide(rule, *chain, "drop");
+      case ir::VerdictKind::reject_tcp_reset:
+      case ir::VerdictKind::reject_icmpx_port_unreachable: return decide(rule, *chain, "reject");
+      // NAT statements end evaluation with NF_ACCEPT; they only appear in nat chains.
+      case ir::VerdictKind::masquerade:
+      case ir::VerdictKind::dnat: return decide(rule, *chain, "accept");
+      case ir::VerdictKind::jump: enter(rule, target, true); break;
+      case ir::VerdictKind::go_to: enter(rule, target, false); break;
+      case ir::VerdictKind::none:
+      case ir::VerdictKind::clamp_mss:
+      case ir::VerdictKind::vmap: break;
+    }
+  }
+  throw std::invalid_argument("chain " + chain->name + " loops (goto cycle)");
 }
 
 }  // namespace portier

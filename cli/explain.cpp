@@ -1,0 +1,122 @@
+#include <cstdio>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "commands.h"
+#include "compile_policy.h"
+#include "daemon_client.h"
+#include "explain.h"
+#include "parse_policy.h"
+
+namespace portier::cli {
+namespace {
+
+// What the daemon's Explain returns, or the same computed offline.
+struct Explanation {
+  std::string verdict;
+  std::string decided_by;
+  std::string chain;
+  std::string where;  // FILE:LINE:COL of the deciding policy rule, if a policy rule decided
+  std::vector<std::string> trace;
+};
+
+std::string json_text(std::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char escaped[8];
+          std::snprintf(escaped, sizeof escaped, "\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(c)));
+          out += escaped;
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+void print(const Explanation& explanation, bool verbose, bool json) {
+  if (json) {
+    std::string out = "{\"verdict\":" + json_text(explanation.verdict) +
+                      ",\"decided_by\":" + json_text(explanation.decided_by) +
+                      ",\"chain\":" + json_text(explanation.chain) + ",\"where\":" + json_text(explanation.where) +
+                      ",\"trace\":[";
+    for (std::size_t i = 0; i < explanation.trace.size(); ++i)
+      out += (i ? "," : "") + json_text(explanation.trace[i]);
+    std::printf("%s]}\n", out.c_str());
+    return;
+  }
+  // `drop by rule netbios-from-wan (policy.toml:38:1) in chain input_wan`; fixed rules
+  // and defaults have no place in the file.
+  std::string line = explanation.verdict + " by ";
+  line += explanation.where.empty() ? explanation.decided_by
+                                    : "rule " + explanation.decided_by + " (" + explanation.where + ")";
+  if (!explanation.chain.empty()) line += " in chain " + explanation.chain;
+  std::printf("%s\n", line.c_str());
+  if (verbose)
+    for (const std::string& step : explanation.trace) std::printf("  %s\n", step.c_str());
+}
+
+int explain_offline(const std::string& path, const std::vector<std::string>& words, bool verbose, bool json) {
+  ParsedPolicy parsed = parse_policy_file(path, SystemTables::load());
+  std::fputs(parsed.report().c_str(), stderr);
+  if (!parsed.ok()) return kFailure;
+  std::string error;
+  auto shape = parse_packet_shape(words, parsed.policy, error);
+  if (!shape) return usage_error("explain", error);
+  ExplainResult result = explain_packet(compile_policy(parsed.policy), *shape);
+  Explanation explanation{result.verdict, result.decided_by, result.chain, {}, result.trace};
+  // As portierd does: only policy rules have a place to point at.
+  if (const Rule* rule = parsed.policy.find_rule(result.decided_by))
+    explanation.where = rule->where.file + ":" + std::to_string(rule->where.line) + ":" + std::to_string(rule->where.column);
+  print(explanation, verbose, json);
+  return kOk;
+}
+
+template <typename T>
+T field(const std::map<std::string, sdbus::Variant>& result, const std::string& key) {
+  auto it = result.find(key);
+  if (it == result.end() || !it->second.containsValueOfType<T>()) return T{};
+  return it->second.get<T>();
+}
+
+}  // namespace
+
+int explain(Args args) {
+  std::vector<std::string> words;
+  std::string policy;
+  bool verbose = false;
+  bool json = false;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    std::string_view arg = args[i];
+    if (arg == "--policy") {
+      if (i + 1 == args.size()) return usage_error("explain", "--policy needs a FILE");
+      policy = args[++i];
+    } else if (arg == "--verbose" || arg == "-v") {
+      verbose = true;
+    } else if (arg == "--json") {
+      json = true;
+    } else {
+      words.emplace_back(arg);
+    }
+  }
+  if (words.empty()) return usage_error("explain", "needs a packet shape");
+  if (!policy.empty()) return explain_offline(policy, words, verbose, json);
+  return with_daemon([&](DaemonClient& daemon) {
+    auto result = daemon.Explain(words);
+    print({field<std::string>(result, "verdict"), field<std::string>(result, "decided_by"),
+           field<std::string>(result, "chain"), field<std::string>(result, "where"),
+           field<std::vector<std::string>>(result, "trace")},
+          verbose, json);
+    return kOk;
+  });
+}
+
+}  // namespace portier::cli
