@@ -1,5 +1,6 @@
 #include "netlink_kernel.h"
 
+#include <arpa/inet.h>
 #include <libmnl/libmnl.h>
 #include <libnftnl/common.h>
 #include <libnftnl/expr.h>
@@ -12,6 +13,10 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <endian.h>
+#include <linux/netfilter/nfnetlink.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -31,6 +36,9 @@ constexpr std::size_t kReceiveBufferSize = 64 * 1024;
 // all or the overflow is dropped.
 constexpr int kReceiveBudgetPerAck = 2048;
 constexpr int kAckTimeoutMs = 5000;
+// Room for the notifications of others' transactions between two reads; more than that
+// counts as a change (see changed_by_others()).
+constexpr std::size_t kEventBufferSize = 4 * 1024 * 1024;
 
 std::string errno_text(int error) { return std::strerror(error); }
 
@@ -80,6 +88,34 @@ std::string extack_message(const nlmsghdr* nlh, const nlmsgerr* err) {
       },
       &message);
   return message;
+}
+
+// Whether a notification of the event group is about `table inet NAME`: every nf_tables
+// object message names its table in attribute 1 (NFTA_TABLE_NAME, NFTA_CHAIN_TABLE,
+// NFTA_RULE_TABLE, NFTA_SET_TABLE, NFTA_SET_ELEM_LIST_TABLE, NFTA_OBJ_TABLE,
+// NFTA_FLOWTABLE_TABLE). NEWGEN, which closes every transaction, names none.
+bool concerns_table(const nlmsghdr* nlh, const std::string& table) {
+  if ((nlh->nlmsg_type >> 8) != NFNL_SUBSYS_NFTABLES) return false;
+  if ((nlh->nlmsg_type & 0xff) == NFT_MSG_NEWGEN) return false;
+  if (mnl_nlmsg_get_payload_len(nlh) < sizeof(nfgenmsg)) return false;
+  const auto* header = static_cast<const nfgenmsg*>(mnl_nlmsg_get_payload(nlh));
+  if (header->nfgen_family != NFPROTO_INET) return false;
+  struct Match {
+    const std::string* table;
+    bool found = false;
+  } match{&table};
+  mnl_attr_parse(
+      nlh, sizeof(nfgenmsg),
+      [](const nlattr* attr, void* data) {
+        auto* m = static_cast<Match*>(data);
+        if (mnl_attr_get_type(attr) == 1 && mnl_attr_validate(attr, MNL_TYPE_NUL_STRING) >= 0) {
+          m->found = *m->table == mnl_attr_get_str(attr);
+          return MNL_CB_STOP;
+        }
+        return MNL_CB_OK;
+      },
+      &match);
+  return match.found;
 }
 
 struct RuleParser {
@@ -160,28 +196,116 @@ std::uint32_t NetlinkKernel::take_seq(std::uint32_t count) {
   return first;
 }
 
-void NetlinkKernel::apply(const ir::Ruleset& ruleset) {
+RuleHandles NetlinkKernel::apply(const ir::Ruleset& ruleset) {
   const EncodedBatch batch = encode_replace_batch(ruleset, next_seq_);
   next_seq_ = batch.next_seq;
+  const std::vector<std::uint64_t> flat = transact(batch, "the ruleset");
+  RuleHandles handles;
+  handles.reserve(ruleset.chains.size());
+  std::size_t next = 0;
+  for (const ir::Chain& chain : ruleset.chains) {
+    handles.emplace_back(flat.begin() + static_cast<std::ptrdiff_t>(next),
+                         flat.begin() + static_cast<std::ptrdiff_t>(next + chain.rules.size()));
+    next += chain.rules.size();
+  }
+  std::vector<ir::NamedSet>& declared = declared_sets_[ruleset.table];
+  declared.clear();
+  for (const ir::NamedSet& set : ruleset.sets) {
+    declared.push_back(ir::NamedSet{set.name,
+                                    set.key,
+                                    set.interval,
+                                    set.timeout,
+                                    set.dynamic,
+                                    set.default_timeout_seconds,
+                                    set.size,
+                                    {}});
+  }
+  return handles;
+}
+
+std::vector<std::uint64_t> NetlinkKernel::edit(const std::string& table, const TableEdit& edit) {
+  if (edit.removes.empty() && edit.inserts.empty()) return {};
+  std::vector<RuleRemoval> removals;
+  removals.reserve(edit.removes.size());
+  for (const TableEdit::Remove& remove : edit.removes)
+    removals.push_back({remove.chain, remove.handle});
+  std::vector<RuleInsertion> insertions;
+  insertions.reserve(edit.inserts.size());
+  for (const TableEdit::Insert& insert : edit.inserts) {
+    insertions.push_back({insert.chain, insert.after_handle, &insert.rule});
+  }
+  static const std::vector<ir::NamedSet> no_sets;
+  const auto declared = declared_sets_.find(table);
+  const EncodedBatch batch =
+      encode_edit_batch(table, declared == declared_sets_.end() ? no_sets : declared->second,
+                        removals, insertions, next_seq_);
+  next_seq_ = batch.next_seq;
+  return transact(batch, "the edit of table inet " + table);
+}
+
+void NetlinkKernel::edit_set(const std::string& table, const SetEdit& edit) {
+  if (edit.add.empty() && edit.remove.empty()) return;
+  const SetElementChange change{edit.set, edit.key,    edit.interval,
+                                edit.add, edit.remove, edit.timeout_seconds};
+  const EncodedBatch batch = encode_set_edit_batch(table, change, next_seq_);
+  next_seq_ = batch.next_seq;
+  transact(batch, "the elements of set " + edit.set);
+}
+
+// Our own transactions are kept off the event socket: with it subscribed, the kernel
+// would build a notification for every rule and element we load (a million-element set
+// overflows any receive buffer, and costs the kernel time even when nobody listens but
+// us). So the socket leaves the group while a batch of ours runs, and the generation
+// counter (bumped by every commit) shows whether anyone else committed meanwhile.
+std::vector<std::uint64_t> NetlinkKernel::transact(const EncodedBatch& batch,
+                                                   const std::string& subject) {
+  if (!events_) return send_batch(batch, subject);
+  const std::uint32_t before = generation();
+  listen_to_events(false);
+  bool committed = false;
+  try {
+    std::vector<std::uint64_t> handles = send_batch(batch, subject);
+    committed = true;
+    listen_to_events(true);
+    if (generation() != before + 1) others_committed_ = true;
+    return handles;
+  } catch (...) {
+    if (!committed) {
+      listen_to_events(true);
+      // An aborted batch leaves the generation as it was.
+      if (generation() != before) others_committed_ = true;
+    }
+    throw;
+  }
+}
+
+std::vector<std::uint64_t> NetlinkKernel::send_batch(const EncodedBatch& batch,
+                                                     const std::string& subject) {
   const std::uint32_t first_seq = batch.messages.front().seq;
+  const std::uint32_t seq_span = batch.next_seq - first_seq;
 
   std::size_t expected_acks = 0;
   for (const BatchMessage& message : batch.messages) expected_acks += message.wants_ack ? 1 : 0;
 
   const int fd = mnl_socket_get_fd(socket_.get());
   ensure_socket_buffer(fd, SO_SNDBUF, SO_SNDBUFFORCE, batch.bytes.size() + 4096);
+  // The echoed rules share page-sized buffers; a rule's echo is about as long as the
+  // NEWRULE that made it (its anonymous sets are separate messages).
   ensure_socket_buffer(fd, SO_RCVBUF, SO_RCVBUFFORCE,
-                       (expected_acks + 16) * static_cast<std::size_t>(kReceiveBudgetPerAck));
+                       (expected_acks + batch.rule_seqs.size() + 16) *
+                           static_cast<std::size_t>(kReceiveBudgetPerAck));
 
   const ssize_t sent = mnl_socket_sendto(socket_.get(), batch.bytes.data(), batch.bytes.size());
-  if (sent < 0) throw_system("cannot send ruleset to the kernel", errno);
+  if (sent < 0) throw_system("cannot send " + subject + " to the kernel", errno);
   if (static_cast<std::size_t>(sent) != batch.bytes.size()) {
-    throw KernelError("kernel took only part of the ruleset batch");
+    throw KernelError("kernel took only part of the batch for " + subject);
   }
 
   // nfnetlink runs the whole batch inside our sendmsg() and queues every reply before
-  // returning, so the replies are normally all there; the poll only guards against that
-  // changing.
+  // returning (the echoes at commit, then the acks), so the replies are normally all
+  // there; the poll only guards against that changing.
+  std::vector<std::uint64_t> handles(batch.rule_seqs.size(), 0);
+  std::size_t echoed = 0;
   std::vector<char> buffer(kReceiveBufferSize);
   std::size_t answered = 0;
   std::optional<Refusal> first_refusal;
@@ -191,9 +315,8 @@ void NetlinkKernel::apply(const ir::Ruleset& ruleset) {
     if (received < 0) {
       if (errno == EINTR) continue;
       if (errno == ENOBUFS) {
-        throw KernelError(
-            "kernel replies were lost (receive buffer overflow); "
-            "the ruleset may or may not have been applied");
+        throw KernelError("kernel replies were lost (receive buffer overflow); " + subject +
+                          " may or may not have been applied");
       }
       if (errno != EAGAIN) throw_system("cannot read kernel replies", errno);
       if (first_refusal) break;  // a failed batch may leave later messages unanswered
@@ -206,8 +329,31 @@ void NetlinkKernel::apply(const ir::Ruleset& ruleset) {
     int remaining = static_cast<int>(received);
     for (auto* nlh = reinterpret_cast<const nlmsghdr*>(buffer.data()); mnl_nlmsg_ok(nlh, remaining);
          nlh = mnl_nlmsg_next(nlh, &remaining)) {
-      if (nlh->nlmsg_type != NLMSG_ERROR || nlh->nlmsg_pid != port_id_) continue;
-      if (nlh->nlmsg_seq - first_seq >= batch.next_seq - first_seq) continue;  // a stale reply
+      if (nlh->nlmsg_pid != port_id_) continue;
+      if (nlh->nlmsg_seq - first_seq >= seq_span) continue;  // a stale reply
+      if (nlh->nlmsg_type == ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE)) {
+        // An echo. Rule sequence numbers rise through the batch (and may wrap around).
+        const auto found = std::lower_bound(batch.rule_seqs.begin(), batch.rule_seqs.end(),
+                                            nlh->nlmsg_seq - first_seq,
+                                            [first_seq](std::uint32_t seq, std::uint32_t offset) {
+                                              return seq - first_seq < offset;
+                                            });
+        if (found == batch.rule_seqs.end() || *found != nlh->nlmsg_seq) continue;
+        std::uint64_t& handle = handles[static_cast<std::size_t>(found - batch.rule_seqs.begin())];
+        if (handle == 0) ++echoed;
+        mnl_attr_parse(
+            nlh, sizeof(nfgenmsg),
+            [](const nlattr* attr, void* data) {
+              if (mnl_attr_get_type(attr) == NFTA_RULE_HANDLE &&
+                  mnl_attr_validate(attr, MNL_TYPE_U64) >= 0) {
+                *static_cast<std::uint64_t*>(data) = be64toh(mnl_attr_get_u64(attr));
+              }
+              return MNL_CB_OK;
+            },
+            &handle);
+        continue;
+      }
+      if (nlh->nlmsg_type != NLMSG_ERROR) continue;
       const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
       ++answered;
       if (err->error == 0) continue;
@@ -220,7 +366,7 @@ void NetlinkKernel::apply(const ir::Ruleset& ruleset) {
 
   if (first_refusal) {
     const BatchMessage* message = batch.find(first_refusal->seq);
-    std::string text = "kernel refused " + (message ? message->what : "the ruleset") + ": " +
+    std::string text = "kernel refused " + (message ? message->what : subject) + ": " +
                        errno_text(first_refusal->error);
     if (!first_refusal->extack.empty()) text += " (" + first_refusal->extack + ")";
     if (refusals > 1) text += " [and " + std::to_string(refusals - 1) + " more refusals]";
@@ -228,9 +374,105 @@ void NetlinkKernel::apply(const ir::Ruleset& ruleset) {
   }
   if (answered < expected_acks) {
     throw KernelError("kernel answered " + std::to_string(answered) + " of " +
-                      std::to_string(expected_acks) +
-                      " ruleset messages; the ruleset may or may not have been applied");
+                      std::to_string(expected_acks) + " messages; " + subject +
+                      " may or may not have been applied");
   }
+  if (echoed < handles.size()) {
+    throw KernelError("kernel echoed " + std::to_string(echoed) + " of " +
+                      std::to_string(handles.size()) + " new rules; " + subject +
+                      " was applied, but the rule handles are unknown");
+  }
+  return handles;
+}
+
+std::uint32_t NetlinkKernel::generation() {
+  std::vector<char> buffer(kReceiveBufferSize);
+  const std::uint32_t seq = take_seq(1);
+  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buffer.data(), NFT_MSG_GETGEN, AF_UNSPEC, 0, seq);
+  if (mnl_socket_sendto(socket_.get(), nlh, nlh->nlmsg_len) < 0) {
+    throw_system("cannot ask the kernel for the ruleset generation", errno);
+  }
+  for (;;) {
+    const ssize_t received = mnl_socket_recvfrom(socket_.get(), buffer.data(), buffer.size());
+    if (received < 0) {
+      if (errno == EINTR) continue;
+      throw_system("cannot read the ruleset generation", errno);
+    }
+    int remaining = static_cast<int>(received);
+    for (auto* reply = reinterpret_cast<const nlmsghdr*>(buffer.data());
+         mnl_nlmsg_ok(reply, remaining); reply = mnl_nlmsg_next(reply, &remaining)) {
+      if (reply->nlmsg_seq != seq || reply->nlmsg_pid != port_id_) continue;  // stale
+      if (reply->nlmsg_type == NLMSG_ERROR) {
+        const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(reply));
+        throw_system("cannot read the ruleset generation", -err->error);
+      }
+      std::optional<std::uint32_t> id;
+      mnl_attr_parse(
+          reply, sizeof(nfgenmsg),
+          [](const nlattr* attr, void* data) {
+            if (mnl_attr_get_type(attr) == NFTA_GEN_ID &&
+                mnl_attr_validate(attr, MNL_TYPE_U32) >= 0) {
+              *static_cast<std::optional<std::uint32_t>*>(data) = ntohl(mnl_attr_get_u32(attr));
+            }
+            return MNL_CB_OK;
+          },
+          &id);
+      if (!id) throw KernelError("the kernel's generation reply has no generation id");
+      return *id;
+    }
+  }
+}
+
+void NetlinkKernel::listen_to_events(bool on) {
+  int group = NFNLGRP_NFTABLES;
+  if (mnl_socket_setsockopt(events_.get(), on ? NETLINK_ADD_MEMBERSHIP : NETLINK_DROP_MEMBERSHIP,
+                            &group, sizeof group) < 0) {
+    throw_system(
+        on ? "cannot listen to nf_tables events" : "cannot stop listening to nf_tables events",
+        errno);
+  }
+}
+
+int NetlinkKernel::event_fd() {
+  if (!events_) {
+    std::unique_ptr<mnl_socket, SocketCloser> events(
+        mnl_socket_open2(NETLINK_NETFILTER, SOCK_NONBLOCK));
+    if (!events) throw_system("cannot open netfilter event socket", errno);
+    if (mnl_socket_bind(events.get(), 0, MNL_SOCKET_AUTOPID) < 0) {
+      throw_system("cannot bind netfilter event socket", errno);
+    }
+    ensure_socket_buffer(mnl_socket_get_fd(events.get()), SO_RCVBUF, SO_RCVBUFFORCE,
+                         kEventBufferSize);
+    events_ = std::move(events);
+    listen_to_events(true);
+  }
+  return mnl_socket_get_fd(events_.get());
+}
+
+bool NetlinkKernel::changed_by_others(const std::string& table) {
+  const int fd = event_fd();
+  bool changed = others_committed_;
+  others_committed_ = false;
+  std::vector<char> buffer(kReceiveBufferSize);
+  for (;;) {
+    const ssize_t received = recv(fd, buffer.data(), buffer.size(), MSG_DONTWAIT);
+    if (received < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) break;
+      // Notifications were dropped: they may have concerned our table.
+      if (errno == ENOBUFS) {
+        changed = true;
+        continue;
+      }
+      throw_system("cannot read nf_tables events", errno);
+    }
+    int remaining = static_cast<int>(received);
+    for (auto* nlh = reinterpret_cast<const nlmsghdr*>(buffer.data()); mnl_nlmsg_ok(nlh, remaining);
+         nlh = mnl_nlmsg_next(nlh, &remaining)) {
+      if (!changed && concerns_table(nlh, table) && nlh->nlmsg_pid != port_id_) changed = true;
+    }
+  }
+  return changed;
 }
 
 std::vector<RuleCounter> NetlinkKernel::read_counters(const std::string& table) {

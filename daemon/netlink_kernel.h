@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,6 +14,8 @@ struct mnl_socket;
 
 namespace portier {
 
+struct EncodedBatch;
+
 /// Not thread-safe: the sequence numbers and replies of one socket serve one caller at a time.
 class NetlinkKernel final : public Kernel {
  public:
@@ -22,10 +25,24 @@ class NetlinkKernel final : public Kernel {
   NetlinkKernel(const NetlinkKernel&) = delete;
   NetlinkKernel& operator=(const NetlinkKernel&) = delete;
 
-  /// Sends encode_replace_batch(ruleset) and waits for every acknowledgement. Throws
+  /// Sends encode_replace_batch(ruleset) and waits for every acknowledgement; the handles
+  /// come from the kernel's echo of each NEWRULE, in the same round trip. Throws
   /// KernelError naming the first refused object; the kernel then aborts the whole batch.
-  void apply(const ir::Ruleset& ruleset) override;
+  RuleHandles apply(const ir::Ruleset& ruleset) override;
+  /// encode_edit_batch(): insertions go after their handle (0: at the start of the chain),
+  /// several after the same handle in the order given, then the removals. Rules that look
+  /// up a named set need the table to have been loaded by apply() on this object (the
+  /// set declarations are remembered; std::invalid_argument otherwise).
+  std::vector<std::uint64_t> edit(const std::string& table, const TableEdit& edit) override;
+  /// encode_set_edit_batch(): removals, then additions, in one transaction.
+  void edit_set(const std::string& table, const SetEdit& edit) override;
   std::vector<RuleCounter> read_counters(const std::string& table) override;
+  /// Opens (on first call) a second socket in the NFNLGRP_NFTABLES group.
+  int event_fd() override;
+  /// Drains the event socket. Our own transactions do not reach it (see the .cpp); a
+  /// lost notification (receive buffer overflow) or another process committing while
+  /// ours ran counts as a change by others, whatever table it touched.
+  bool changed_by_others(const std::string& table) override;
   bool table_exists(const std::string& table);
 
  private:
@@ -33,10 +50,19 @@ class NetlinkKernel final : public Kernel {
     void operator()(mnl_socket* socket) const;
   };
   std::uint32_t take_seq(std::uint32_t count);
+  /// Sends the batch, waits for its acks; returns the echoed handles of batch.rule_seqs.
+  std::vector<std::uint64_t> transact(const EncodedBatch& batch, const std::string& subject);
+  std::vector<std::uint64_t> send_batch(const EncodedBatch& batch, const std::string& subject);
+  std::uint32_t generation();
+  void listen_to_events(bool on);
 
   std::unique_ptr<mnl_socket, SocketCloser> socket_;
   std::uint32_t port_id_ = 0;
   std::uint32_t next_seq_ = 0;
+  std::unique_ptr<mnl_socket, SocketCloser> events_;
+  bool others_committed_ = false;  // seen around one of our transactions, not yet reported
+  // The named sets of each table apply() loaded (without elements), for edit()'s lookups.
+  std::map<std::string, std::vector<ir::NamedSet>> declared_sets_;
 };
 
 }  // namespace portier

@@ -153,6 +153,9 @@ class BatchWriter {
     return nlh;
   }
 
+  /// Marks the message just started as a NEWRULE whose echo carries the rule's handle.
+  void mark_rule() { result_.rule_seqs.push_back(result_.messages.back().seq); }
+
   void advance() {
     if (mnl_nlmsg_batch_next(batch_.get())) return;
     // The message just built crossed the page limit: ship the page without it, and let
@@ -252,10 +255,23 @@ void add_chain(BatchWriter& writer, const std::string& table, const ir::Chain& c
   writer.advance();
 }
 
-// One element in libnftnl's attribute order: flags, key, data, userdata.
-void put_element(nlmsghdr* nlh, const SetDefinition& set, const SetElement& element) {
+// How the elements of one NEWSETELEM/DELSETELEM list are sent.
+struct ElementList {
+  std::uint16_t nft_msg = NFT_MSG_NEWSETELEM;
+  std::uint16_t flags = NLM_F_CREATE;
+  bool with_set_id = true;       // the set is created in the same transaction
+  std::uint64_t timeout_ms = 0;  // 0: none; otherwise on each element but interval ends
+  bool with_userdata = true;     // deletion matches by key and flags only
+};
+
+// One element in libnftnl's attribute order: flags, timeout, key, data, userdata.
+void put_element(nlmsghdr* nlh, const SetDefinition& set, const SetElement& element,
+                 const ElementList& list) {
   if (element.interval_end)
     mnl_attr_put_u32(nlh, NFTA_SET_ELEM_FLAGS, htonl(NFT_SET_ELEM_INTERVAL_END));
+  // An interval end only closes the range: the kernel keeps the timeout of its start.
+  if (list.timeout_ms != 0 && !element.interval_end)
+    mnl_attr_put_u64(nlh, NFTA_SET_ELEM_TIMEOUT, htobe64(list.timeout_ms));
   nlattr* key = mnl_attr_nest_start(nlh, NFTA_SET_ELEM_KEY);
   mnl_attr_put(nlh, NFTA_DATA_VALUE, element.key_len, element.key.data());
   mnl_attr_nest_end(nlh, key);
@@ -268,7 +284,7 @@ void put_element(nlmsghdr* nlh, const SetDefinition& set, const SetElement& elem
     mnl_attr_nest_end(nlh, code);
     mnl_attr_nest_end(nlh, data);
   }
-  if (element.open_end) {
+  if (element.open_end && list.with_userdata) {
     // {NFTNL_UDATA_SET_ELEM_FLAGS, 4 bytes, NFTNL_SET_ELEM_F_INTERVAL_OPEN in host order}
     std::uint8_t udata[6] = {NFTNL_UDATA_SET_ELEM_FLAGS, 4};
     const std::uint32_t open = NFTNL_SET_ELEM_F_INTERVAL_OPEN;
@@ -276,6 +292,9 @@ void put_element(nlmsghdr* nlh, const SetDefinition& set, const SetElement& elem
     mnl_attr_put(nlh, NFTA_SET_ELEM_USERDATA, sizeof udata, udata);
   }
 }
+
+void add_elements(BatchWriter& writer, const std::string& table, const SetDefinition& set,
+                  const ElementList& how, const std::string& what);
 
 void add_set(BatchWriter& writer, const std::string& table, const SetDefinition& set) {
   auto s = object(nftnl_set_alloc());
@@ -297,24 +316,27 @@ void add_set(BatchWriter& writer, const std::string& table, const SetDefinition&
                      static_cast<std::uint32_t>(set.udata.size()));
   nftnl_set_nlmsg_build_payload(writer.start(NFT_MSG_NEWSET, NLM_F_CREATE, set.what), raw);
   writer.advance();
-  if (set.elements.empty()) return;
+  add_elements(writer, table, set, ElementList{}, "elements of " + set.what);
+}
 
+void add_elements(BatchWriter& writer, const std::string& table, const SetDefinition& set,
+                  const ElementList& how, const std::string& what) {
+  if (set.elements.empty()) return;
   // The element list is one attribute, and attribute lengths are 16 bits: a long list is
   // split over several messages. Like nft, the parts share one sequence number and keep
   // counting the element nests, skipping the number of the element that did not fit.
   std::uint32_t nest_number = 0;
   std::size_t next = 0;
   bool continuation = false;
-  const std::string what = "elements of " + set.what;
   do {
-    nlmsghdr* nlh = writer.start(NFT_MSG_NEWSETELEM, NLM_F_CREATE, what, continuation);
+    nlmsghdr* nlh = writer.start(how.nft_msg, how.flags, what, continuation);
     mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_TABLE, table.c_str());
     mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_SET, set.name.c_str());
-    mnl_attr_put_u32(nlh, NFTA_SET_ELEM_LIST_SET_ID, htonl(set.id));
+    if (how.with_set_id) mnl_attr_put_u32(nlh, NFTA_SET_ELEM_LIST_SET_ID, htonl(set.id));
     nlattr* list = mnl_attr_nest_start(nlh, NFTA_SET_ELEM_LIST_ELEMENTS);
     for (; next < set.elements.size(); ++next) {
       nlattr* element = mnl_attr_nest_start(nlh, static_cast<std::uint16_t>(++nest_number));
-      put_element(nlh, set, set.elements[next]);
+      put_element(nlh, set, set.elements[next], how);
       mnl_attr_nest_end(nlh, element);
       const auto list_len = reinterpret_cast<const char*>(element) + element->nla_len -
                             reinterpret_cast<const char*>(list);
@@ -327,6 +349,62 @@ void add_set(BatchWriter& writer, const std::string& table, const SetDefinition&
     writer.advance();
     continuation = true;
   } while (next < set.elements.size());
+}
+
+std::uint32_t key_length(ir::SetKey key) {
+  switch (key) {
+    case ir::SetKey::ipv4_addr:
+      return 4;
+    case ir::SetKey::ipv6_addr:
+      return 16;
+    case ir::SetKey::inet_service:
+      return 2;
+  }
+  throw std::invalid_argument("unknown set key");
+}
+
+std::uint32_t key_type(ir::SetKey key) {
+  switch (key) {
+    case ir::SetKey::ipv4_addr:
+      return 7;  // nft's ipv4_addr datatype
+    case ir::SetKey::ipv6_addr:
+      return 8;  // ipv6_addr
+    case ir::SetKey::inet_service:
+      return 13;  // inet_service
+  }
+  throw std::invalid_argument("unknown set key");
+}
+
+// The elements of a named set for `ranges`. A whole set (`whole`) starts like nft's, with
+// the end element at zero before the first range of an interval set.
+std::vector<SetElement> set_elements(const std::string& name, ir::SetKey key, bool interval,
+                                     std::span<const ir::AddressRange> ranges, bool whole) {
+  const std::uint32_t len = key_length(key);
+  const auto family = key == ir::SetKey::ipv6_addr ? ir::Family::ipv6 : ir::Family::ipv4;
+  std::vector<SetElement> elements;
+  elements.reserve(interval ? ranges.size() * 2 + 1 : ranges.size());
+  for (std::size_t i = 0; i < ranges.size(); ++i) {
+    const ir::AddressRange& range = ranges[i];
+    if (key != ir::SetKey::inet_service &&
+        (range.first.family != family || range.last.family != family)) {
+      throw std::invalid_argument("set " + name + " holds an address of the other family");
+    }
+    if (std::memcmp(range.first.bytes.data(), range.last.bytes.data(), len) > 0) {
+      throw std::invalid_argument("set " + name + " holds a reversed range");
+    }
+    if (interval) {
+      encode::add_interval(elements, range.first.bytes.data(), range.last.bytes.data(), len,
+                           whole && i == 0);
+    } else if (std::memcmp(range.first.bytes.data(), range.last.bytes.data(), len) != 0) {
+      throw std::invalid_argument("set " + name + " holds ranges but is not an interval set");
+    } else {
+      SetElement element;
+      element.key_len = static_cast<std::uint8_t>(len);
+      std::memcpy(element.key.data(), range.first.bytes.data(), len);
+      elements.push_back(element);
+    }
+  }
+  return elements;
 }
 
 // Named sets as nft declares them: datatype keys (no typeof), the byte order in userdata,
@@ -348,48 +426,12 @@ SetDefinition named_set(const ir::NamedSet& named, std::uint32_t id) {
     set.timeout_ms = std::uint64_t{*named.default_timeout_seconds} * 1000;
   }
   set.size = named.size;
-  std::uint32_t len = 2;
-  switch (named.key) {
-    case ir::SetKey::ipv4_addr:
-      set.key_type = 7;  // nft's ipv4_addr datatype
-      len = 4;
-      break;
-    case ir::SetKey::ipv6_addr:
-      set.key_type = 8;  // ipv6_addr
-      len = 16;
-      break;
-    case ir::SetKey::inet_service:
-      set.key_type = 13;  // inet_service
-      break;
-  }
-  set.key_len = len;
+  set.key_type = key_type(named.key);
+  set.key_len = key_length(named.key);
   auto udata = encode::udata_buffer();
   encode::put_udata(udata.get(), NFTNL_UDATA_SET_KEYBYTEORDER, 2);  // big endian
   set.udata = encode::udata_bytes(*udata);
-
-  const auto family = named.key == ir::SetKey::ipv6_addr ? ir::Family::ipv6 : ir::Family::ipv4;
-  set.elements.reserve(named.interval ? named.elements.size() * 2 + 1 : named.elements.size());
-  for (std::size_t i = 0; i < named.elements.size(); ++i) {
-    const ir::AddressRange& range = named.elements[i];
-    if (named.key != ir::SetKey::inet_service &&
-        (range.first.family != family || range.last.family != family)) {
-      throw std::invalid_argument("set " + named.name + " holds an address of the other family");
-    }
-    if (std::memcmp(range.first.bytes.data(), range.last.bytes.data(), len) > 0) {
-      throw std::invalid_argument("set " + named.name + " holds a reversed range");
-    }
-    if (named.interval) {
-      encode::add_interval(set.elements, range.first.bytes.data(), range.last.bytes.data(), len,
-                           i == 0);
-    } else if (range.first != range.last) {
-      throw std::invalid_argument("set " + named.name + " holds ranges but is not an interval set");
-    } else {
-      SetElement element;
-      element.key_len = static_cast<std::uint8_t>(len);
-      std::memcpy(element.key.data(), range.first.bytes.data(), len);
-      set.elements.push_back(element);
-    }
-  }
+  set.elements = set_elements(named.name, named.key, named.interval, named.elements, true);
   return set;
 }
 
@@ -453,10 +495,103 @@ EncodedBatch encode_replace_batch(const ir::Ruleset& ruleset, std::uint32_t firs
       encoder.encode(rule);
       for (const SetDefinition& set : encoder.sets()) add_set(writer, ruleset.table, set);
       encoder.build_payload(
-          writer.start(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, std::move(what)));
+          writer.start(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND | NLM_F_ECHO, std::move(what)));
+      writer.mark_rule();
       writer.advance();
     }
   }
+  return std::move(writer).finish();
+}
+
+EncodedBatch encode_edit_batch(const std::string& table, const std::vector<ir::NamedSet>& sets,
+                               std::span<const RuleRemoval> removals,
+                               std::span<const RuleInsertion> insertions, std::uint32_t first_seq) {
+  check_name(table, "table");
+  BatchWriter writer(first_seq);
+  const encode::NamedSetIds named{&sets};
+  // Anonymous sets are numbered after the named ones, as in a replacement: lookups of a
+  // named set carry its name (which the kernel resolves first) and a set id that must not
+  // be mistaken for one of this transaction's anonymous sets.
+  std::uint32_t next_set_id = static_cast<std::uint32_t>(sets.size()) + 1;
+  for (std::size_t i = 0; i < insertions.size(); ++i) {
+    const RuleInsertion& insertion = insertions[i];
+    if (insertion.rule == nullptr) throw std::invalid_argument("rule insertion without a rule");
+    const std::string chain(insertion.chain);
+    check_name(chain, "chain");
+    std::string what = insertion.rule->comment.empty()
+                           ? "inserted rule " + std::to_string(i + 1) + " in chain " + chain
+                           : "rule \"" + insertion.rule->comment + "\" in chain " + chain;
+    encode::RuleEncoder encoder(table, chain, named, next_set_id, what);
+    encoder.encode(*insertion.rule);
+    for (const SetDefinition& set : encoder.sets()) add_set(writer, table, set);
+
+    // The latest earlier insertion at the same place: this one goes right after it, so
+    // that insertions sharing an anchor keep their order (each would otherwise land
+    // directly after the anchor, in reverse).
+    std::optional<std::size_t> previous;
+    for (std::size_t j = i; j-- > 0;) {
+      if (insertions[j].chain == insertion.chain &&
+          insertions[j].after_handle == insertion.after_handle) {
+        previous = j;
+        break;
+      }
+    }
+    // The kernel (nf_tables_newrule): with NLM_F_APPEND a rule goes after the one its
+    // position names, or at the end without a position; without APPEND it goes before
+    // the named rule, or at the start of the chain.
+    const bool positioned = previous || insertion.after_handle != 0;
+    nlmsghdr* nlh = writer.start(
+        NFT_MSG_NEWRULE,
+        static_cast<std::uint16_t>(NLM_F_CREATE | NLM_F_ECHO | (positioned ? NLM_F_APPEND : 0)),
+        std::move(what));
+    writer.mark_rule();
+    encoder.build_payload(nlh);
+    // Rule ids are per transaction; 1 + the insertion's index.
+    mnl_attr_put_u32(nlh, NFTA_RULE_ID, htonl(static_cast<std::uint32_t>(i + 1)));
+    if (previous) {
+      mnl_attr_put_u32(nlh, NFTA_RULE_POSITION_ID,
+                       htonl(static_cast<std::uint32_t>(*previous + 1)));
+    } else if (insertion.after_handle != 0) {
+      mnl_attr_put_u64(nlh, NFTA_RULE_POSITION, htobe64(insertion.after_handle));
+    }
+    writer.advance();
+  }
+  for (const RuleRemoval& removal : removals) {
+    const std::string chain(removal.chain);
+    check_name(chain, "chain");
+    if (removal.handle == 0) throw std::invalid_argument("rule removal without a handle");
+    nlmsghdr* nlh = writer.start(
+        NFT_MSG_DELRULE, 0,
+        "deletion of rule handle " + std::to_string(removal.handle) + " in chain " + chain);
+    mnl_attr_put_strz(nlh, NFTA_RULE_TABLE, table.c_str());
+    mnl_attr_put_strz(nlh, NFTA_RULE_CHAIN, chain.c_str());
+    mnl_attr_put_u64(nlh, NFTA_RULE_HANDLE, htobe64(removal.handle));
+    writer.advance();
+  }
+  return std::move(writer).finish();
+}
+
+EncodedBatch encode_set_edit_batch(const std::string& table, const SetElementChange& change,
+                                   std::uint32_t first_seq) {
+  check_name(table, "table");
+  SetDefinition set;
+  set.name = std::string(change.set);
+  check_name(set.name, "set");
+  set.what = "set " + set.name;
+  if (change.timeout_seconds && *change.timeout_seconds == 0) {
+    throw std::invalid_argument("set " + set.name + ": timeout must be at least 1 second");
+  }
+  BatchWriter writer(first_seq);
+  // Removals first: a range may be replaced by an overlapping one in the same edit.
+  set.elements = set_elements(set.name, change.key, change.interval, change.remove, false);
+  add_elements(writer, table, set, ElementList{NFT_MSG_DELSETELEM, 0, false, 0, false},
+               "deletion of elements of " + set.what);
+  set.elements = set_elements(set.name, change.key, change.interval, change.add, false);
+  const std::uint64_t timeout_ms =
+      change.timeout_seconds ? std::uint64_t{*change.timeout_seconds} * 1000 : 0;
+  add_elements(writer, table, set,
+               ElementList{NFT_MSG_NEWSETELEM, NLM_F_CREATE, false, timeout_ms, true},
+               "elements of " + set.what);
   return std::move(writer).finish();
 }
 

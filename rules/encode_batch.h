@@ -3,7 +3,10 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ruleset.h"
@@ -23,6 +26,10 @@ struct EncodedBatch {
   std::vector<std::uint8_t> bytes;     // BATCH_BEGIN ... BATCH_END, ready for one sendmsg()
   std::vector<BatchMessage> messages;  // in wire order, begin and end included
   std::uint32_t next_seq = 0;          // first sequence number after this batch
+  /// The NEWRULE messages, in the order of the rules they carry: chain by chain for a
+  /// replacement, the order of the insertions for an edit. Each asks for NLM_F_ECHO: at
+  /// commit the kernel sends the new rule back (with its handle) under the same number.
+  std::vector<std::uint32_t> rule_seqs;
 
   /// The message with this sequence number, or nullptr. The parts of a long element list
   /// share one number (as in nft); they also share their description.
@@ -37,6 +44,54 @@ struct EncodedBatch {
 /// transaction. Sequence numbers start at first_seq (the batch begin message). Throws
 /// std::invalid_argument for an IR the kernel could not express (see render_nft()), an
 /// unresolved cgroup id (SocketCgroup::id == 0), or a lookup of a set the table lacks.
+/// Differs from nft's batch only in the flags: every request asks for an ack, and every
+/// NEWRULE for an echo (see EncodedBatch::rule_seqs).
 EncodedBatch encode_replace_batch(const ir::Ruleset& ruleset, std::uint32_t first_seq);
+
+/// A rule of the loaded table to take out, by its kernel handle.
+struct RuleRemoval {
+  std::string_view chain;
+  std::uint64_t handle = 0;
+};
+
+/// A rule to put into the loaded table right after the rule with handle `after_handle`
+/// (0: at the start of the chain). `rule` must not be null.
+struct RuleInsertion {
+  std::string_view chain;
+  std::uint64_t after_handle = 0;
+  const ir::Rule* rule = nullptr;
+};
+
+/// One transaction changing `table inet NAME` in place: the insertions (each preceded by
+/// its anonymous sets), then the removals, so an insertion may follow a rule the same
+/// edit removes. Insertions with the same chain and after_handle end up in the order
+/// given: the first goes after the handle (NLM_F_APPEND + NFTA_RULE_POSITION; at the
+/// start of the chain without either), each later one after the one before it
+/// (NFTA_RULE_POSITION_ID naming its NFTA_RULE_ID). `sets` are the named sets of the
+/// loaded table (their elements are not needed), for rules that look them up. Throws
+/// std::invalid_argument as encode_replace_batch().
+EncodedBatch encode_edit_batch(const std::string& table, const std::vector<ir::NamedSet>& sets,
+                               std::span<const RuleRemoval> removals,
+                               std::span<const RuleInsertion> insertions, std::uint32_t first_seq);
+
+/// Elements to add to and remove from a named set of the loaded table.
+struct SetElementChange {
+  std::string_view set;
+  ir::SetKey key = ir::SetKey::ipv4_addr;
+  bool interval = false;  // the set has flags interval
+  std::span<const ir::AddressRange> add;
+  std::span<const ir::AddressRange> remove;
+  std::optional<std::uint32_t> timeout_seconds;  // NFTA_SET_ELEM_TIMEOUT of each added element
+};
+
+/// One transaction: DELSETELEM of the removed elements, then NEWSETELEM of the added
+/// ones, element lists split over messages as in encode_replace_batch(). An interval set
+/// gets each range as a start element and an INTERVAL_END element one past its last
+/// address (none for a range that runs to the top of the key space), without the leading
+/// end element at zero that nft puts before the first range of a whole set; a hash set
+/// gets plain keys. Removing takes exactly the elements that adding the same ranges
+/// created. Throws std::invalid_argument for a range the set cannot hold.
+EncodedBatch encode_set_edit_batch(const std::string& table, const SetElementChange& change,
+                                   std::uint32_t first_seq);
 
 }  // namespace portier

@@ -6,7 +6,8 @@
 # read_counters()/table_exists() see what the kernel has.
 #
 # And byte for byte: the batch encode_replace_batch() builds, printed by libmnl, must be
-# the batch `nft --debug=mnl -f` prints for the rendering (our extra NLM_F_ACK aside).
+# the batch `nft --debug=mnl -f` prints for the rendering (our extra NLM_F_ACK, and the
+# NLM_F_ECHO on rules that returns their handles, aside).
 #
 # Owned tables (`flags owner`) vanish with the socket that made them, so for those both
 # sides list from inside the loading process: `nft -i` includes the rendering and lists,
@@ -57,10 +58,10 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # The batch in libmnl's debug print, colours removed, from BATCH_BEGIN to BATCH_END, with
-# sequence numbers made relative to the first and the ack flag (which nft does not ask
-# for; the unit tests check it) dropped.
+# sequence numbers made relative to the first and the ack and echo flags (which nft does
+# not ask for; the unit tests check them) dropped.
 batch_only() {
-  sed 's/\x1b\[[0-9;]*m//g; s/| R-A- |/| R--- |/' | awk '
+  sed 's/\x1b\[[0-9;]*m//g; s/| R-A[-E] |/| R--- |/' | awk '
     { line[NR] = $0 }
     /^\| 00016 \| / && !begin { begin = NR - 2 }
     /^\| 00017 \| / && begin { end = NR + 5 }

@@ -10,6 +10,11 @@
 //   portier_oracle time CASE          how long encode_replace_batch(CASE) takes
 //   portier_oracle dump CASE          encode_replace_batch(CASE, 0) as libmnl prints it,
 //                                     the format of `nft --debug=mnl`
+//   portier_oracle handles CASE       NetlinkKernel::apply() of the case, then the returned
+//                                     handles: one line per rule, "chain handle"
+//   portier_oracle edits DIR          the edit()/edit_set()/event scenario (kernel_edits.cpp)
+//   portier_oracle watch              what a plain event subscriber sees (kernel_edits.cpp)
+//   portier_oracle time-edits [N...]  timing of handles, edits, set edits (kernel_edits.cpp)
 #include <arpa/inet.h>
 #include <sys/stat.h>
 
@@ -27,6 +32,7 @@
 #include <linux/netfilter/nfnetlink.h>
 
 #include "encode_batch.h"
+#include "kernel_edits.h"
 #include "netlink_kernel.h"
 #include "render_nft.h"
 #include "ruleset.h"
@@ -540,6 +546,22 @@ int run(int argc, char** argv) {
     if (argc == 4) return std::system(argv[3]) == 0 ? 0 : 1;
     return 0;
   }
+  if (command == "handles" && argc == 3) {
+    portier::NetlinkKernel kernel;
+    const Ruleset ruleset = find_case(argument);
+    const portier::RuleHandles handles = kernel.apply(ruleset);
+    for (std::size_t c = 0; c < ruleset.chains.size(); ++c) {
+      for (std::uint64_t handle : handles.at(c)) {
+        std::cout << ruleset.chains[c].name << ' ' << handle << '\n';
+      }
+    }
+    return 0;
+  }
+  if (command == "edits" && argc == 3) return portier::oracle::run_edits(argument);
+  if (command == "watch" && argc == 2) return portier::oracle::run_watch();
+  if (command == "time-edits") {
+    return portier::oracle::run_time_edits(std::vector<std::string>(argv + 2, argv + argc));
+  }
   if (command == "counters" && argc == 3) {
     portier::NetlinkKernel kernel;
     for (const auto& counter : kernel.read_counters(argument)) {
@@ -563,7 +585,8 @@ int run(int argc, char** argv) {
     return kernel.table_exists(argument) ? 0 : 1;
   }
   std::cerr << "usage: portier_oracle cases | render CASE | apply CASE [CMD] | counters TABLE | "
-               "exists TABLE | dump CASE | time CASE\n";
+               "exists TABLE | dump CASE | time CASE | handles CASE | edits DIR | watch | "
+               "time-edits [N...]\n";
   return 2;
 }
 

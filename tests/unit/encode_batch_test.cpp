@@ -864,3 +864,312 @@ TEST_CASE("encode_replace_batch: a big named interval set in one batch, split li
   CHECK(total == 1 + 2 * 100000);  // the leading end at 0.0.0.0, then start and end per prefix
   CHECK(batch.messages.back().type == NFNL_MSG_BATCH_END);
 }
+
+namespace {
+
+// Attributes of a NEWRULE/DELRULE message beyond what libnftnl's rule parser keeps.
+struct RulePlacement {
+  std::optional<std::uint64_t> handle;
+  std::optional<std::uint64_t> position;
+  std::optional<std::uint32_t> id;
+  std::optional<std::uint32_t> position_id;
+  std::string chain;
+};
+
+RulePlacement placement_of(const nlmsghdr* nlh) {
+  RulePlacement placement;
+  mnl_attr_parse(
+      nlh, sizeof(nfgenmsg),
+      [](const nlattr* attr, void* data) {
+        auto* p = static_cast<RulePlacement*>(data);
+        switch (mnl_attr_get_type(attr)) {
+          case NFTA_RULE_HANDLE:
+            p->handle = be64toh(mnl_attr_get_u64(attr));
+            break;
+          case NFTA_RULE_POSITION:
+            p->position = be64toh(mnl_attr_get_u64(attr));
+            break;
+          case NFTA_RULE_ID:
+            p->id = ntohl(mnl_attr_get_u32(attr));
+            break;
+          case NFTA_RULE_POSITION_ID:
+            p->position_id = ntohl(mnl_attr_get_u32(attr));
+            break;
+          case NFTA_RULE_CHAIN:
+            p->chain = mnl_attr_get_str(attr);
+            break;
+        }
+        return MNL_CB_OK;
+      },
+      &placement);
+  return placement;
+}
+
+// One element of a set edit: its key bytes, flags and timeout.
+struct EditedElement {
+  std::vector<std::uint8_t> key;
+  bool interval_end = false;
+  std::optional<std::uint64_t> timeout_ms;
+  friend bool operator==(const EditedElement&, const EditedElement&) = default;
+};
+
+struct ElementListMessage {
+  std::string table;
+  std::string set;
+  bool has_set_id = false;
+  std::vector<EditedElement> elements;
+};
+
+ElementListMessage element_list_of(const nlmsghdr* nlh) {
+  ElementListMessage list;
+  mnl_attr_parse(
+      nlh, sizeof(nfgenmsg),
+      [](const nlattr* attr, void* data) {
+        auto* l = static_cast<ElementListMessage*>(data);
+        switch (mnl_attr_get_type(attr)) {
+          case NFTA_SET_ELEM_LIST_TABLE:
+            l->table = mnl_attr_get_str(attr);
+            break;
+          case NFTA_SET_ELEM_LIST_SET:
+            l->set = mnl_attr_get_str(attr);
+            break;
+          case NFTA_SET_ELEM_LIST_SET_ID:
+            l->has_set_id = true;
+            break;
+          case NFTA_SET_ELEM_LIST_ELEMENTS:
+            for (const nlattr* element : nested(attr)) {
+              EditedElement decoded;
+              for (const nlattr* field : nested(element)) {
+                switch (mnl_attr_get_type(field)) {
+                  case NFTA_SET_ELEM_KEY:
+                    for (const nlattr* value : nested(field)) {
+                      decoded.key =
+                          bytes_of(mnl_attr_get_payload(value),
+                                   static_cast<std::uint32_t>(mnl_attr_get_payload_len(value)));
+                    }
+                    break;
+                  case NFTA_SET_ELEM_FLAGS:
+                    decoded.interval_end =
+                        (ntohl(mnl_attr_get_u32(field)) & NFT_SET_ELEM_INTERVAL_END) != 0;
+                    break;
+                  case NFTA_SET_ELEM_TIMEOUT:
+                    decoded.timeout_ms = be64toh(mnl_attr_get_u64(field));
+                    break;
+                }
+              }
+              l->elements.push_back(decoded);
+            }
+            break;
+        }
+        return MNL_CB_OK;
+      },
+      &list);
+  return list;
+}
+
+EditedElement element(std::vector<std::uint8_t> key, bool end = false,
+                      std::optional<std::uint64_t> timeout_ms = std::nullopt) {
+  return {std::move(key), end, timeout_ms};
+}
+
+}  // namespace
+
+TEST_CASE("encode_replace_batch: every rule asks for an echo, and rule_seqs names them") {
+  Ruleset ruleset;
+  ruleset.chains.push_back(Chain{"svc", std::nullopt, {make_rule({}, VerdictKind::drop)}});
+  ruleset.chains.push_back(
+      Chain{"input",
+            BaseChain{},
+            {make_rule({L4ProtoIn{{L4Proto::tcp}}, DestPortIn{{{22, 22}, {80, 80}}}},
+                       VerdictKind::accept),
+             make_rule({}, VerdictKind::accept)}});
+  const auto batch = portier::encode_replace_batch(ruleset, 50);
+  std::vector<std::uint32_t> rule_seqs;
+  for (const Message& m : split(batch)) {
+    CAPTURE(m.type);
+    const bool is_rule = m.type == nft(NFT_MSG_NEWRULE);
+    CHECK(((m.flags & NLM_F_ECHO) != 0) == is_rule);
+    if (is_rule) rule_seqs.push_back(m.seq);
+  }
+  CHECK(rule_seqs.size() == 3);
+  CHECK(batch.rule_seqs == rule_seqs);
+}
+
+TEST_CASE("encode_edit_batch: insertions by position, then removals by handle") {
+  Ruleset loaded;
+  loaded.sets.push_back(
+      NamedSet{"block", SetKey::ipv4_addr, true, false, false, std::nullopt, std::nullopt, {}});
+  const Rule first = make_rule({}, VerdictKind::accept, "first");
+  const Rule ports = make_rule({L4ProtoIn{{L4Proto::tcp}}, DestPortIn{{{22, 22}, {80, 80}}}},
+                               VerdictKind::accept, "ports");
+  const Rule lookup =
+      make_rule({AddressInSet{Family::ipv4, false, "block"}}, VerdictKind::drop, "", true);
+  const Rule svc = make_rule({}, VerdictKind::drop, "svc");
+  const std::vector<portier::RuleInsertion> insertions = {
+      {"input", 0, &first},    // at the start
+      {"input", 12, &ports},   // after handle 12
+      {"input", 12, &lookup},  // after the one before: after handle 12 too, but second
+      {"svc", 0, &svc},        // another chain: at its start again
+  };
+  const std::vector<portier::RuleRemoval> removals = {{"input", 7}, {"svc", 9}};
+  const auto batch = portier::encode_edit_batch("portier", loaded.sets, removals, insertions, 100);
+  const auto messages = split(batch);
+  const std::vector<std::uint16_t> expected_types = {
+      NFNL_MSG_BATCH_BEGIN, nft(NFT_MSG_NEWRULE), nft(NFT_MSG_NEWSET),  nft(NFT_MSG_NEWSETELEM),
+      nft(NFT_MSG_NEWRULE), nft(NFT_MSG_NEWRULE), nft(NFT_MSG_NEWRULE), nft(NFT_MSG_DELRULE),
+      nft(NFT_MSG_DELRULE), NFNL_MSG_BATCH_END};
+  REQUIRE(messages.size() == expected_types.size());
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    CAPTURE(i);
+    CHECK(messages[i].type == expected_types[i]);
+    CHECK(messages[i].seq == 100 + i);
+  }
+  CHECK(batch.rule_seqs == std::vector<std::uint32_t>{101, 104, 105, 106});
+  CHECK(batch.next_seq == 110);
+
+  // At the start: no APPEND, no position (the kernel then puts the rule first).
+  const std::uint16_t rule_flags = NLM_F_CREATE | NLM_F_ECHO | NLM_F_ACK;
+  CHECK((messages[1].flags & (rule_flags | NLM_F_APPEND)) == rule_flags);
+  auto at_start = placement_of(messages[1].nlh);
+  CHECK(at_start.chain == "input");
+  CHECK_FALSE(at_start.position);
+  CHECK_FALSE(at_start.position_id);
+  CHECK(at_start.id == 1u);
+  // After a handle: APPEND and the handle as position.
+  CHECK((messages[4].flags & (rule_flags | NLM_F_APPEND)) == (rule_flags | NLM_F_APPEND));
+  auto after = placement_of(messages[4].nlh);
+  CHECK(after.position == 12u);
+  CHECK_FALSE(after.position_id);
+  CHECK(after.id == 2u);
+  // The second after the same handle: after the first, by its rule id.
+  CHECK((messages[5].flags & NLM_F_APPEND) != 0);
+  auto second = placement_of(messages[5].nlh);
+  CHECK_FALSE(second.position);
+  CHECK(second.position_id == 2u);
+  CHECK(second.id == 3u);
+  auto other_chain = placement_of(messages[6].nlh);
+  CHECK(other_chain.chain == "svc");
+  CHECK((messages[6].flags & NLM_F_APPEND) == 0);
+  CHECK_FALSE(other_chain.position);
+  CHECK_FALSE(other_chain.position_id);
+
+  // The anonymous set gets an id after the table's named sets; the named set is looked
+  // up by name.
+  const auto anonymous = parse_set(messages[2].nlh);
+  CHECK(nftnl_set_get_u32(anonymous.get(), NFTNL_SET_ID) == 2);
+  const auto looked_up = parse_rule(messages[5].nlh);
+  CHECK(expression_names(looked_up.get()) ==
+        std::vector<std::string>{"meta", "cmp", "payload", "lookup", "counter", "immediate"});
+
+  auto removal = placement_of(messages[7].nlh);
+  CHECK(removal.chain == "input");
+  CHECK(removal.handle == 7u);
+  CHECK((messages[7].flags & (NLM_F_CREATE | NLM_F_APPEND | NLM_F_ECHO)) == 0);
+  CHECK((messages[7].flags & NLM_F_ACK) != 0);
+  CHECK(placement_of(messages[8].nlh).handle == 9u);
+
+  CHECK(batch.messages[1].what == "rule \"first\" in chain input");
+  CHECK(batch.messages[5].what == "inserted rule 3 in chain input");
+  CHECK(batch.messages[7].what == "deletion of rule handle 7 in chain input");
+  CHECK(batch.messages[8].what == "deletion of rule handle 9 in chain svc");
+}
+
+TEST_CASE("encode_edit_batch: refuses what it cannot send") {
+  const Rule lookup = make_rule({AddressInSet{Family::ipv4, false, "nope"}}, VerdictKind::drop);
+  const std::vector<portier::RuleInsertion> insertion = {{"input", 0, &lookup}};
+  CHECK_THROWS_WITH_AS(portier::encode_edit_batch("portier", {}, {}, insertion, 1),
+                       "no set named 'nope' in the table", std::invalid_argument);
+  const std::vector<portier::RuleRemoval> no_handle = {{"input", 0}};
+  CHECK_THROWS_WITH_AS(portier::encode_edit_batch("portier", {}, no_handle, {}, 1),
+                       "rule removal without a handle", std::invalid_argument);
+  const std::vector<portier::RuleInsertion> no_rule = {{"input", 0, nullptr}};
+  CHECK_THROWS_AS(portier::encode_edit_batch("portier", {}, {}, no_rule, 1), std::invalid_argument);
+  // Nothing to do is an empty transaction.
+  const auto empty = portier::encode_edit_batch("portier", {}, {}, {}, 1);
+  CHECK(split(empty).size() == 2);
+  CHECK(empty.rule_seqs.empty());
+}
+
+TEST_CASE(
+    "encode_set_edit_batch: interval elements as the replace batch makes them, removals first") {
+  const std::vector<AddressRange> add = {span("10.0.0.1", "10.0.0.1"),
+                                         span("10.1.0.0", "10.1.255.255"),
+                                         span("224.0.0.0", "255.255.255.255")};
+  const std::vector<AddressRange> remove = {span("192.168.1.7", "192.168.1.7")};
+  const portier::SetElementChange change{"block", SetKey::ipv4_addr, true, add, remove, 90};
+  const auto batch = portier::encode_set_edit_batch("portier", change, 10);
+  const auto messages = split(batch);
+  REQUIRE(messages.size() == 4);
+  CHECK(messages[1].type == nft(NFT_MSG_DELSETELEM));
+  CHECK(messages[2].type == nft(NFT_MSG_NEWSETELEM));
+  CHECK((messages[1].flags & NLM_F_CREATE) == 0);
+  CHECK((messages[2].flags & NLM_F_CREATE) != 0);
+  CHECK(batch.messages[1].what == "deletion of elements of set block");
+  CHECK(batch.messages[2].what == "elements of set block");
+  CHECK(batch.rule_seqs.empty());
+
+  const auto removed = element_list_of(messages[1].nlh);
+  CHECK(removed.table == "portier");
+  CHECK(removed.set == "block");
+  CHECK_FALSE(removed.has_set_id);  // the set exists: by name only
+  // a/32 is the start a and the end a+1; no timeout on a removal.
+  CHECK(removed.elements ==
+        std::vector<EditedElement>{element({192, 168, 1, 7}), element({192, 168, 1, 8}, true)});
+  const auto added = element_list_of(messages[2].nlh);
+  CHECK_FALSE(added.has_set_id);
+  // No leading end element at zero; the timeout on each start; none after a range that
+  // runs to the top of the address space.
+  CHECK(added.elements == std::vector<EditedElement>{
+                              element({10, 0, 0, 1}, false, 90000), element({10, 0, 0, 2}, true),
+                              element({10, 1, 0, 0}, false, 90000), element({10, 2, 0, 0}, true),
+                              element({224, 0, 0, 0}, false, 90000)});
+}
+
+TEST_CASE("encode_set_edit_batch: hash sets get plain keys; long lists are split") {
+  std::vector<AddressRange> add;
+  for (std::uint32_t i = 0; i < 6000; ++i) {
+    const std::string text = "10." + std::to_string(i / 250) + "." + std::to_string(i % 250) + ".1";
+    add.push_back(span(text, text));
+  }
+  const portier::SetElementChange change{"plain", SetKey::ipv4_addr, false, add, {}, std::nullopt};
+  const auto batch = portier::encode_set_edit_batch("portier", change, 1);
+  const auto messages = split(batch);
+  REQUIRE(messages.size() > 3);  // 6000 elements do not fit one 64 KiB attribute
+  std::size_t total = 0;
+  for (std::size_t i = 1; i + 1 < messages.size(); ++i) {
+    CHECK(messages[i].type == nft(NFT_MSG_NEWSETELEM));
+    CHECK(messages[i].seq == messages[1].seq);
+    const auto list = element_list_of(messages[i].nlh);
+    for (const EditedElement& e : list.elements) {
+      CHECK_FALSE(e.interval_end);
+      CHECK_FALSE(e.timeout_ms);
+    }
+    total += list.elements.size();
+  }
+  CHECK(total == 6000);
+  CHECK(element_list_of(messages[1].nlh).elements.front() == element({10, 0, 0, 1}));
+
+  const std::vector<AddressRange> ports = {{port_element(22), port_element(22)}};
+  const portier::SetElementChange service{"ports", SetKey::inet_service, false, {},
+                                          ports,   std::nullopt};
+  const auto removal = split(portier::encode_set_edit_batch("portier", service, 1));
+  REQUIRE(removal.size() == 3);
+  CHECK(removal[1].type == nft(NFT_MSG_DELSETELEM));
+  CHECK(element_list_of(removal[1].nlh).elements == std::vector<EditedElement>{element({0, 22})});
+}
+
+TEST_CASE("encode_set_edit_batch: refuses elements the set cannot hold") {
+  const std::vector<AddressRange> range = {span("10.0.0.0", "10.0.0.255")};
+  const std::vector<AddressRange> v6 = {span("fd00::1", "fd00::1")};
+  const std::vector<AddressRange> one = {span("10.0.0.1", "10.0.0.1")};
+  CHECK_THROWS_WITH_AS(
+      portier::encode_set_edit_batch(
+          "portier", {"plain", SetKey::ipv4_addr, false, range, {}, std::nullopt}, 1),
+      "set plain holds ranges but is not an interval set", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(portier::encode_set_edit_batch(
+                           "portier", {"block", SetKey::ipv4_addr, true, {}, v6, std::nullopt}, 1),
+                       "set block holds an address of the other family", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      portier::encode_set_edit_batch("portier", {"block", SetKey::ipv4_addr, true, one, {}, 0}, 1),
+      "set block: timeout must be at least 1 second", std::invalid_argument);
+}
