@@ -12,6 +12,7 @@
 set -euo pipefail
 trap 'echo "bench: FAILED (line $LINENO, exit $?)" >&2' ERR
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+COMMAND="$(env | grep -E '^BENCH_(REV|TREE|FULL)=' | sort | tr '\n' ' ')bash bench/run.sh"
 [[ $(id -u) -eq 0 ]] || { echo "bench: needs root (network namespaces, nftables)" >&2; exit 1; }
 
 PACKAGES=(
@@ -148,7 +149,7 @@ note "portierd runs in a namespace of its own on a private dbus-daemon (tests/in
 elapsed=$(($(date +%s) - started))
 {
   printf '# Benchmarks\n\n'
-  printf 'Written by `bash bench/run.sh` on %s (%d s), measuring commit %s.\n\n' \
+  printf 'Written by `%s` on %s (%d s), measuring commit %s.\n\n' "$COMMAND" \
     "$(date -u '+%Y-%m-%d %H:%M UTC')" "$elapsed" "$REVISION"
   printf 'Machine: %s, %s cores, %s MiB RAM; kernel %s; Debian %s; %s; built with %s (-O2).\n\n' \
     "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)" "$(nproc)" \
