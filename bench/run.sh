@@ -12,7 +12,7 @@
 set -euo pipefail
 trap 'echo "bench: FAILED (line $LINENO, exit $?)" >&2' ERR
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-COMMAND="$(env | grep -E '^BENCH_(REV|TREE|FULL)=' | sort | tr '\n' ' ')bash bench/run.sh"
+COMMAND="$(env | { grep -E '^BENCH_(REV|TREE|FULL)=' || true; } | sort | tr '\n' ' ')bash bench/run.sh"
 [[ $(id -u) -eq 0 ]] || { echo "bench: needs root (network namespaces, nftables)" >&2; exit 1; }
 
 PACKAGES=(
