@@ -14,7 +14,8 @@
 //                                     handles: one line per rule, "chain handle"
 //   portier_oracle edits DIR          the edit()/edit_set()/event scenario (kernel_edits.cpp)
 //   portier_oracle watch              what a plain event subscriber sees (kernel_edits.cpp)
-//   portier_oracle time-edits [N...]  timing of handles, edits, set edits (kernel_edits.cpp)
+//   portier_oracle time-edits [N...]  timing of handles, edits, set edits (kernel_edits.cpp);
+//                                     time-edits rules: only edits of a 10k-rule chain
 #include <arpa/inet.h>
 #include <sys/stat.h>
 
