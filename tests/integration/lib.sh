@@ -207,6 +207,16 @@ in_ns() {
 # The ruleset portierd loaded, as nft prints it (empty output if there is none).
 nft_table() { ip netns exec "$1" nft list table inet portier 2>&1 || true; }
 
+# Filter: a table listing without what says who owns the table. portierd may own its table
+# (flags owner, persist: tied to its netlink socket, kept after it exits); nft then prints
+# "# progname portierd" after the table's name and a table-level flags line (one tab deep;
+# set flags are two) followed by a blank line, which change when portierd exits and which
+# `nft -f` from a process that exits at once cannot reproduce. Everything else is kept.
+without_table_owner() {
+  sed -E -e 's/^(table [a-z0-9]+ [A-Za-z0-9_-]+ \{) # progname .*/\1/' \
+    -e '/^\tflags /{N;/\n$/d;D}'
+}
+
 # ---------------------------------------------------------------------------------------
 # A private system bus on a unix path socket
 
