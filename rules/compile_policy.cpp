@@ -76,6 +76,8 @@ class Compiler {
     ir::Chain output = output_chain();
     // The kernel resolves jump and goto targets when a rule is added: targets first.
     if (needs_reject_chain()) ruleset.chains.push_back(reject_chain());
+    for (const Bind& bind : policy_.binds)
+      if (!bind.cgroup.empty()) ruleset.chains.push_back(bind_chain(bind));
     for (ir::Chain& chain : zone_chains) ruleset.chains.push_back(std::move(chain));
     ruleset.chains.push_back(std::move(input));
     ruleset.chains.push_back(std::move(forward));
@@ -249,9 +251,9 @@ class Compiler {
     chain.rules.push_back(rule_of({ir::LoopbackInterface{false}}, ir::VerdictKind::accept));
     for (const Bind& bind : policy_.binds) {
       if (bind.cgroup.empty()) continue;
-      auto matches = protocol_matches(bind.protocols, bind.ports, false);
-      matches.push_back(cgroup_match(bind.cgroup, true));
-      chain.rules.push_back(rule_of(std::move(matches), ir::VerdictKind::drop, bind.name, true));
+      ir::Rule check = rule_of(protocol_matches(bind.protocols, bind.ports, false), ir::VerdictKind::jump);
+      check.verdict.chain = bind_chain_name(bind);
+      chain.rules.push_back(std::move(check));
     }
     chain.rules.push_back(rule_of({ir::CtState{ir::ct_established | ir::ct_related}}, ir::VerdictKind::accept));
     chain.rules.push_back(rule_of({ir::CtState{ir::ct_invalid}}, ir::VerdictKind::drop));
@@ -351,14 +353,33 @@ class Compiler {
     return chain;
   }
 
+  // IPv4 only: IPv6 has addresses enough for every host, so it is routed, not NATed (as
+  // OpenWrt's firewall4 does by default).
   ir::Chain postrouting_chain() {
     ir::Chain chain{kPostroutingChain,
                     ir::BaseChain{ir::Hook::postrouting, ir::ChainType::nat, kSrcnatPriority, true}, {}};
     for (const std::string& name : policy_.masquerade)
       if (const Zone* zone = policy_.find_zone(name))
-        for (Segment& segment : interface_segments(*zone, true))
+        for (Segment& segment : interface_segments(*zone, true)) {
+          segment.insert(segment.begin(), ir::NfProto{ir::Family::ipv4});
           chain.rules.push_back(rule_of(std::move(segment), ir::VerdictKind::masquerade,
                                         "masquerade " + name, true));
+        }
+    return chain;
+  }
+
+  static std::string bind_chain_name(const Bind& bind) { return "bind_" + bind.name; }
+
+  // Packets for a bound port reach the owner's socket; any other socket gets nothing.
+  // `socket cgroupv2 level N != PATH` alone would not do: for a socket in a cgroup less
+  // than N levels deep there is no level-N ancestor, the expression breaks and the rule
+  // never matches. So: the owner's socket returns, any socket still here is dropped
+  // (`socket transparent` matches whenever there is a socket), no socket passes on.
+  ir::Chain bind_chain(const Bind& bind) const {
+    ir::Chain chain{bind_chain_name(bind), std::nullopt, {}};
+    chain.rules.push_back(rule_of({cgroup_match(bind.cgroup, false)}, ir::VerdictKind::return_));
+    for (bool transparent : {false, true})
+      chain.rules.push_back(rule_of({ir::SocketTransparent{transparent}}, ir::VerdictKind::drop, bind.name, true));
     return chain;
   }
 

@@ -145,6 +145,8 @@ std::int32_t verdict_code(ir::VerdictKind kind) {
       return NFT_JUMP;
     case ir::VerdictKind::go_to:
       return NFT_GOTO;
+    case ir::VerdictKind::return_:
+      return NFT_RETURN;
     default:
       throw std::invalid_argument("a verdict map entry must accept, drop, jump or goto");
   }
@@ -301,7 +303,9 @@ void RuleEncoder::encode(const ir::Rule& rule) {
 void RuleEncoder::encode_match(const std::vector<ir::Match>& matches, std::size_t& index) {
   const ir::Match& match = matches[index];
   Builder& b = *builder_;
-  if (const auto* loopback = std::get_if<ir::LoopbackInterface>(&match)) {
+  if (const auto* family = std::get_if<ir::NfProto>(&match)) {
+    require_family(family->family == ir::Family::ipv6);
+  } else if (const auto* loopback = std::get_if<ir::LoopbackInterface>(&match)) {
     // Loopback is ifindex 1 in every namespace, so nft resolves "lo" to a constant.
     b.meta_load(loopback->outgoing ? NFT_META_OIF : NFT_META_IIF);
     const std::uint32_t loopback_index = 1;
@@ -408,6 +412,12 @@ void RuleEncoder::encode_match(const std::vector<ir::Match>& matches, std::size_
     nftnl_expr_set_u32(socket, NFTNL_EXPR_SOCKET_LEVEL, cgroup->level);
     // The cgroup id is a host-endian 64-bit inode number.
     b.compare(cgroup->negate ? NFT_CMP_NEQ : NFT_CMP_EQ, &cgroup->id, sizeof cgroup->id);
+  } else if (const auto* transparent = std::get_if<ir::SocketTransparent>(&match)) {
+    nftnl_expr* socket = b.add("socket");
+    nftnl_expr_set_u32(socket, NFTNL_EXPR_SOCKET_KEY, NFT_SOCKET_TRANSPARENT);
+    nftnl_expr_set_u32(socket, NFTNL_EXPR_SOCKET_DREG, NFT_REG_1);
+    const std::uint32_t value = transparent->value ? 1 : 0;
+    b.compare(NFT_CMP_EQ, &value, sizeof value);
   } else if (const auto* uid = std::get_if<ir::SocketUid>(&match)) {
     b.meta_load(NFT_META_SKUID);
     b.compare(uid->negate ? NFT_CMP_NEQ : NFT_CMP_EQ, &uid->uid, sizeof uid->uid);
@@ -700,6 +710,7 @@ void RuleEncoder::encode_verdict(const ir::Rule& rule, const ir::L4ProtoIn* prot
       return;
     case ir::VerdictKind::accept:
     case ir::VerdictKind::drop:
+    case ir::VerdictKind::return_:
     case ir::VerdictKind::jump:
     case ir::VerdictKind::go_to: {
       nftnl_expr* immediate = b.add("immediate");

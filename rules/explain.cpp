@@ -76,6 +76,12 @@ class Evaluator {
   }
 
  private:
+  bool matches_one(const ir::NfProto& match) const { return packet_.family == match.family; }
+  // The shape's socket is never IP_TRANSPARENT; with no socket the expression breaks.
+  bool matches_one(const ir::SocketTransparent& match) const {
+    bool has_socket = packet_.socket_cgroup.has_value() || packet_.socket_uid.has_value();
+    return has_socket && !match.value;
+  }
   bool matches_one(const ir::LoopbackInterface& match) const {
     return (match.outgoing ? packet_.out_interface : packet_.in_interface) == "lo";
   }
@@ -288,6 +294,7 @@ ExplainResult explain_packet(const ir::Ruleset& ruleset, const PacketShape& pack
       case ir::VerdictKind::dnat: return decide(rule, *chain, "accept");
       case ir::VerdictKind::jump: enter(rule, target, true); break;
       case ir::VerdictKind::go_to: enter(rule, target, false); break;
+      case ir::VerdictKind::return_: next = chain->rules.size(); break;  // as if at the end
       case ir::VerdictKind::none:
       case ir::VerdictKind::clamp_mss:
       case ir::VerdictKind::vmap: break;

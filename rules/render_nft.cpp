@@ -258,7 +258,11 @@ std::string matches_text(const std::vector<ir::Match>& matches) {
     const bool port_follows =
         i + 1 < matches.size() && (std::holds_alternative<ir::DestPortIn>(matches[i + 1]) ||
                                    std::holds_alternative<ir::SourcePortIn>(matches[i + 1]));
-    if (const auto* loopback = std::get_if<ir::LoopbackInterface>(&match)) {
+    if (const auto* transparent = std::get_if<ir::SocketTransparent>(&match)) {
+      append(transparent->value ? "socket transparent 1" : "socket transparent 0");
+    } else if (const auto* family = std::get_if<ir::NfProto>(&match)) {
+      append(family->family == ir::Family::ipv4 ? "meta nfproto ipv4" : "meta nfproto ipv6");
+    } else if (const auto* loopback = std::get_if<ir::LoopbackInterface>(&match)) {
       append(loopback->outgoing ? "oif \"lo\"" : "iif \"lo\"");
     } else if (const auto* names = std::get_if<ir::InterfaceNameIn>(&match)) {
       const bool alone = names->names.size() == 1;
@@ -326,6 +330,8 @@ std::string chain_verdict_text(ir::VerdictKind kind, const std::string& chain) {
       return "jump " + checked_name(chain, "jump target chain");
     case ir::VerdictKind::go_to:
       return "goto " + checked_name(chain, "goto target chain");
+    case ir::VerdictKind::return_:
+      return "return";
     default:
       throw std::invalid_argument("a verdict map entry must accept, drop, jump or goto");
   }
@@ -361,6 +367,7 @@ std::string verdict_text(const ir::Verdict& verdict) {
     case ir::VerdictKind::drop:
     case ir::VerdictKind::jump:
     case ir::VerdictKind::go_to:
+    case ir::VerdictKind::return_:
       return chain_verdict_text(verdict.kind, verdict.chain);
     case ir::VerdictKind::reject_tcp_reset:
       return "reject with tcp reset";

@@ -142,6 +142,20 @@ struct SocketUid {
   friend bool operator==(const SocketUid&, const SocketUid&) = default;
 };
 
+/// `socket transparent 0|1`: the packet has a local socket (whose IP_TRANSPARENT flag is
+/// `value`); like every socket expression it does not match when there is no socket.
+/// portier uses both values to ask "is there a socket at all".
+struct SocketTransparent {
+  bool value = false;
+  friend bool operator==(const SocketTransparent&, const SocketTransparent&) = default;
+};
+
+/// `meta nfproto ipv4` / `ipv6`: the packet's family, in an inet table.
+struct NfProto {
+  Family family = Family::ipv4;
+  friend bool operator==(const NfProto&, const NfProto&) = default;
+};
+
 /// `tcp flags syn`: TCP with the SYN bit set. Stands alone, like IcmpTypeIn.
 struct TcpSyn {
   friend bool operator==(const TcpSyn&, const TcpSyn&) = default;
@@ -170,13 +184,15 @@ struct MeterOver {
 
 using Match = std::variant<LoopbackInterface, InterfaceNameIn, CtState, CtStatusDnat, L4ProtoIn,
                            DestPortIn, SourcePortIn, AddressIn, AddressInSet, IcmpTypeIn,
-                           SocketCgroup, SocketUid, TcpSyn, Limit, MeterOver>;
+                           SocketCgroup, SocketUid, TcpSyn, Limit, MeterOver, NfProto,
+                           SocketTransparent>;
 
 enum class VerdictKind {
   accept,
   drop,
   jump,
   go_to,  // `goto CHAIN`
+  return_,  // `return`: back to the rule after the jump
   reject_tcp_reset,
   reject_icmpx_port_unreachable,
   none,        // no verdict: the rule only counts or logs; evaluation goes on

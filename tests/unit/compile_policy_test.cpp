@@ -312,11 +312,20 @@ ports = [80]
 user = "www"
 )"));
   const ir::Chain& input = chain(ruleset, "input");
-  CHECK(input.rules[1].comment == "ssh-owner");  // before conntrack accepts anything
+  // Before conntrack accepts anything, packets for the port go through the bind's chain.
   CHECK(input.rules[1].matches ==
-        std::vector<ir::Match>{ir::L4ProtoIn{{ir::L4Proto::tcp}}, ir::DestPortIn{{{22, 22}}},
-                               ir::SocketCgroup{2, "system.slice/ssh.service", 0, true}});
-  CHECK(input.rules[1].verdict.kind == ir::VerdictKind::drop);
+        std::vector<ir::Match>{ir::L4ProtoIn{{ir::L4Proto::tcp}}, ir::DestPortIn{{{22, 22}}}});
+  CHECK(input.rules[1].verdict == to_chain(ir::VerdictKind::jump, "bind_ssh-owner"));
+  const ir::Chain& bind = ruleset.chains[0];  // before the chain that jumps to it
+  CHECK(bind.name == "bind_ssh-owner");
+  REQUIRE(bind.rules.size() == 3);
+  CHECK(bind.rules[0].matches == std::vector<ir::Match>{ir::SocketCgroup{2, "system.slice/ssh.service", 0, false}});
+  CHECK(bind.rules[0].verdict.kind == ir::VerdictKind::return_);
+  // Any other socket, however shallow its cgroup, is dropped.
+  CHECK(bind.rules[1].matches == std::vector<ir::Match>{ir::SocketTransparent{false}});
+  CHECK(bind.rules[1].verdict.kind == ir::VerdictKind::drop);
+  CHECK(bind.rules[1].comment == "ssh-owner");
+  CHECK(bind.rules[2].matches == std::vector<ir::Match>{ir::SocketTransparent{true}});
   const ir::Chain& output = chain(ruleset, "output");
   CHECK(output.rules[1].comment == "web-owner");
   CHECK(output.rules[1].matches == std::vector<ir::Match>{ir::L4ProtoIn{{ir::L4Proto::tcp}},
@@ -358,7 +367,8 @@ enabled = false
   CHECK(pre.rules[0].verdict.nat_port == 80);
   const ir::Chain& post = chain(ruleset, "postrouting");
   REQUIRE(post.rules.size() == 1);
-  CHECK(post.rules[0].matches == std::vector<ir::Match>{ir::InterfaceNameIn{true, {"eth0"}}});
+  CHECK(post.rules[0].matches ==
+        std::vector<ir::Match>{ir::NfProto{ir::Family::ipv4}, ir::InterfaceNameIn{true, {"eth0"}}});
   CHECK(post.rules[0].verdict.kind == ir::VerdictKind::masquerade);
   const ir::Chain& forward = chain(ruleset, "forward");
   CHECK(forward.rules[0].verdict.kind == ir::VerdictKind::clamp_mss);

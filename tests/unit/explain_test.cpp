@@ -366,8 +366,12 @@ TEST_CASE("explain: golden sets, reject and owners policies") {
 
   const Policy owners = golden("owners.toml");
   CHECK(verdict(owners, {"tcp", "->", "22", "--cgroup", "/system.slice/ssh.service"}) == "accept by ssh in input");
-  CHECK(verdict(owners, {"tcp", "->", "22", "--cgroup", "system.slice/other.service"}) == "drop by ssh-owner in input");
-  // No socket (nothing listens): the bind's != does not match; the rule decides.
+  CHECK(verdict(owners, {"tcp", "->", "22", "--cgroup", "system.slice/other.service"}) ==
+        "drop by ssh-owner in bind_ssh-owner");
+  // A socket in a shallower cgroup than the bind's has no ancestor at its level: still dropped.
+  CHECK(verdict(owners, {"tcp", "->", "22", "--cgroup", "/"}) == "drop by ssh-owner in bind_ssh-owner");
+  CHECK(verdict(owners, {"tcp", "->", "22", "--cgroup", "system.slice"}) == "drop by ssh-owner in bind_ssh-owner");
+  // No socket (nothing listens): the bind's chain lets it pass; the rule decides.
   CHECK(verdict(owners, {"tcp", "->", "22"}) == "accept by ssh in input");
   CHECK(verdict(owners, {"tcp", "10.0.0.1:443", "->", "10.0.0.2:50000", "out", "--uid", "0"}) ==
         "drop by web-owner in output");
@@ -381,9 +385,10 @@ TEST_CASE("explain: golden sets, reject and owners policies") {
 TEST_CASE("explain: the trace lists every rule that matched, log rules included") {
   const Policy policy = golden("owners.toml");
   ExplainResult r = explain_packet(compile_policy(policy), shape(policy, {"tcp", "->", "22"}));
-  REQUIRE(r.trace.size() == 2);
-  CHECK(r.trace[0].starts_with("input: tcp dport 22 limit rate 10/minute log prefix \"portier ssh \""));
-  CHECK(r.trace[1] == "input: tcp dport 22 counter accept comment \"ssh\"");
+  REQUIRE(r.trace.size() == 3);
+  CHECK(r.trace[0] == "input: tcp dport 22 jump bind_ssh-owner");
+  CHECK(r.trace[1].starts_with("input: tcp dport 22 limit rate 10/minute log prefix \"portier ssh \""));
+  CHECK(r.trace[2] == "input: tcp dport 22 counter accept comment \"ssh\"");
 }
 
 TEST_CASE("explain: packet shapes from words") {
