@@ -207,7 +207,15 @@ class Compiler {
   // New connections over the rule's per-source rate are dropped before the rule accepts.
   void add_meter_rules(ir::Chain& chain, const Rule& rule, const std::vector<ir::Match>& matches) {
     ir::Limit limit{rule.limit->count, rate_unit(rule.limit->unit), 5, true};
+    // Matches on addresses of one family leave only that family's meter meaningful: a rule
+    // asking for ip saddr and ip6 saddr at once could never match (and nft refuses it).
+    std::optional<ir::Family> only;
+    for (const ir::Match& match : matches) {
+      if (const auto* in = std::get_if<ir::AddressIn>(&match)) only = in->family;
+      if (const auto* in_set = std::get_if<ir::AddressInSet>(&match)) only = in_set->family;
+    }
     for (ir::Family family : {ir::Family::ipv4, ir::Family::ipv6}) {
+      if (only && *only != family) continue;
       std::vector<ir::Match> over = matches;
       over.push_back(ir::MeterOver{meter_name(rule, family), family, limit});
       chain.rules.push_back(rule_of(std::move(over), ir::VerdictKind::drop, rule.name + kOverLimitSuffix, true));

@@ -454,3 +454,15 @@ TEST_CASE("compile(P) is compile(P with everything enabled) without the disabled
   }
   CHECK(cases >= 30);
 }
+
+TEST_CASE("a limited rule from IPv4 addresses gets only the IPv4 meter") {
+  ir::Ruleset ruleset = compile_policy(policy_from(
+      "[[rule]]\nname='ssh-in'\nprotocols='tcp'\nports='ssh'\nfrom=['10.0.0.0/8', 'fd00::/8']\n"
+      "limit='10/minute'\naction='accept'\n"));
+  auto over = rules_named(chain(ruleset, "input"), "ssh-in over limit");
+  REQUIRE(over.size() == 2);  // one per family of the from addresses, each with its own meter
+  CHECK(std::get<ir::MeterOver>(over[0]->matches.back()).family == ir::Family::ipv4);
+  CHECK(std::get<ir::AddressIn>(over[0]->matches.front()).family == ir::Family::ipv4);
+  CHECK(std::get<ir::MeterOver>(over[1]->matches.back()).family == ir::Family::ipv6);
+  CHECK(std::get<ir::AddressIn>(over[1]->matches.front()).family == ir::Family::ipv6);
+}
