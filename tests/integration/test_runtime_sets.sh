@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Named set elements at run time: `portierctl set add blocklist ADDR` blocks that peer at once
+# (and only that address: the same peer from another address still gets in), `set del`
+# unblocks it, and `set add ... --timeout 3s` expires by itself (the kernel drops the element,
+# portierd forgets it). Set elements survive a daemon restart.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib_runtime.sh"
+require_root_or_skip
+require_binaries
+
+make_ns_pair
+PEER_IP2="10.200.$TEST_ID.3"
+ip -n "$PEER_NS" addr add "$PEER_IP2/24" dev veth1
+
+POLICY="$WORKDIR/policy.toml"
+cat >"$POLICY" <<'TOML'
+[policy]
+input  = "reject"
+output = "accept"
+
+[set.blocklist]
+family  = "ipv4"
+timeout = "1h"
+
+[[rule]]
+name      = "blocked"
+from      = "@blocklist"
+action    = "drop"
+
+[[rule]]
+name      = "web-in"
+protocols = "tcp"
+ports     = [8080]
+action    = "accept"
+TOML
+
+start_portierd "$HOST_NS" "$POLICY"
+listen "$HOST_NS" tcp 8080
+
+# from_addr_arrives SRC: a TCP connection from the peer's address SRC to 8080 arrives. (Only
+# for one-off checks: socat's bind= may reuse the last source port, and a quick second
+# connection on the same 4-tuple can lose its data.)
+from_addr_arrives() {
+  local src=$1 token="from-$1-$RANDOM"
+  printf '%s\n' "$token" | in_ns "$PEER_NS" timeout 5 \
+    socat -u - "TCP:$HOST_IP:8080,bind=$src,connect-timeout=2" >/dev/null 2>&1 || return 1
+  local i
+  for ((i = 0; i < 20; i++)); do
+    grep -qx -- "$token" "$WORKDIR/rx-$HOST_NS-tcp-8080" && return 0
+    sleep 0.05
+  done
+  return 1
+}
+set_list() {
+  pctl set list blocklist
+  ((RC == 0)) || fail "portierctl set list blocklist exited $RC: $ERR"
+  printf '%s\n' "$OUT"
+}
+blocked_now() { ! probe "$PEER_NS" "$HOST_NS" "$HOST_IP" tcp 8080; }
+open_now() { probe "$PEER_NS" "$HOST_NS" "$HOST_IP" tcp 8080; }
+
+assert_arrives "$PEER_NS" "$HOST_NS" "$HOST_IP" tcp 8080 "empty blocklist"
+
+# --- add / del ---------------------------------------------------------------------------------
+t0=$(now_s)
+pctl set add blocklist "$PEER_IP"
+assert_rc 0 "portierctl set add blocklist $PEER_IP"
+assert_blocked "$PEER_NS" "$HOST_NS" "$HOST_IP" tcp 8080 "$PEER_IP in blocklist (probed right after set add)"
+log "ok: blocked from the first probe after set add ($(elapsed_since "$t0") s including the 2 s probe timeout)"
+from_addr_arrives "$PEER_IP2" || fail "the peer's other address $PEER_IP2 is not in the blocklist but cannot connect"
+log "ok: $PEER_IP2 (not in the blocklist) still connects"
+assert_contains "$(set_list)" "$PEER_IP" "portierctl set list blocklist after set add"
+listing=$(nft_table "$HOST_NS")
+assert_match "$listing" "elements = \\{ $PEER_IP " "the kernel's set blocklist after set add"
+
+# Kept across a restart.
+restart_portierd "$HOST_NS" "$POLICY"
+assert_contains "$(set_list)" "$PEER_IP" "portierctl set list blocklist after a restart"
+assert_blocked "$PEER_NS" "$HOST_NS" "$HOST_IP" tcp 8080 "$PEER_IP in blocklist after a restart"
+
+pctl set del blocklist "$PEER_IP"
+assert_rc 0 "portierctl set del blocklist $PEER_IP"
+assert_arrives "$PEER_NS" "$HOST_NS" "$HOST_IP" tcp 8080 "$PEER_IP removed from blocklist (probed right after set del)"
+[[ "$(set_list)" != *"$PEER_IP"* ]] || fail "portierctl set list blocklist still shows $PEER_IP after set del: $(set_list)"
+
+# --- --timeout 3s --------------------------------------------------------------------------------
+t1=$(now_s)
+pctl set add blocklist "$PEER_IP" --timeout 3s
+assert_rc 0 "portierctl set add blocklist $PEER_IP --timeout 3s"
+blocked_now || fail "$PEER_IP connects right after set add --timeout 3s"
+log "ok: blocked right after set add --timeout 3s"
+wait_until 10 "$PEER_IP to get in again after its 3 s timeout" open_now
+opened=$(elapsed_since "$t1")
+awk -v t="$opened" 'BEGIN { exit !(t >= 2.5 && t <= 6) }' ||
+  fail "$PEER_IP got in again $opened s after set add --timeout 3s, expected about 3 s"
+log "ok: $PEER_IP unblocked by itself $opened s after set add --timeout 3s"
+wait_until 5 "portierctl set list to forget the expired element" eval '[[ "$(set_list)" != *"$PEER_IP"* ]]'
+assert_arrives "$PEER_NS" "$HOST_NS" "$HOST_IP" tcp 8080 "after the timeout"
+
+# Errors: a bad element, and a timeout on a set element that must not have one.
+pctl set add blocklist 10.0.0.256
+assert_rc 1 "portierctl set add blocklist 10.0.0.256"
+pctl set add nosuchset "$PEER_IP"
+assert_rc 1 "portierctl set add nosuchset"
+assert_arrives "$PEER_NS" "$HOST_NS" "$HOST_IP" tcp 8080 "after the refused set changes"
+stop_portierd
