@@ -31,6 +31,7 @@ int rollback(Args args);
 int allow(Args args);
 int set(Args args);
 int panic(Args args);
+int monitor(Args args);
 int check(Args args);
 int explain(Args args);
 int show(Args args);

@@ -24,6 +24,7 @@ class DaemonClient final : public sdbus::ProxyInterfaces<org::portier::Firewall1
   void onConfirmPending(const uint32_t&) override {}
   void onRolledBack(const std::string&) override {}
   void onDriftRepaired(const std::string&) override {}
+  void onPacketLogged(const std::map<std::string, sdbus::Variant>&) override {}
 };
 
 /// Runs `call` against the daemon; prints a plain sentence and returns the exit code

@@ -43,6 +43,14 @@ constexpr std::array kCommands = {
             "example: portierctl set add blocklist 203.0.113.9 --timeout 1h\n"},
     Command{"panic", panic, "drop everything but loopback, or stop doing so",
             "usage: portierctl panic on [--keep-established] | off\n\nexample: portierctl panic on\n"},
+    Command{"monitor", monitor, "follow portierd's changes and the packets it logs, one line each",
+            "usage: portierctl monitor [--json]\n\n"
+            "Prints each ruleset portierd loads, rule toggles, pending confirmations, rollbacks\n"
+            "and drift repairs, and the packets the policy's log statements send to its nflog\n"
+            "group ([policy] log_group), at most 50 a second (then a count of the rest), until\n"
+            "interrupted. --json: one JSON object a line.\n\n"
+            "example: portierctl monitor\n"
+            "  12:00:02 dropped tcp 10.200.1.2:40000 -> 10.200.1.1:139 in veth0 by netbios-in\n"},
     Command{"explain", explain, "which rule decides a packet of a given shape, and how",
             "usage: portierctl explain PROTO [SRC[:PORT]] -> [DST[:]]PORT [in|out|forward] [ZONE|IFACE]...\n"
             "                          [--icmp-type N] [--uid N] [--cgroup PATH] [--established]\n"

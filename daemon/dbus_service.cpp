@@ -64,6 +64,20 @@ void check_name(const std::string& name, std::string_view what) {
   require(!name.empty() && name.size() <= kMaxName, std::string(what) + " must be 1 to 63 characters");
 }
 
+std::string verdict_word(Action action) {
+  switch (action) {
+    case Action::accept: return "accepted";
+    case Action::drop: return "dropped";
+    case Action::reject: return "rejected";
+  }
+  return "logged";
+}
+
+std::string endpoint_text(const std::string& address, std::uint16_t port, bool ipv6) {
+  if (port == 0) return address;
+  return (ipv6 ? "[" + address + "]" : address) + ":" + std::to_string(port);
+}
+
 }  // namespace
 
 FirewallService::FirewallService(sdbus::IConnection& connection, Firewall& firewall)
@@ -132,6 +146,59 @@ void FirewallService::confirm_pending(std::uint32_t seconds) {
 void FirewallService::rolled_back(std::string_view reason) {
   std::fprintf(stderr, "portierd: rolled back: %.*s\n", static_cast<int>(reason.size()), reason.data());
   emitRolledBack(std::string(reason));
+}
+
+void FirewallService::emit_packet_logged(const LoggedPacket& packet) {
+  if (!packet_limiter_.admit(std::chrono::steady_clock::now())) return;
+  LogPrefix prefix = parse_log_prefix(packet.prefix);
+  std::string verdict = prefix.verdict;
+  if (!prefix.rule.empty()) {
+    // A rule's log line does not say what the rule does; its action in the policy does.
+    if (rule_verdicts_generation_ != firewall_.generation()) {
+      rule_verdicts_.clear();
+      for (const Rule& rule : firewall_.policy_in_force().rules) rule_verdicts_[rule.name] = verdict_word(rule.action);
+      rule_verdicts_generation_ = firewall_.generation();
+    }
+    if (auto it = rule_verdicts_.find(prefix.rule); it != rule_verdicts_.end()) verdict = it->second;
+  }
+  if (verdict.empty()) verdict = "logged";
+  std::map<std::string, sdbus::Variant> facts{
+      {"prefix", sdbus::Variant(packet.prefix)},
+      {"rule", sdbus::Variant(prefix.rule)},
+      {"verdict", sdbus::Variant(verdict)},
+      {"in", sdbus::Variant(packet.in)},
+      {"out", sdbus::Variant(packet.out)},
+      {"family", sdbus::Variant(packet.family)},
+      {"protocol", sdbus::Variant(packet.protocol)},
+      {"source", sdbus::Variant(packet.source)},
+      {"destination", sdbus::Variant(packet.destination)},
+      {"sport", sdbus::Variant(packet.sport)},
+      {"dport", sdbus::Variant(packet.dport)},
+  };
+  if (!prefix.chain.empty()) facts.emplace("chain", sdbus::Variant(prefix.chain));
+  if (packet.icmp_type) facts.emplace("icmp_type", sdbus::Variant(*packet.icmp_type));
+  if (packet.icmp_code) facts.emplace("icmp_code", sdbus::Variant(*packet.icmp_code));
+
+  bool ipv6 = packet.family == "ipv6";
+  std::string line = verdict + " " + (packet.protocol.empty() ? "packet" : packet.protocol) + " " +
+                     endpoint_text(packet.source, packet.sport, ipv6) + " -> " +
+                     endpoint_text(packet.destination, packet.dport, ipv6);
+  if (packet.icmp_type) line += " type " + std::to_string(*packet.icmp_type);
+  if (!packet.in.empty()) line += " in " + packet.in;
+  if (!packet.out.empty()) line += " out " + packet.out;
+  line += " by " + (prefix.portier ? (prefix.rule.empty() ? prefix.chain + " default" : prefix.rule)
+                                    : "\"" + packet.prefix + "\"");
+  std::fprintf(stderr, "portierd: %s\n", line.c_str());
+  emitPacketLogged(facts);
+}
+
+std::optional<std::chrono::steady_clock::time_point> FirewallService::flush_packet_log() {
+  if (std::uint64_t suppressed = packet_limiter_.take_suppressed(std::chrono::steady_clock::now())) {
+    std::fprintf(stderr, "portierd: %llu more logged packets suppressed (at most %u a second are relayed)\n",
+                 static_cast<unsigned long long>(suppressed), kRelayedPacketsPerSecond);
+    emitPacketLogged({{"suppressed", sdbus::Variant(static_cast<std::uint64_t>(suppressed))}});
+  }
+  return packet_limiter_.summary_due();
 }
 
 std::map<std::string, sdbus::Variant> FirewallService::GetStatus() {

@@ -5,10 +5,13 @@
 
 #include <sdbus-c++/sdbus-c++.h>
 
+#include <chrono>
 #include <memory>
+#include <optional>
 
 #include "firewall.h"
 #include "firewall1_adaptor.h"
+#include "packet_log.h"
 
 namespace portier {
 
@@ -47,6 +50,13 @@ class FirewallService final : public sdbus::AdaptorInterfaces<org::portier::Fire
   void rolled_back(std::string_view reason) override;
   void drift_repaired(const std::string& what) { emitDriftRepaired(what); }
 
+  /// Relays a packet from the policy's nflog group as PacketLogged and one line on
+  /// stderr; beyond 50 a second they are only counted (see flush_packet_log()).
+  void emit_packet_logged(const LoggedPacket& packet);
+  /// Reports the packets left out once their second is over; returns when it has to be
+  /// called next (nullopt: nothing waits), for the poll timeout.
+  std::optional<std::chrono::steady_clock::time_point> flush_packet_log();
+
  private:
   std::map<std::string, sdbus::Variant> GetStatus() override;
   std::vector<RuleEntry> ListRules() override;
@@ -78,6 +88,10 @@ class FirewallService final : public sdbus::AdaptorInterfaces<org::portier::Fire
 
   Firewall& firewall_;
   sdbus::IConnection& connection_;
+  PacketLogLimiter packet_limiter_;
+  // The verdict word of each rule's log lines, for the generation they were taken from.
+  std::map<std::string, std::string, std::less<>> rule_verdicts_;
+  std::optional<std::uint64_t> rule_verdicts_generation_;
 };
 
 }  // namespace portier

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <map>
 #include <tuple>
+#include <unordered_set>
 #include <fstream>
 #include <sstream>
 
@@ -495,7 +496,11 @@ bool Firewall::edit_set_in_place(const NamedSet& set, const std::vector<std::str
     std::fprintf(stderr, "portierd: set %s changed by reloading it: %s\n", set.name.c_str(), refused.what());
     return false;
   }
-  for (const ir::AddressRange& range : edit.remove) std::erase(loaded->elements, range);
+  if (!edit.remove.empty()) {
+    std::set<std::pair<ir::Address, ir::Address>> gone;
+    for (const ir::AddressRange& range : edit.remove) gone.emplace(range.first, range.last);
+    std::erase_if(loaded->elements, [&](const ir::AddressRange& r) { return gone.count({r.first, r.last}) > 0; });
+  }
   loaded->elements.insert(loaded->elements.end(), edit.add.begin(), edit.add.end());
   return true;
 }
@@ -512,13 +517,15 @@ void Firewall::add_set_elements(const std::string& set_name, const std::vector<s
   std::optional<Clock::time_point> expires;
   if (timeout) expires = options_.now() + *timeout;
   RuntimeState runtime = runtime_;
-  for (const std::string& element : elements) {
+  for (const std::string& element : elements)
     if (!element_fits(*set, element))
       throw InvalidRequest("'" + element + "' is not an element of set '" + set_name + "' (" +
                            (set->family == SetFamily::port ? "ports" : set->family == SetFamily::ipv4 ? "ipv4" : "ipv6") + ")");
-    std::erase_if(runtime.removed_elements, [&](const RuntimeElement& e) { return e.set == set_name && e.element == element; });
-    runtime.added_elements.push_back({set_name, element, expires});
-  }
+  // One pass with a lookup table, not a search per element: calls carry up to a million.
+  std::unordered_set<std::string_view> adding(elements.begin(), elements.end());
+  std::erase_if(runtime.removed_elements,
+                [&](const RuntimeElement& e) { return e.set == set_name && adding.count(e.element) > 0; });
+  for (const std::string& element : elements) runtime.added_elements.push_back({set_name, element, expires});
   if (edit_set_in_place(*set, elements, {}, timeout)) {
     runtime_ = std::move(runtime);
     save_runtime();
@@ -534,13 +541,21 @@ void Firewall::remove_set_elements(const std::string& set_name, const std::vecto
   if (elements.empty() || elements.size() > kMaxElementsPerCall)
     throw InvalidRequest("give 1 to 1000000 elements per call");
   RuntimeState runtime = runtime_;
-  for (const std::string& element : elements) {
+  for (const std::string& element : elements)
     if (!element_fits(*set, element))
       throw InvalidRequest("'" + element + "' is not an element of set '" + set_name + "'");
-    auto removed = std::erase_if(runtime.added_elements,
-                                 [&](const RuntimeElement& e) { return e.set == set_name && e.element == element; });
-    if (removed == 0) runtime.removed_elements.push_back({set_name, element, std::nullopt});
-  }
+  // Elements added at run time just go; the policy's own are recorded as removed.
+  std::unordered_set<std::string_view> removing(elements.begin(), elements.end());
+  std::unordered_set<std::string_view> were_added;
+  std::erase_if(runtime.added_elements, [&](const RuntimeElement& e) {
+    if (e.set != set_name) return false;
+    auto it = removing.find(e.element);
+    if (it == removing.end()) return false;
+    were_added.insert(*it);  // views into `elements`, which outlive this call's sets
+    return true;
+  });
+  for (const std::string& element : elements)
+    if (!were_added.count(element)) runtime.removed_elements.push_back({set_name, element, std::nullopt});
   if (edit_set_in_place(*set, {}, elements, std::nullopt)) {
     runtime_ = std::move(runtime);
     save_runtime();
@@ -599,14 +614,19 @@ void Firewall::repair_drift(const std::string& what) {
   install(Built{full_, disabled_}, "drift-repair");
 }
 
-void Firewall::save_runtime() const {
-  if (options_.state_dir.empty()) return;
+void Firewall::save_runtime() { runtime_unsaved_ = !options_.state_dir.empty(); }
+
+void Firewall::flush_state() {
+  if (!runtime_unsaved_) return;
+  runtime_unsaved_ = false;
   try {
     write_file_atomically(state_file("runtime.toml"), write_runtime_state(runtime_));
   } catch (const std::exception& failure) {
     std::fprintf(stderr, "portierd: warning: runtime changes not saved: %s\n", failure.what());
   }
 }
+
+Firewall::~Firewall() { flush_state(); }
 
 // The last policy the kernel accepted, self-contained, for a later start whose file is
 // broken; the one before it stays as previous-good.toml for `portierctl rollback`.

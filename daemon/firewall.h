@@ -107,6 +107,13 @@ struct FirewallOptions {
 class Firewall {
  public:
   Firewall(Kernel& kernel, FirewallOptions options, SystemTables tables);
+  ~Firewall();
+  Firewall(const Firewall&) = delete;
+  Firewall& operator=(const Firewall&) = delete;
+
+  /// Writes runtime changes to the state directory if any are unsaved. The writes wait
+  /// for the disk (fsync), so the event loop calls this after answering, not before.
+  void flush_state();
 
   void set_events(FirewallEvents* events) { events_ = events; }
 
@@ -184,7 +191,7 @@ class Firewall {
   /// Applies `policy` with `runtime`; on success they become the current ones.
   void commit(Policy policy, RuntimeState runtime, std::string_view reason);
   void change_runtime(RuntimeState runtime, std::string_view reason);
-  void save_runtime() const;
+  void save_runtime();
   void save_last_good(const Policy& policy) const;
   std::string state_file(std::string_view name) const;
   void edit_enabled_in_file(const std::string& name, bool enabled);
@@ -203,6 +210,7 @@ class Firewall {
   std::set<std::string, std::less<>> disabled_;
   RuleHandles handles_;
   bool kernel_has_full_ = false;
+  bool runtime_unsaved_ = false;
   std::string loaded_from_ = "policy";
   std::uint64_t generation_ = 0;
   Clock::time_point last_applied_;

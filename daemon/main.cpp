@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -18,6 +19,7 @@
 #include "dbus_service.h"
 #include "firewall.h"
 #include "netlink_kernel.h"
+#include "packet_log.h"
 
 namespace {
 
@@ -106,11 +108,34 @@ int serve(sdbus::IConnection& bus, portier::FirewallService& service, portier::F
   std::uint64_t watchdog_usec = 0;
   bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0;
   auto last_ping = std::chrono::steady_clock::now();
+  // Packets the policy's log statements send to its nflog group, relayed as PacketLogged.
+  // Rebound whenever the kernel has a new ruleset, which may name another group.
+  std::optional<portier::PacketLog> packet_log;
+  try {
+    packet_log.emplace();
+  } catch (const std::exception& failure) {
+    std::fprintf(stderr, "portierd: logged packets will not be relayed: %s\n", failure.what());
+  }
+  std::optional<std::uint64_t> log_bound_generation;
   for (;;) {
-    // Handle everything sd-bus already has queued before sleeping.
+    // Handle everything sd-bus already has queued before sleeping; the replies are out
+    // before the state is written to disk.
     while (bus.processPendingRequest()) {
     }
+    firewall.flush_state();
     arm_timer(timer_fd, firewall);
+    if (packet_log && log_bound_generation != firewall.generation()) {
+      log_bound_generation = firewall.generation();
+      auto before = packet_log->group();
+      try {
+        packet_log->bind(firewall.policy_in_force().log_group);
+      } catch (const std::exception& failure) {
+        std::fprintf(stderr, "portierd: logged packets will not be relayed: %s\n", failure.what());
+      }
+      if (packet_log->group() && packet_log->group() != before)
+        std::fprintf(stderr, "portierd: relaying packets logged to nflog group %u\n", *packet_log->group());
+    }
+    auto packet_summary_due = service.flush_packet_log();
     sdbus::IConnection::PollData poll_data = bus.getEventLoopPollData();
     int timeout_ms = -1;
     if (auto relative = poll_data.getRelativeTimeout())
@@ -119,11 +144,18 @@ int serve(sdbus::IConnection& bus, portier::FirewallService& service, portier::F
       int ping_ms = static_cast<int>(watchdog_usec / 2000);
       timeout_ms = timeout_ms < 0 ? ping_ms : std::min(timeout_ms, ping_ms);
     }
-    pollfd fds[4] = {{poll_data.fd, poll_data.events, 0},
+    if (packet_summary_due) {
+      auto wait = std::chrono::ceil<std::chrono::milliseconds>(*packet_summary_due - std::chrono::steady_clock::now());
+      int summary_ms = static_cast<int>(std::max<std::chrono::milliseconds::rep>(0, wait.count()));
+      timeout_ms = timeout_ms < 0 ? summary_ms : std::min(timeout_ms, summary_ms);
+    }
+    // poll() skips entries with a negative fd.
+    pollfd fds[5] = {{poll_data.fd, poll_data.events, 0},
                      {signal_fd, POLLIN, 0},
                      {timer_fd, POLLIN, 0},
-                     {kernel.event_fd(), POLLIN, 0}};
-    if (::poll(fds, fds[3].fd >= 0 ? 4 : 3, timeout_ms) < 0 && errno != EINTR) {
+                     {kernel.event_fd(), POLLIN, 0},
+                     {packet_log ? packet_log->fd() : -1, POLLIN, 0}};
+    if (::poll(fds, 5, timeout_ms) < 0 && errno != EINTR) {
       std::fprintf(stderr, "portierd: poll: %s\n", std::strerror(errno));
       return 1;
     }
@@ -152,6 +184,17 @@ int serve(sdbus::IConnection& bus, portier::FirewallService& service, portier::F
         }
       } catch (const std::exception& failure) {
         std::fprintf(stderr, "portierd: drift repair failed: %s\n", failure.what());
+      }
+    }
+    // A full receive buffer shows as POLLERR; the read reports (and clears) it.
+    if (fds[4].revents & (POLLIN | POLLERR)) {
+      try {
+        for (const portier::LoggedPacket& packet : packet_log->read_pending()) service.emit_packet_logged(packet);
+        if (std::uint64_t overflows = packet_log->take_overflows())
+          std::fprintf(stderr, "portierd: the kernel dropped logged packets (receive buffer full, %llu times)\n",
+                       static_cast<unsigned long long>(overflows));
+      } catch (const std::exception& failure) {
+        std::fprintf(stderr, "portierd: reading logged packets: %s\n", failure.what());
       }
     }
     if (fds[1].revents & POLLIN) {

@@ -63,10 +63,17 @@ static std::size_t edit_distance(std::string_view a, std::string_view b) {
 }
 
 std::string closest_match(std::string_view word, const std::vector<std::string>& candidates) {
+  // Typos are in words people type: a long "word" gets no hint, which also keeps a
+  // hostile multi-megabyte value from costing seconds of edit distances.
+  constexpr std::size_t kLongestWord = 64;
+  if (word.size() > kLongestWord) return {};
   std::string best;
   // One typo in short words, about one in three letters in longer ones.
   std::size_t best_distance = std::max<std::size_t>(1, word.size() / 3) + 1;
   for (const auto& candidate : candidates) {
+    std::size_t longer = std::max(word.size(), candidate.size());
+    std::size_t shorter = std::min(word.size(), candidate.size());
+    if (candidate.size() > kLongestWord || longer - shorter >= best_distance) continue;
     std::size_t distance = edit_distance(word, candidate);
     if (distance < best_distance) {
       best_distance = distance;

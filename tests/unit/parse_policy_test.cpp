@@ -230,3 +230,14 @@ TEST_CASE("services(5) parsing skips comments and other protocols") {
   CHECK_FALSE(table.port("baz", Protocol::tcp));
   CHECK_FALSE(table.port("qux", Protocol::udp));
 }
+
+// A megabyte-long service name gets no "did you mean": comparing it with every known
+// name used to take minutes (and froze portierd's Check for everyone).
+TEST_CASE("a huge value gets its error without a hint") {
+  std::string huge(1 << 20, 'a');
+  ParsedPolicy parsed = parse("[[rule]]\nname='x'\nprotocols='tcp'\nports=['" + huge + "']\naction='drop'\n");
+  REQUIRE(parsed.diagnostics.size() == 1);
+  CHECK(parsed.diagnostics[0].message.ends_with("for tcp (not in /etc/services)"));
+  CHECK(closest_match(huge, {"aaa"}).empty());
+  CHECK(closest_match("htps", {"https", std::string(100, 'h')}) == "https");
+}
