@@ -13,6 +13,8 @@ PACKAGES=(
   libnftnl-dev libmnl-dev libtomlplusplus-dev libsdbus-c++-dev libsdbus-c++-bin
   doctest-dev libsystemd-dev
   nftables dbus iproute2 socat procps util-linux
+  # /etc/services: policies name ports by service (workstation.toml does)
+  netbase
   # systemd-analyze, for the unit check
   systemd
   # the notify-socket listener of the tests and the demo

@@ -17,11 +17,11 @@ require_binaries
 require_cmd nsenter unshare mount
 find_cgroup2_root
 
-# The table-level flags line: portierd may load its table with flags owner and persist
-# (owned by its netlink socket, kept after it exits), which `nft -f` of the show output
-# cannot reproduce from a process that exits at once. That line, and only it, is left out
-# of both listings.
-strip_table_flags() { grep -v -P '^\tflags ' || true; }
+# portierd owns its table (flags owner and persist: owned by its netlink socket, kept after
+# it exits), which `nft -f` of the show output cannot reproduce from a process that exits
+# at once. The owner's marks, the `# progname` comment and the table's flags line (see
+# without_table_owner in lib.sh), and only they, are left out of both listings.
+strip_table_flags() { without_table_owner; }
 
 start_bus
 
