@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <memory>
 #include <string_view>
 
 #include "cgroups.h"
@@ -244,8 +245,30 @@ int run(const Options& options) {
                options.policy.c_str(), firewall.status().loaded_from.c_str(),
                static_cast<unsigned long long>(firewall.generation()));
 
-  // The firewall is up before the bus is touched: it must not wait for D-Bus.
-  auto bus = sdbus::createSystemBusConnection(portier::kBusName);
+  // The firewall is up before the bus is touched: it must not wait for D-Bus. Early in
+  // boot the bus may not be there yet; systemd hears READY=1 anyway, and the name is
+  // taken as soon as the bus answers.
+  std::unique_ptr<sdbus::IConnection> bus;
+  for (bool told = false; !bus;) {
+    try {
+      bus = sdbus::createSystemBusConnection(portier::kBusName);
+    } catch (const sdbus::Error& failure) {
+      if (!told) {
+        std::fprintf(stderr, "portierd: system bus not available (%s); the ruleset is loaded, retrying\n",
+                     failure.getMessage().c_str());
+        notify_status(firewall, true);
+        told = true;
+      }
+      pollfd signals{signal_fd, POLLIN, 0};
+      if (::poll(&signals, 1, 1000) > 0) {
+        signalfd_siginfo info{};
+        if (::read(signal_fd, &info, sizeof info) == static_cast<ssize_t>(sizeof info) && info.ssi_signo != SIGHUP) {
+          std::fprintf(stderr, "portierd: exiting before the bus came, ruleset stays loaded\n");
+          return 0;
+        }
+      }
+    }
+  }
   portier::FirewallService service(*bus, firewall);
   notify_status(firewall, true);
   std::fprintf(stderr, "portierd: serving %s on the system bus\n", portier::kBusName);
