@@ -34,6 +34,7 @@ int panic(Args args);
 int monitor(Args args);
 int check(Args args);
 int explain(Args args);
+int ports(Args args);
 int show(Args args);
 int diff(Args args);
 int complete(Args args);

@@ -60,6 +60,14 @@ constexpr std::array kCommands = {
             "forward takes FROM and TO. --uid and --cgroup describe the local socket; without them\n"
             "socket matches do not match. Rate limits count as not exceeded.\n\n"
             "example: portierctl explain tcp 203.0.113.9:40000 -> 139 in wan --verbose\n"},
+    Command{"ports", ports, "listening ports, who serves them, and from where they are open",
+            "usage: portierctl ports [--json]\n\n"
+            "Every listening TCP socket and bound UDP socket in portierd's network namespace,\n"
+            "with its process, user and systemd unit, and for each zone and for anywhere (an\n"
+            "interface in no zone) whether a new connection gets through the loaded ruleset\n"
+            "and which rule decides. Warnings: a [[bind]] port served by someone else, a port\n"
+            "on all addresses open from anywhere. --json: see docs/portierctl-json.md.\n\n"
+            "example: portierctl ports\n"},
     Command{"check", check, "validate a policy file (offline)",
             "usage: portierctl check FILE\n\nexample: portierctl check /etc/portier/policy.toml\n"},
     Command{"show", show, "print the nft ruleset a policy file compiles to (offline)",

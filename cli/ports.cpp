@@ -1,0 +1,165 @@
+// portierctl ports: every listening socket of the host, who serves it, and whether a new
+// connection from each zone (and from anywhere) gets through the loaded ruleset.
+#include <cctype>
+#include <cstdio>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "commands.h"
+#include "daemon_client.h"
+#include "output.h"
+
+namespace portier::cli {
+namespace {
+
+struct ZoneCell {
+  std::string zone;
+  bool open = false;
+  std::string decided_by;
+};
+
+// One entry of ListPorts (keys documented in org.portier.Firewall1.xml). A key the daemon
+// did not send reads as empty, so an older daemon still prints.
+struct PortRow {
+  std::string protocol, family, address, scope, process, user, unit, cgroup;
+  std::uint16_t port = 0;
+  std::uint32_t pid = 0, uid = 0;
+  std::vector<ZoneCell> zones;
+  std::vector<std::string> warnings;
+};
+
+template <typename T>
+T field(const std::map<std::string, sdbus::Variant>& entry, const char* key) {
+  auto it = entry.find(key);
+  return it == entry.end() ? T{} : it->second.get<T>();
+}
+
+PortRow row_of(const std::map<std::string, sdbus::Variant>& entry) {
+  PortRow row;
+  row.protocol = field<std::string>(entry, "protocol");
+  row.family = field<std::string>(entry, "family");
+  row.address = field<std::string>(entry, "address");
+  row.port = field<std::uint16_t>(entry, "port");
+  row.scope = field<std::string>(entry, "scope");
+  row.pid = field<std::uint32_t>(entry, "pid");
+  row.process = field<std::string>(entry, "process");
+  row.uid = field<std::uint32_t>(entry, "uid");
+  row.user = field<std::string>(entry, "user");
+  row.unit = field<std::string>(entry, "unit");
+  row.cgroup = field<std::string>(entry, "cgroup");
+  for (const auto& zone :
+       field<std::vector<sdbus::Struct<std::string, bool, std::string>>>(entry, "zones"))
+    row.zones.push_back({zone.get<0>(), zone.get<1>(), zone.get<2>()});
+  row.warnings = field<std::vector<std::string>>(entry, "warnings");
+  return row;
+}
+
+void print_json(const std::vector<PortRow>& rows) {
+  Json out;
+  out.begin_array();
+  for (const PortRow& row : rows) {
+    out.begin_object()
+        .key("protocol")
+        .value(row.protocol)
+        .key("family")
+        .value(row.family)
+        .key("address")
+        .value(row.address)
+        .key("port")
+        .value(std::uint64_t{row.port})
+        .key("scope")
+        .value(row.scope)
+        .key("pid")
+        .value(std::uint64_t{row.pid})
+        .key("process")
+        .value(row.process)
+        .key("uid")
+        .value(std::uint64_t{row.uid})
+        .key("user")
+        .value(row.user)
+        .key("unit")
+        .value(row.unit)
+        .key("cgroup")
+        .value(row.cgroup)
+        .key("zones")
+        .begin_array();
+    for (const ZoneCell& zone : row.zones)
+      out.begin_object()
+          .key("zone")
+          .value(zone.zone)
+          .key("open")
+          .value(zone.open)
+          .key("decided_by")
+          .value(zone.decided_by)
+          .end_object();
+    out.end_array().key("warnings").values(row.warnings).end_object();
+  }
+  out.end_array();
+  std::printf("%s\n", out.str().c_str());
+}
+
+std::string or_dash(const std::string& text) { return text.empty() ? "-" : text; }
+
+void print_text(const std::vector<PortRow>& rows) {
+  // The zone columns come from the first row; every row has the same zones in the same
+  // order (the policy's zones, then anywhere).
+  std::vector<std::string> header = {"PROTO", "ADDRESS", "PORT", "PROCESS", "USER", "UNIT"};
+  if (!rows.empty())
+    for (const ZoneCell& zone : rows.front().zones) {
+      std::string name = zone.zone;
+      for (char& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      header.push_back(name);
+    }
+  std::vector<std::vector<std::string>> table = {header};
+  for (const PortRow& row : rows) {
+    std::string process = row.process.empty()
+                              ? "-"
+                              : row.process + (row.pid ? "[" + std::to_string(row.pid) + "]" : "");
+    std::string user = row.user.empty() ? std::to_string(row.uid) : row.user;
+    std::vector<std::string> cells = {row.protocol, row.address, std::to_string(row.port),
+                                      process,      user,        or_dash(row.unit)};
+    for (const ZoneCell& zone : row.zones) {
+      if (!zone.open) {
+        cells.push_back("closed");
+        continue;
+      }
+      // Open from anywhere is what a reader must not miss; open from a zone may be the point.
+      cells.push_back(
+          coloured("open (" + zone.decided_by + ")", zone.zone == "anywhere" ? "red" : "yellow"));
+    }
+    table.push_back(std::move(cells));
+  }
+  print_table(table);
+
+  bool first = true;
+  for (const PortRow& row : rows)
+    for (const std::string& warning : row.warnings) {
+      if (first) std::printf("\n%s\n", coloured("warnings:", "bold").c_str());
+      first = false;
+      std::printf("  %s\n", warning.c_str());
+    }
+}
+
+}  // namespace
+
+int ports(Args args) {
+  bool json = false;
+  for (std::string_view arg : args) {
+    if (arg == "--json")
+      json = true;
+    else
+      return usage_error("ports", "takes only --json");
+  }
+  return with_daemon([&](DaemonClient& daemon) {
+    std::vector<PortRow> rows;
+    for (const auto& entry : daemon.ListPorts()) rows.push_back(row_of(entry));
+    if (json)
+      print_json(rows);
+    else
+      print_text(rows);
+    return kOk;
+  });
+}
+
+}  // namespace portier::cli
