@@ -360,6 +360,8 @@ std::map<std::string, sdbus::Variant> FirewallService::Explain(const std::vector
 }
 
 std::vector<std::map<std::string, sdbus::Variant>> FirewallService::ListPorts() {
+  // Which process and user hold which socket is for administrators, as `ss -p` is.
+  require_admin("listing the processes behind open ports");
   return translated([&] {
     std::vector<std::map<std::string, sdbus::Variant>> result;
     for (const PortExposure& exposure :

@@ -17,19 +17,21 @@
 namespace portier {
 namespace {
 
-std::int64_t to_seconds(Clock::time_point time) {
-  return std::chrono::duration_cast<std::chrono::seconds>(time.time_since_epoch()).count();
+// Milliseconds since the epoch: whole seconds would end a timed rule up to a second early
+// after a restart.
+std::int64_t to_millis(Clock::time_point time) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(time.time_since_epoch()).count();
 }
 
-Clock::time_point from_seconds(std::int64_t seconds) {
-  return Clock::time_point(std::chrono::seconds(seconds));
+Clock::time_point from_millis(std::int64_t millis) {
+  return Clock::time_point(std::chrono::duration_cast<Clock::duration>(std::chrono::milliseconds(millis)));
 }
 
 toml::array elements_of(const std::vector<RuntimeElement>& elements) {
   toml::array array;
   for (const RuntimeElement& element : elements) {
     toml::table table{{"set", element.set}, {"element", element.element}};
-    if (element.expires) table.insert("expires", to_seconds(*element.expires));
+    if (element.expires) table.insert("expires_ms", to_millis(*element.expires));
     array.push_back(std::move(table));
   }
   return array;
@@ -42,7 +44,7 @@ std::vector<RuntimeElement> read_elements(const toml::table& document, std::stri
       const toml::table& table = *node.as_table();
       RuntimeElement element{table["set"].value_or(std::string()), table["element"].value_or(std::string()),
                              std::nullopt};
-      if (auto expires = table["expires"].value<std::int64_t>()) element.expires = from_seconds(*expires);
+      if (auto expires = table["expires_ms"].value<std::int64_t>()) element.expires = from_millis(*expires);
       elements.push_back(std::move(element));
     }
   }
@@ -66,7 +68,7 @@ std::string write_runtime_state(const RuntimeState& state) {
   // A timed rule is kept as policy text, so the policy parser reads it back.
   toml::array timed;
   for (const TimedRule& rule : state.timed_rules)
-    timed.push_back(toml::table{{"expires", to_seconds(rule.expires)}, {"policy", rule.text}});
+    timed.push_back(toml::table{{"expires_ms", to_millis(rule.expires)}, {"policy", rule.text}});
   document.insert("timed_rule", std::move(timed));
   document.insert("added_element", elements_of(state.added_elements));
   document.insert("removed_element", elements_of(state.removed_elements));
@@ -97,12 +99,12 @@ RuntimeState read_runtime_state(const std::string& text, const std::string& file
     for (const toml::node& node : *timed) {
       const toml::table* table = node.as_table();
       check(table, file_name, "timed_rule entries must be tables");
-      auto expires = (*table)["expires"].value<std::int64_t>();
+      auto expires = (*table)["expires_ms"].value<std::int64_t>();
       auto policy_text = (*table)["policy"].value<std::string>();
-      check(expires && policy_text, file_name, "a timed_rule needs expires and policy");
+      check(expires && policy_text, file_name, "a timed_rule needs expires_ms and policy");
       ParsedPolicy parsed = parse_policy_fragment(*policy_text, file_name + " (timed rule)", tables);
       check(parsed.ok() && parsed.policy.rules.size() == 1, file_name, "bad timed rule: " + parsed.report());
-      state.timed_rules.push_back({parsed.policy.rules[0], *policy_text, from_seconds(*expires)});
+      state.timed_rules.push_back({parsed.policy.rules[0], *policy_text, from_millis(*expires)});
     }
   }
   state.added_elements = read_elements(document, "added_element");

@@ -41,7 +41,7 @@ struct RuntimeState {
   bool panic_keep_established = false;
 };
 
-/// TOML text of the state; times as seconds since the epoch.
+/// TOML text of the state; times as milliseconds since the epoch.
 std::string write_runtime_state(const RuntimeState& state);
 
 /// Parses write_runtime_state() output. Bad content is an exception naming the file:

@@ -259,7 +259,12 @@ class Compiler {
     chain.rules.push_back(rule_of({ir::LoopbackInterface{false}}, ir::VerdictKind::accept));
     for (const Bind& bind : policy_.binds) {
       if (bind.cgroup.empty()) continue;
-      ir::Rule check = rule_of(protocol_matches(bind.protocols, bind.ports, false), ir::VerdictKind::jump);
+      // Only new connections: the ACK that completes a handshake belongs to a request
+      // socket, which `socket cgroupv2` cannot place, and later packets to established
+      // connections the owner already accepted.
+      auto matches = protocol_matches(bind.protocols, bind.ports, false);
+      matches.push_back(ir::CtState{ir::ct_new});
+      ir::Rule check = rule_of(std::move(matches), ir::VerdictKind::jump);
       check.verdict.chain = bind_chain_name(bind);
       chain.rules.push_back(std::move(check));
     }

@@ -38,7 +38,7 @@ log "ok: systemd-analyze verify is silent"
 
 for key in "Type=notify" "ExecReload=/bin/kill -HUP \$MAINPID" "Restart=on-failure" \
   "Before=network-pre.target" "Wants=network-pre.target" "StateDirectory=portier" \
-  "ConfigurationDirectory=portier" "CapabilityBoundingSet=CAP_NET_ADMIN" \
+  "ConfigurationDirectory=portier" "CapabilityBoundingSet=CAP_NET_ADMIN CAP_SYS_PTRACE CAP_DAC_READ_SEARCH" \
   "RestrictAddressFamilies=AF_UNIX AF_NETLINK" "NoNewPrivileges=yes"; do
   grep -qxF -- "$key" "$unit" || fail "installed unit lacks the line '$key'"
 done

@@ -313,8 +313,8 @@ user = "www"
 )"));
   const ir::Chain& input = chain(ruleset, "input");
   // Before conntrack accepts anything, packets for the port go through the bind's chain.
-  CHECK(input.rules[1].matches ==
-        std::vector<ir::Match>{ir::L4ProtoIn{{ir::L4Proto::tcp}}, ir::DestPortIn{{{22, 22}}}});
+  CHECK(input.rules[1].matches == std::vector<ir::Match>{ir::L4ProtoIn{{ir::L4Proto::tcp}},
+                                                         ir::DestPortIn{{{22, 22}}}, ir::CtState{ir::ct_new}});
   CHECK(input.rules[1].verdict == to_chain(ir::VerdictKind::jump, "bind_ssh-owner"));
   const ir::Chain& bind = ruleset.chains[0];  // before the chain that jumps to it
   CHECK(bind.name == "bind_ssh-owner");

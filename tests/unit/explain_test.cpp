@@ -386,7 +386,7 @@ TEST_CASE("explain: the trace lists every rule that matched, log rules included"
   const Policy policy = golden("owners.toml");
   ExplainResult r = explain_packet(compile_policy(policy), shape(policy, {"tcp", "->", "22"}));
   REQUIRE(r.trace.size() == 3);
-  CHECK(r.trace[0] == "input: tcp dport 22 jump bind_ssh-owner");
+  CHECK(r.trace[0] == "input: tcp dport 22 ct state new jump bind_ssh-owner");
   CHECK(r.trace[1].starts_with("input: tcp dport 22 limit rate 10/minute log prefix \"portier ssh \""));
   CHECK(r.trace[2] == "input: tcp dport 22 counter accept comment \"ssh\"");
 }
