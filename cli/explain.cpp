@@ -7,6 +7,7 @@
 #include "compile_policy.h"
 #include "daemon_client.h"
 #include "explain.h"
+#include "output.h"
 #include "parse_policy.h"
 
 namespace portier::cli {
@@ -21,35 +22,15 @@ struct Explanation {
   std::vector<std::string> trace;
 };
 
-std::string json_text(std::string_view text) {
-  std::string out = "\"";
-  for (char c : text) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char escaped[8];
-          std::snprintf(escaped, sizeof escaped, "\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(c)));
-          out += escaped;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
 
 void print(const Explanation& explanation, bool verbose, bool json) {
   if (json) {
-    std::string out = "{\"verdict\":" + json_text(explanation.verdict) +
-                      ",\"decided_by\":" + json_text(explanation.decided_by) +
-                      ",\"chain\":" + json_text(explanation.chain) + ",\"where\":" + json_text(explanation.where) +
+    std::string out = "{\"verdict\":" + json_string(explanation.verdict) +
+                      ",\"decided_by\":" + json_string(explanation.decided_by) +
+                      ",\"chain\":" + json_string(explanation.chain) + ",\"where\":" + json_string(explanation.where) +
                       ",\"trace\":[";
     for (std::size_t i = 0; i < explanation.trace.size(); ++i)
-      out += (i ? "," : "") + json_text(explanation.trace[i]);
+      out += (i ? "," : "") + json_string(explanation.trace[i]);
     std::printf("%s]}\n", out.c_str());
     return;
   }

@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "commands.h"
+#include "output.h"
 #include "daemon_client.h"
 
 namespace portier::cli {
@@ -21,34 +22,6 @@ namespace {
 
 using Facts = std::map<std::string, sdbus::Variant>;
 
-std::string json_escape(std::string_view text) {
-  std::string out = "\"";
-  for (char c : text) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char escaped[8];
-          std::snprintf(escaped, sizeof escaped, "\\u%04x", static_cast<unsigned>(c));
-          out += escaped;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
 
 // One event: printed as "HH:MM:SS text" or as a JSON object with "time" and "event".
 class Line {
@@ -65,7 +38,7 @@ class Line {
           1000;
       std::size_t length = std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &parts);
       std::snprintf(stamp + length, sizeof stamp - length, ".%03dZ", static_cast<int>(millis));
-      text_ = "{\"time\":" + json_escape(stamp) + ",\"event\":" + json_escape(event);
+      text_ = "{\"time\":" + json_string(stamp) + ",\"event\":" + json_string(event);
     } else {
       localtime_r(&seconds, &parts);
       std::strftime(stamp, sizeof stamp, "%H:%M:%S", &parts);
@@ -73,15 +46,15 @@ class Line {
     }
   }
   Line& field(std::string_view key, std::string_view value) {
-    if (json_) text_ += "," + json_escape(key) + ":" + json_escape(value);
+    if (json_) text_ += "," + json_string(key) + ":" + json_string(value);
     return *this;
   }
   Line& field(std::string_view key, std::uint64_t value) {
-    if (json_) text_ += "," + json_escape(key) + ":" + std::to_string(value);
+    if (json_) text_ += "," + json_string(key) + ":" + std::to_string(value);
     return *this;
   }
   Line& field(std::string_view key, bool value) {
-    if (json_) text_ += "," + json_escape(key) + ":" + (value ? "true" : "false");
+    if (json_) text_ += "," + json_string(key) + ":" + (value ? "true" : "false");
     return *this;
   }
   /// The human-readable text (ignored with --json).
