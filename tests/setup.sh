@@ -44,7 +44,8 @@ fi
 BUILD_DIR=${BUILD_DIR:-build}
 if [[ ! -f "$BUILD_DIR/build.ninja" ]]; then
   echo "setup: configuring $BUILD_DIR" >&2
-  cmake -S . -B "$BUILD_DIR" -G Ninja "$@" >/dev/null
+  # /usr, as a Debian package installs it: cpack of this build makes a proper .deb.
+  cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_INSTALL_PREFIX=/usr "$@" >/dev/null
 elif (($#)); then
   # Re-apply explicitly given options to an existing build directory.
   cmake -S . -B "$BUILD_DIR" "$@" >/dev/null

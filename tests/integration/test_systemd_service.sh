@@ -58,10 +58,14 @@ POLICY_SRC="$PORTIER_SOURCE_DIR/rules/policies/workstation.toml"
 [[ -f "$POLICY_SRC" ]] || fail "no shipped policy $POLICY_SRC"
 
 binds=(
-  "--bind-ro=$DEST$prefix:$prefix"
   "--bind-ro=$DEST$unit:$unit"
   "--bind=$WORKDIR/policy.toml:/etc/portier/policy.toml"
 )
+# Every installed file on its own (with prefix /usr, binding the folder would hide the
+# container's own /usr).
+while IFS= read -r file; do
+  binds+=("--bind-ro=$DEST$file:$file")
+done < <(cd "$DEST" && find ".$prefix" -type f | sed 's/^\.//')
 # A copy, so the test can change it before `systemctl reload`.
 cp "$POLICY_SRC" "$WORKDIR/policy.toml"
 # dbus-daemon reads /usr/share/dbus-1/system.d and /etc/dbus-1/system.d only: with another
