@@ -390,7 +390,8 @@ class Compiler {
   // (`socket transparent` matches whenever there is a socket), no socket passes on.
   ir::Chain bind_chain(const Bind& bind) const {
     ir::Chain chain{bind_chain_name(bind), std::nullopt, {}};
-    chain.rules.push_back(rule_of({cgroup_match(bind.cgroup, false)}, ir::VerdictKind::return_));
+    // Named like the bind, as every kernel rule of it is: errors and counters find it.
+    chain.rules.push_back(rule_of({cgroup_match(bind.cgroup, false)}, ir::VerdictKind::return_, bind.name));
     for (bool transparent : {false, true})
       chain.rules.push_back(rule_of({ir::SocketTransparent{transparent}}, ir::VerdictKind::drop, bind.name, true));
     return chain;

@@ -321,6 +321,7 @@ user = "www"
   REQUIRE(bind.rules.size() == 3);
   CHECK(bind.rules[0].matches == std::vector<ir::Match>{ir::SocketCgroup{2, "system.slice/ssh.service", 0, false}});
   CHECK(bind.rules[0].verdict.kind == ir::VerdictKind::return_);
+  CHECK(bind.rules[0].comment == "ssh-owner");
   // Any other socket, however shallow its cgroup, is dropped.
   CHECK(bind.rules[1].matches == std::vector<ir::Match>{ir::SocketTransparent{false}});
   CHECK(bind.rules[1].verdict.kind == ir::VerdictKind::drop);
