@@ -100,6 +100,7 @@ spawn nspawn bash -c '
   --machine="portier-$$" "${binds[@]}"
 NSPAWN_PID=$SPAWNED_PID
 
+BOOT_START=$(date +%s%N)
 PID1=
 for ((i = 0; i < 100; i++)); do
   for c in $(cat /proc/"$NSPAWN_PID"/task/*/children 2>/dev/null); do
@@ -129,12 +130,14 @@ for ((i = 0; i < 100; i++)); do
 done
 [[ "$state" == running || "$state" == degraded ]] ||
   fail "systemd in the container did not finish booting in 10 s (state '$state')"
-log "ok: container booted (pid 1 is $PID1 on the host, state $state)"
+ms_since() { echo $((($(date +%s%N) - $1) / 1000000)); }
+log "ok: container booted in $(ms_since "$BOOT_START") ms (pid 1 is $PID1 on the host, state $state)"
 
 journal() { in_ct journalctl -u portierd --no-pager -o cat 2>&1 | tail -n 30; }
 unit_state() { in_ct systemctl show -p ActiveState -p SubState -p Result -p MainPID portierd; }
 
 # --- start: Type=notify returns once READY=1 came -----------------------------------------------
+START=$(date +%s%N)
 _run_capture in_ct systemctl start portierd
 ((RC == 0)) || fail "systemctl start portierd exited $RC: $ERR
 $(unit_state)
@@ -147,7 +150,11 @@ table=$(in_ct nft list table inet portier 2>&1) ||
   fail "portierd.service is active but the container has no table inet portier: $table
 $(journal)"
 assert_contains "$table" 'comment "netbios-in"' "ruleset in the container"
-log "ok: systemctl start portierd: active (running), main pid $pid, ruleset loaded"
+log "ok: systemctl start portierd returned in $(ms_since "$START") ms: active (running), main pid $pid, ruleset loaded"
+# The journal has the daemon's own start line.
+assert_contains "$(journal)" "portierd: loaded /etc/portier/policy.toml into table inet portier (policy, generation 1)" \
+  "journalctl -u portierd"
+log "ok: journalctl -u portierd has the start line"
 
 # --- portierctl over the real system bus, as root and as nobody ---------------------------------
 _run_capture in_ct portierctl status
