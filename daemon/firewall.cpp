@@ -481,27 +481,51 @@ bool Firewall::edit_set_in_place(const NamedSet& set, const std::vector<std::str
                                  const std::vector<std::string>& remove,
                                  std::optional<std::chrono::seconds> timeout) {
   if (!kernel_has_full_ || runtime_.panic) return false;
-  auto loaded = std::find_if(full_.sets.begin(), full_.sets.end(),
-                             [&](const ir::NamedSet& s) { return s.name == set.name; });
-  if (loaded == full_.sets.end()) return false;
-  SetEdit edit{set.name, loaded->key, loaded->interval, {}, {}, std::nullopt};
-  for (const std::string& element : add) edit.add.push_back(element_range(set, element));
-  for (const std::string& element : remove) edit.remove.push_back(element_range(set, element));
-  if (timeout) edit.timeout_seconds = static_cast<std::uint32_t>(timeout->count());
-  try {
-    kernel_.edit_set(full_.table, edit);
-  } catch (const KernelError& refused) {
-    // An element overlapping one the kernel has, or one removed from inside a larger
-    // range: the whole set is rebuilt instead, which always works.
-    std::fprintf(stderr, "portierd: set %s changed by reloading it: %s\n", set.name.c_str(), refused.what());
-    return false;
+  // An address set is two kernel sets (compile_policy): single addresses in a hash set,
+  // networks in an interval set. Each element goes to the one it belongs in.
+  auto target = [&](const ir::AddressRange& range) {
+    bool single = set.family != SetFamily::port && range.first == range.last;
+    return single ? host_set_name(set.name) : set.name;
+  };
+  std::map<std::string, SetEdit> edits;
+  auto edit_of = [&](const std::string& name) -> SetEdit* {
+    auto loaded = std::find_if(full_.sets.begin(), full_.sets.end(),
+                               [&](const ir::NamedSet& s) { return s.name == name; });
+    if (loaded == full_.sets.end()) return nullptr;
+    auto [it, inserted] = edits.try_emplace(name, SetEdit{name, loaded->key, loaded->interval, {}, {}, std::nullopt});
+    if (inserted && timeout) it->second.timeout_seconds = static_cast<std::uint32_t>(timeout->count());
+    return &it->second;
+  };
+  for (const std::string& element : add) {
+    ir::AddressRange range = element_range(set, element);
+    SetEdit* edit = edit_of(target(range));
+    if (!edit) return false;
+    edit->add.push_back(range);
   }
-  if (!edit.remove.empty()) {
-    std::set<std::pair<ir::Address, ir::Address>> gone;
-    for (const ir::AddressRange& range : edit.remove) gone.emplace(range.first, range.last);
-    std::erase_if(loaded->elements, [&](const ir::AddressRange& r) { return gone.count({r.first, r.last}) > 0; });
+  for (const std::string& element : remove) {
+    ir::AddressRange range = element_range(set, element);
+    SetEdit* edit = edit_of(target(range));
+    if (!edit) return false;
+    edit->remove.push_back(range);
   }
-  loaded->elements.insert(loaded->elements.end(), edit.add.begin(), edit.add.end());
+  for (auto& [name, edit] : edits) {
+    try {
+      kernel_.edit_set(full_.table, edit);
+    } catch (const KernelError& refused) {
+      // An element overlapping one the kernel has, or one removed from inside a larger
+      // range: the whole set is loaded anew instead, which always works.
+      std::fprintf(stderr, "portierd: set %s changed by reloading it: %s\n", set.name.c_str(), refused.what());
+      return false;
+    }
+    ir::NamedSet& loaded = *std::find_if(full_.sets.begin(), full_.sets.end(),
+                                         [&](const ir::NamedSet& s) { return s.name == name; });
+    if (!edit.remove.empty()) {
+      std::set<std::pair<ir::Address, ir::Address>> gone;
+      for (const ir::AddressRange& range : edit.remove) gone.emplace(range.first, range.last);
+      std::erase_if(loaded.elements, [&](const ir::AddressRange& r) { return gone.count({r.first, r.last}) > 0; });
+    }
+    loaded.elements.insert(loaded.elements.end(), edit.add.begin(), edit.add.end());
+  }
   return true;
 }
 

@@ -101,9 +101,10 @@ std::vector<Segment> endpoint_segments(const Policy& policy, const std::vector<E
       case Endpoint::Kind::set: {
         const NamedSet* set = policy.find_set(endpoint.name);
         if (!set || set->family == SetFamily::port) break;  // validation reported it
-        segments.push_back({ir::AddressInSet{
-            set->family == SetFamily::ipv4 ? ir::Family::ipv4 : ir::Family::ipv6, destination,
-            set->name}});
+        // The policy's set is two kernel sets: its networks and its single addresses.
+        ir::Family family = set->family == SetFamily::ipv4 ? ir::Family::ipv4 : ir::Family::ipv6;
+        segments.push_back({ir::AddressInSet{family, destination, set->name}});
+        segments.push_back({ir::AddressInSet{family, destination, host_set_name(set->name)}});
         break;
       }
       case Endpoint::Kind::zone: {

@@ -102,11 +102,33 @@ class Compiler {
         for (const ir::PortRange& range : merge_port_ranges(set.ports))
           compiled.elements.push_back({ir::port_element(range.first), ir::port_element(range.last)});
       } else {
+        // Single addresses go into a hash set, networks into an interval set: adding or
+        // removing one element of a hash set costs the same at a million elements, while
+        // the kernel's interval tree is walked whole on every change (docs/nftables-owner.md).
         compiled.key = set.family == SetFamily::ipv4 ? ir::SetKey::ipv4_addr : ir::SetKey::ipv6_addr;
-        std::vector<ir::AddressRange> ranges;
-        ranges.reserve(set.addresses.size());
-        for (const Cidr& cidr : set.addresses) ranges.push_back(to_range(cidr));
-        compiled.elements = merge_address_ranges(std::move(ranges));
+        ir::NamedSet hosts = compiled;
+        hosts.name = host_set_name(set.name);
+        hosts.interval = false;
+        std::vector<ir::AddressRange> networks;
+        for (const Cidr& cidr : set.addresses) {
+          if (cidr.prefix == cidr.size() * 8)
+            hosts.elements.push_back(to_range(cidr));
+          else
+            networks.push_back(to_range(cidr));
+        }
+        std::sort(hosts.elements.begin(), hosts.elements.end(),
+                  [](const ir::AddressRange& a, const ir::AddressRange& b) { return a.first < b.first; });
+        hosts.elements.erase(std::unique(hosts.elements.begin(), hosts.elements.end()), hosts.elements.end());
+        compiled.elements = merge_address_ranges(std::move(networks));
+        // An address inside one of the networks is matched there already.
+        std::erase_if(hosts.elements, [&](const ir::AddressRange& host) {
+          auto after = std::upper_bound(compiled.elements.begin(), compiled.elements.end(), host.first,
+                                        [](const ir::Address& a, const ir::AddressRange& r) { return a < r.first; });
+          return after != compiled.elements.begin() && !(std::prev(after)->last < host.first);
+        });
+        ruleset.sets.push_back(std::move(compiled));
+        ruleset.sets.push_back(std::move(hosts));
+        continue;
       }
       ruleset.sets.push_back(std::move(compiled));
     }

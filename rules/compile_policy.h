@@ -62,6 +62,10 @@ ir::Ruleset without_owners(const ir::Ruleset& full, const std::set<std::string, 
 /// that already exist), in all three directions.
 ir::Ruleset compile_panic(bool keep_established, const CompileOptions& options = {});
 
+/// The kernel set that holds the single addresses of the policy's address set `name`
+/// (the networks stay in the set named `name`).
+inline std::string host_set_name(const std::string& name) { return name + "_hosts"; }
+
 /// Sorts ports and merges overlapping and adjacent ranges, as a set needs them.
 std::vector<ir::PortRange> merge_port_ranges(const std::vector<PortRange>& ports);
 

@@ -53,7 +53,11 @@ class Validator {
                          place(it->second.second));
     };
     for (const Zone& zone : policy_.zones) add(zone.name, "zone", zone.where);
-    for (const NamedSet& set : policy_.sets) add(set.name, "set", set.where);
+    for (const NamedSet& set : policy_.sets) {
+      add(set.name, "set", set.where);
+      // Its single addresses live in a kernel set of that name.
+      if (set.family != SetFamily::port) add(set.name + "_hosts", "set (its single addresses)", set.where);
+    }
     for (const Rule& rule : policy_.rules) add(rule.name, "rule", rule.where);
     for (const Bind& bind : policy_.binds) add(bind.name, "bind", bind.where);
     for (const Forward& forward : policy_.forwards) add(forward.name, "forward", forward.where);

@@ -239,10 +239,15 @@ to = "10.1.2.3"
 protocols = "tcp"
 action = "accept"
 )"));
-  REQUIRE(ruleset.sets.size() == 1);
+  // The policy's set is two kernel sets: networks (interval) and single addresses (hash).
+  REQUIRE(ruleset.sets.size() == 2);
   CHECK(ruleset.sets[0].name == "friends");
   CHECK(ruleset.sets[0].key == ir::SetKey::ipv6_addr);
   CHECK(ruleset.sets[0].interval);
+  CHECK(ruleset.sets[0].elements.size() == 1);
+  CHECK(ruleset.sets[1].name == "friends_hosts");
+  CHECK_FALSE(ruleset.sets[1].interval);
+  CHECK(ruleset.sets[1].elements.empty());
   auto rules = rules_named(chain(ruleset, "input"), "mixed");
   // v4 sources with the v4 destination; the v6 source and the v6 set cannot pair with it.
   REQUIRE(rules.size() == 1);

@@ -357,20 +357,27 @@ TEST_CASE("set elements at run time: added, removed, listed, checked, kept acros
     daemon.firewall.add_set_elements("block", {"203.0.113.9", "198.51.100.0/24"}, std::nullopt);
     CHECK(daemon.firewall.list_set_elements("block") ==
           std::vector<std::string>{"10.0.0.0/8", "203.0.113.9", "198.51.100.0/24"});
-    CHECK(kernel.last().sets[0].elements.size() == 3);
-    // Straight into the kernel's set, with the set's timeout, not a reload of the table.
+    // Straight into the kernel's sets, with the set's timeout, not a reload of the table:
+    // the network into the interval set "block", the address into the hash set "block_hosts".
     CHECK(kernel.applied.size() == 1);
-    REQUIRE(kernel.set_edits.size() == 1);
-    CHECK(kernel.set_edits[0].add.size() == 2);
-    CHECK(kernel.set_edits[0].timeout_seconds == 3600u);
+    REQUIRE(kernel.set_edits.size() == 2);
+    CHECK(kernel.set_edits[0].set == "block");
+    CHECK(kernel.set_edits[0].interval);
+    CHECK(kernel.set_edits[0].add.size() == 1);
+    CHECK(kernel.set_edits[1].set == "block_hosts");
+    CHECK_FALSE(kernel.set_edits[1].interval);
+    CHECK(kernel.set_edits[1].add.size() == 1);
+    CHECK(kernel.set_edits[1].timeout_seconds == 3600u);
+    CHECK(kernel.last().sets[0].elements.size() == 2);
+    CHECK(kernel.last().sets[1].elements.size() == 1);
     // Refused by the kernel (say, an overlap): the set is loaded anew instead.
     kernel.refuse_sets = true;
-    daemon.firewall.add_set_elements("block", {"10.1.0.0/16"}, std::nullopt);
+    daemon.firewall.add_set_elements("block", {"172.16.0.0/16"}, std::nullopt);
     kernel.refuse_sets = false;
     CHECK(kernel.applied.size() == 2);
     daemon.firewall.remove_set_elements("block", {"10.0.0.0/8"});
     CHECK(daemon.firewall.list_set_elements("block") ==
-          std::vector<std::string>{"203.0.113.9", "198.51.100.0/24", "10.1.0.0/16"});
+          std::vector<std::string>{"203.0.113.9", "198.51.100.0/24", "172.16.0.0/16"});
     CHECK_THROWS_WITH_AS(daemon.firewall.add_set_elements("block", {"fd00::1"}, std::nullopt),
                          "'fd00::1' is not an element of set 'block' (ipv4)", InvalidRequest);
     CHECK_THROWS_AS(daemon.firewall.add_set_elements("nope", {"1.2.3.4"}, std::nullopt), NoSuchSet);
@@ -378,7 +385,7 @@ TEST_CASE("set elements at run time: added, removed, listed, checked, kept acros
   Daemon restarted(kernel, files, clock);
   restarted.firewall.start();
   CHECK(restarted.firewall.list_set_elements("block") ==
-        std::vector<std::string>{"203.0.113.9", "198.51.100.0/24", "10.1.0.0/16"});
+        std::vector<std::string>{"203.0.113.9", "198.51.100.0/24", "172.16.0.0/16"});
   // Their timeout (the set's hour) passes: the record of them goes too.
   clock.now += std::chrono::hours(1);
   restarted.firewall.on_timer();
