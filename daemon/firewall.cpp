@@ -519,7 +519,16 @@ bool Firewall::edit_set_in_place(const NamedSet& set, const std::vector<std::str
     }
     ir::NamedSet& loaded = *std::find_if(full_.sets.begin(), full_.sets.end(),
                                          [&](const ir::NamedSet& s) { return s.name == name; });
-    if (!edit.remove.empty()) {
+    // Our record of the kernel's set, kept without reordering cost: a removed element's
+    // place is taken by the last one (the order of a set's elements means nothing).
+    if (edit.remove.size() <= 16) {
+      for (const ir::AddressRange& range : edit.remove) {
+        auto it = std::find(loaded.elements.begin(), loaded.elements.end(), range);
+        if (it == loaded.elements.end()) continue;
+        *it = loaded.elements.back();
+        loaded.elements.pop_back();
+      }
+    } else {
       std::set<std::pair<ir::Address, ir::Address>> gone;
       for (const ir::AddressRange& range : edit.remove) gone.emplace(range.first, range.last);
       std::erase_if(loaded.elements, [&](const ir::AddressRange& r) { return gone.count({r.first, r.last}) > 0; });
