@@ -564,7 +564,9 @@ std::optional<std::uint32_t> table_flags(const nlmsghdr* nlh) {
 TEST_CASE("encode_replace_batch: owned and persistent tables") {
   Ruleset ruleset;
   auto flags = [&ruleset] {
-    const auto messages = split(portier::encode_replace_batch(ruleset, 1));
+    // The messages point into the batch's bytes: keep the batch alive while reading them.
+    const auto batch = portier::encode_replace_batch(ruleset, 1);
+    const auto messages = split(batch);
     return std::vector<std::optional<std::uint32_t>>{table_flags(messages[1].nlh),
                                                      table_flags(messages[3].nlh)};
   };
@@ -1152,7 +1154,8 @@ TEST_CASE("encode_set_edit_batch: hash sets get plain keys; long lists are split
   const std::vector<AddressRange> ports = {{port_element(22), port_element(22)}};
   const portier::SetElementChange service{"ports", SetKey::inet_service, false, {},
                                           ports,   std::nullopt};
-  const auto removal = split(portier::encode_set_edit_batch("portier", service, 1));
+  const auto removal_batch = portier::encode_set_edit_batch("portier", service, 1);
+  const auto removal = split(removal_batch);
   REQUIRE(removal.size() == 3);
   CHECK(removal[1].type == nft(NFT_MSG_DELSETELEM));
   CHECK(element_list_of(removal[1].nlh).elements == std::vector<EditedElement>{element({0, 22})});
