@@ -414,3 +414,20 @@ TEST_CASE("rules() joins the policy with the kernel's counters, adding up a rule
   CHECK(status.rules_enabled == 1);
   CHECK(status.generation == 1);
 }
+
+TEST_CASE("drift repair loads the whole ruleset again, whatever the kernel holds now") {
+  Files files;
+  files.write(kTwoRules);
+  FakeKernel kernel;
+  FakeClock clock;
+  Daemon daemon(kernel, files, clock);
+  daemon.firewall.start();
+  daemon.firewall.set_rule_enabled("web", true, false);  // an edit, not a replacement
+  const ir::Ruleset before = kernel.last();
+  REQUIRE(kernel.applied.size() == 1);
+  kernel.current.chains.clear();  // someone else emptied the table
+  daemon.firewall.repair_drift("test");
+  REQUIRE(kernel.applied.size() == 2);  // a whole replacement, not an edit of what is gone
+  CHECK(kernel.last() == before);
+  CHECK(daemon.firewall.generation() == 3);
+}
