@@ -156,7 +156,7 @@ void FirewallService::emit_packet_logged(const LoggedPacket& packet) {
     // A rule's log line does not say what the rule does; its action in the policy does.
     if (rule_verdicts_generation_ != firewall_.generation()) {
       rule_verdicts_.clear();
-      for (const Rule& rule : firewall_.policy_in_force().rules) rule_verdicts_[rule.name] = verdict_word(rule.action);
+      firewall_.for_each_rule([&](const Rule& rule) { rule_verdicts_[rule.name] = verdict_word(rule.action); });
       rule_verdicts_generation_ = firewall_.generation();
     }
     if (auto it = rule_verdicts_.find(prefix.rule); it != rule_verdicts_.end()) verdict = it->second;

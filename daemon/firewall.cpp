@@ -717,10 +717,16 @@ FirewallStatus Firewall::status() const {
   FirewallStatus status;
   status.policy_path = options_.policy_path;
   status.table = full_.table;
-  Policy in_force = effective(policy_, runtime_);
-  status.rules = in_force.rules.size() + in_force.forwards.size();
-  for (const Rule& rule : in_force.rules) status.rules_enabled += rule.enabled ? 1 : 0;
-  for (const Forward& forward : in_force.forwards) status.rules_enabled += forward.enabled ? 1 : 0;
+  // Counted from the policy and the toggles: copying the policy in force would copy its
+  // sets too, and this runs after every change (sd_notify STATUS=).
+  auto enabled = [&](const std::string& name, bool in_file) {
+    auto toggle = runtime_.toggles.find(name);
+    return toggle == runtime_.toggles.end() ? in_file : toggle->second;
+  };
+  status.rules = policy_.rules.size() + runtime_.timed_rules.size() + policy_.forwards.size();
+  for (const Rule& rule : policy_.rules) status.rules_enabled += enabled(rule.name, rule.enabled) ? 1 : 0;
+  for (const TimedRule& timed : runtime_.timed_rules) status.rules_enabled += timed.rule.enabled ? 1 : 0;
+  for (const Forward& forward : policy_.forwards) status.rules_enabled += enabled(forward.name, forward.enabled) ? 1 : 0;
   status.timed_rules = runtime_.timed_rules.size();
   status.generation = generation_;
   status.last_applied = last_applied_;

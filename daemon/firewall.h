@@ -167,6 +167,13 @@ class Firewall {
   ir::Ruleset loaded_ruleset() const { return without_owners(full_, disabled_); }
   /// The policy with the runtime changes (toggles, timed rules, set elements) applied.
   Policy policy_in_force() const { return effective(policy_, runtime_); }
+  /// Every rule of the policy in force, timed rules included, without copying the policy.
+  void for_each_rule(const std::function<void(const Rule&)>& visit) const {
+    for (const Rule& rule : policy_.rules) visit(rule);
+    for (const TimedRule& timed : runtime_.timed_rules) visit(timed.rule);
+  }
+  /// The nflog group of the policy's log statements (runtime changes never alter it).
+  std::optional<std::uint16_t> log_group() const { return policy_.log_group; }
   const std::string& policy_path() const { return options_.policy_path; }
   std::uint64_t generation() const { return generation_; }
   Mode mode() const;

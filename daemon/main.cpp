@@ -129,7 +129,7 @@ int serve(sdbus::IConnection& bus, portier::FirewallService& service, portier::F
       log_bound_generation = firewall.generation();
       auto before = packet_log->group();
       try {
-        packet_log->bind(firewall.policy_in_force().log_group);
+        packet_log->bind(firewall.log_group());
       } catch (const std::exception& failure) {
         std::fprintf(stderr, "portierd: logged packets will not be relayed: %s\n", failure.what());
       }
