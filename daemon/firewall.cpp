@@ -194,6 +194,11 @@ void Firewall::install(Built built, std::string_view reason) {
       handles_[c].push_back(present && c < loaded.size() && next < loaded[c].size() ? loaded[c][next++] : 0);
     }
   }
+  positions_.clear();
+  for (std::size_t c = 0; c < built.full.chains.size(); ++c)
+    for (std::size_t r = 0; r < built.full.chains[c].rules.size(); ++r)
+      if (std::string_view owner = rule_owner(built.full.chains[c].rules[r]); !owner.empty())
+        positions_[std::string(owner)].push_back({c, r});
   full_ = std::move(built.full);
   disabled_ = std::move(built.disabled);
   kernel_has_full_ = true;
@@ -204,7 +209,8 @@ void Firewall::install(Built built, std::string_view reason) {
 // handle, those that come in are inserted after the nearest rule before them that stays.
 void Firewall::edit_rules(const std::set<std::string, std::less<>>& disabled) {
   TableEdit edit;
-  std::vector<std::pair<std::size_t, std::size_t>> inserted;  // (chain, rule) of each insert
+  std::vector<RulePosition> inserted;
+  std::vector<RulePosition> removed;
   for (std::size_t c = 0; c < full_.chains.size(); ++c) {
     const ir::Chain& chain = full_.chains[c];
     std::uint64_t after = 0;
@@ -213,14 +219,17 @@ void Firewall::edit_rules(const std::set<std::string, std::less<>>& disabled) {
       // Inserted after the same rule, the last goes in first to end up last.
       for (auto it = group.rbegin(); it != group.rend(); ++it) {
         edit.inserts.push_back({chain.name, after, chain.rules[*it]});
-        inserted.emplace_back(c, *it);
+        inserted.push_back({c, *it});
       }
       group.clear();
     };
     for (std::size_t r = 0; r < chain.rules.size(); ++r) {
       bool was = handles_[c][r] != 0;
       bool will = disabled.count(rule_owner(chain.rules[r])) == 0;
-      if (was && !will) edit.removes.push_back({chain.name, handles_[c][r]});
+      if (was && !will) {
+        edit.removes.push_back({chain.name, handles_[c][r]});
+        removed.push_back({c, r});
+      }
       if (was && will) {
         flush();
         after = handles_[c][r];
@@ -229,13 +238,61 @@ void Firewall::edit_rules(const std::set<std::string, std::less<>>& disabled) {
     }
     flush();
   }
-  std::vector<std::uint64_t> handles = kernel_.edit(full_.table, edit);
-  for (const TableEdit::Remove& remove : edit.removes)
-    for (auto& chain_handles : handles_)
-      std::replace(chain_handles.begin(), chain_handles.end(), remove.handle, std::uint64_t{0});
-  for (std::size_t i = 0; i < inserted.size() && i < handles.size(); ++i)
-    handles_[inserted[i].first][inserted[i].second] = handles[i];
+  send_edit(edit, inserted, removed);
   disabled_ = disabled;
+}
+
+// The same for one rule's kernel rules alone, found through positions_: nothing here
+// walks the whole ruleset, so a toggle costs the same at 10 rules and at 10,000.
+void Firewall::toggle_in_place(const std::string& name, bool enabled) {
+  TableEdit edit;
+  std::vector<RulePosition> inserted;
+  std::vector<RulePosition> removed;
+  if (auto found = positions_.find(name); found != positions_.end()) {
+    std::vector<RulePosition> group;
+    std::uint64_t group_after = 0;
+    auto flush = [&] {
+      for (auto it = group.rbegin(); it != group.rend(); ++it) {
+        edit.inserts.push_back({full_.chains[it->chain].name, group_after, full_.chains[it->chain].rules[it->rule]});
+        inserted.push_back(*it);
+      }
+      group.clear();
+    };
+    for (const RulePosition& at : found->second) {  // in chain order
+      std::uint64_t handle = handles_[at.chain][at.rule];
+      if (!enabled) {
+        if (handle != 0) {
+          edit.removes.push_back({full_.chains[at.chain].name, handle});
+          removed.push_back(at);
+        }
+        continue;
+      }
+      if (handle != 0) continue;
+      std::uint64_t after = 0;  // the nearest loaded rule before it, 0: the chain's start
+      for (std::size_t r = at.rule; r-- > 0;)
+        if (handles_[at.chain][r] != 0) {
+          after = handles_[at.chain][r];
+          break;
+        }
+      if (!group.empty() && (group.back().chain != at.chain || after != group_after)) flush();
+      group_after = after;
+      group.push_back(at);
+    }
+    flush();
+  }
+  if (!edit.removes.empty() || !edit.inserts.empty()) send_edit(edit, inserted, removed);
+  if (enabled)
+    disabled_.erase(name);
+  else
+    disabled_.insert(name);
+}
+
+void Firewall::send_edit(const TableEdit& edit, const std::vector<RulePosition>& inserted,
+                         const std::vector<RulePosition>& removed) {
+  std::vector<std::uint64_t> handles = kernel_.edit(full_.table, edit);
+  for (const RulePosition& at : removed) handles_[at.chain][at.rule] = 0;
+  for (std::size_t i = 0; i < inserted.size() && i < handles.size(); ++i)
+    handles_[inserted[i].chain][inserted[i].rule] = handles[i];
 }
 
 void Firewall::commit(Policy policy, RuntimeState runtime, std::string_view reason) {
@@ -323,6 +380,12 @@ void Firewall::set_rule_enabled(const std::string& name, bool enabled, bool perm
     if (!parsed.ok()) throw PolicyError(parsed.report());
     commit(std::move(parsed.policy), std::move(runtime), "toggle");
     save_last_good(policy_);
+  } else if (kernel_has_full_ && !runtime_.panic) {
+    // Nothing else changes: no recompile, only this rule's kernel rules.
+    toggle_in_place(name, enabled);
+    runtime_.toggles[name] = enabled;
+    save_runtime();
+    applied("toggle");
   } else {
     RuntimeState runtime = runtime_;
     runtime.toggles[name] = enabled;
@@ -549,21 +612,25 @@ void Firewall::add_set_elements(const std::string& set_name, const std::vector<s
   if (set->timeout && !timeout) timeout = set->timeout;
   std::optional<Clock::time_point> expires;
   if (timeout) expires = options_.now() + *timeout;
-  RuntimeState runtime = runtime_;
   for (const std::string& element : elements)
     if (!element_fits(*set, element))
       throw InvalidRequest("'" + element + "' is not an element of set '" + set_name + "' (" +
                            (set->family == SetFamily::port ? "ports" : set->family == SetFamily::ipv4 ? "ipv4" : "ipv6") + ")");
-  // One pass with a lookup table, not a search per element: calls carry up to a million.
-  std::unordered_set<std::string_view> adding(elements.begin(), elements.end());
-  std::erase_if(runtime.removed_elements,
-                [&](const RuntimeElement& e) { return e.set == set_name && adding.count(e.element) > 0; });
-  for (const std::string& element : elements) runtime.added_elements.push_back({set_name, element, expires});
+  auto record = [&](RuntimeState& runtime) {
+    // One pass with a lookup table, not a search per element: calls carry up to a million.
+    std::unordered_set<std::string_view> adding(elements.begin(), elements.end());
+    std::erase_if(runtime.removed_elements,
+                  [&](const RuntimeElement& e) { return e.set == set_name && adding.count(e.element) > 0; });
+    for (const std::string& element : elements) runtime.added_elements.push_back({set_name, element, expires});
+  };
+  // In place, the runtime record is changed without a copy: it may hold a million elements.
   if (edit_set_in_place(*set, elements, {}, timeout)) {
-    runtime_ = std::move(runtime);
+    record(runtime_);
     save_runtime();
     applied("set-elements");
   } else {
+    RuntimeState runtime = runtime_;
+    record(runtime);
     change_runtime(std::move(runtime), "set-elements");
   }
 }
@@ -573,27 +640,30 @@ void Firewall::remove_set_elements(const std::string& set_name, const std::vecto
   if (!set) throw NoSuchSet("no set named '" + set_name + "' in the policy");
   if (elements.empty() || elements.size() > kMaxElementsPerCall)
     throw InvalidRequest("give 1 to 1000000 elements per call");
-  RuntimeState runtime = runtime_;
   for (const std::string& element : elements)
     if (!element_fits(*set, element))
       throw InvalidRequest("'" + element + "' is not an element of set '" + set_name + "'");
-  // Elements added at run time just go; the policy's own are recorded as removed.
-  std::unordered_set<std::string_view> removing(elements.begin(), elements.end());
-  std::unordered_set<std::string_view> were_added;
-  std::erase_if(runtime.added_elements, [&](const RuntimeElement& e) {
-    if (e.set != set_name) return false;
-    auto it = removing.find(e.element);
-    if (it == removing.end()) return false;
-    were_added.insert(*it);  // views into `elements`, which outlive this call's sets
-    return true;
-  });
-  for (const std::string& element : elements)
-    if (!were_added.count(element)) runtime.removed_elements.push_back({set_name, element, std::nullopt});
+  auto record = [&](RuntimeState& runtime) {
+    // Elements added at run time just go; the policy's own are recorded as removed.
+    std::unordered_set<std::string_view> removing(elements.begin(), elements.end());
+    std::unordered_set<std::string_view> were_added;
+    std::erase_if(runtime.added_elements, [&](const RuntimeElement& e) {
+      if (e.set != set_name) return false;
+      auto it = removing.find(e.element);
+      if (it == removing.end()) return false;
+      were_added.insert(*it);  // views into `elements`, which outlive this call's sets
+      return true;
+    });
+    for (const std::string& element : elements)
+      if (!were_added.count(element)) runtime.removed_elements.push_back({set_name, element, std::nullopt});
+  };
   if (edit_set_in_place(*set, {}, elements, std::nullopt)) {
-    runtime_ = std::move(runtime);
+    record(runtime_);
     save_runtime();
     applied("set-elements");
   } else {
+    RuntimeState runtime = runtime_;
+    record(runtime);
     change_runtime(std::move(runtime), "set-elements");
   }
 }

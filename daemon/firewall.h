@@ -10,6 +10,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "compile_policy.h"
@@ -189,7 +190,14 @@ class Firewall {
   Built build(const Policy& policy, const RuntimeState& runtime) const;
   static std::set<std::string, std::less<>> disabled_names(const Policy& policy);
   void install(Built built, std::string_view reason);
+  struct RulePosition {
+    std::size_t chain;
+    std::size_t rule;
+  };
   void edit_rules(const std::set<std::string, std::less<>>& disabled);
+  void toggle_in_place(const std::string& name, bool enabled);
+  void send_edit(const TableEdit& edit, const std::vector<RulePosition>& inserted,
+                 const std::vector<RulePosition>& removed);
   void applied(std::string_view reason);
   /// Adds/removes elements in the kernel's set directly; false if that was not possible
   /// and the caller must load the set anew.
@@ -216,6 +224,8 @@ class Firewall {
   ir::Ruleset full_;
   std::set<std::string, std::less<>> disabled_;
   RuleHandles handles_;
+  // Where each policy rule's kernel rules are in full_, in chain order.
+  std::unordered_map<std::string, std::vector<RulePosition>> positions_;
   bool kernel_has_full_ = false;
   bool runtime_unsaved_ = false;
   std::string loaded_from_ = "policy";

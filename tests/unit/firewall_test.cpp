@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <algorithm>
+#include <random>
 #include <sstream>
 
 #include "compile_policy.h"
@@ -430,4 +431,36 @@ TEST_CASE("drift repair loads the whole ruleset again, whatever the kernel holds
   REQUIRE(kernel.applied.size() == 2);  // a whole replacement, not an edit of what is gone
   CHECK(kernel.last() == before);
   CHECK(daemon.firewall.generation() == 3);
+}
+
+TEST_CASE("any sequence of toggles leaves the kernel with what a whole load of that state holds") {
+  // Rules that become several kernel rules (two address families, zones, limits with an
+  // "over limit" companion, logging), next to each other and apart, so that inserts
+  // must find their place after neighbours that are themselves toggled on and off.
+  Files files;
+  files.write(
+      "[zone.lan]\ninterfaces=['lan0']\n[zone.wan]\ninterfaces=['wan0']\n"
+      "[[rule]]\nname='a'\nprotocols=['tcp','udp']\nports=[53]\naction='accept'\n"
+      "[[rule]]\nname='b'\nfrom=['10.0.0.0/8','fd00::/8']\nports=[22]\nprotocols='tcp'\naction='accept'\n"
+      "[[rule]]\nname='c'\nfrom='wan'\nprotocols='tcp'\nports=[80]\naction='accept'\nlimit='10/minute'\n"
+      "[[rule]]\nname='d'\nfrom='lan'\nprotocols='udp'\nports=[5353]\naction='drop'\nlog=true\nenabled=false\n"
+      "[[rule]]\nname='e'\nfrom='wan'\nprotocols='tcp'\nports=[443]\naction='reject'\n"
+      "[[rule]]\nname='f'\ndirection='out'\nprotocols='tcp'\nports=[25]\naction='drop'\n");
+  FakeKernel kernel;
+  FakeClock clock;
+  Daemon daemon(kernel, files, clock);
+  daemon.firewall.start();
+  ParsedPolicy expected = parse_policy_file(files.path(), SystemTables{});
+  REQUIRE(expected.ok());
+  std::mt19937 random(7);
+  const std::vector<std::string> names{"a", "b", "c", "d", "e", "f"};
+  for (int step = 0; step < 300; ++step) {
+    const std::string& name = names[random() % names.size()];
+    bool enabled = random() % 2 == 0;
+    daemon.firewall.set_rule_enabled(name, enabled, false);
+    expected.policy.find_rule(name)->enabled = enabled;
+    REQUIRE_MESSAGE(kernel.last() == compile_policy(expected.policy), "after step " << step << ": " << name << " " << enabled);
+  }
+  CHECK(kernel.applied.size() == 1);  // every toggle was an edit of the loaded table
+  CHECK(kernel.edits.size() > 100);
 }
