@@ -23,6 +23,8 @@ PACKAGES=(
   systemd-container debootstrap
   # test_router: the port scan from the wan side
   nmap
+  # test_runtime_polkit: a real polkitd (and pkcheck) deciding for non-root callers
+  polkitd
 )
 
 missing=()

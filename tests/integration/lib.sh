@@ -220,11 +220,13 @@ without_table_owner() {
 # ---------------------------------------------------------------------------------------
 # A private system bus on a unix path socket
 
+# start_bus [CONF...]: extra bus policy files (e.g. polkitd's, to let it own its name) go
+# into the bus's policy folder beside portier's own.
 BUS_ADDRESS=
 start_bus() {
   local dir="$WORKDIR/bus"
   mkdir -p "$dir/system.d"
-  cp "$PORTIER_SOURCE_DIR/systemd/org.portier.Firewall1.conf" "$dir/system.d/"
+  cp "$PORTIER_SOURCE_DIR/systemd/org.portier.Firewall1.conf" "$@" "$dir/system.d/"
   cat >"$dir/bus.conf" <<EOF
 <!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
