@@ -10,7 +10,8 @@ namespace {
 
 std::string one_decimal(double value, const char* unit) {
   char text[32];
-  std::snprintf(text, sizeof text, value < 10 ? "%.1f%s" : "%.0f%s", value, unit);
+  // 9.96 rounds to "10", which needs no decimal.
+  std::snprintf(text, sizeof text, value < 9.95 ? "%.1f%s" : "%.0f%s", value, unit);
   return text;
 }
 
@@ -37,9 +38,15 @@ bool use_colour() {
 
 std::string human_count(std::uint64_t count) {
   if (count < 1000) return std::to_string(count);
-  if (count < 1000000) return one_decimal(static_cast<double>(count) / 1e3, "k");
-  if (count < 1000000000) return one_decimal(static_cast<double>(count) / 1e6, "M");
-  return one_decimal(static_cast<double>(count) / 1e9, "G");
+  static const char* const kUnits[] = {"k", "M", "G", "T"};
+  double value = static_cast<double>(count) / 1e3;
+  int unit = 0;
+  // Up a unit once the value would print as 1000: 999,999 is "1.0M", not "1000k".
+  while (value >= 999.5 && unit < 3) {
+    value /= 1e3;
+    ++unit;
+  }
+  return one_decimal(value, kUnits[unit]);
 }
 
 std::string human_bytes(std::uint64_t bytes) {
@@ -47,7 +54,7 @@ std::string human_bytes(std::uint64_t bytes) {
   static const char* const kUnits[] = {" KiB", " MiB", " GiB", " TiB"};
   double value = static_cast<double>(bytes) / 1024;
   int unit = 0;
-  while (value >= 1024 && unit < 3) {
+  while (value >= 1023.5 && unit < 3) {
     value /= 1024;
     ++unit;
   }
