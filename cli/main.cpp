@@ -37,10 +37,18 @@ constexpr std::array kCommands = {
             "usage: portierctl allow PROTO[/PORT]... [--from WHERE]... [--to WHERE]... [--out] --for DURATION\n\n"
             "example: portierctl allow tcp/8080 --from lan --for 30m\n"},
     Command{"set", set, "add, remove or list elements of a named set",
-            "usage: portierctl set add|del SET ELEMENT... [--timeout DURATION]\n"
-            "       portierctl set add|del SET -      (elements from stdin, one per line)\n"
-            "       portierctl set list SET\n\n"
-            "example: portierctl set add blocklist 203.0.113.9 --timeout 1h\n"},
+            "usage: portierctl set add|del SET ELEMENT... [--timeout DURATION] [--json]\n"
+            "       portierctl set add|del SET --file FILE [--timeout DURATION] [--json]\n"
+            "       portierctl set list SET [--json]\n\n"
+            "ELEMENTs are addresses, networks or ports, as the set's family says; --timeout\n"
+            "only for sets with a timeout. Elements on the command line go in one transaction.\n"
+            "--file reads one element a line ('#' comments, blank lines ignored; - is stdin),\n"
+            "checks every line first (a bad one is named FILE:LINE:COL and nothing is sent),\n"
+            "then sends them in calls of 50,000 elements: each call is one kernel transaction,\n"
+            "so if one is refused the calls before it stay and nothing after it is sent. On a\n"
+            "terminal, stderr shows how far it got.\n\n"
+            "example: portierctl set add blocklist 203.0.113.9 --timeout 1h\n"
+            "         portierctl set add blocklist --file blocklist.txt\n"},
     Command{"panic", panic, "drop everything but loopback, or stop doing so",
             "usage: portierctl panic on [--keep-established] | off\n\nexample: portierctl panic on\n"},
     Command{"monitor", monitor, "follow portierd's changes and the packets it logs, one line each",

@@ -16,8 +16,16 @@ _portierctl() {
         COMPREPLY=($(compgen -W "add del list" -- "$cur"))
       elif ((COMP_CWORD == 3)); then
         COMPREPLY=($(compgen -W "$(portierctl __complete sets 2>/dev/null)" -- "$cur"))
+      elif [[ $prev == --file ]]; then
+        COMPREPLY=($(compgen -f -- "$cur") $(compgen -W "-" -- "$cur"))
+      elif [[ $prev == --timeout ]]; then
+        COMPREPLY=()
+      elif [[ ${COMP_WORDS[2]} == list ]]; then
+        COMPREPLY=($(compgen -W "--json" -- "$cur"))
+      elif [[ ${COMP_WORDS[2]} == del ]]; then
+        COMPREPLY=($(compgen -W "--file --json" -- "$cur"))
       else
-        COMPREPLY=($(compgen -W "--timeout --json -" -- "$cur"))
+        COMPREPLY=($(compgen -W "--file --timeout --json" -- "$cur"))
       fi ;;
     apply|check|diff)
       if [[ $prev == --confirm ]]; then COMPREPLY=(); return; fi
