@@ -94,7 +94,14 @@ FirewallService::~FirewallService() {
 // polkit decides for non-root callers when it is on the bus; without it only root may
 // change the firewall. The subject is the caller's bus name, which polkit resolves to
 // its process and user through the bus daemon.
-bool FirewallService::polkit_allows(const std::string& sender) {
+//
+// No user interaction is asked for: the call blocks portierd's one event loop (drift
+// repair, timers, every other caller), so it must not wait for someone to type a password
+// into an authentication agent. Without interaction polkit answers in milliseconds from its
+// rules and the action's defaults; auth_admin_keep then comes back as "needs
+// authentication", which the refusal spells out.
+FirewallService::PolkitAnswer FirewallService::ask_polkit(const std::string& sender) {
+  constexpr std::uint32_t kNoUserInteraction = 0;
   try {
     auto authority = sdbus::createProxy(connection_, "org.freedesktop.PolicyKit1",
                                         "/org/freedesktop/PolicyKit1/Authority");
@@ -103,16 +110,21 @@ bool FirewallService::polkit_allows(const std::string& sender) {
     sdbus::Struct<bool, bool, std::map<std::string, std::string>> result;
     authority->callMethod("CheckAuthorization")
         .onInterface("org.freedesktop.PolicyKit1.Authority")
-        .withTimeout(std::chrono::seconds(10))
+        .withTimeout(std::chrono::seconds(5))
         .withArguments(subject, std::string(kPolkitAction), std::map<std::string, std::string>{},
-                       uint32_t{1}, std::string())
+                       kNoUserInteraction, std::string())
         .storeResultsTo(result);
-    return result.get<0>();
+    if (result.get<0>()) return PolkitAnswer::yes;
+    return result.get<1>() ? PolkitAnswer::needs_authentication : PolkitAnswer::no;
   } catch (const sdbus::Error& error) {
-    if (error.getName() != "org.freedesktop.DBus.Error.ServiceUnknown" &&
-        error.getName() != "org.freedesktop.DBus.Error.NameHasNoOwner")
-      std::fprintf(stderr, "portierd: polkit check failed: %s\n", error.getMessage().c_str());
-    return false;
+    if (error.getName() == "org.freedesktop.DBus.Error.ServiceUnknown" ||
+        error.getName() == "org.freedesktop.DBus.Error.NameHasNoOwner")
+      return PolkitAnswer::absent;
+    // E.g. "Action org.portier.Firewall1.manage is not registered": the .policy file is
+    // missing, which an administrator has to hear of.
+    std::fprintf(stderr, "portierd: polkit check failed: %s: %s\n", error.getName().c_str(),
+                 error.getMessage().c_str());
+    return PolkitAnswer::no;
   }
 }
 
@@ -120,11 +132,17 @@ void FirewallService::require_admin(std::string_view action) {
   auto message = getObject().getCurrentlyProcessedMessage();
   // The bus daemon vouches for the caller's uid, so it can be trusted for this check.
   uid_t uid = message->getCredsUid();
-  if (uid == 0 || polkit_allows(message->getSender())) return;
-  throw sdbus::Error(bus_error::kAccessDenied, "permission denied: " + std::string(action) +
-                                                   " needs root or the polkit action " +
-                                                   kPolkitAction + " (caller uid " +
-                                                   std::to_string(uid) + ")");
+  if (uid == 0) return;
+  PolkitAnswer answer = ask_polkit(message->getSender());
+  if (answer == PolkitAnswer::yes) return;
+  std::string why = "permission denied: " + std::string(action) + " needs root or the polkit action " +
+                    kPolkitAction + " (caller uid " + std::to_string(uid) + ")";
+  if (answer == PolkitAnswer::needs_authentication)
+    why += "; polkit wants the caller to authenticate, which portierd does not ask for: use sudo, or "
+           "grant the action with a polkit rule";
+  else if (answer == PolkitAnswer::absent)
+    why += "; polkit is not running, so only root may";
+  throw sdbus::Error(bus_error::kAccessDenied, why);
 }
 
 void FirewallService::applied(std::uint64_t generation, std::string_view reason) {

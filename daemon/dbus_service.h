@@ -84,7 +84,9 @@ class FirewallService final : public sdbus::AdaptorInterfaces<org::portier::Fire
 
   /// Throws AccessDenied unless the caller is root or polkit grants kPolkitAction.
   void require_admin(std::string_view action);
-  bool polkit_allows(const std::string& sender);
+  enum class PolkitAnswer { yes, no, needs_authentication, absent };
+  /// Whether polkit grants kPolkitAction to the bus client `sender`, without interaction.
+  PolkitAnswer ask_polkit(const std::string& sender);
 
   Firewall& firewall_;
   sdbus::IConnection& connection_;

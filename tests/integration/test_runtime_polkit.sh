@@ -150,10 +150,11 @@ assert_reads_open() {
   log "ok: reads open to uid 0, $GRANTED_UID and $DENIED_UID ($why)"
 }
 
-# assert_refused_changes UID WHY: every kind of change by UID is refused with AccessDenied,
-# quickly, and the kernel's table and portierd's generation stay as they were.
+# assert_refused_changes UID WHY REASON: every kind of change by UID is refused with
+# AccessDenied, quickly, with REASON in the message; the kernel's table and portierd's
+# generation stay as they were.
 assert_refused_changes() {
-  local uid=$1 why=$2 before generation t0 ms
+  local uid=$1 why=$2 reason=$3 before generation t0 ms
   before=$(shape)
   generation=$(status_field generation)
   t0=$EPOCHREALTIME
@@ -161,6 +162,7 @@ assert_refused_changes() {
   ms=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%d", (b - a) * 1000 }')
   assert_error_name org.portier.Firewall1.Error.AccessDenied "SetRuleEnabled web-in false as uid $uid ($why)"
   assert_match "$ERR" "org.portier.Firewall1.manage" "the AccessDenied message names the polkit action ($why)"
+  assert_contains "$ERR" "$reason" "the AccessDenied message says why ($why)"
   log "ok: SetRuleEnabled as uid $uid refused in $ms ms ($why): ${ERR##*: }"
   ((ms < 3000)) || fail "refusing uid $uid took $ms ms ($why): a polkit call waited for a timeout"
   gdbus_as "$uid" Reload
@@ -182,7 +184,10 @@ assert_refused_changes() {
 
 # --- with polkitd -----------------------------------------------------------------------------
 assert_reads_open "polkitd running"
-assert_refused_changes "$DENIED_UID" "polkitd running, no rule for uid $DENIED_UID"
+# Without an agent (and portierd never asks for interaction) auth_admin_keep is a refusal
+# that says authentication was wanted.
+needs_auth='polkit wants the caller to authenticate'
+assert_refused_changes "$DENIED_UID" "polkitd running, no rule for uid $DENIED_UID" "$needs_auth"
 
 # The granted user changes the firewall, and the kernel's table follows.
 has_web_rule || fail "the table has no rule for tcp dport 8080 to begin with:
@@ -229,7 +234,7 @@ log "ok: uid $GRANTED_UID (granted by a polkit rule) disabled, enabled, added an
 # The granted user's changes did not open the door for others. From here on the policy file
 # has a rule the kernel does not: a Reload that got through would show.
 add_rule_to_policy 3333
-assert_refused_changes "$DENIED_UID" "after uid $GRANTED_UID's changes"
+assert_refused_changes "$DENIED_UID" "after uid $GRANTED_UID's changes" "$needs_auth"
 grep -q 'polkit check failed' "$PORTIERD_LOG" && fail "portierd logged a failed polkit check:
 $(grep 'polkit' "$PORTIERD_LOG")"
 
@@ -242,8 +247,9 @@ done
 ! bus_name_has_owner org.freedesktop.PolicyKit1 || fail "org.freedesktop.PolicyKit1 still owned after polkitd stopped"
 log "ok: polkitd stopped"
 assert_reads_open "no polkitd"
-assert_refused_changes "$GRANTED_UID" "no polkitd: root only"
-assert_refused_changes "$DENIED_UID" "no polkitd: root only"
+no_polkit='polkit is not running, so only root may'
+assert_refused_changes "$GRANTED_UID" "no polkitd: root only" "$no_polkit"
+assert_refused_changes "$DENIED_UID" "no polkitd: root only" "$no_polkit"
 grep -q 'polkit check failed' "$PORTIERD_LOG" && fail "portierd logged a failed polkit check for a missing polkitd:
 $(grep 'polkit' "$PORTIERD_LOG")"
 
@@ -265,4 +271,19 @@ assert_rc 0 "portierctl disable web-in as uid $GRANTED_UID once polkitd is back"
 ! has_web_rule || fail "uid $GRANTED_UID's disable web-in (polkitd back) left the rule in the kernel"
 pctl_as "$GRANTED_UID" enable web-in
 assert_rc 0 "portierctl enable web-in as uid $GRANTED_UID once polkitd is back"
+
+# A polkitd that does not know the action (portier's .policy file not installed) refuses
+# even the rule's user, and portierd says why in its log.
+stop_pid "$POLKITD_PID" || true
+rm "$PK_ACTIONS/org.portier.Firewall1.policy"
+for ((i = 0; i < 50; i++)); do
+  bus_name_has_owner org.freedesktop.PolicyKit1 || break
+  sleep 0.1
+done
+start_polkitd
+gdbus_as "$GRANTED_UID" SetRuleEnabled web-in false '{}'
+assert_error_name org.portier.Firewall1.Error.AccessDenied "SetRuleEnabled as uid $GRANTED_UID with the action not installed"
+has_web_rule || fail "uid $GRANTED_UID disabled web-in although polkit does not know the action"
+wait_until 5 "portierd to log the failed polkit check" grep -q 'polkit check failed.*not registered' "$PORTIERD_LOG"
+log "ok: action not installed: refused, portierd logged: $(grep 'polkit check failed' "$PORTIERD_LOG" | tail -n1)"
 stop_portierd
