@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "compile_match.h"
+#include "split_chains.h"
 
 namespace portier {
 namespace {
@@ -529,7 +530,9 @@ ir::Ruleset compile_panic(bool keep_established, const CompileOptions& options) 
 }
 
 ir::Ruleset compile_policy(const Policy& policy, const CompileOptions& options) {
-  return Compiler(policy, options).run();
+  ir::Ruleset ruleset = Compiler(policy, options).run();
+  split_long_chains(ruleset);
+  return ruleset;
 }
 
 }  // namespace portier

@@ -20,7 +20,8 @@ bool is_identifier(std::string_view name) {
   if (!is_letter(name.front())) return false;
   for (char c : name) {
     bool is_digit = c >= '0' && c <= '9';
-    if (!is_letter(c) && !is_digit && c != '_' && c != '.' && c != '-') return false;
+    // '/' is in nft's identifiers too; portier's chain parts use it (split_chains.h).
+    if (!is_letter(c) && !is_digit && c != '_' && c != '.' && c != '-' && c != '/') return false;
   }
   return true;
 }
@@ -28,7 +29,7 @@ bool is_identifier(std::string_view name) {
 const std::string& checked_name(const std::string& name, std::string_view what) {
   if (!is_identifier(name)) {
     throw std::invalid_argument("cannot render " + std::string(what) + " name '" + name +
-                                "': nft accepts only [A-Za-z][A-Za-z0-9_.-]*");
+                                "': nft accepts only [A-Za-z][A-Za-z0-9_.-/]*");
   }
   return name;
 }

@@ -84,4 +84,22 @@ policies=("$PORTIER_SOURCE_DIR"/tests/golden/*.toml "$PORTIER_SOURCE_DIR"/rules/
 for policy in "${policies[@]}"; do
   oracle_golden "$policy" "${policy#"$PORTIER_SOURCE_DIR"/}"
 done
+
+# A long policy, whose chains the compiler cuts into parts (rules/split_chains.h): 1,300
+# rules in the input chain and 700 in a zone's, with rules that stay in the chain between.
+{
+  printf '[policy]\ninput = "drop"\n[zone.lan]\ninterfaces = ["lan0"]\n'
+  for ((i = 0; i < 2000; i++)); do
+    from='"10.0.0.0/8"'
+    ((i % 3 == 0)) && from='"lan"'
+    action=accept
+    ((i % 10 == 0)) && action=drop
+    ((i % 97 == 0)) && action=reject
+    printf '[[rule]]\nname = "r%d"\nprotocols = ["tcp", "udp"]\nports = [%d]\nfrom = %s\naction = "%s"\n' \
+      "$i" $((1000 + i)) "$from" "$action"
+    ((i % 250 == 1)) && printf 'log = true\nlimit = "10/minute"\n'
+  done
+} >"$WORKDIR/long.toml"
+oracle_golden "$WORKDIR/long.toml" "a generated 2,000-rule policy"
+grep -q 'jump input/1' "$WORKDIR/shown.nft" || fail "the 2,000-rule policy's input chain was not split into parts"
 DONE_MESSAGE="PASS (${#PASSED[@]} policies: ${PASSED[*]})"
