@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "cgroups.h"
+#include "state_writer.h"
 #include "render_nft.h"
 #include "write_policy.h"
 
@@ -722,14 +723,16 @@ void Firewall::save_runtime() { runtime_unsaved_ = !options_.state_dir.empty(); 
 void Firewall::flush_state() {
   if (!runtime_unsaved_) return;
   runtime_unsaved_ = false;
-  try {
-    write_file_atomically(state_file("runtime.toml"), write_runtime_state(runtime_));
-  } catch (const std::exception& failure) {
-    std::fprintf(stderr, "portierd: warning: runtime changes not saved: %s\n", failure.what());
-  }
+  if (!state_writer_) state_writer_ = std::make_unique<StateWriter>(state_file("runtime.toml"));
+  state_writer_->post(write_runtime_state(runtime_));
 }
 
-Firewall::~Firewall() { flush_state(); }
+void Firewall::wait_for_state() {
+  flush_state();
+  if (state_writer_) state_writer_->wait_until_written();
+}
+
+Firewall::~Firewall() { flush_state(); }  // state_writer_'s destructor writes it
 
 // The last policy the kernel accepted, self-contained, for a later start whose file is
 // broken; the one before it stays as previous-good.toml for `portierctl rollback`.

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <set>
 #include <stdexcept>
@@ -20,6 +21,8 @@
 #include "runtime_state.h"
 
 namespace portier {
+
+class StateWriter;
 
 /// A policy (file, reload, apply) has errors; what() is the full report.
 class PolicyError : public std::runtime_error {
@@ -112,9 +115,11 @@ class Firewall {
   Firewall(const Firewall&) = delete;
   Firewall& operator=(const Firewall&) = delete;
 
-  /// Writes runtime changes to the state directory if any are unsaved. The writes wait
-  /// for the disk (fsync), so the event loop calls this after answering, not before.
+  /// Hands unsaved runtime changes to the state writer, which writes them to the state
+  /// directory on its own thread (the fsync may take a while); called after answering.
   void flush_state();
+  /// flush_state(), then waits until the state is on disk.
+  void wait_for_state();
 
   void set_events(FirewallEvents* events) { events_ = events; }
 
@@ -239,6 +244,7 @@ class Firewall {
     Clock::time_point deadline;
   };
   std::optional<PendingApply> pending_;
+  std::unique_ptr<StateWriter> state_writer_;  // made at the first write; last, so it finishes first
 };
 
 }  // namespace portier
