@@ -90,8 +90,16 @@ int explain(Args args) {
   }
   if (words.empty()) return usage_error("explain", "needs a packet shape");
   if (!policy.empty()) return explain_offline(policy, words, verbose, json);
-  return with_daemon([&](DaemonClient& daemon) {
-    auto result = daemon.Explain(words);
+  return with_daemon([&](DaemonClient& daemon) -> int {
+    std::map<std::string, sdbus::Variant> result;
+    try {
+      result = daemon.Explain(words);
+    } catch (const sdbus::Error& error) {
+      // A shape portierd cannot read is a usage error, as it is offline with --policy.
+      if (error.getName() == "org.portier.Firewall1.Error.InvalidArgument")
+        return usage_error("explain", error.getMessage());
+      throw;
+    }
     print({field<std::string>(result, "verdict"), field<std::string>(result, "decided_by"),
            field<std::string>(result, "chain"), field<std::string>(result, "where"),
            field<std::vector<std::string>>(result, "trace")},
