@@ -10,7 +10,7 @@ int panic(Args args) {
   if (args.empty() || args.size() > 2) return usage_error("panic", "needs on or off");
   std::string_view state = args[0];
   bool keep = args.size() == 2 && std::string_view(args[1]) == "--keep-established";
-  if ((state != "on" && state != "off") || (args.size() == 2 && !keep))
+  if ((state != "on" && state != "off") || (args.size() == 2 && (!keep || state == "off")))
     return usage_error("panic", "needs on [--keep-established] or off");
   return with_daemon([&](DaemonClient& daemon) {
     daemon.SetPanic(state == "on", {{"keep_established", sdbus::Variant(keep)}});
