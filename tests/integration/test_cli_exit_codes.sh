@@ -48,11 +48,22 @@ $OUT"
 pctl show --policy "$GOOD"
 assert_rc 0 "portierctl show --policy of a valid policy"
 assert_contains "$OUT" "table inet portier" "portierctl show --policy of a valid policy"
+pctl panic off --keep-established
+assert_rc 2 "portierctl panic off --keep-established"
+pctl set del blocklist 192.0.2.1 --timeout 1m
+assert_rc 2 "portierctl set del --timeout"
+# A --file is checked line by line before portierctl looks for the bus.
+printf '192.0.2.1\n192.0.2.300\n' >"$WORKDIR/elements.txt"
+pctl set add blocklist --file "$WORKDIR/elements.txt"
+assert_rc 2 "portierctl set add --file with a bad line"
+assert_contains "$ERR" "$WORKDIR/elements.txt:2:1: error: '192.0.2.300' is not an address, a network or a port" \
+  "portierctl set add --file with a bad line"
 log "ok: usage 2, offline check/show 0 and 1"
 
 # A bus with nobody on it, and no bus at all.
 start_bus
-for cmd in status rules "disable ssh-in" reload; do
+printf '192.0.2.1\n' >"$WORKDIR/one.txt"
+for cmd in status rules "disable ssh-in" reload "set add blocklist --file $WORKDIR/one.txt" "explain tcp 22"; do
   # shellcheck disable=SC2086
   pctl $cmd
   assert_rc 3 "portierctl $cmd with no portierd on the bus"
