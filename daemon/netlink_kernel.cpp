@@ -469,7 +469,15 @@ bool NetlinkKernel::changed_by_others(const std::string& table) {
     int remaining = static_cast<int>(received);
     for (auto* nlh = reinterpret_cast<const nlmsghdr*>(buffer.data()); mnl_nlmsg_ok(nlh, remaining);
          nlh = mnl_nlmsg_next(nlh, &remaining)) {
-      if (!changed && concerns_table(nlh, table) && nlh->nlmsg_pid != port_id_) changed = true;
+      if (concerns_table(nlh, table) && nlh->nlmsg_pid != port_id_) others_touched_table_ = true;
+      // A transaction's notifications are queued one by one and NEWGEN closes them; we
+      // may wake up halfway. Reporting only at NEWGEN makes one outside transaction one
+      // change, not two (and two repairs).
+      if (nlh->nlmsg_type == ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN) &&
+          others_touched_table_) {
+        changed = true;
+        others_touched_table_ = false;
+      }
     }
   }
   return changed;

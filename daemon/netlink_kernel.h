@@ -60,7 +60,8 @@ class NetlinkKernel final : public Kernel {
   std::uint32_t port_id_ = 0;
   std::uint32_t next_seq_ = 0;
   std::unique_ptr<mnl_socket, SocketCloser> events_;
-  bool others_committed_ = false;  // seen around one of our transactions, not yet reported
+  bool others_committed_ = false;      // seen around one of our transactions, not yet reported
+  bool others_touched_table_ = false;  // read others' notifications about it, not yet NEWGEN
   // The named sets of each table apply() loaded (without elements), for edit()'s lookups.
   std::map<std::string, std::vector<ir::NamedSet>> declared_sets_;
 };
