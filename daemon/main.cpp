@@ -25,16 +25,21 @@
 namespace {
 
 constexpr const char* kUsage =
-    "usage: portierd [--policy FILE] [--state-dir DIR]\n"
+    "usage: portierd [--policy FILE] [--state-dir DIR] [--no-table-owner]\n"
     "\n"
     "Loads the nftables ruleset for FILE (default /etc/portier/policy.toml) into the\n"
     "kernel as table inet portier, then serves org.portier.Firewall1 on the system bus.\n"
     "State (the last policy the kernel accepted) goes to DIR (default /var/lib/portier).\n"
-    "SIGHUP reloads the policy; SIGTERM and SIGINT exit and leave the ruleset loaded.\n";
+    "SIGHUP reloads the policy; SIGTERM and SIGINT exit and leave the ruleset loaded.\n"
+    "\n"
+    "  --no-table-owner  load the table without the owner and persist flags: other\n"
+    "                    processes (nft) may then change it; portierd restores its own\n"
+    "                    table whenever they do, and the table stays when it exits\n";
 
 struct Options {
   std::string policy = "/etc/portier/policy.toml";
   std::string state_dir = "/var/lib/portier";
+  bool table_owner = true;
 };
 
 // Returns false (after printing why) when the command line is not usable.
@@ -53,6 +58,8 @@ bool parse_options(int argc, char** argv, Options& options) {
       if (!value(options.policy)) return false;
     } else if (arg == "--state-dir") {
       if (!value(options.state_dir)) return false;
+    } else if (arg == "--no-table-owner") {
+      options.table_owner = false;
     } else if (arg == "--help" || arg == "-h") {
       std::fputs(kUsage, stdout);
       std::exit(0);
@@ -179,9 +186,16 @@ int serve(sdbus::IConnection& bus, portier::FirewallService& service, portier::F
     // orphan): put ours back at once.
     if (fds[3].fd >= 0 && (fds[3].revents & POLLIN)) {
       try {
-        if (kernel.changed_by_others(firewall.loaded_ruleset().table)) {
+        // The name only: loaded_ruleset() would copy every set element on each event.
+        const std::string table = firewall.status().table;
+        if (kernel.changed_by_others(table)) {
+          auto started = std::chrono::steady_clock::now();
           firewall.repair_drift("nftables change notification");
-          service.drift_repaired("table inet " + firewall.loaded_ruleset().table + " changed by another process");
+          auto took = std::chrono::duration_cast<std::chrono::microseconds>(
+              std::chrono::steady_clock::now() - started);
+          std::fprintf(stderr, "portierd: table inet %s restored in %.1f ms\n", table.c_str(),
+                       static_cast<double>(took.count()) / 1000.0);
+          service.drift_repaired("table inet " + table + " changed by another process");
         }
       } catch (const std::exception& failure) {
         std::fprintf(stderr, "portierd: drift repair failed: %s\n", failure.what());
@@ -231,8 +245,9 @@ int run(const Options& options) {
   firewall_options.state_dir = options.state_dir;
   // Owned by portierd's netlink socket, nobody else can change or delete the table while
   // it runs; persistent, it stays in force when portierd stops or crashes, and the next
-  // start takes it over (docs/nftables-owner.md).
-  firewall_options.compile.owner = true;
+  // start takes it over (docs/nftables-owner.md). Without the flags (by choice, or on
+  // kernels before 5.12) others can change it, and the event loop repairs their changes.
+  firewall_options.compile.owner = options.table_owner;
   firewall_options.resolve_cgroups = [root = portier::find_cgroup2_root()](portier::ir::Ruleset& ruleset) {
     portier::resolve_socket_cgroups(ruleset, root);
   };
