@@ -135,11 +135,12 @@ void FirewallService::require_admin(std::string_view action) {
   if (uid == 0) return;
   PolkitAnswer answer = ask_polkit(message->getSender());
   if (answer == PolkitAnswer::yes) return;
-  std::string why = "permission denied: " + std::string(action) + " needs root or the polkit action " +
-                    kPolkitAction + " (caller uid " + std::to_string(uid) + ")";
+  std::string why = "permission denied: " + std::string(action) +
+                    " needs root or the polkit action " + kPolkitAction + " (caller uid " +
+                    std::to_string(uid) + ")";
   if (answer == PolkitAnswer::needs_authentication)
-    why += "; polkit wants the caller to authenticate, which portierd does not ask for: use sudo, or "
-           "grant the action with a polkit rule";
+    why += "; polkit wants the caller to authenticate, which portierd does not ask for: "
+           "use sudo, or grant the action with a polkit rule";
   else if (answer == PolkitAnswer::absent)
     why += "; polkit is not running, so only root may";
   throw sdbus::Error(bus_error::kAccessDenied, why);
