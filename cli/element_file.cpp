@@ -11,10 +11,14 @@ enum class Kind { none, ipv4, ipv6, port };
 
 const char* describe(Kind kind) {
   switch (kind) {
-    case Kind::ipv4: return "an ipv4 address";
-    case Kind::ipv6: return "an ipv6 address";
-    case Kind::port: return "a port";
-    case Kind::none: break;
+    case Kind::ipv4:
+      return "an ipv4 address";
+    case Kind::ipv6:
+      return "an ipv6 address";
+    case Kind::port:
+      return "a port";
+    case Kind::none:
+      break;
   }
   return "nothing";
 }
@@ -24,7 +28,8 @@ const char* describe(Kind kind) {
 Kind kind_of(std::string_view text) {
   unsigned port = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), port);
-  if (ec == std::errc() && end == text.data() + text.size()) return port <= 65535 ? Kind::port : Kind::none;
+  if (ec == std::errc() && end == text.data() + text.size())
+    return port <= 65535 ? Kind::port : Kind::none;
   auto cidr = parse_cidr(text);
   if (!cidr) return Kind::none;
   return cidr->family == Family::ipv4 ? Kind::ipv4 : Kind::ipv6;
@@ -40,8 +45,8 @@ ElementFile read_element_file(std::istream& in, std::string_view name) {
   std::uint32_t first_line = 0;
   auto error = [&](std::uint32_t line, std::size_t column, const std::string& message) {
     if (++bad_lines <= kMaxErrors)
-      result.errors.push_back(std::string(name) + ":" + std::to_string(line) + ":" + std::to_string(column) +
-                              ": error: " + message);
+      result.errors.push_back(std::string(name) + ":" + std::to_string(line) + ":" +
+                              std::to_string(column) + ": error: " + message);
   };
   std::string line;
   std::uint32_t number = 0;
@@ -62,15 +67,16 @@ ElementFile read_element_file(std::istream& in, std::string_view name) {
       first_line = number;
     } else if (kind != first_kind) {
       error(number, begin + 1,
-            "'" + text + "' is " + describe(kind) + ", but line " + std::to_string(first_line) + " holds " +
-                describe(first_kind) + ": a set holds one family");
+            "'" + text + "' is " + describe(kind) + ", but line " + std::to_string(first_line) +
+                " holds " + describe(first_kind) + ": a set holds one family");
       continue;
     }
     result.elements.push_back(std::move(text));
     result.lines.push_back(number);
   }
   if (bad_lines > kMaxErrors)
-    result.errors.push_back(std::string(name) + ": " + std::to_string(bad_lines - kMaxErrors) + " more bad lines");
+    result.errors.push_back(std::string(name) + ": " + std::to_string(bad_lines - kMaxErrors) +
+                            " more bad lines");
   return result;
 }
 

@@ -10,7 +10,8 @@ namespace portier::cli {
 
 /// `SET: DONE of TOTAL elements VERB (PERCENT%)` with human numbers; the percentage is
 /// rounded down, so 100% means every element is through.
-std::string progress_line(std::string_view set, std::uint64_t done, std::uint64_t total, std::string_view verb);
+std::string progress_line(std::string_view set, std::uint64_t done, std::uint64_t total,
+                          std::string_view verb);
 
 /// What to write to a terminal to replace a line of `previous_width` columns with `line`:
 /// a carriage return, the line, and blanks over what is left of the previous one.

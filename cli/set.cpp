@@ -45,17 +45,21 @@ void print_summary(const Request& request, std::size_t count, std::size_t calls)
   if (request.json) {
     std::printf("%s\n", Json()
                             .begin_object()
-                            .key("set").value(request.set)
-                            .key("action").value(request.add ? "add" : "del")
-                            .key("elements").value(std::uint64_t{count})
-                            .key("calls").value(std::uint64_t{calls})
+                            .key("set")
+                            .value(request.set)
+                            .key("action")
+                            .value(request.add ? "add" : "del")
+                            .key("elements")
+                            .value(std::uint64_t{count})
+                            .key("calls")
+                            .value(std::uint64_t{calls})
                             .end_object()
                             .str()
                             .c_str());
     return;
   }
-  std::printf("%s %zu element%s %s set %s\n", request.add ? "added" : "removed", count, count == 1 ? "" : "s",
-              request.add ? "to" : "from", request.set.c_str());
+  std::printf("%s %zu element%s %s set %s\n", request.add ? "added" : "removed", count,
+              count == 1 ? "" : "s", request.add ? "to" : "from", request.set.c_str());
 }
 
 // Sends `elements` in calls of kElementsPerCall. With `file` (its name and the line of each
@@ -78,9 +82,11 @@ int send(DaemonClient& daemon, const Request& request, std::vector<std::string> 
   Options options;
   if (request.timeout) options.emplace("timeout_seconds", sdbus::Variant(*request.timeout));
   for (std::size_t call = 0; call < calls; ++call) {
-    const std::size_t first = call * kElementsPerCall, last = std::min(total, first + kElementsPerCall);
-    std::vector<std::string> chunk(std::make_move_iterator(elements.begin() + static_cast<std::ptrdiff_t>(first)),
-                                   std::make_move_iterator(elements.begin() + static_cast<std::ptrdiff_t>(last)));
+    const std::size_t first = call * kElementsPerCall,
+                      last = std::min(total, first + kElementsPerCall);
+    std::vector<std::string> chunk(
+        std::make_move_iterator(elements.begin() + static_cast<std::ptrdiff_t>(first)),
+        std::make_move_iterator(elements.begin() + static_cast<std::ptrdiff_t>(last)));
     try {
       if (request.add)
         daemon.AddSetElements(request.set, chunk, options);
@@ -89,15 +95,18 @@ int send(DaemonClient& daemon, const Request& request, std::vector<std::string> 
     } catch (const sdbus::Error& error) {
       if (show_progress) std::fputs("\n", stderr);
       if (!file.empty()) {
-        std::string where = file + ":" + std::to_string(lines[first]) + "-" + std::to_string(lines[last - 1]);
+        std::string where =
+            file + ":" + std::to_string(lines[first]) + "-" + std::to_string(lines[last - 1]);
         if (std::string element = quoted_element(error.getMessage()); !element.empty())
           if (auto it = std::find(chunk.begin(), chunk.end(), element); it != chunk.end())
-            where = file + ":" + std::to_string(lines[first + static_cast<std::size_t>(it - chunk.begin())]);
+            where = file + ":" +
+                    std::to_string(lines[first + static_cast<std::size_t>(it - chunk.begin())]);
         std::fprintf(stderr,
-                     "portierctl set: call %zu of %zu (lines %u-%u of %s) failed at %s; %zu element%s of the "
+                     "portierctl set: call %zu of %zu (lines %u-%u of %s) failed at %s; %zu "
+                     "element%s of the "
                      "calls before it %s %s, nothing after it was sent\n",
-                     call + 1, calls, lines[first], lines[last - 1], file.c_str(), where.c_str(), first,
-                     first == 1 ? "" : "s", first == 1 ? "stays" : "stay", verb);
+                     call + 1, calls, lines[first], lines[last - 1], file.c_str(), where.c_str(),
+                     first, first == 1 ? "" : "s", first == 1 ? "stays" : "stay", verb);
       }
       return report_bus_error(error);
     }
@@ -127,8 +136,9 @@ int read_and_send(const Request& request, const std::string& path) {
     return usage_error("set", "nothing was sent: " + name + " has bad lines");
   }
   if (file.elements.empty()) return usage_error("set", name + " holds no elements");
-  return with_daemon(
-      [&](DaemonClient& daemon) { return send(daemon, request, std::move(file.elements), name, file.lines); });
+  return with_daemon([&](DaemonClient& daemon) {
+    return send(daemon, request, std::move(file.elements), name, file.lines);
+  });
 }
 
 }  // namespace
@@ -144,12 +154,16 @@ int set(Args args) {
     std::string_view arg = args[i];
     if (arg == "--timeout") {
       request.timeout = i + 1 < args.size() ? parse_duration(args[++i]) : std::nullopt;
-      if (!request.timeout) return usage_error("set", "--timeout takes a duration such as 90s, 30m or 1h");
+      if (!request.timeout)
+        return usage_error("set", "--timeout takes a duration such as 90s, 30m or 1h");
     } else if (arg == "--file" || arg == "-") {
       if (file) return usage_error("set", "give one --file");
-      if (arg == "-") file = "-";
-      else if (i + 1 < args.size()) file = args[++i];
-      else return usage_error("set", "--file needs a FILE (- for stdin)");
+      if (arg == "-")
+        file = "-";
+      else if (i + 1 < args.size())
+        file = args[++i];
+      else
+        return usage_error("set", "--file needs a FILE (- for stdin)");
     } else if (arg == "--json") {
       request.json = true;
     } else if (arg.starts_with("-")) {
@@ -171,13 +185,15 @@ int set(Args args) {
       return kOk;
     });
   }
-  if (action != "add" && action != "del") return usage_error("set", "the action is add, del or list");
+  if (action != "add" && action != "del")
+    return usage_error("set", "the action is add, del or list");
   request.add = action == "add";
   if (!request.add && request.timeout) return usage_error("set", "--timeout is for add only");
   if (file && !elements.empty()) return usage_error("set", "give ELEMENTs or --file, not both");
   if (file) return read_and_send(request, *file);
   if (elements.empty()) return usage_error("set", "give at least one ELEMENT (or --file FILE)");
-  return with_daemon([&](DaemonClient& daemon) { return send(daemon, request, std::move(elements), "", {}); });
+  return with_daemon(
+      [&](DaemonClient& daemon) { return send(daemon, request, std::move(elements), "", {}); });
 }
 
 }  // namespace portier::cli

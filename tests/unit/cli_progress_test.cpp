@@ -23,10 +23,14 @@ TEST_CASE("human_count rounds into the next unit instead of printing 1000k") {
 }
 
 TEST_CASE("progress_line at the start, part way and at the end") {
-  CHECK(progress_line("blocklist", 0, 1000000, "added") == "blocklist: 0 of 1.0M elements added (0%)");
-  CHECK(progress_line("blocklist", 350000, 1000000, "added") == "blocklist: 350k of 1.0M elements added (35%)");
-  CHECK(progress_line("blocklist", 1000000, 1000000, "added") == "blocklist: 1.0M of 1.0M elements added (100%)");
-  CHECK(progress_line("ports", 50000, 120000, "removed") == "ports: 50k of 120k elements removed (41%)");
+  CHECK(progress_line("blocklist", 0, 1000000, "added") ==
+        "blocklist: 0 of 1.0M elements added (0%)");
+  CHECK(progress_line("blocklist", 350000, 1000000, "added") ==
+        "blocklist: 350k of 1.0M elements added (35%)");
+  CHECK(progress_line("blocklist", 1000000, 1000000, "added") ==
+        "blocklist: 1.0M of 1.0M elements added (100%)");
+  CHECK(progress_line("ports", 50000, 120000, "removed") ==
+        "ports: 50k of 120k elements removed (41%)");
   // Not 100% while one element is still out.
   CHECK(progress_line("big", 999999, 1000000, "added") == "big: 1.0M of 1.0M elements added (99%)");
   CHECK(progress_line("one", 0, 1, "added") == "one: 0 of 1 element added (0%)");
@@ -40,7 +44,8 @@ TEST_CASE("rewrite_line blanks what is left of a longer previous line") {
 }
 
 TEST_CASE("read_element_file: comments, blanks and spaces as in a policy set file") {
-  std::istringstream in("# blocklist\n\n203.0.113.9\n  198.51.100.0/24  # a network\r\n\t192.0.2.1\n#\n");
+  std::istringstream in(
+      "# blocklist\n\n203.0.113.9\n  198.51.100.0/24  # a network\r\n\t192.0.2.1\n#\n");
   ElementFile file = read_element_file(in, "list.txt");
   CHECK(file.errors.empty());
   CHECK(file.elements == std::vector<std::string>{"203.0.113.9", "198.51.100.0/24", "192.0.2.1"});
@@ -61,13 +66,17 @@ TEST_CASE("read_element_file: bad lines are named by FILE:LINE:COL") {
   ElementFile file = read_element_file(in, "list.txt");
   CHECK(file.elements == std::vector<std::string>{"203.0.113.9"});
   REQUIRE(file.errors.size() == 5);
-  CHECK(file.errors[0] == "list.txt:2:3: error: '203.0.113.300' is not an address, a network or a port");
-  CHECK(file.errors[1] == "list.txt:3:1: error: '10.0.0.1/8' is not an address, a network or a port");
+  CHECK(file.errors[0] ==
+        "list.txt:2:3: error: '203.0.113.300' is not an address, a network or a port");
+  CHECK(file.errors[1] ==
+        "list.txt:3:1: error: '10.0.0.1/8' is not an address, a network or a port");
   CHECK(file.errors[2] ==
-        "list.txt:4:1: error: '2001:db8::1' is an ipv6 address, but line 1 holds an ipv4 address: a set holds "
+        "list.txt:4:1: error: '2001:db8::1' is an ipv6 address, but line 1 holds an ipv4 address: "
+        "a set holds "
         "one family");
   CHECK(file.errors[3] ==
-        "list.txt:5:1: error: '8080' is a port, but line 1 holds an ipv4 address: a set holds one family");
+        "list.txt:5:1: error: '8080' is a port, but line 1 holds an ipv4 address: a set holds one "
+        "family");
   CHECK(file.errors[4] == "list.txt:6:1: error: '70000' is not an address, a network or a port");
 }
 
