@@ -125,11 +125,33 @@ int serve(sdbus::IConnection& bus, portier::FirewallService& service, portier::F
     std::fprintf(stderr, "portierd: logged packets will not be relayed: %s\n", failure.what());
   }
   std::optional<std::uint64_t> log_bound_generation;
+  // Someone else changed our table (possible when it has no owner, or while it was an
+  // orphan): put ours back at once. The table's name never changes; taking it once spares
+  // a look at the firewall's state on every turn of the loop.
+  const std::string table = firewall.status().table;
+  auto repair_drift = [&] {
+    try {
+      if (!kernel.changed_by_others(table)) return;
+      auto started = std::chrono::steady_clock::now();
+      firewall.repair_drift("nftables change notification");
+      auto took = std::chrono::duration_cast<std::chrono::microseconds>(
+          std::chrono::steady_clock::now() - started);
+      std::fprintf(stderr, "portierd: table inet %s restored in %.1f ms\n", table.c_str(),
+                   static_cast<double>(took.count()) / 1000.0);
+      service.drift_repaired("table inet " + table + " changed by another process");
+    } catch (const std::exception& failure) {
+      std::fprintf(stderr, "portierd: drift repair failed: %s\n", failure.what());
+    }
+  };
   for (;;) {
     // Handle everything sd-bus already has queued before sleeping; the replies are out
     // before the state is written to disk.
     while (bus.processPendingRequest()) {
     }
+    // A commit by others while one of ours ran sends us no notification (we are out of the
+    // event group then, see NetlinkKernel::transact); it is only remembered. Ask before
+    // sleeping, or it would wait for the next event.
+    if (kernel.event_fd() >= 0) repair_drift();
     firewall.flush_state();
     arm_timer(timer_fd, firewall);
     if (packet_log && log_bound_generation != firewall.generation()) {
@@ -182,25 +204,7 @@ int serve(sdbus::IConnection& bus, portier::FirewallService& service, portier::F
       }
       notify_status(firewall, false);
     }
-    // Someone else changed our table (possible when it has no owner, or while it was an
-    // orphan): put ours back at once.
-    if (fds[3].fd >= 0 && (fds[3].revents & POLLIN)) {
-      try {
-        // The name only: loaded_ruleset() would copy every set element on each event.
-        const std::string table = firewall.status().table;
-        if (kernel.changed_by_others(table)) {
-          auto started = std::chrono::steady_clock::now();
-          firewall.repair_drift("nftables change notification");
-          auto took = std::chrono::duration_cast<std::chrono::microseconds>(
-              std::chrono::steady_clock::now() - started);
-          std::fprintf(stderr, "portierd: table inet %s restored in %.1f ms\n", table.c_str(),
-                       static_cast<double>(took.count()) / 1000.0);
-          service.drift_repaired("table inet " + table + " changed by another process");
-        }
-      } catch (const std::exception& failure) {
-        std::fprintf(stderr, "portierd: drift repair failed: %s\n", failure.what());
-      }
-    }
+    if (fds[3].fd >= 0 && (fds[3].revents & POLLIN)) repair_drift();
     // A full receive buffer shows as POLLERR; the read reports (and clears) it.
     if (fds[4].revents & (POLLIN | POLLERR)) {
       try {

@@ -453,7 +453,9 @@ bool NetlinkKernel::changed_by_others(const std::string& table) {
   const int fd = event_fd();
   bool changed = others_committed_;
   others_committed_ = false;
-  std::vector<char> buffer(kReceiveBufferSize);
+  // Kept: the event loop asks on every turn, mostly to find nothing.
+  std::vector<char>& buffer = event_buffer_;
+  buffer.resize(kReceiveBufferSize);
   for (;;) {
     const ssize_t received = recv(fd, buffer.data(), buffer.size(), MSG_DONTWAIT);
     if (received < 0) {

@@ -62,6 +62,7 @@ class NetlinkKernel final : public Kernel {
   std::unique_ptr<mnl_socket, SocketCloser> events_;
   bool others_committed_ = false;      // seen around one of our transactions, not yet reported
   bool others_touched_table_ = false;  // read others' notifications about it, not yet NEWGEN
+  std::vector<char> event_buffer_;
   // The named sets of each table apply() loaded (without elements), for edit()'s lookups.
   std::map<std::string, std::vector<ir::NamedSet>> declared_sets_;
 };
