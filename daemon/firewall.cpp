@@ -1,5 +1,6 @@
 #include "firewall.h"
 
+#include <malloc.h>
 #include <toml++/toml.h>
 
 #include <algorithm>
@@ -204,6 +205,9 @@ void Firewall::install(Built built, std::string_view reason) {
   disabled_ = std::move(built.disabled);
   kernel_has_full_ = true;
   applied(reason);
+  // Parsing, compiling and encoding a big policy leave megabytes of freed heap behind
+  // that malloc keeps; a long-running daemon gives them back.
+  ::malloc_trim(0);
 }
 
 // One small transaction: the kernel rules of the rules that go out are deleted by
@@ -324,7 +328,7 @@ std::string Firewall::start() {
   problems += parsed.report();
   if (parsed.ok()) {
     try {
-      commit(parsed.policy, runtime, "start");
+      commit(std::move(parsed.policy), runtime, "start");
       loaded_from_ = "policy";
       save_last_good(policy_);
       return problems;
@@ -337,7 +341,7 @@ std::string Firewall::start() {
     ParsedPolicy last_good = parse_policy_file(state_file("last-good.toml"), tables_);
     if (last_good.ok()) {
       try {
-        commit(last_good.policy, runtime, "start");
+        commit(std::move(last_good.policy), runtime, "start");
         loaded_from_ = "last-good";
         return problems + "loaded the last good policy from " + state_file("last-good.toml") + "\n";
       } catch (const std::exception& failure) {
@@ -748,6 +752,7 @@ void Firewall::save_last_good(const Policy& policy) const {
     // The new ruleset is in force; only the fallback copy for a later start is stale.
     std::fprintf(stderr, "portierd: warning: last good policy not saved: %s\n", failure.what());
   }
+  ::malloc_trim(0);  // the TOML document and text of a big policy were megabytes
 }
 
 Mode Firewall::mode() const {
