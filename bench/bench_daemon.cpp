@@ -165,14 +165,24 @@ int ready(const Args& args) {
     nft.add(loaded.wall_ms);
     nft_rss.add(static_cast<double>(loaded.max_rss_kib) / 1024);
   }
+  // --ready-target MS and --rss-target MIB: the targets for this policy, if any.
+  const double ready_target = static_cast<double>(args.number("ready-target", 0));
+  const double rss_target = static_cast<double>(args.number("rss-target", 0));
+  auto below = [](double value, const char* unit) {
+    return value > 0 ? "< " + std::to_string(static_cast<int>(value)) + " " + unit : std::string();
+  };
   print_row({.what = "portierd start to READY=1, " + what + " (fresh ns, private bus)",
              .portier = start,
              .baseline_name = "`nft -f` of its rendering (whole process, fresh ns)",
-             .baseline = nft});
+             .baseline = nft,
+             .target = below(ready_target, "ms"),
+             .target_abs = ready_target});
   print_row({.what = "portierd idle RSS, " + what,
              .portier = rss,
              .baseline_name = "peak RSS of that `nft -f`",
              .baseline = nft_rss,
+             .target = below(rss_target, "MiB"),
+             .target_abs = rss_target,
              .unit = "MiB"});
   return 0;
 }
@@ -183,8 +193,11 @@ int dbus_calls(const Args& args) {
   auto proxy = sdbus::createProxy(*connection, "org.portier.Firewall1", "/org/portier/Firewall1");
   const std::string interface = "org.portier.Firewall1";
   const std::map<std::string, sdbus::Variant> no_options;
+  // --only first|second: time only the disable (add) or only the enable (remove) calls;
+  // the others still run, untimed, so that every call changes something.
+  const std::string only = args.options.count("only") ? args.get("only") : "";
   Samples samples;
-  for (std::size_t run = 0; run < runs; ++run) {
+  for (std::size_t run = 0; run < (only.empty() ? runs : 2 * runs); ++run) {
     const bool second = run % 2 == 1;
     double start = now_ms();
     if (args.options.count("toggle")) {
@@ -198,7 +211,7 @@ int dbus_calls(const Args& args) {
     } else {
       proxy->callMethod("Ping").onInterface("org.freedesktop.DBus.Peer");
     }
-    samples.add(now_ms() - start);
+    if (only.empty() || only == (second ? "second" : "first")) samples.add(now_ms() - start);
   }
   print_samples(samples);
   return 0;

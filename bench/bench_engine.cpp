@@ -50,7 +50,14 @@ int engine(const Args& args) {
     const std::string baseline = "`nft -f` of the rendering (whole process, fresh ns)";
     Row parse_row{.what = "parse + validate, " + n, .portier = parse, .baseline_name = baseline, .baseline = nft};
     print_row(parse_row);
-    print_row({.what = "compile, " + n, .portier = compile, .baseline_name = baseline, .baseline = nft});
+    // The 50 ms for "compile time" at 10k rules is shown against both readings:
+    // the compile stage alone (policy model to IR), and parse + validate + compile.
+    Row compile_row{.what = "compile, " + n, .portier = compile, .baseline_name = baseline, .baseline = nft};
+    if (size == 10000) {
+      compile_row.target = "< 50 ms";
+      compile_row.target_abs = 50;
+    }
+    print_row(compile_row);
     Row total{.what = "**parse + validate + compile, " + n + "**", .portier = both, .baseline_name = baseline,
               .baseline = nft};
     if (size == 10000) {

@@ -44,7 +44,7 @@ start_bus
 printf '| benchmark | portier min / median | baseline | baseline min / median | ratio | target |\n|---|---|---|---|---|---|\n'
 
 # --- toggles ---------------------------------------------------------------------------
-declare -A CTL BARE BUSCTL PING
+declare -A CTL BARE BARE_OFF BARE_ON BUSCTL PING
 for size in 10 10000; do
   new_netns DNS "t$size"
   "$BENCH" generate policy "$size" "$WORKDIR/toggle-$size.toml"
@@ -52,6 +52,8 @@ for size in 10 10000; do
   rule=r00005
   PING[$size]=$("$BENCH" dbus-calls --ping 1 --runs 21)
   BARE[$size]=$("$BENCH" dbus-calls --toggle "$rule" --runs "$RUNS")
+  BARE_OFF[$size]=$("$BENCH" dbus-calls --toggle "$rule" --runs "$RUNS" --only first)
+  BARE_ON[$size]=$("$BENCH" dbus-calls --toggle "$rule" --runs "$RUNS" --only second)
   CTL[$size]=$("$BENCH" time --runs "$RUNS" -- "$PORTIERCTL" disable "$rule" ::: "$PORTIERCTL" enable "$rule")
   BUSCTL[$size]=$("$BENCH" time --runs "$RUNS" -- \
     busctl --system call org.portier.Firewall1 /org/portier/Firewall1 org.portier.Firewall1 SetRuleEnabled 'sba{sv}' "$rule" false 0 ::: \
@@ -62,11 +64,15 @@ done
 "$BENCH" row --what "**toggle**, \`portierctl disable/enable\` (whole process), 10,000 rules" --portier "${CTL[10000]}" \
   --baseline-name "the same at 10 rules" --baseline "${CTL[10]}"
 "$BENCH" row --what "toggle, bare SetRuleEnabled call (long-lived sdbus-c++ client), 10,000 rules" --portier "${BARE[10000]}" \
-  --baseline-name "the same at 10 rules" --baseline "${BARE[10]}"
+  --baseline-name "the same at 10 rules" --baseline "${BARE[10]}" --target "ratio < 1.5x" --target-ratio 1.5
+"$BENCH" row --what "of which disable (the kernel deletes one rule), 10,000 rules" --portier "${BARE_OFF[10000]}" \
+  --baseline-name "the same at 10 rules" --baseline "${BARE_OFF[10]}" --target "< 5 ms" --target-abs 5
+"$BENCH" row --what "of which enable (the kernel adds one rule and checks the whole table's jumps), 10,000 rules" --portier "${BARE_ON[10000]}" \
+  --baseline-name "the same at 10 rules" --baseline "${BARE_ON[10]}" --target "< 5 ms" --target-abs 5
 "$BENCH" row --what "toggle, \`busctl call ... SetRuleEnabled\` (whole process), 10,000 rules" --portier "${BUSCTL[10000]}" \
   --baseline-name "the same at 10 rules" --baseline "${BUSCTL[10]}"
 "$BENCH" row --what "toggle, bare SetRuleEnabled call, 10 rules" --portier "${BARE[10]}" \
-  --baseline-name "Peer.Ping round trip to portierd (same client)" --baseline "${PING[10]}"
+  --baseline-name "Peer.Ping round trip to portierd (same client)" --baseline "${PING[10]}" --target "< 5 ms" --target-abs 5
 "$BENCH" row --what "toggle, \`portierctl disable/enable\`, 10 rules" --portier "${CTL[10]}" \
   --baseline-name "bare SetRuleEnabled call, 10 rules" --baseline "${BARE[10]}"
 
@@ -102,11 +108,12 @@ for size in 1000 100000 1000000; do
   "$BENCH" row --what "**set element add/remove**, \`portierctl set add/del\` (whole process), $size-element set" \
     --portier "$ctl" --baseline-name "\`nft add/delete element\` (whole process)" --baseline "$nft_samples" --note "$note"
   "$BENCH" row --what "set element add/remove, bare AddSetElements/RemoveSetElements call, $size-element set" \
-    --portier "$bare" --baseline-name "\`nft add/delete element\` (whole process)" --baseline "$nft_samples"
+    --portier "$bare" --baseline-name "\`nft add/delete element\` (whole process)" --baseline "$nft_samples" \
+    --target "<= 10 ms" --target-abs 10
 done
 
 # --- start to READY=1, idle RSS ---------------------------------------------------------
 "$BENCH" ready --portierd "$PORTIERD" --policy "$SOURCE_DIR/rules/policies/home-router.toml" \
-  --dir "$WORKDIR" --runs 7 --what "home-router"
+  --dir "$WORKDIR" --runs 7 --what "home-router" --ready-target 30 --rss-target 10
 "$BENCH" ready --portierd "$PORTIERD" --policy "$WORKDIR/toggle-10000.toml" \
-  --dir "$WORKDIR" --runs 3 --what "10,000 rules"
+  --dir "$WORKDIR" --runs 3 --what "10,000 rules" --rss-target 30
