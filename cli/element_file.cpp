@@ -74,6 +74,8 @@ ElementFile read_element_file(std::istream& in, std::string_view name) {
     result.elements.push_back(std::move(text));
     result.lines.push_back(number);
   }
+  if (first_kind != Kind::none)
+    result.family = first_kind == Kind::ipv4 ? "ipv4" : first_kind == Kind::ipv6 ? "ipv6" : "port";
   if (bad_lines > kMaxErrors)
     result.errors.push_back(std::string(name) + ": " + std::to_string(bad_lines - kMaxErrors) +
                             " more bad lines");

@@ -15,6 +15,8 @@ struct ElementFile {
   std::vector<std::uint32_t> lines;  // the line number of each element, for messages
   /// `FILE:LINE:COL: error: ...`, at most ten, then one line counting the rest.
   std::vector<std::string> errors;
+  /// What the elements are: ipv4, ipv6 or port (the names of set families); empty if none.
+  std::string family;
 };
 
 /// Reads and checks every line before anything is sent: each element must be an IPv4 or

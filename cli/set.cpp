@@ -137,6 +137,27 @@ int read_and_send(const Request& request, const std::string& path) {
   }
   if (file.elements.empty()) return usage_error("set", name + " holds no elements");
   return with_daemon([&](DaemonClient& daemon) {
+    // The set's family, when portierd says it: a file of the wrong one is refused here,
+    // naming its first line, before anything is sent.
+    auto facts = daemon.GetStatus();
+    if (auto it = facts.find("set_families");
+        it != facts.end() && it->second.containsValueOfType<std::map<std::string, std::string>>()) {
+      auto families = it->second.get<std::map<std::string, std::string>>();
+      if (auto family = families.find(request.set);
+          family != families.end() && family->second != file.family) {
+        auto one = [](const std::string& kind) {
+          return kind == "port" ? std::string("a port") : "an " + kind + " address";
+        };
+        auto all = [](const std::string& kind) {
+          return kind == "port" ? std::string("ports") : kind + " addresses";
+        };
+        std::fprintf(stderr, "%s:%u:1: error: '%s' is %s, but set '%s' holds %s\n", name.c_str(),
+                     file.lines.front(), file.elements.front().c_str(), one(file.family).c_str(),
+                     request.set.c_str(), all(family->second).c_str());
+        return usage_error("set",
+                           "nothing was sent: " + name + " holds elements of another family");
+      }
+    }
     return send(daemon, request, std::move(file.elements), name, file.lines);
   });
 }

@@ -234,6 +234,7 @@ std::map<std::string, sdbus::Variant> FirewallService::GetStatus() {
       {"mode", sdbus::Variant(std::string(to_string(status.mode)))},
       {"loaded_from", sdbus::Variant(status.loaded_from)},
       {"sets", sdbus::Variant(status.sets)},
+      {"set_families", sdbus::Variant(status.set_families)},
   };
   if (status.confirm_deadline)
     facts.emplace("confirm_deadline_usec", sdbus::Variant(usec_since_epoch(*status.confirm_deadline)));

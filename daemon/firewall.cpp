@@ -7,15 +7,15 @@
 #include <charconv>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <map>
+#include <sstream>
 #include <tuple>
 #include <unordered_set>
-#include <fstream>
-#include <sstream>
 
 #include "cgroups.h"
-#include "state_writer.h"
 #include "render_nft.h"
+#include "state_writer.h"
 #include "write_policy.h"
 
 namespace portier {
@@ -25,9 +25,8 @@ constexpr std::size_t kMaxElementsPerCall = 1'000'000;
 constexpr auto kMaxTimedRule = std::chrono::hours(24 * 30);
 
 bool is_toggleable(const Policy& policy, const std::string& name) {
-  return policy.find_rule(name) ||
-         std::any_of(policy.forwards.begin(), policy.forwards.end(),
-                     [&](const Forward& f) { return f.name == name; });
+  return policy.find_rule(name) || std::any_of(policy.forwards.begin(), policy.forwards.end(),
+                                               [&](const Forward& f) { return f.name == name; });
 }
 
 std::string place(const SourceLocation& where) {
@@ -90,9 +89,12 @@ std::string format_element(const NamedSet& set, std::size_t index) {
 
 std::string_view to_string(Mode mode) {
   switch (mode) {
-    case Mode::normal: return "normal";
-    case Mode::pending_confirm: return "pending-confirm";
-    case Mode::panic: return "panic";
+    case Mode::normal:
+      return "normal";
+    case Mode::pending_confirm:
+      return "pending-confirm";
+    case Mode::panic:
+      return "panic";
   }
   return "?";
 }
@@ -115,9 +117,11 @@ Policy Firewall::effective(const Policy& policy, const RuntimeState& runtime) co
   for (const TimedRule& timed : runtime.timed_rules) result.rules.push_back(timed.rule);
   for (NamedSet& set : result.sets) {
     for (const RuntimeElement& element : runtime.removed_elements)
-      if (element.set == set.name && element_fits(set, element.element)) remove_element(set, element.element);
+      if (element.set == set.name && element_fits(set, element.element))
+        remove_element(set, element.element);
     for (const RuntimeElement& element : runtime.added_elements)
-      if (element.set == set.name && element_fits(set, element.element)) add_element(set, element.element);
+      if (element.set == set.name && element_fits(set, element.element))
+        add_element(set, element.element);
   }
   return result;
 }
@@ -138,8 +142,8 @@ Firewall::Built Firewall::build(const Policy& policy, const RuntimeState& runtim
     try {
       options_.resolve_cgroups(built.full);
     } catch (const MissingCgroup& missing) {
-      throw PolicyError(place(where_defined(in_force, missing.owner)) + ": error: '" + missing.owner +
-                        "': " + missing.what() + "\n");
+      throw PolicyError(place(where_defined(in_force, missing.owner)) + ": error: '" +
+                        missing.owner + "': " + missing.what() + "\n");
     }
   }
   return built;
@@ -181,8 +185,10 @@ void Firewall::install(Built built, std::string_view reason) {
                          (what.find("not supported") != std::string::npos ||
                           what.find("Invalid argument") != std::string::npos);
     if (!flags_refused) throw;
-    std::fprintf(stderr, "portierd: the kernel refused an owned, persistent table (%s): loading it without\n",
-                 what.c_str());
+    std::fprintf(
+        stderr,
+        "portierd: the kernel refused an owned, persistent table (%s): loading it without\n",
+        what.c_str());
     options_.compile.owner = false;
     built.full.owner = built.full.persist = false;
     loaded = kernel_.apply(without_owners(built.full, built.disabled));
@@ -193,7 +199,8 @@ void Firewall::install(Built built, std::string_view reason) {
     std::size_t next = 0;
     for (const ir::Rule& rule : built.full.chains[c].rules) {
       bool present = built.disabled.count(rule_owner(rule)) == 0;
-      handles_[c].push_back(present && c < loaded.size() && next < loaded[c].size() ? loaded[c][next++] : 0);
+      handles_[c].push_back(
+          present && c < loaded.size() && next < loaded[c].size() ? loaded[c][next++] : 0);
     }
   }
   positions_.clear();
@@ -258,7 +265,8 @@ void Firewall::toggle_in_place(const std::string& name, bool enabled) {
     std::uint64_t group_after = 0;
     auto flush = [&] {
       for (auto it = group.rbegin(); it != group.rend(); ++it) {
-        edit.inserts.push_back({full_.chains[it->chain].name, group_after, full_.chains[it->chain].rules[it->rule]});
+        edit.inserts.push_back(
+            {full_.chains[it->chain].name, group_after, full_.chains[it->chain].rules[it->rule]});
         inserted.push_back(*it);
       }
       group.clear();
@@ -377,7 +385,8 @@ void Firewall::set_rule_enabled(const std::string& name, bool enabled, bool perm
     throw NoSuchRule("no rule or forward named '" + name + "' in the policy");
   if (permanent) {
     if (loaded_from_ != "policy" || pending_)
-      throw InvalidRequest("the policy in force is not the policy file: cannot edit it permanently");
+      throw InvalidRequest(
+          "the policy in force is not the policy file: cannot edit it permanently");
     edit_enabled_in_file(name, enabled);
     RuntimeState runtime = runtime_;
     runtime.toggles.erase(name);
@@ -413,7 +422,8 @@ void Firewall::edit_enabled_in_file(const std::string& name, bool enabled) {
   for (const char* key : {"rule", "forward"})
     if (const toml::array* array = document[key].as_array())
       for (const toml::node& node : *array)
-        if (const toml::table* table = node.as_table(); table && (*table)["name"].value<std::string>() == name)
+        if (const toml::table* table = node.as_table();
+            table && (*table)["name"].value<std::string>() == name)
           entry = table;
   if (!entry) throw InvalidRequest("cannot find '" + name + "' in " + where.file);
 
@@ -439,9 +449,11 @@ void Firewall::edit_enabled_in_file(const std::string& name, bool enabled) {
   write_file_atomically(where.file, edited);
 }
 
-std::uint64_t Firewall::apply_file(const std::string& path, std::optional<std::chrono::seconds> confirm) {
+std::uint64_t Firewall::apply_file(const std::string& path,
+                                   std::optional<std::chrono::seconds> confirm) {
   if (pending_) throw InvalidRequest("an apply is already waiting for confirmation");
-  if (runtime_.panic) throw InvalidRequest("panic mode is on: turn it off before applying a policy");
+  if (runtime_.panic)
+    throw InvalidRequest("panic mode is on: turn it off before applying a policy");
   ParsedPolicy parsed = parse_policy_file(path, tables_);
   if (!parsed.ok()) throw PolicyError(parsed.report());
   auto text = parsed.sources.at(path);
@@ -460,7 +472,8 @@ std::uint64_t Firewall::apply_file(const std::string& path, std::optional<std::c
 
 void Firewall::confirm() {
   if (!pending_) throw NotPending("no apply is waiting for confirmation");
-  if (pending_->path != options_.policy_path) write_file_atomically(options_.policy_path, pending_->text);
+  if (pending_->path != options_.policy_path)
+    write_file_atomically(options_.policy_path, pending_->text);
   pending_.reset();
   loaded_from_ = "policy";
   save_last_good(policy_);
@@ -512,7 +525,8 @@ std::string Firewall::add_timed_rule(const TimedRuleRequest& request) {
   }
   if (!parsed.ok()) throw InvalidRequest(parsed.report());
   RuntimeState runtime = runtime_;
-  runtime.timed_rules.push_back({parsed.policy.rules[0], text.str(), options_.now() + request.duration});
+  runtime.timed_rules.push_back(
+      {parsed.policy.rules[0], text.str(), options_.now() + request.duration});
   ++runtime.next_timed_id;
   change_runtime(std::move(runtime), "timed-rule");
   return name;
@@ -520,7 +534,8 @@ std::string Firewall::add_timed_rule(const TimedRuleRequest& request) {
 
 void Firewall::remove_timed_rule(const std::string& name) {
   RuntimeState runtime = runtime_;
-  if (std::erase_if(runtime.timed_rules, [&](const TimedRule& t) { return t.rule.name == name; }) == 0)
+  if (std::erase_if(runtime.timed_rules, [&](const TimedRule& t) { return t.rule.name == name; }) ==
+      0)
     throw NoSuchRule("no timed rule named '" + name + "'");
   change_runtime(std::move(runtime), "timed-rule");
 }
@@ -560,8 +575,10 @@ bool Firewall::edit_set_in_place(const NamedSet& set, const std::vector<std::str
     auto loaded = std::find_if(full_.sets.begin(), full_.sets.end(),
                                [&](const ir::NamedSet& s) { return s.name == name; });
     if (loaded == full_.sets.end()) return nullptr;
-    auto [it, inserted] = edits.try_emplace(name, SetEdit{name, loaded->key, loaded->interval, {}, {}, std::nullopt});
-    if (inserted && timeout) it->second.timeout_seconds = static_cast<std::uint32_t>(timeout->count());
+    auto [it, inserted] =
+        edits.try_emplace(name, SetEdit{name, loaded->key, loaded->interval, {}, {}, std::nullopt});
+    if (inserted && timeout)
+      it->second.timeout_seconds = static_cast<std::uint32_t>(timeout->count());
     return &it->second;
   };
   for (const std::string& element : add) {
@@ -582,7 +599,8 @@ bool Firewall::edit_set_in_place(const NamedSet& set, const std::vector<std::str
     } catch (const KernelError& refused) {
       // An element overlapping one the kernel has, or one removed from inside a larger
       // range: the whole set is loaded anew instead, which always works.
-      std::fprintf(stderr, "portierd: set %s changed by reloading it: %s\n", set.name.c_str(), refused.what());
+      std::fprintf(stderr, "portierd: set %s changed by reloading it: %s\n", set.name.c_str(),
+                   refused.what());
       return false;
     }
     ir::NamedSet& loaded = *std::find_if(full_.sets.begin(), full_.sets.end(),
@@ -599,34 +617,43 @@ bool Firewall::edit_set_in_place(const NamedSet& set, const std::vector<std::str
     } else {
       std::set<std::pair<ir::Address, ir::Address>> gone;
       for (const ir::AddressRange& range : edit.remove) gone.emplace(range.first, range.last);
-      std::erase_if(loaded.elements, [&](const ir::AddressRange& r) { return gone.count({r.first, r.last}) > 0; });
+      std::erase_if(loaded.elements, [&](const ir::AddressRange& r) {
+        return gone.count({r.first, r.last}) > 0;
+      });
     }
     loaded.elements.insert(loaded.elements.end(), edit.add.begin(), edit.add.end());
   }
   return true;
 }
 
-void Firewall::add_set_elements(const std::string& set_name, const std::vector<std::string>& elements,
+void Firewall::add_set_elements(const std::string& set_name,
+                                const std::vector<std::string>& elements,
                                 std::optional<std::chrono::seconds> timeout) {
   const NamedSet* set = policy_.find_set(set_name);
   if (!set) throw NoSuchSet("no set named '" + set_name + "' in the policy");
   if (elements.empty() || elements.size() > kMaxElementsPerCall)
     throw InvalidRequest("give 1 to 1000000 elements per call");
   if (timeout && !set->timeout)
-    throw InvalidRequest("set '" + set_name + "' has no timeout: give it `timeout = ...` in the policy");
+    throw InvalidRequest("set '" + set_name +
+                         "' has no timeout: give it `timeout = ...` in the policy");
   if (set->timeout && !timeout) timeout = set->timeout;
   std::optional<Clock::time_point> expires;
   if (timeout) expires = options_.now() + *timeout;
   for (const std::string& element : elements)
     if (!element_fits(*set, element))
       throw InvalidRequest("'" + element + "' is not an element of set '" + set_name + "' (" +
-                           (set->family == SetFamily::port ? "ports" : set->family == SetFamily::ipv4 ? "ipv4" : "ipv6") + ")");
+                           (set->family == SetFamily::port   ? "ports"
+                            : set->family == SetFamily::ipv4 ? "ipv4"
+                                                             : "ipv6") +
+                           ")");
   auto record = [&](RuntimeState& runtime) {
     // One pass with a lookup table, not a search per element: calls carry up to a million.
     std::unordered_set<std::string_view> adding(elements.begin(), elements.end());
-    std::erase_if(runtime.removed_elements,
-                  [&](const RuntimeElement& e) { return e.set == set_name && adding.count(e.element) > 0; });
-    for (const std::string& element : elements) runtime.added_elements.push_back({set_name, element, expires});
+    std::erase_if(runtime.removed_elements, [&](const RuntimeElement& e) {
+      return e.set == set_name && adding.count(e.element) > 0;
+    });
+    for (const std::string& element : elements)
+      runtime.added_elements.push_back({set_name, element, expires});
   };
   // In place, the runtime record is changed without a copy: it may hold a million elements.
   if (edit_set_in_place(*set, elements, {}, timeout)) {
@@ -640,7 +667,8 @@ void Firewall::add_set_elements(const std::string& set_name, const std::vector<s
   }
 }
 
-void Firewall::remove_set_elements(const std::string& set_name, const std::vector<std::string>& elements) {
+void Firewall::remove_set_elements(const std::string& set_name,
+                                   const std::vector<std::string>& elements) {
   const NamedSet* set = policy_.find_set(set_name);
   if (!set) throw NoSuchSet("no set named '" + set_name + "' in the policy");
   if (elements.empty() || elements.size() > kMaxElementsPerCall)
@@ -660,7 +688,8 @@ void Firewall::remove_set_elements(const std::string& set_name, const std::vecto
       return true;
     });
     for (const std::string& element : elements)
-      if (!were_added.count(element)) runtime.removed_elements.push_back({set_name, element, std::nullopt});
+      if (!were_added.count(element))
+        runtime.removed_elements.push_back({set_name, element, std::nullopt});
   };
   if (edit_set_in_place(*set, {}, elements, std::nullopt)) {
     record(runtime_);
@@ -703,7 +732,8 @@ void Firewall::on_timer() {
                  static_cast<unsigned long long>(generation_));
   }
   RuntimeState runtime = runtime_;
-  auto expired_rules = std::erase_if(runtime.timed_rules, [&](const TimedRule& t) { return t.expires <= now; });
+  auto expired_rules =
+      std::erase_if(runtime.timed_rules, [&](const TimedRule& t) { return t.expires <= now; });
   // The kernel expires timed set elements by itself; only the record of them goes.
   auto expired_elements = std::erase_if(runtime.added_elements, [&](const RuntimeElement& e) {
     return e.expires && *e.expires <= now;
@@ -717,7 +747,8 @@ void Firewall::on_timer() {
 }
 
 void Firewall::repair_drift(const std::string& what) {
-  std::fprintf(stderr, "portierd: table changed from outside (%s): loading it again\n", what.c_str());
+  std::fprintf(stderr, "portierd: table changed from outside (%s): loading it again\n",
+               what.c_str());
   kernel_has_full_ = false;  // whatever the kernel has now, load ours whole
   install(Built{full_, disabled_}, "drift-repair");
 }
@@ -781,13 +812,17 @@ std::vector<RuleStatus> Firewall::rules() const {
     std::string match = describe_match(rule);
     for (const TimedRule& timed : runtime_.timed_rules)
       if (timed.rule.name == rule.name)
-        match += " for " + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
-                                              timed.expires - options_.now()).count()) + "s";
+        match += " for " +
+                 std::to_string(std::chrono::duration_cast<std::chrono::seconds>(timed.expires -
+                                                                                 options_.now())
+                                    .count()) +
+                 "s";
     result.push_back(counted({rule.name, rule.enabled, std::string(to_string(rule.direction)),
                               std::string(to_string(rule.action)), match, 0, 0}));
   }
   for (const Forward& forward : in_force.forwards)
-    result.push_back(counted({forward.name, forward.enabled, "forward", "dnat", describe_forward(forward), 0, 0}));
+    result.push_back(counted(
+        {forward.name, forward.enabled, "forward", "dnat", describe_forward(forward), 0, 0}));
   return result;
 }
 
@@ -802,16 +837,24 @@ FirewallStatus Firewall::status() const {
     return toggle == runtime_.toggles.end() ? in_file : toggle->second;
   };
   status.rules = policy_.rules.size() + runtime_.timed_rules.size() + policy_.forwards.size();
-  for (const Rule& rule : policy_.rules) status.rules_enabled += enabled(rule.name, rule.enabled) ? 1 : 0;
-  for (const TimedRule& timed : runtime_.timed_rules) status.rules_enabled += timed.rule.enabled ? 1 : 0;
-  for (const Forward& forward : policy_.forwards) status.rules_enabled += enabled(forward.name, forward.enabled) ? 1 : 0;
+  for (const Rule& rule : policy_.rules)
+    status.rules_enabled += enabled(rule.name, rule.enabled) ? 1 : 0;
+  for (const TimedRule& timed : runtime_.timed_rules)
+    status.rules_enabled += timed.rule.enabled ? 1 : 0;
+  for (const Forward& forward : policy_.forwards)
+    status.rules_enabled += enabled(forward.name, forward.enabled) ? 1 : 0;
   status.timed_rules = runtime_.timed_rules.size();
   status.generation = generation_;
   status.last_applied = last_applied_;
   status.mode = mode();
   if (pending_) status.confirm_deadline = pending_->deadline;
   status.loaded_from = loaded_from_;
-  for (const NamedSet& set : policy_.sets) status.sets.push_back(set.name);
+  for (const NamedSet& set : policy_.sets) {
+    status.sets.push_back(set.name);
+    status.set_families[set.name] = set.family == SetFamily::port   ? "port"
+                                    : set.family == SetFamily::ipv4 ? "ipv4"
+                                                                    : "ipv6";
+  }
   return status;
 }
 

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -74,8 +75,9 @@ struct FirewallStatus {
   Clock::time_point last_applied;
   Mode mode = Mode::normal;
   std::optional<Clock::time_point> confirm_deadline;
-  std::string loaded_from;  // policy, last-good or fail-closed
-  std::vector<std::string> sets;  // names of the policy's named sets
+  std::string loaded_from;                          // policy, last-good or fail-closed
+  std::vector<std::string> sets;                    // names of the policy's named sets
+  std::map<std::string, std::string> set_families;  // name -> ipv4, ipv6 or port
 };
 
 /// What a timed rule says, as `portierctl allow` and AddTimedRule give it.
@@ -207,7 +209,8 @@ class Firewall {
   /// Adds/removes elements in the kernel's set directly; false if that was not possible
   /// and the caller must load the set anew.
   bool edit_set_in_place(const NamedSet& set, const std::vector<std::string>& add,
-                         const std::vector<std::string>& remove, std::optional<std::chrono::seconds> timeout);
+                         const std::vector<std::string>& remove,
+                         std::optional<std::chrono::seconds> timeout);
   /// Applies `policy` with `runtime`; on success they become the current ones.
   void commit(Policy policy, RuntimeState runtime, std::string_view reason);
   void change_runtime(RuntimeState runtime, std::string_view reason);
@@ -222,8 +225,8 @@ class Firewall {
   SystemTables tables_;
   FirewallEvents* events_ = nullptr;
 
-  Policy policy_;          // the policy in force (file, last good or built-in)
-  RuntimeState runtime_;   // changes on top of it
+  Policy policy_;         // the policy in force (file, last good or built-in)
+  RuntimeState runtime_;  // changes on top of it
   // What the kernel has: full_ without the rules of disabled_, each present rule's
   // handle in handles_ (0 for the left-out ones).
   ir::Ruleset full_;
@@ -244,7 +247,8 @@ class Firewall {
     Clock::time_point deadline;
   };
   std::optional<PendingApply> pending_;
-  std::unique_ptr<StateWriter> state_writer_;  // made at the first write; last, so it finishes first
+  std::unique_ptr<StateWriter>
+      state_writer_;  // made at the first write; last, so it finishes first
 };
 
 }  // namespace portier
