@@ -16,8 +16,10 @@ bool movable(const ir::Rule& rule) {
     case ir::VerdictKind::jump:
     case ir::VerdictKind::reject_tcp_reset:
     case ir::VerdictKind::reject_icmpx_port_unreachable:
-    case ir::VerdictKind::none: return true;
-    default: return false;
+    case ir::VerdictKind::none:
+      return true;
+    default:
+      return false;
   }
 }
 

@@ -23,7 +23,8 @@ ir::Rule counted(ir::VerdictKind kind, std::string comment) {
 TEST_CASE("a short chain stays whole") {
   ir::Ruleset ruleset;
   ruleset.chains.push_back({"input", std::nullopt, {}});
-  for (int i = 0; i < 10; ++i) ruleset.chains[0].rules.push_back(counted(ir::VerdictKind::accept, "r"));
+  for (int i = 0; i < 10; ++i)
+    ruleset.chains[0].rules.push_back(counted(ir::VerdictKind::accept, "r"));
   ir::Ruleset before = ruleset;
   split_long_chains(ruleset, 10, 4);
   CHECK(ruleset == before);
@@ -33,8 +34,10 @@ TEST_CASE("a long chain is cut into parts around the rules that must stay") {
   ir::Ruleset ruleset;
   ruleset.chains.push_back({"input", std::nullopt, {}});
   auto& rules = ruleset.chains[0].rules;
-  rules.push_back(counted(ir::VerdictKind::go_to, "dispatch"));  // stays: goto means another thing in a part
-  for (int i = 0; i < 5; ++i) rules.push_back(counted(ir::VerdictKind::accept, "a" + std::to_string(i)));
+  rules.push_back(
+      counted(ir::VerdictKind::go_to, "dispatch"));  // stays: goto means another thing in a part
+  for (int i = 0; i < 5; ++i)
+    rules.push_back(counted(ir::VerdictKind::accept, "a" + std::to_string(i)));
   rules.push_back(counted(ir::VerdictKind::return_, "back"));  // stays
   rules.push_back(counted(ir::VerdictKind::drop, "lonely"));   // one rule: no part for it
   rules.push_back(counted(ir::VerdictKind::return_, "back2"));
@@ -52,19 +55,21 @@ TEST_CASE("a long chain is cut into parts around the rules that must stay") {
   CHECK(input.rules[0].comment == "dispatch");
   for (int part = 1; part <= 3; ++part) {
     CHECK(input.rules[static_cast<std::size_t>(part)].verdict.kind == ir::VerdictKind::jump);
-    CHECK(input.rules[static_cast<std::size_t>(part)].verdict.chain == "input/" + std::to_string(part));
+    CHECK(input.rules[static_cast<std::size_t>(part)].verdict.chain ==
+          "input/" + std::to_string(part));
   }
   CHECK(input.rules[4].comment == "back");
   CHECK(input.rules[5].comment == "lonely");
   CHECK(input.rules[6].comment == "back2");
 }
 
-TEST_CASE("a 2,000-rule policy compiles into parts, renders for nft, and decides packets as before") {
+TEST_CASE(
+    "a 2,000-rule policy compiles into parts, renders for nft, and decides packets as before") {
   std::string text = "[policy]\ninput = 'drop'\n[zone.wan]\ninterfaces = ['wan0']\n";
   for (int i = 0; i < 2000; ++i) {
     text += "[[rule]]\nname = 'r" + std::to_string(i) + "'\nprotocols = 'tcp'\nports = [" +
-            std::to_string(1000 + i) + "]\nfrom = '" + (i % 2 ? "wan" : "10.0.0.0/8") + "'\naction = '" +
-            (i % 7 == 0 ? "drop" : "accept") + "'\n";
+            std::to_string(1000 + i) + "]\nfrom = '" + (i % 2 ? "wan" : "10.0.0.0/8") +
+            "'\naction = '" + (i % 7 == 0 ? "drop" : "accept") + "'\n";
   }
   ParsedPolicy parsed = parse_policy(text, "big.toml", SystemTables{});
   REQUIRE(parsed.ok());
@@ -81,7 +86,8 @@ TEST_CASE("a 2,000-rule policy compiles into parts, renders for nft, and decides
   for (int port : {1000, 1001, 1007, 1500, 1999, 2999}) {
     for (const char* source : {"10.1.2.3", "192.0.2.1"}) {
       for (bool from_wan : {true, false}) {
-        std::vector<std::string> words{"tcp", std::string(source) + ":40000", "->", std::to_string(port)};
+        std::vector<std::string> words{"tcp", std::string(source) + ":40000", "->",
+                                       std::to_string(port)};
         if (from_wan) words.insert(words.end(), {"in", "wan"});
         std::string error;
         std::optional<PacketShape> packet = parse_packet_shape(words, parsed.policy, error);
@@ -90,7 +96,8 @@ TEST_CASE("a 2,000-rule policy compiles into parts, renders for nft, and decides
         int i = port - 1000;
         bool matches = i < 2000 && (i % 2 ? from_wan : std::string(source) == "10.1.2.3");
         std::string want = matches ? (i % 7 == 0 ? "drop" : "accept") : "drop";
-        CHECK_MESSAGE(result.verdict == want, source << " -> " << port << (from_wan ? " in wan" : ""));
+        CHECK_MESSAGE(result.verdict == want,
+                      source << " -> " << port << (from_wan ? " in wan" : ""));
         if (matches) CHECK(result.decided_by == "r" + std::to_string(i));
         if (matches) CHECK(result.chain.find('/') != std::string::npos);
       }
