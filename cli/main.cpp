@@ -78,8 +78,10 @@ constexpr std::array kCommands = {
             "example: portierctl ports\n"},
     Command{"check", check, "validate a policy file (offline)",
             "usage: portierctl check FILE\n\nexample: portierctl check /etc/portier/policy.toml\n"},
-    Command{"show", show, "print the nft ruleset a policy file compiles to (offline)",
-            "usage: portierctl show --policy FILE\n\n"
+    Command{"show", show, "print the nft ruleset portierd has loaded, or a policy file compiles to",
+            "usage: portierctl show [--policy FILE]\n\n"
+            "Without --policy, the ruleset portierd has loaded (runtime changes included); with\n"
+            "--policy, what FILE compiles to, offline, in the form that replaces the table.\n\n"
             "example: portierctl show --policy /etc/portier/policy.toml | nft -c -f -\n"},
     Command{"diff", diff, "what applying a policy file would change",
             "usage: portierctl diff FILE [--nft] [--json]\n\n"

@@ -9,7 +9,10 @@ namespace {
 
 // A verdict that ends evaluation (accept, drop, reject), or that comes back to the next
 // rule (jump, none), does the same from a part as from the chain the part came from.
+// Only the policy's rules move: the fixed ones (loopback, conntrack, no comment) and the
+// default verdict ("default ...") stay in the chain, where a reader looks for them.
 bool movable(const ir::Rule& rule) {
+  if (rule.comment.empty() || rule.comment.starts_with("default ")) return false;
   switch (rule.verdict.kind) {
     case ir::VerdictKind::accept:
     case ir::VerdictKind::drop:

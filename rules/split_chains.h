@@ -14,7 +14,7 @@ inline constexpr std::size_t kSplitChainsAbove = 512;
 /// Rules per part.
 inline constexpr std::size_t kRulesPerPart = 256;
 
-/// Moves runs of rules whose verdict means the same in a jumped-to chain (accept, drop,
+/// Moves runs of policy rules (those with a comment naming one) whose verdict means the same in a jumped-to chain (accept, drop,
 /// reject, jump, or none) out of every chain longer than kSplitChainsAbove into parts
 /// `CHAIN/1`, `CHAIN/2`, ... (a '/' no policy name may contain), each reached by a
 /// `jump` where its rules were. Rules with goto, return or a map stay in their chain:

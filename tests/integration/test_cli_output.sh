@@ -191,9 +191,17 @@ assert_rc 0 "portierctl disable ssh-in"
 assert_eq "ssh-in disabled (at run time; the policy file is unchanged)" "$OUT" "portierctl disable ssh-in"
 ctl rules --json
 json_check "j[1]['name'] == 'ssh-in' and j[1]['enabled'] is False" "rules --json after disable"
+# show without --policy: what portierd has loaded, the runtime toggle included.
+ctl show
+assert_rc 0 "portierctl show (the loaded ruleset)"
+assert_contains "$OUT" "table inet portier {" "portierctl show"
+assert_contains "$OUT" 'comment "blocked"' "portierctl show: the blocked rule is loaded"
+[[ "$OUT" != *'comment "ssh-in"'* ]] || fail "portierctl show still shows ssh-in after it was disabled: $OUT"
 ctl enable ssh-in
 assert_rc 0 "portierctl enable ssh-in"
 assert_eq "ssh-in enabled (at run time; the policy file is unchanged)" "$OUT" "portierctl enable ssh-in"
+ctl show
+assert_match "$OUT" 'tcp dport 22 .*comment "ssh-in"' "portierctl show after ssh-in was enabled again"
 ctl rules --json
 json_check "j[1]['enabled'] is True" "rules --json after enable"
 ctl disable nas-web --permanent
