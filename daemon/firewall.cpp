@@ -168,6 +168,7 @@ void Firewall::applied(std::string_view reason) {
 // the kernel has, the toggled rules alone when only the enabled set changed, otherwise a
 // whole replacement of the table in one transaction.
 void Firewall::install(Built built, std::string_view reason) {
+  take_out_removed();  // full_ is compared whole below
   if (kernel_has_full_ && built.full == full_) {
     if (built.disabled != disabled_) {
       edit_rules(built.disabled);
@@ -605,25 +606,43 @@ bool Firewall::edit_set_in_place(const NamedSet& set, const std::vector<std::str
     }
     ir::NamedSet& loaded = *std::find_if(full_.sets.begin(), full_.sets.end(),
                                          [&](const ir::NamedSet& s) { return s.name == name; });
-    // Our record of the kernel's set, kept without reordering cost: a removed element's
-    // place is taken by the last one (the order of a set's elements means nothing).
-    if (edit.remove.size() <= 16) {
-      for (const ir::AddressRange& range : edit.remove) {
-        auto it = std::find(loaded.elements.begin(), loaded.elements.end(), range);
-        if (it == loaded.elements.end()) continue;
-        *it = loaded.elements.back();
-        loaded.elements.pop_back();
-      }
-    } else {
-      std::set<std::pair<ir::Address, ir::Address>> gone;
-      for (const ir::AddressRange& range : edit.remove) gone.emplace(range.first, range.last);
-      std::erase_if(loaded.elements, [&](const ir::AddressRange& r) {
-        return gone.count({r.first, r.last}) > 0;
-      });
-    }
-    loaded.elements.insert(loaded.elements.end(), edit.add.begin(), edit.add.end());
+    // Our record of the kernel's set: finding one element in a vector of a million is a
+    // scan, so removed ones are only marked, and taken out together later.
+    RemovedElements& removed = removed_elements_[name];
+    for (const ir::AddressRange& range : edit.remove) removed.insert(range);
+    for (const ir::AddressRange& range : edit.add)
+      if (removed.erase(range) == 0) loaded.elements.push_back(range);  // else: still there
+    if (removed.size() > std::max<std::size_t>(4096, loaded.elements.size() / 4))
+      take_out_removed();
   }
   return true;
+}
+
+std::size_t Firewall::RangeHash::operator()(const ir::AddressRange& range) const {
+  std::string_view first(reinterpret_cast<const char*>(range.first.bytes.data()),
+                         range.first.bytes.size());
+  std::string_view last(reinterpret_cast<const char*>(range.last.bytes.data()),
+                        range.last.bytes.size());
+  return std::hash<std::string_view>()(first) * 31 + std::hash<std::string_view>()(last) +
+         static_cast<std::size_t>(range.first.family);
+}
+
+void Firewall::take_out_removed() {
+  for (ir::NamedSet& set : full_.sets) take_out_removed(set);
+  removed_elements_.clear();
+}
+
+void Firewall::take_out_removed(ir::NamedSet& set) const {
+  auto removed = removed_elements_.find(set.name);
+  if (removed == removed_elements_.end() || removed->second.empty()) return;
+  std::erase_if(set.elements,
+                [&](const ir::AddressRange& range) { return removed->second.count(range) > 0; });
+}
+
+ir::Ruleset Firewall::loaded_ruleset() const {
+  ir::Ruleset loaded = without_owners(full_, disabled_);
+  for (ir::NamedSet& set : loaded.sets) take_out_removed(set);
+  return loaded;
 }
 
 void Firewall::add_set_elements(const std::string& set_name,
@@ -750,6 +769,7 @@ void Firewall::repair_drift(const std::string& what) {
   std::fprintf(stderr, "portierd: table changed from outside (%s): loading it again\n",
                what.c_str());
   kernel_has_full_ = false;  // whatever the kernel has now, load ours whole
+  take_out_removed();
   install(Built{full_, disabled_}, "drift-repair");
 }
 
@@ -858,6 +878,6 @@ FirewallStatus Firewall::status() const {
   return status;
 }
 
-std::string Firewall::ruleset_text() const { return render_nft(without_owners(full_, disabled_)); }
+std::string Firewall::ruleset_text() const { return render_nft(loaded_ruleset()); }
 
 }  // namespace portier

@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "compile_policy.h"
@@ -172,7 +173,7 @@ class Firewall {
   FirewallStatus status() const;
   std::string ruleset_text() const;
   /// What the kernel has, as IR.
-  ir::Ruleset loaded_ruleset() const { return without_owners(full_, disabled_); }
+  ir::Ruleset loaded_ruleset() const;
   /// The policy with the runtime changes (toggles, timed rules, set elements) applied.
   Policy policy_in_force() const { return effective(policy_, runtime_); }
   /// Every rule of the policy in force, timed rules included, without copying the policy.
@@ -214,6 +215,9 @@ class Firewall {
   /// Applies `policy` with `runtime`; on success they become the current ones.
   void commit(Policy policy, RuntimeState runtime, std::string_view reason);
   void change_runtime(RuntimeState runtime, std::string_view reason);
+  /// Takes the elements marked in removed_elements_ out of full_'s sets.
+  void take_out_removed();
+  void take_out_removed(ir::NamedSet& set) const;
   void save_runtime();
   void save_last_good(const Policy& policy) const;
   std::string state_file(std::string_view name) const;
@@ -232,6 +236,13 @@ class Firewall {
   ir::Ruleset full_;
   std::set<std::string, std::less<>> disabled_;
   RuleHandles handles_;
+  // Elements removed at run time from a set of full_ (by kernel set name), still in its
+  // elements: take_out_removed() takes them out before full_ is used whole.
+  struct RangeHash {
+    std::size_t operator()(const ir::AddressRange& range) const;
+  };
+  using RemovedElements = std::unordered_set<ir::AddressRange, RangeHash>;
+  std::map<std::string, RemovedElements, std::less<>> removed_elements_;
   // Where each policy rule's kernel rules are in full_, in chain order.
   std::unordered_map<std::string, std::vector<RulePosition>> positions_;
   bool kernel_has_full_ = false;
