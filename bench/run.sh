@@ -137,7 +137,7 @@ run env PORTIER_BUILD_DIR="$BUILD" BENCH_DAEMON_RUNS=7 bash "$SOURCE/bench/daemo
 note "portierd runs in a namespace of its own on a private dbus-daemon (tests/integration/lib.sh)." \
   "Whole-process rows time \`portierctl\` or \`busctl\` from start to exit; \"bare\" rows time the" \
   "D-Bus method call alone from a long-lived sdbus-c++ client; toggles and set changes alternate" \
-  "(disable/enable, add/del; 7 calls). Start to READY=1: from spawning portierd (fresh namespace," \
+  "(disable/enable, add/del; 7 calls, 63 for the bare toggles). Start to READY=1: from spawning portierd (fresh namespace," \
   "empty state directory) until READY=1 arrives on the notify socket; RSS is VmRSS after 1 s idle." \
   "These rows measure whatever the commit above does for a toggle or a set change (a whole" \
   "recompile and table replacement before 42d9d7e; only the affected kernel rules or set" \
