@@ -1,6 +1,7 @@
 #include "compile_policy.h"
 
 #include <algorithm>
+#include <bit>
 
 #include "compile_match.h"
 #include "split_chains.h"
@@ -26,20 +27,28 @@ ir::Rule goto_rule(std::vector<ir::Match> matches, std::string chain) {
 
 std::uint32_t seconds_of(Rate::Unit unit) {
   switch (unit) {
-    case Rate::Unit::second: return 60;  // a minute of memory is plenty for a per-second rate
-    case Rate::Unit::minute: return 60;
-    case Rate::Unit::hour: return 3600;
-    case Rate::Unit::day: return 86400;
+    case Rate::Unit::second:
+      return 60;  // a minute of memory is plenty for a per-second rate
+    case Rate::Unit::minute:
+      return 60;
+    case Rate::Unit::hour:
+      return 3600;
+    case Rate::Unit::day:
+      return 86400;
   }
   return 60;
 }
 
 ir::RateUnit rate_unit(Rate::Unit unit) {
   switch (unit) {
-    case Rate::Unit::second: return ir::RateUnit::second;
-    case Rate::Unit::minute: return ir::RateUnit::minute;
-    case Rate::Unit::hour: return ir::RateUnit::hour;
-    case Rate::Unit::day: return ir::RateUnit::day;
+    case Rate::Unit::second:
+      return ir::RateUnit::second;
+    case Rate::Unit::minute:
+      return ir::RateUnit::minute;
+    case Rate::Unit::hour:
+      return ir::RateUnit::hour;
+    case Rate::Unit::day:
+      return ir::RateUnit::day;
   }
   return ir::RateUnit::second;
 }
@@ -56,7 +65,8 @@ std::vector<ir::Match> concat(std::vector<ir::Match> a, const std::vector<ir::Ma
 // Fills a ruleset from a policy. One instance per compilation.
 class Compiler {
  public:
-  Compiler(const Policy& policy, const CompileOptions& options) : policy_(policy), options_(options) {
+  Compiler(const Policy& policy, const CompileOptions& options)
+      : policy_(policy), options_(options) {
     for (const Zone& zone : policy.zones)
       if (!zone.interfaces.empty()) dispatch_zones_.push_back(&zone);
     // Zones are disjoint by interface, so their order does not matter; by name, the ruleset
@@ -101,12 +111,14 @@ class Compiler {
       if (set.family == SetFamily::port) {
         compiled.key = ir::SetKey::inet_service;
         for (const ir::PortRange& range : merge_port_ranges(set.ports))
-          compiled.elements.push_back({ir::port_element(range.first), ir::port_element(range.last)});
+          compiled.elements.push_back(
+              {ir::port_element(range.first), ir::port_element(range.last)});
       } else {
         // Single addresses go into a hash set, networks into an interval set: adding or
         // removing one element of a hash set costs the same at a million elements, while
         // the kernel's interval tree is walked whole on every change (docs/nftables-owner.md).
-        compiled.key = set.family == SetFamily::ipv4 ? ir::SetKey::ipv4_addr : ir::SetKey::ipv6_addr;
+        compiled.key =
+            set.family == SetFamily::ipv4 ? ir::SetKey::ipv4_addr : ir::SetKey::ipv6_addr;
         ir::NamedSet hosts = compiled;
         hosts.name = host_set_name(set.name);
         hosts.interval = false;
@@ -117,16 +129,25 @@ class Compiler {
           else
             networks.push_back(to_range(cidr));
         }
-        std::sort(hosts.elements.begin(), hosts.elements.end(),
-                  [](const ir::AddressRange& a, const ir::AddressRange& b) { return a.first < b.first; });
-        hosts.elements.erase(std::unique(hosts.elements.begin(), hosts.elements.end()), hosts.elements.end());
+        std::sort(
+            hosts.elements.begin(), hosts.elements.end(),
+            [](const ir::AddressRange& a, const ir::AddressRange& b) { return a.first < b.first; });
+        hosts.elements.erase(std::unique(hosts.elements.begin(), hosts.elements.end()),
+                             hosts.elements.end());
         compiled.elements = merge_address_ranges(std::move(networks));
         // An address inside one of the networks is matched there already.
         std::erase_if(hosts.elements, [&](const ir::AddressRange& host) {
-          auto after = std::upper_bound(compiled.elements.begin(), compiled.elements.end(), host.first,
-                                        [](const ir::Address& a, const ir::AddressRange& r) { return a < r.first; });
+          auto after = std::upper_bound(
+              compiled.elements.begin(), compiled.elements.end(), host.first,
+              [](const ir::Address& a, const ir::AddressRange& r) { return a < r.first; });
           return after != compiled.elements.begin() && !(std::prev(after)->last < host.first);
         });
+        // A big hash set is declared with its size, so that the kernel allocates its table
+        // once instead of growing and rehashing it step by step while it is filled: 2-3x
+        // less kernel time at half a million addresses. An add beyond it is refused, and
+        // portierd then loads the set anew, with a larger size.
+        if (hosts.elements.size() > kSizedHashSetAbove)
+          hosts.size = static_cast<std::uint32_t>(std::bit_ceil(2 * hosts.elements.size()));
         ruleset.sets.push_back(std::move(compiled));
         ruleset.sets.push_back(std::move(hosts));
         continue;
@@ -173,8 +194,12 @@ class Compiler {
   ir::Verdict verdict_for(Action action, const std::vector<Protocol>& protocols) {
     ir::Verdict verdict;
     switch (action) {
-      case Action::accept: verdict.kind = ir::VerdictKind::accept; break;
-      case Action::drop: verdict.kind = ir::VerdictKind::drop; break;
+      case Action::accept:
+        verdict.kind = ir::VerdictKind::accept;
+        break;
+      case Action::drop:
+        verdict.kind = ir::VerdictKind::drop;
+        break;
       case Action::reject:
         if (protocols.size() == 1 && protocols[0] == Protocol::tcp) {
           verdict.kind = ir::VerdictKind::reject_tcp_reset;
@@ -189,7 +214,8 @@ class Compiler {
     return verdict;
   }
 
-  ir::Rule log_rule(std::vector<ir::Match> matches, std::string prefix, std::string comment = {}) const {
+  ir::Rule log_rule(std::vector<ir::Match> matches, std::string prefix,
+                    std::string comment = {}) const {
     matches.push_back(ir::Limit{options_.log_rate_per_minute, ir::RateUnit::minute, 5, false});
     ir::Rule rule = rule_of(std::move(matches), ir::VerdictKind::none, std::move(comment));
     rule.log = ir::Log{std::move(prefix), policy_.log_group};
@@ -197,9 +223,14 @@ class Compiler {
   }
 
   // The verdict for packets no rule decided, logged as [policy].log asks.
-  void add_default(ir::Chain& chain, Action action, const std::string& where, bool explicit_verdict) {
-    bool log = policy_.log == LogMode::all || (policy_.log == LogMode::denied && action != Action::accept);
-    if (log) chain.rules.push_back(log_rule({}, "portier " + std::string(action == Action::accept ? "accepted " : "denied ") + where + " "));
+  void add_default(ir::Chain& chain, Action action, const std::string& where,
+                   bool explicit_verdict) {
+    bool log =
+        policy_.log == LogMode::all || (policy_.log == LogMode::denied && action != Action::accept);
+    if (log)
+      chain.rules.push_back(log_rule(
+          {}, "portier " + std::string(action == Action::accept ? "accepted " : "denied ") + where +
+                  " "));
     if (action == Action::reject || explicit_verdict) {
       ir::Rule rule = rule_of({}, ir::VerdictKind::none, "default " + where, true);
       rule.verdict = verdict_for(action, {});
@@ -220,7 +251,8 @@ class Compiler {
       std::vector<ir::Match> matches = concat(segment, tail);
       if (rule.limit) add_meter_rules(chain, rule, matches);
       if (rule.log || policy_.log == LogMode::all)
-        chain.rules.push_back(log_rule(matches, "portier " + rule.name + " ", rule.name + kLogSuffix));
+        chain.rules.push_back(
+            log_rule(matches, "portier " + rule.name + " ", rule.name + kLogSuffix));
       ir::Rule compiled = rule_of(std::move(matches), ir::VerdictKind::accept, rule.name, true);
       compiled.verdict = verdict_for(rule.action, rule.protocols);
       chain.rules.push_back(std::move(compiled));
@@ -241,7 +273,8 @@ class Compiler {
       if (only && *only != family) continue;
       std::vector<ir::Match> over = matches;
       over.push_back(ir::MeterOver{meter_name(rule, family), family, limit});
-      chain.rules.push_back(rule_of(std::move(over), ir::VerdictKind::drop, rule.name + kOverLimitSuffix, true));
+      chain.rules.push_back(
+          rule_of(std::move(over), ir::VerdictKind::drop, rule.name + kOverLimitSuffix, true));
     }
   }
 
@@ -264,8 +297,9 @@ class Compiler {
           vmap.verdict.vmap.push_back({name, ir::VerdictKind::go_to, prefix + zone->name});
       }
     }
-    std::sort(vmap.verdict.vmap.begin(), vmap.verdict.vmap.end(),
-              [](const ir::VmapEntry& a, const ir::VmapEntry& b) { return a.interface < b.interface; });
+    std::sort(
+        vmap.verdict.vmap.begin(), vmap.verdict.vmap.end(),
+        [](const ir::VmapEntry& a, const ir::VmapEntry& b) { return a.interface < b.interface; });
     if (!vmap.verdict.vmap.empty()) chain.rules.push_back(std::move(vmap));
     for (ir::Rule& rule : wildcards) chain.rules.push_back(std::move(rule));
   }
@@ -276,8 +310,9 @@ class Compiler {
   }
 
   ir::Chain input_chain(std::vector<ir::Chain>& zone_chains) {
-    ir::Chain chain{kInputChain, ir::BaseChain{ir::Hook::input, ir::ChainType::filter, kFilterPriority,
-                                               policy_.input == Action::accept},
+    ir::Chain chain{kInputChain,
+                    ir::BaseChain{ir::Hook::input, ir::ChainType::filter, kFilterPriority,
+                                  policy_.input == Action::accept},
                     {}};
     chain.rules.push_back(rule_of({ir::LoopbackInterface{false}}, ir::VerdictKind::accept));
     for (const Bind& bind : policy_.binds) {
@@ -291,7 +326,8 @@ class Compiler {
       check.verdict.chain = bind_chain_name(bind);
       chain.rules.push_back(std::move(check));
     }
-    chain.rules.push_back(rule_of({ir::CtState{ir::ct_established | ir::ct_related}}, ir::VerdictKind::accept));
+    chain.rules.push_back(
+        rule_of({ir::CtState{ir::ct_established | ir::ct_related}}, ir::VerdictKind::accept));
     chain.rules.push_back(rule_of({ir::CtState{ir::ct_invalid}}, ir::VerdictKind::drop));
     chain.rules.push_back(rule_of(
         {ir::IcmpTypeIn{true, {std::begin(kIcmpv6Essentials), std::end(kIcmpv6Essentials)}}},
@@ -299,7 +335,8 @@ class Compiler {
     for (const Zone* zone : dispatch_zones_) {
       ir::Chain zone_chain{std::string("input_") + zone->name, std::nullopt, {}};
       add_rules(zone_chain, Direction::in, {zone, true});
-      add_default(zone_chain, zone->input.value_or(policy_.input), "input from " + zone->name, true);
+      add_default(zone_chain, zone->input.value_or(policy_.input), "input from " + zone->name,
+                  true);
       zone_chains.push_back(std::move(zone_chain));
     }
     add_dispatch(chain, "input_");
@@ -309,8 +346,9 @@ class Compiler {
   }
 
   ir::Chain forward_chain(std::vector<ir::Chain>& zone_chains) {
-    ir::Chain chain{kForwardChain, ir::BaseChain{ir::Hook::forward, ir::ChainType::filter,
-                                                 kFilterPriority, policy_.forward == Action::accept},
+    ir::Chain chain{kForwardChain,
+                    ir::BaseChain{ir::Hook::forward, ir::ChainType::filter, kFilterPriority,
+                                  policy_.forward == Action::accept},
                     {}};
     // Clamp the MSS of connections through masqueraded links (often PPPoE with a smaller
     // MTU) to the route's MTU, both the SYN out and the SYN-ACK back.
@@ -323,10 +361,12 @@ class Compiler {
           chain.rules.push_back(rule_of(std::move(segment), ir::VerdictKind::clamp_mss));
         }
     }
-    chain.rules.push_back(rule_of({ir::CtState{ir::ct_established | ir::ct_related}}, ir::VerdictKind::accept));
+    chain.rules.push_back(
+        rule_of({ir::CtState{ir::ct_established | ir::ct_related}}, ir::VerdictKind::accept));
     chain.rules.push_back(rule_of({ir::CtState{ir::ct_invalid}}, ir::VerdictKind::drop));
     if (!policy_.forwards.empty())
-      chain.rules.push_back(rule_of({ir::CtStatusDnat{}}, ir::VerdictKind::accept, "port forwards", true));
+      chain.rules.push_back(
+          rule_of({ir::CtStatusDnat{}}, ir::VerdictKind::accept, "port forwards", true));
     for (const Zone* zone : dispatch_zones_) {
       ir::Chain zone_chain{std::string("forward_") + zone->name, std::nullopt, {}};
       add_rules(zone_chain, Direction::forward, {zone, true});
@@ -347,8 +387,9 @@ class Compiler {
   }
 
   ir::Chain output_chain() {
-    ir::Chain chain{kOutputChain, ir::BaseChain{ir::Hook::output, ir::ChainType::filter, kFilterPriority,
-                                                policy_.output == Action::accept},
+    ir::Chain chain{kOutputChain,
+                    ir::BaseChain{ir::Hook::output, ir::ChainType::filter, kFilterPriority,
+                                  policy_.output == Action::accept},
                     {}};
     chain.rules.push_back(rule_of({ir::LoopbackInterface{true}}, ir::VerdictKind::accept));
     // A port tied to a user: whatever else answers from it is dropped on the way out.
@@ -358,7 +399,8 @@ class Compiler {
       matches.push_back(ir::SocketUid{*bind.user, true});
       chain.rules.push_back(rule_of(std::move(matches), ir::VerdictKind::drop, bind.name, true));
     }
-    chain.rules.push_back(rule_of({ir::CtState{ir::ct_established | ir::ct_related}}, ir::VerdictKind::accept));
+    chain.rules.push_back(
+        rule_of({ir::CtState{ir::ct_established | ir::ct_related}}, ir::VerdictKind::accept));
     // NAT leakage: a packet conntrack cannot place would leave with its private source.
     for (const std::string& name : policy_.masquerade)
       if (const Zone* zone = policy_.find_zone(name))
@@ -373,13 +415,15 @@ class Compiler {
 
   ir::Chain prerouting_chain() {
     ir::Chain chain{kPreroutingChain,
-                    ir::BaseChain{ir::Hook::prerouting, ir::ChainType::nat, kDstnatPriority, true}, {}};
+                    ir::BaseChain{ir::Hook::prerouting, ir::ChainType::nat, kDstnatPriority, true},
+                    {}};
     for (const Forward& forward : policy_.forwards) {
       if (!forward.enabled) continue;
       const Zone* zone = policy_.find_zone(forward.from);
       if (!zone) continue;
       for (Segment& segment : interface_segments(*zone, false)) {
-        auto matches = concat(std::move(segment), protocol_matches(forward.protocols, forward.ports, false));
+        auto matches =
+            concat(std::move(segment), protocol_matches(forward.protocols, forward.ports, false));
         ir::Rule rule = rule_of(std::move(matches), ir::VerdictKind::dnat, forward.name, true);
         rule.verdict.nat_address = to_range(forward.to_address).first;
         rule.verdict.nat_port = forward.to_port;
@@ -393,13 +437,14 @@ class Compiler {
   // OpenWrt's firewall4 does by default).
   ir::Chain postrouting_chain() {
     ir::Chain chain{kPostroutingChain,
-                    ir::BaseChain{ir::Hook::postrouting, ir::ChainType::nat, kSrcnatPriority, true}, {}};
+                    ir::BaseChain{ir::Hook::postrouting, ir::ChainType::nat, kSrcnatPriority, true},
+                    {}};
     for (const std::string& name : policy_.masquerade)
       if (const Zone* zone = policy_.find_zone(name))
         for (Segment& segment : interface_segments(*zone, true)) {
           segment.insert(segment.begin(), ir::NfProto{ir::Family::ipv4});
-          chain.rules.push_back(rule_of(std::move(segment), ir::VerdictKind::masquerade,
-                                        "masquerade " + name, true));
+          chain.rules.push_back(
+              rule_of(std::move(segment), ir::VerdictKind::masquerade, "masquerade " + name, true));
         }
     return chain;
   }
@@ -414,15 +459,18 @@ class Compiler {
   ir::Chain bind_chain(const Bind& bind) const {
     ir::Chain chain{bind_chain_name(bind), std::nullopt, {}};
     // Named like the bind, as every kernel rule of it is: errors and counters find it.
-    chain.rules.push_back(rule_of({cgroup_match(bind.cgroup, false)}, ir::VerdictKind::return_, bind.name));
+    chain.rules.push_back(
+        rule_of({cgroup_match(bind.cgroup, false)}, ir::VerdictKind::return_, bind.name));
     for (bool transparent : {false, true})
-      chain.rules.push_back(rule_of({ir::SocketTransparent{transparent}}, ir::VerdictKind::drop, bind.name, true));
+      chain.rules.push_back(
+          rule_of({ir::SocketTransparent{transparent}}, ir::VerdictKind::drop, bind.name, true));
     return chain;
   }
 
   static ir::Chain reject_chain() {
     ir::Chain chain{kRejectChain, std::nullopt, {}};
-    chain.rules.push_back(rule_of({ir::L4ProtoIn{{ir::L4Proto::tcp}}}, ir::VerdictKind::reject_tcp_reset));
+    chain.rules.push_back(
+        rule_of({ir::L4ProtoIn{{ir::L4Proto::tcp}}}, ir::VerdictKind::reject_tcp_reset));
     chain.rules.push_back(rule_of({}, ir::VerdictKind::reject_icmpx_port_unreachable));
     return chain;
   }
@@ -484,7 +532,8 @@ std::vector<ir::AddressRange> merge_address_ranges(std::vector<ir::AddressRange>
 
 ir::AddressRange to_range(const Cidr& cidr) {
   ir::AddressRange range;
-  range.first.family = range.last.family = cidr.family == Family::ipv4 ? ir::Family::ipv4 : ir::Family::ipv6;
+  range.first.family = range.last.family =
+      cidr.family == Family::ipv4 ? ir::Family::ipv4 : ir::Family::ipv6;
   range.first.bytes = range.last.bytes = cidr.bytes;
   const std::size_t bits = cidr.size() * 8;
   for (std::size_t bit = cidr.prefix; bit < bits; ++bit) {
@@ -502,10 +551,12 @@ std::string_view rule_owner(const ir::Rule& rule) {
   return comment;
 }
 
-ir::Ruleset without_owners(const ir::Ruleset& full, const std::set<std::string, std::less<>>& disabled) {
+ir::Ruleset without_owners(const ir::Ruleset& full,
+                           const std::set<std::string, std::less<>>& disabled) {
   ir::Ruleset result = full;
   for (ir::Chain& chain : result.chains)
-    std::erase_if(chain.rules, [&](const ir::Rule& rule) { return disabled.count(rule_owner(rule)) > 0; });
+    std::erase_if(chain.rules,
+                  [&](const ir::Rule& rule) { return disabled.count(rule_owner(rule)) > 0; });
   return result;
 }
 
@@ -518,11 +569,14 @@ ir::Ruleset compile_panic(bool keep_established, const CompileOptions& options) 
   };
   for (Base base : {Base{kInputChain, ir::Hook::input}, Base{kForwardChain, ir::Hook::forward},
                     Base{kOutputChain, ir::Hook::output}}) {
-    ir::Chain chain{base.name, ir::BaseChain{base.hook, ir::ChainType::filter, kFilterPriority, false}, {}};
+    ir::Chain chain{
+        base.name, ir::BaseChain{base.hook, ir::ChainType::filter, kFilterPriority, false}, {}};
     if (base.hook != ir::Hook::forward)
-      chain.rules.push_back(rule_of({ir::LoopbackInterface{base.hook == ir::Hook::output}}, ir::VerdictKind::accept));
+      chain.rules.push_back(
+          rule_of({ir::LoopbackInterface{base.hook == ir::Hook::output}}, ir::VerdictKind::accept));
     if (keep_established)
-      chain.rules.push_back(rule_of({ir::CtState{ir::ct_established | ir::ct_related}}, ir::VerdictKind::accept));
+      chain.rules.push_back(
+          rule_of({ir::CtState{ir::ct_established | ir::ct_related}}, ir::VerdictKind::accept));
     chain.rules.push_back(rule_of({}, ir::VerdictKind::drop, "panic", true));
     ruleset.chains.push_back(std::move(chain));
   }

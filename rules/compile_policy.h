@@ -1,6 +1,8 @@
 // Compilation: a validated policy becomes the ruleset IR.
 #pragma once
 
+#include <cstddef>
+
 #include <set>
 #include <string>
 #include <string_view>
@@ -18,6 +20,8 @@ inline constexpr const char* kOutputChain = "output";
 inline constexpr const char* kPreroutingChain = "prerouting";
 inline constexpr const char* kPostroutingChain = "postrouting";
 inline constexpr const char* kRejectChain = "reject_packet";
+/// Hash sets of more single addresses than this are declared with a size (compile_policy.cpp).
+inline constexpr std::size_t kSizedHashSetAbove = 10000;
 
 /// Priorities, 10 after the standard ones (as firewalld does): other tables at the
 /// standard priorities (iptables-nft, container runtimes) have made their NAT decisions
@@ -28,7 +32,8 @@ inline constexpr int kSrcnatPriority = 100 + 10;
 
 /// ICMPv6 that IPv6 needs whatever the input default (as OpenWrt's firewall4 allows):
 /// errors, neighbour discovery, router advertisements and MLD.
-inline constexpr std::uint8_t kIcmpv6Essentials[] = {1, 2, 3, 4, 130, 131, 132, 133, 134, 135, 136, 143};
+inline constexpr std::uint8_t kIcmpv6Essentials[] = {1,   2,   3,   4,   130, 131,
+                                                     132, 133, 134, 135, 136, 143};
 
 /// Comments of the extra kernel rules a policy rule may bring: its per-source limit and
 /// its log line. With the rule's own name they tie kernel rules to the policy rule.
@@ -56,7 +61,8 @@ std::string_view rule_owner(const ir::Rule& rule);
 /// compile_policy(P) == without_owners(compile_policy(P with all enabled), disabled of P):
 /// which chains and sets exist never depends on what is enabled, so a toggle is only
 /// the removal or insertion of that rule's own kernel rules.
-ir::Ruleset without_owners(const ir::Ruleset& full, const std::set<std::string, std::less<>>& disabled);
+ir::Ruleset without_owners(const ir::Ruleset& full,
+                           const std::set<std::string, std::less<>>& disabled);
 
 /// Panic mode: everything dropped but loopback (and, if asked, packets of connections
 /// that already exist), in all three directions.

@@ -86,9 +86,12 @@ for policy in "${policies[@]}"; do
 done
 
 # A long policy, whose chains the compiler cuts into parts (rules/split_chains.h): 1,300
-# rules in the input chain and 700 in a zone's, with rules that stay in the chain between.
+# rules in the input chain and 700 in a zone's, with rules that stay in the chain between;
+# and a set of 12,000 addresses, whose hash set is declared with a size.
+for ((i = 0; i < 12000; i++)); do printf '10.%d.%d.%d\n' $((i / 65536)) $((i / 256 % 256)) $((i % 256)); done >"$WORKDIR/many.txt"
 {
   printf '[policy]\ninput = "drop"\n[zone.lan]\ninterfaces = ["lan0"]\n'
+  printf '[set.many]\nfamily = "ipv4"\nfile = "many.txt"\n[[rule]]\nname = "many-out"\nfrom = "@many"\naction = "drop"\n'
   for ((i = 0; i < 2000; i++)); do
     from='"10.0.0.0/8"'
     ((i % 3 == 0)) && from='"lan"'
@@ -102,4 +105,5 @@ done
 } >"$WORKDIR/long.toml"
 oracle_golden "$WORKDIR/long.toml" "a generated 2,000-rule policy"
 grep -q 'jump input/1' "$WORKDIR/shown.nft" || fail "the 2,000-rule policy's input chain was not split into parts"
+grep -q 'size 32768' "$WORKDIR/shown.nft" || fail "the 12,000-address hash set was not declared with a size"
 DONE_MESSAGE="PASS (${#PASSED[@]} policies: ${PASSED[*]})"

@@ -104,3 +104,25 @@ pctl set add nosuchset "$PEER_IP"
 assert_rc 1 "portierctl set add nosuchset"
 assert_arrives "$PEER_NS" "$HOST_NS" "$HOST_IP" tcp 8080 "after the refused set changes"
 stop_portierd
+
+# --- a big set, declared with a size, grown past it -------------------------------------
+# 12,000 addresses from the policy: the hash set is declared with room for 32,768. Adding
+# 30,000 more at run time goes past it; the kernel refuses the add, and portierd loads the
+# set anew with a larger size instead, keeping every element and the peer blocked.
+for ((i = 0; i < 12000; i++)); do printf '10.1.%d.%d\n' $((i / 256)) $((i % 256)); done >"$WORKDIR/big.txt"
+printf '%s\n' "$PEER_IP" >>"$WORKDIR/big.txt"
+sed -e 's/^timeout = "1h"$/file = "big.txt"/' "$POLICY" >"$WORKDIR/big.toml"
+start_portierd "$HOST_NS" "$WORKDIR/big.toml"
+assert_match "$(ip netns exec "$HOST_NS" nft list set inet portier blocklist_hosts | head -5)" 'size 32768' \
+  "the 12,001-address hash set's size"
+assert_blocked "$PEER_NS" "$HOST_NS" "$HOST_IP" tcp 8080 "$PEER_IP in the big set"
+for ((i = 0; i < 30000; i++)); do printf '10.2.%d.%d\n' $((i / 256)) $((i % 256)); done >"$WORKDIR/more.txt"
+pctl set add blocklist --file "$WORKDIR/more.txt"
+assert_rc 0 "portierctl set add blocklist --file (30,000 more, past the set's size)"
+assert_contains "$(cat "$PORTIERD_LOG")" "portierd: set blocklist changed by reloading it" "portierd's log after an add past the size"
+listing=$(ip netns exec "$HOST_NS" nft list set inet portier blocklist_hosts)
+assert_match "$(head -5 <<<"$listing")" 'size 131072' "the hash set's size after growing to 42,001 addresses"
+count=$(grep -oE '10\.2\.[0-9]+\.[0-9]+' <<<"$listing" | wc -l)
+assert_eq 30000 "$count" "addresses of the runtime add in the kernel's set"
+assert_blocked "$PEER_NS" "$HOST_NS" "$HOST_IP" tcp 8080 "$PEER_IP still in the grown set"
+stop_portierd

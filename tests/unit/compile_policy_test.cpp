@@ -12,9 +12,9 @@ using namespace portier;
 namespace {
 
 Policy policy_from(std::string_view text) {
-  ParsedPolicy parsed = parse_policy(
-      text, "c.toml",
-      SystemTables{ServiceTable::parse("ssh 22/tcp\n"), UserTable::parse("www:x:33:33::/:/bin/false\n")});
+  ParsedPolicy parsed = parse_policy(text, "c.toml",
+                                     SystemTables{ServiceTable::parse("ssh 22/tcp\n"),
+                                                  UserTable::parse("www:x:33:33::/:/bin/false\n")});
   REQUIRE_MESSAGE(parsed.ok(), parsed.report());
   return parsed.policy;
 }
@@ -95,14 +95,16 @@ TEST_CASE("the fixed rules come first and the defaults become chain policies") {
   CHECK_FALSE(input.base->policy_accept);
   REQUIRE(input.rules.size() == kFixedInputRules);
   CHECK(input.rules[0].matches == std::vector<ir::Match>{ir::LoopbackInterface{false}});
-  CHECK(input.rules[1].matches == std::vector<ir::Match>{ir::CtState{ir::ct_established | ir::ct_related}});
+  CHECK(input.rules[1].matches ==
+        std::vector<ir::Match>{ir::CtState{ir::ct_established | ir::ct_related}});
   CHECK(input.rules[2].matches == std::vector<ir::Match>{ir::CtState{ir::ct_invalid}});
   CHECK(input.rules[2].verdict.kind == ir::VerdictKind::drop);
   // IPv6 keeps working under a dropping default: ND, RA, MLD and errors come in.
   const auto* icmpv6 = std::get_if<ir::IcmpTypeIn>(&input.rules[3].matches[0]);
   REQUIRE(icmpv6);
   CHECK(icmpv6->v6);
-  CHECK(icmpv6->types == std::vector<std::uint8_t>{1, 2, 3, 4, 130, 131, 132, 133, 134, 135, 136, 143});
+  CHECK(icmpv6->types ==
+        std::vector<std::uint8_t>{1, 2, 3, 4, 130, 131, 132, 133, 134, 135, 136, 143});
 
   const ir::Chain& forward = chain(ruleset, "forward");
   CHECK_FALSE(forward.base->policy_accept);  // routing is off unless the policy says so
@@ -118,8 +120,9 @@ TEST_CASE("portierd's table carries the owner and persist flags") {
 }
 
 TEST_CASE("a rule over tcp and udp is one kernel rule with merged ports, counter and name") {
-  ir::Ruleset ruleset = compile_policy(policy_from(
-      "[[rule]]\nname='netbios-in'\nprotocols=['udp','tcp']\nports=['139','137-138']\naction='drop'\n"));
+  ir::Ruleset ruleset =
+      compile_policy(policy_from("[[rule]]\nname='netbios-in'\nprotocols=['udp','tcp']\nports=['"
+                                 "139','137-138']\naction='drop'\n"));
   const ir::Chain& input = chain(ruleset, "input");
   REQUIRE(input.rules.size() == kFixedInputRules + 1);
   const ir::Rule& rule = input.rules.back();
@@ -131,12 +134,12 @@ TEST_CASE("a rule over tcp and udp is one kernel rule with merged ports, counter
 }
 
 TEST_CASE("rules go to their direction's chain in file order; disabled rules are left out") {
-  ir::Ruleset ruleset = compile_policy(policy_from(
-      "[[rule]]\nname='a'\nprotocols='tcp'\nports='ssh'\naction='accept'\n"
-      "[[rule]]\nname='b'\ndirection='out'\naction='drop'\n"
-      "[[rule]]\nname='c'\nprotocols='udp'\naction='accept'\nenabled=false\n"
-      "[[rule]]\nname='d'\nprotocols='udp'\naction='accept'\n"
-      "[[rule]]\nname='e'\ndirection='forward'\nprotocols='icmp'\naction='accept'\n"));
+  ir::Ruleset ruleset = compile_policy(
+      policy_from("[[rule]]\nname='a'\nprotocols='tcp'\nports='ssh'\naction='accept'\n"
+                  "[[rule]]\nname='b'\ndirection='out'\naction='drop'\n"
+                  "[[rule]]\nname='c'\nprotocols='udp'\naction='accept'\nenabled=false\n"
+                  "[[rule]]\nname='d'\nprotocols='udp'\naction='accept'\n"
+                  "[[rule]]\nname='e'\ndirection='forward'\nprotocols='icmp'\naction='accept'\n"));
   const ir::Chain& input = chain(ruleset, "input");
   REQUIRE(input.rules.size() == kFixedInputRules + 2);
   CHECK(input.rules[4].comment == "a");
@@ -149,11 +152,11 @@ TEST_CASE("rules go to their direction's chain in file order; disabled rules are
 }
 
 TEST_CASE("reject answers TCP with a reset and the rest with port unreachable") {
-  ir::Ruleset ruleset = compile_policy(policy_from(
-      "[policy]\ninput='reject'\n"
-      "[[rule]]\nname='t'\nprotocols='tcp'\naction='reject'\n"
-      "[[rule]]\nname='u'\nprotocols='udp'\naction='reject'\n"
-      "[[rule]]\nname='both'\nprotocols=['tcp','udp']\nports=[1]\naction='reject'\n"));
+  ir::Ruleset ruleset = compile_policy(
+      policy_from("[policy]\ninput='reject'\n"
+                  "[[rule]]\nname='t'\nprotocols='tcp'\naction='reject'\n"
+                  "[[rule]]\nname='u'\nprotocols='udp'\naction='reject'\n"
+                  "[[rule]]\nname='both'\nprotocols=['tcp','udp']\nports=[1]\naction='reject'\n"));
   const ir::Chain& reject = ruleset.chains[0];  // before the chains that jump to it
   CHECK(reject.name == kRejectChain);
   CHECK_FALSE(reject.base);
@@ -197,12 +200,14 @@ ports = 53
 action = "accept"
 )"));
   CHECK(chain_names(ruleset) == std::vector<std::string>{"input_lan", "input_wan", "forward_lan",
-                                                         "forward_wan", "input", "forward", "output"});
+                                                         "forward_wan", "input", "forward",
+                                                         "output"});
   const ir::Chain& input = chain(ruleset, "input");
   const ir::Rule& vmap = input.rules[kFixedInputRules];
   CHECK(vmap.verdict.kind == ir::VerdictKind::vmap);
-  CHECK(vmap.verdict.vmap == std::vector<ir::VmapEntry>{{"br-lan", ir::VerdictKind::go_to, "input_lan"},
-                                                        {"eth0", ir::VerdictKind::go_to, "input_wan"}});
+  CHECK(vmap.verdict.vmap ==
+        std::vector<ir::VmapEntry>{{"br-lan", ir::VerdictKind::go_to, "input_lan"},
+                                   {"eth0", ir::VerdictKind::go_to, "input_wan"}});
   const ir::Rule& wildcard = input.rules[kFixedInputRules + 1];
   CHECK(wildcard.matches == std::vector<ir::Match>{ir::InterfaceNameIn{false, {"ppp*"}}});
   CHECK(wildcard.verdict == to_chain(ir::VerdictKind::go_to, "input_wan"));
@@ -221,8 +226,10 @@ action = "accept"
 
   const ir::Chain& forward_lan = chain(ruleset, "forward_lan");
   REQUIRE(forward_lan.rules.size() == 3);
-  CHECK(forward_lan.rules[0].matches == std::vector<ir::Match>{ir::InterfaceNameIn{true, {"eth0"}}});
-  CHECK(forward_lan.rules[1].matches == std::vector<ir::Match>{ir::InterfaceNameIn{true, {"ppp*"}}});
+  CHECK(forward_lan.rules[0].matches ==
+        std::vector<ir::Match>{ir::InterfaceNameIn{true, {"eth0"}}});
+  CHECK(forward_lan.rules[1].matches ==
+        std::vector<ir::Match>{ir::InterfaceNameIn{true, {"ppp*"}}});
   CHECK(forward_lan.rules[0].verdict.kind == ir::VerdictKind::accept);
   CHECK(forward_lan.rules[2].verdict.kind == ir::VerdictKind::drop);
 }
@@ -297,7 +304,8 @@ action = "accept"
   CHECK(log.verdict.kind == ir::VerdictKind::none);
   const ir::Rule& accept = input.rules.back();
   CHECK(accept.comment == "ssh");
-  CHECK(accept.matches.back() == ir::Match{ir::SocketCgroup{2, "system.slice/ssh.service", 0, false}});
+  CHECK(accept.matches.back() ==
+        ir::Match{ir::SocketCgroup{2, "system.slice/ssh.service", 0, false}});
   auto web = rules_named(chain(ruleset, "output"), "web-out");
   REQUIRE(web.size() == 1);
   CHECK(web[0]->matches.back() == ir::Match{ir::SocketUid{33, false}});
@@ -319,12 +327,14 @@ user = "www"
   const ir::Chain& input = chain(ruleset, "input");
   // Before conntrack accepts anything, packets for the port go through the bind's chain.
   CHECK(input.rules[1].matches == std::vector<ir::Match>{ir::L4ProtoIn{{ir::L4Proto::tcp}},
-                                                         ir::DestPortIn{{{22, 22}}}, ir::CtState{ir::ct_new}});
+                                                         ir::DestPortIn{{{22, 22}}},
+                                                         ir::CtState{ir::ct_new}});
   CHECK(input.rules[1].verdict == to_chain(ir::VerdictKind::jump, "bind_ssh-owner"));
   const ir::Chain& bind = ruleset.chains[0];  // before the chain that jumps to it
   CHECK(bind.name == "bind_ssh-owner");
   REQUIRE(bind.rules.size() == 3);
-  CHECK(bind.rules[0].matches == std::vector<ir::Match>{ir::SocketCgroup{2, "system.slice/ssh.service", 0, false}});
+  CHECK(bind.rules[0].matches ==
+        std::vector<ir::Match>{ir::SocketCgroup{2, "system.slice/ssh.service", 0, false}});
   CHECK(bind.rules[0].verdict.kind == ir::VerdictKind::return_);
   CHECK(bind.rules[0].comment == "ssh-owner");
   // Any other socket, however shallow its cgroup, is dropped.
@@ -378,12 +388,15 @@ enabled = false
   CHECK(post.rules[0].verdict.kind == ir::VerdictKind::masquerade);
   const ir::Chain& forward = chain(ruleset, "forward");
   CHECK(forward.rules[0].verdict.kind == ir::VerdictKind::clamp_mss);
-  CHECK(forward.rules[0].matches == std::vector<ir::Match>{ir::TcpSyn{}, ir::InterfaceNameIn{true, {"eth0"}}});
-  CHECK(forward.rules[1].matches == std::vector<ir::Match>{ir::TcpSyn{}, ir::InterfaceNameIn{false, {"eth0"}}});
+  CHECK(forward.rules[0].matches ==
+        std::vector<ir::Match>{ir::TcpSyn{}, ir::InterfaceNameIn{true, {"eth0"}}});
+  CHECK(forward.rules[1].matches ==
+        std::vector<ir::Match>{ir::TcpSyn{}, ir::InterfaceNameIn{false, {"eth0"}}});
   CHECK(rules_named(forward, "port forwards").size() == 1);
   const ir::Chain& output = chain(ruleset, "output");
   bool leak_rule = std::any_of(output.rules.begin(), output.rules.end(), [](const ir::Rule& r) {
-    return r.matches == std::vector<ir::Match>{ir::InterfaceNameIn{true, {"eth0"}}, ir::CtState{ir::ct_invalid}} &&
+    return r.matches == std::vector<ir::Match>{ir::InterfaceNameIn{true, {"eth0"}},
+                                               ir::CtState{ir::ct_invalid}} &&
            r.verdict.kind == ir::VerdictKind::drop;
   });
   CHECK(leak_rule);
@@ -400,7 +413,8 @@ TEST_CASE("default logging: denied defaults are logged, rate-limited") {
   CHECK_FALSE(output.rules.back().log);
 }
 
-TEST_CASE("forward rules: `to` a zone matches its outgoing interfaces inside the source zone's chain") {
+TEST_CASE(
+    "forward rules: `to` a zone matches its outgoing interfaces inside the source zone's chain") {
   ir::Ruleset ruleset = compile_policy(policy_from(R"(
 [zone.lan]
 interfaces = ["br-lan"]
@@ -422,7 +436,8 @@ action = "reject"
 }
 
 // The property fast toggles rely on: disabling rules only removes their own kernel rules.
-TEST_CASE("compile(P) is compile(P with everything enabled) without the disabled rules' kernel rules") {
+TEST_CASE(
+    "compile(P) is compile(P with everything enabled) without the disabled rules' kernel rules") {
   namespace fs = std::filesystem;
   const fs::path golden = PORTIER_GOLDEN_DIR;
   const SystemTables tables{ServiceTable::load((golden / "services").string()),
@@ -471,4 +486,23 @@ TEST_CASE("a limited rule from IPv4 addresses gets only the IPv4 meter") {
   CHECK(std::get<ir::AddressIn>(over[0]->matches.front()).family == ir::Family::ipv4);
   CHECK(std::get<ir::MeterOver>(over[1]->matches.back()).family == ir::Family::ipv6);
   CHECK(std::get<ir::AddressIn>(over[1]->matches.front()).family == ir::Family::ipv6);
+}
+
+TEST_CASE("a big hash set of addresses is declared with twice its size, a small one without") {
+  auto compiled_hosts = [](std::size_t count) {
+    std::string elements;
+    for (std::size_t i = 0; i < count; ++i)
+      elements += (i ? ", '10." : "'10.") + std::to_string(i / 65536) + "." +
+                  std::to_string(i / 256 % 256) + "." + std::to_string(i % 256) + "'";
+    ir::Ruleset ruleset =
+        compile_policy(policy_from("[set.many]\nfamily = 'ipv4'\nelements = [" + elements + "]\n"));
+    REQUIRE(ruleset.sets.size() == 2);
+    REQUIRE(ruleset.sets[1].name == "many_hosts");
+    CHECK(ruleset.sets[1].elements.size() == count);
+    return ruleset.sets[1];
+  };
+  CHECK_FALSE(compiled_hosts(100).size);
+  CHECK_FALSE(compiled_hosts(kSizedHashSetAbove).size);
+  // 12,000 addresses: room for 24,000, rounded up to the kernel's power of two.
+  CHECK(compiled_hosts(12000).size == 32768u);
 }
