@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <random>
 #include <set>
 
 #include "compile_policy.h"
@@ -505,4 +506,46 @@ TEST_CASE("a big hash set of addresses is declared with twice its size, a small 
   CHECK_FALSE(compiled_hosts(kSizedHashSetAbove).size);
   // 12,000 addresses: room for 24,000, rounded up to the kernel's power of two.
   CHECK(compiled_hosts(12000).size == 32768u);
+}
+
+TEST_CASE(
+    "a set's addresses inside one of its networks are left to the network, whatever their order") {
+  // Random hosts and networks of one /16, compared with a search of every network.
+  std::mt19937 random(5);
+  for (int round = 0; round < 20; ++round) {
+    std::vector<std::string> elements;
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> networks;
+    std::set<std::uint32_t> hosts;
+    for (int i = 0; i < 60; ++i) {
+      auto third = static_cast<std::uint32_t>(random() % 64),
+           fourth = static_cast<std::uint32_t>(random() % 256);
+      if (random() % 4 == 0) {
+        auto prefix = static_cast<unsigned>(24 + random() % 7);  // /24 .. /30
+        std::uint32_t size = 1u << (32 - prefix);
+        std::uint32_t start = (third << 8 | fourth) & ~(size - 1);
+        networks.push_back({start, start + size - 1});
+        elements.push_back("10.1." + std::to_string(start >> 8) + "." +
+                           std::to_string(start & 255) + "/" + std::to_string(prefix));
+      } else {
+        hosts.insert(third << 8 | fourth);
+        elements.push_back("10.1." + std::to_string(third) + "." + std::to_string(fourth));
+      }
+    }
+    std::string list;
+    for (const std::string& element : elements)
+      list += (list.empty() ? "'" : ", '") + element + "'";
+    ir::Ruleset ruleset =
+        compile_policy(policy_from("[set.s]\nfamily = 'ipv4'\nelements = [" + list + "]\n"));
+    REQUIRE(ruleset.sets.size() == 2);
+    std::set<std::uint32_t> expected;
+    for (std::uint32_t host : hosts)
+      if (std::none_of(networks.begin(), networks.end(),
+                       [&](const auto& net) { return net.first <= host && host <= net.second; }))
+        expected.insert(host);
+    std::set<std::uint32_t> seen;
+    for (const ir::AddressRange& range : ruleset.sets[1].elements)
+      seen.insert(static_cast<std::uint32_t>(range.first.bytes[2]) << 8 | range.first.bytes[3]);
+    CHECK_MESSAGE(seen == expected, "round " << round);
+    CHECK(ruleset.sets[1].elements.size() == expected.size());
+  }
 }
