@@ -106,14 +106,17 @@ std::string Firewall::state_file(std::string_view name) const {
   return (std::filesystem::path(options_.state_dir) / name).string();
 }
 
+// Whether a rule or forward of the policy file is on: its runtime toggle, if it has one.
+static bool enabled_now(const RuntimeState& runtime, const std::string& name, bool in_file) {
+  auto toggle = runtime.toggles.find(name);
+  return toggle == runtime.toggles.end() ? in_file : toggle->second;
+}
+
 Policy Firewall::effective(const Policy& policy, const RuntimeState& runtime) const {
   Policy result = policy;
-  for (Rule& rule : result.rules)
-    if (auto toggle = runtime.toggles.find(rule.name); toggle != runtime.toggles.end())
-      rule.enabled = toggle->second;
+  for (Rule& rule : result.rules) rule.enabled = enabled_now(runtime, rule.name, rule.enabled);
   for (Forward& forward : result.forwards)
-    if (auto toggle = runtime.toggles.find(forward.name); toggle != runtime.toggles.end())
-      forward.enabled = toggle->second;
+    forward.enabled = enabled_now(runtime, forward.name, forward.enabled);
   for (const TimedRule& timed : runtime.timed_rules) result.rules.push_back(timed.rule);
   for (NamedSet& set : result.sets) {
     for (const RuntimeElement& element : runtime.removed_elements)
@@ -213,9 +216,7 @@ void Firewall::install(Built built, std::string_view reason) {
   disabled_ = std::move(built.disabled);
   kernel_has_full_ = true;
   applied(reason);
-  // Parsing, compiling and encoding a big policy leave megabytes of freed heap behind
-  // that malloc keeps; a long-running daemon gives them back.
-  ::malloc_trim(0);
+  heap_to_trim_ = true;
 }
 
 // One small transaction: the kernel rules of the rules that go out are deleted by
@@ -782,6 +783,15 @@ void Firewall::flush_state() {
   state_writer_->post(write_runtime_state(runtime_));
 }
 
+void Firewall::release_memory() {
+  // Parsing, compiling and encoding a big policy, and writing the last good copy, leave
+  // megabytes of freed heap behind that malloc keeps: once per whole load, after the
+  // reply, a long-running daemon gives them back.
+  if (!heap_to_trim_) return;
+  heap_to_trim_ = false;
+  ::malloc_trim(0);
+}
+
 void Firewall::wait_for_state() {
   flush_state();
   if (state_writer_) state_writer_->wait_until_written();
@@ -803,7 +813,6 @@ void Firewall::save_last_good(const Policy& policy) const {
     // The new ruleset is in force; only the fallback copy for a later start is stale.
     std::fprintf(stderr, "portierd: warning: last good policy not saved: %s\n", failure.what());
   }
-  ::malloc_trim(0);  // the TOML document and text of a big policy were megabytes
 }
 
 Mode Firewall::mode() const {
@@ -853,8 +862,7 @@ FirewallStatus Firewall::status() const {
   // Counted from the policy and the toggles: copying the policy in force would copy its
   // sets too, and this runs after every change (sd_notify STATUS=).
   auto enabled = [&](const std::string& name, bool in_file) {
-    auto toggle = runtime_.toggles.find(name);
-    return toggle == runtime_.toggles.end() ? in_file : toggle->second;
+    return enabled_now(runtime_, name, in_file);
   };
   status.rules = policy_.rules.size() + runtime_.timed_rules.size() + policy_.forwards.size();
   for (const Rule& rule : policy_.rules)

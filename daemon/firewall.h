@@ -121,6 +121,8 @@ class Firewall {
   /// Hands unsaved runtime changes to the state writer, which writes them to the state
   /// directory on its own thread (the fsync may take a while); called after answering.
   void flush_state();
+  /// Gives freed heap back to the system after a whole load; called after answering.
+  void release_memory();
   /// flush_state(), then waits until the state is on disk.
   void wait_for_state();
 
@@ -247,6 +249,7 @@ class Firewall {
   std::unordered_map<std::string, std::vector<RulePosition>> positions_;
   bool kernel_has_full_ = false;
   bool runtime_unsaved_ = false;
+  bool heap_to_trim_ = false;  // a whole load happened since the last release_memory()
   std::string loaded_from_ = "policy";
   std::uint64_t generation_ = 0;
   Clock::time_point last_applied_;

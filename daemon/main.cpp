@@ -153,6 +153,7 @@ int serve(sdbus::IConnection& bus, portier::FirewallService& service, portier::F
     // sleeping, or it would wait for the next event.
     if (kernel.event_fd() >= 0) repair_drift();
     firewall.flush_state();
+    firewall.release_memory();
     arm_timer(timer_fd, firewall);
     if (packet_log && log_bound_generation != firewall.generation()) {
       log_bound_generation = firewall.generation();
