@@ -17,37 +17,15 @@
 #
 # Every kernel change happens inside `unshare -n` namespaces that vanish with their
 # process; the only thing to clean up is the temporary folder.
-set -euo pipefail
-
-TEST_NAME=test_kernel_edits
-PORTIER_SOURCE_DIR=${PORTIER_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
-PORTIER_BUILD_DIR=${PORTIER_BUILD_DIR:-$PORTIER_SOURCE_DIR/build}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ORACLE=${PORTIER_ORACLE:-$PORTIER_BUILD_DIR/tests/oracle/portier_oracle}
 SIZES=${PORTIER_EDIT_SIZES-1000 100000}
 
-log() { printf '[%s] %s\n' "$TEST_NAME" "$*" >&2; }
-fail() {
-  log "FAIL: $*"
-  exit 1
-}
-skip() {
-  if [[ "${PORTIER_REQUIRE_INTEGRATION:-0}" == 1 ]]; then
-    fail "cannot run ($*), and PORTIER_REQUIRE_INTEGRATION=1 forbids skipping"
-  fi
-  log "SKIP: $*"
-  exit 77
-}
-
 [[ $(id -u) -eq 0 ]] || skip "needs root (network namespaces, nftables)"
-for cmd in nft unshare ip; do
-  command -v "$cmd" >/dev/null 2>&1 || skip "command '$cmd' not found (run tests/setup.sh)"
-done
+require_cmd nft unshare ip
 unshare -n true 2>/dev/null || skip "'unshare -n' does not work here"
 [[ -x "$ORACLE" ]] || skip "$ORACLE not built (tests/CMakeLists.txt must add_subdirectory(oracle))"
 
-WORKDIR=$(mktemp -d "/tmp/portier-$TEST_NAME.XXXXXX")
-trap 'rm -rf "$WORKDIR"' EXIT
-trap 'exit 130' INT
 trap 'exit 143' TERM
 D=$WORKDIR
 
@@ -124,4 +102,3 @@ if [[ -n $SIZES ]]; then
   # shellcheck disable=SC2086  # one argument per size
   unshare -n "$ORACLE" time-edits $SIZES >&2 || fail "timing failed"
 fi
-log "PASS"

@@ -18,44 +18,18 @@
 # process (with a private mount namespace where cgroup2 is mounted on /sys/fs/cgroup, as
 # nft expects it for `socket cgroupv2`); the things to clean up are the temporary folder
 # and the test's cgroup directories.
-set -euo pipefail
-
-TEST_NAME=test_oracle_encoder
-PORTIER_SOURCE_DIR=${PORTIER_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
-PORTIER_BUILD_DIR=${PORTIER_BUILD_DIR:-$PORTIER_SOURCE_DIR/build}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ORACLE=${PORTIER_ORACLE:-$PORTIER_BUILD_DIR/tests/oracle/portier_oracle}
 
-log() { printf '[%s] %s\n' "$TEST_NAME" "$*" >&2; }
-fail() {
-  log "FAIL: $*"
-  exit 1
-}
-skip() {
-  if [[ "${PORTIER_REQUIRE_INTEGRATION:-0}" == 1 ]]; then
-    fail "cannot run ($*), and PORTIER_REQUIRE_INTEGRATION=1 forbids skipping"
-  fi
-  log "SKIP: $*"
-  exit 77
-}
-
 [[ $(id -u) -eq 0 ]] || skip "needs root (network namespaces, nftables)"
-for cmd in nft unshare ip; do
-  command -v "$cmd" >/dev/null 2>&1 || skip "command '$cmd' not found (run tests/setup.sh)"
-done
+require_cmd nft unshare ip
 unshare -n true 2>/dev/null || skip "'unshare -n' does not work here"
 [[ -x "$ORACLE" ]] || skip "$ORACLE not built (tests/CMakeLists.txt must add_subdirectory(oracle))"
 
-WORKDIR=$(mktemp -d "/tmp/portier-$TEST_NAME.XXXXXX")
 # The `cgroup` case matches sockets in portier-oracle.test/leaf of the cgroup2 hierarchy.
 CGROUP2=$(findmnt -n -t cgroup2 -o TARGET 2>/dev/null | head -n 1 || true)
 CGROUP_DIR=
-cleanup() {
-  [[ -n $CGROUP_DIR ]] && rmdir "$CGROUP_DIR/leaf" "$CGROUP_DIR" 2>/dev/null
-  rm -rf "$WORKDIR"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit '[[ -n $CGROUP_DIR ]] && rmdir "$CGROUP_DIR/leaf" "$CGROUP_DIR"'
 
 # The batch in libmnl's debug print, colours removed, from BATCH_BEGIN to BATCH_END, with
 # sequence numbers made relative to the first and the ack and echo flags (which nft does
@@ -222,4 +196,3 @@ if "$oracle" exists portier; then echo "the orphan was not deleted" >&2; exit 1;
 SCRIPT
 log "owner/persist: owned tables behave as docs/nftables-owner.md says"
 
-log "PASS"
