@@ -19,9 +19,9 @@ class KernelError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-/// The counter of one rule as the kernel reports it.
+/// The counter of one rule, or of one element of a RuleMap, as the kernel reports it.
 struct RuleCounter {
-  std::string chain;
+  std::string chain;          // for a map element: the map's name
   std::string comment;        // the policy rule name from the rule's userdata; empty: none
   std::uint64_t packets = 0;  // 0 when the rule has no counter
   std::uint64_t bytes = 0;
@@ -57,6 +57,16 @@ struct SetEdit {
   std::optional<std::uint32_t> timeout_seconds;  // for the added elements, in a set with timeouts
 };
 
+/// Elements of one RuleMap of the loaded table put in or taken out (toggles of merged
+/// rules), in one transaction. Elements are found by key; the verdict and comment of an
+/// added element go with it, and the map's counter expression gives it a fresh counter.
+struct MapEdit {
+  std::string map;
+  std::vector<ir::KeyField> key;  // the map's key fields
+  std::vector<ir::MapElement> add;
+  std::vector<ir::MapElement> remove;
+};
+
 class Kernel {
  public:
   /// Replaces `table inet <ruleset.table>` atomically: on KernelError the previous table
@@ -69,8 +79,12 @@ class Kernel {
   /// Adds and removes elements of one named set in one transaction (all or nothing),
   /// without reading the set back: its size does not matter.
   virtual void edit_set(const std::string& table, const SetEdit& edit) = 0;
-  /// Every rule of `table inet <table>` in kernel order; empty if the table does not exist.
-  virtual std::vector<RuleCounter> read_counters(const std::string& table) = 0;
+  /// Puts in and takes out elements of one RuleMap in one transaction (all or nothing).
+  virtual void edit_map(const std::string& table, const MapEdit& edit) = 0;
+  /// Every rule of `table inet <table>` in kernel order, then every element of its
+  /// RuleMaps (`maps`, by name) with its counter; empty if the table does not exist.
+  virtual std::vector<RuleCounter> read_counters(const std::string& table,
+                                                 const std::vector<std::string>& maps) = 0;
   /// A descriptor that becomes readable when nf_tables objects change anywhere in this
   /// network namespace (-1 if not supported), for noticing changes made by others.
   virtual int event_fd() = 0;

@@ -200,7 +200,12 @@ enum class VerdictKind {
   dnat,        // `dnat ip to 192.168.1.10:80` / `dnat ip6 to [fd00::2]:80` (nat prerouting)
   clamp_mss,   // `tcp option maxseg size set rt mtu` (no verdict)
   vmap,        // `iifname vmap { "eth0" : goto input_wan, ... }`
+  map_lookup,  // `ip saddr . tcp dport vmap @input/m1`: a RuleMap decides (merged rules)
 };
+
+/// One field of a RuleMap's key, in key order. Ports are the transport header's
+/// (`tcp dport` after a single-protocol match, `th dport` otherwise).
+enum class KeyField { ip_saddr, ip_daddr, ip6_saddr, ip6_daddr, sport, dport };
 
 /// One entry of an interface-name verdict map: exact names only.
 struct VmapEntry {
@@ -217,6 +222,8 @@ struct Verdict {
   std::optional<std::uint16_t> nat_port;  // dnat
   bool vmap_outgoing = false;            // vmap: oifname instead of iifname
   std::vector<VmapEntry> vmap;           // vmap: sorted by interface
+  std::string map;                       // map_lookup: the RuleMap's name
+  std::vector<KeyField> map_key;         // map_lookup: the fields looked up, as the map's key
   friend bool operator==(const Verdict&, const Verdict&) = default;
 };
 
@@ -272,6 +279,28 @@ struct NamedSet {
   friend bool operator==(const NamedSet&, const NamedSet&) = default;
 };
 
+/// One policy rule's share of a RuleMap: a box in the key space (one range per key field;
+/// ports as port_element() bytes) and the rule's verdict.
+struct MapElement {
+  std::vector<AddressRange> key;
+  VerdictKind verdict = VerdictKind::accept;  // accept or drop
+  std::string comment;                        // the policy rule's name, as element userdata
+  friend bool operator==(const MapElement&, const MapElement&) = default;
+};
+
+/// A named verdict map that stands for a run of adjacent policy rules of one shape
+/// (merge_rules.h): `map input/m1 { type ipv4_addr . inet_service : verdict; flags
+/// interval; counter; elements = { 10.0.0.1 . 22 comment "ssh" : accept, ... } }`.
+/// Always an interval map with a counter on every element (the set's `counter`
+/// expression), so each policy rule keeps its own counter and is toggled as elements.
+/// Elements are pairwise disjoint, so the order of rules within the run does not matter.
+struct RuleMap {
+  std::string name;
+  std::vector<KeyField> key;          // not empty
+  std::vector<MapElement> elements;   // in rule order
+  friend bool operator==(const RuleMap&, const RuleMap&) = default;
+};
+
 /// A `table inet NAME`. Sets come before chains, and chains that are jumped to are
 /// listed before their callers: the kernel resolves both when a rule is added.
 struct Ruleset {
@@ -279,6 +308,7 @@ struct Ruleset {
   bool owner = false;    // NFT_TABLE_F_OWNER: only the creating netlink socket may change it
   bool persist = false;  // NFT_TABLE_F_PERSIST: with owner, the table outlives the socket
   std::vector<NamedSet> sets;
+  std::vector<RuleMap> maps;  // declared after the sets, before the chains
   std::vector<Chain> chains;
   friend bool operator==(const Ruleset&, const Ruleset&) = default;
 };
