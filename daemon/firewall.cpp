@@ -212,6 +212,14 @@ void Firewall::install(Built built, std::string_view reason) {
     for (std::size_t r = 0; r < built.full.chains[c].rules.size(); ++r)
       if (std::string_view owner = rule_owner(built.full.chains[c].rules[r]); !owner.empty())
         positions_[std::string(owner)].push_back({c, r});
+  element_positions_.clear();
+  map_order_.assign(built.full.maps.size(), {});
+  for (std::size_t m = 0; m < built.full.maps.size(); ++m)
+    for (std::size_t e = 0; e < built.full.maps[m].elements.size(); ++e) {
+      const std::string& owner = built.full.maps[m].elements[e].comment;
+      element_positions_[owner].push_back({m, e});
+      if (built.disabled.count(owner) == 0) map_order_[m].push_back(e);
+    }
   full_ = std::move(built.full);
   disabled_ = std::move(built.disabled);
   kernel_has_full_ = true;
@@ -252,8 +260,25 @@ void Firewall::edit_rules(const std::set<std::string, std::less<>>& disabled) {
     }
     flush();
   }
+  for (const auto& [owner, elements] : element_positions_)
+    if ((disabled.count(owner) > 0) != (disabled_.count(owner) > 0))
+      edit_elements(elements, disabled.count(owner) == 0, edit);
   send_edit(edit, inserted, removed);
   disabled_ = disabled;
+}
+
+void Firewall::edit_elements(const std::vector<ElementPosition>& elements, bool enabled,
+                             TableEdit& edit) const {
+  for (const ElementPosition& at : elements) {
+    const ir::RuleMap& map = full_.maps[at.map];
+    const std::vector<std::size_t>& order = map_order_[at.map];
+    const bool present = std::find(order.begin(), order.end(), at.element) != order.end();
+    if (present == enabled) continue;
+    auto same_map = [&map](const MapEdit& e) { return e.map == map.name; };
+    auto it = std::find_if(edit.maps.begin(), edit.maps.end(), same_map);
+    if (it == edit.maps.end()) it = edit.maps.insert(edit.maps.end(), MapEdit{map.name, map.key, {}, {}});
+    (enabled ? it->add : it->remove).push_back(map.elements[at.element]);
+  }
 }
 
 // The same for one rule's kernel rules alone, found through positions_: nothing here
@@ -295,7 +320,10 @@ void Firewall::toggle_in_place(const std::string& name, bool enabled) {
     }
     flush();
   }
-  if (!edit.removes.empty() || !edit.inserts.empty()) send_edit(edit, inserted, removed);
+  if (auto found = element_positions_.find(name); found != element_positions_.end())
+    edit_elements(found->second, enabled, edit);
+  if (!edit.removes.empty() || !edit.inserts.empty() || !edit.maps.empty())
+    send_edit(edit, inserted, removed);
   if (enabled)
     disabled_.erase(name);
   else
@@ -305,6 +333,18 @@ void Firewall::toggle_in_place(const std::string& name, bool enabled) {
 void Firewall::send_edit(const TableEdit& edit, const std::vector<RulePosition>& inserted,
                          const std::vector<RulePosition>& removed) {
   std::vector<std::uint64_t> handles = kernel_.edit(full_.table, edit);
+  for (const MapEdit& map_edit : edit.maps) {
+    // Element indices by map: maps of full_ are few (a map per 128 merged rules).
+    std::size_t m = 0;
+    while (m < full_.maps.size() && full_.maps[m].name != map_edit.map) ++m;
+    if (m == full_.maps.size()) continue;
+    const std::vector<ir::MapElement>& all = full_.maps[m].elements;
+    auto index_of = [&all](const ir::MapElement& element) {
+      return static_cast<std::size_t>(std::find(all.begin(), all.end(), element) - all.begin());
+    };
+    for (const ir::MapElement& element : map_edit.remove) std::erase(map_order_[m], index_of(element));
+    for (const ir::MapElement& element : map_edit.add) map_order_[m].push_back(index_of(element));
+  }
   for (const RulePosition& at : removed) handles_[at.chain][at.rule] = 0;
   for (std::size_t i = 0; i < inserted.size() && i < handles.size(); ++i)
     handles_[inserted[i].chain][inserted[i].rule] = handles[i];
@@ -643,6 +683,10 @@ void Firewall::take_out_removed(ir::NamedSet& set) const {
 ir::Ruleset Firewall::loaded_ruleset() const {
   ir::Ruleset loaded = without_owners(full_, disabled_);
   for (ir::NamedSet& set : loaded.sets) take_out_removed(set);
+  for (std::size_t m = 0; m < loaded.maps.size() && m < map_order_.size(); ++m) {
+    loaded.maps[m].elements.clear();
+    for (std::size_t e : map_order_[m]) loaded.maps[m].elements.push_back(full_.maps[m].elements[e]);
+  }
   return loaded;
 }
 
@@ -824,7 +868,9 @@ Mode Firewall::mode() const {
 std::vector<RuleStatus> Firewall::rules() const {
   // A policy rule may be several kernel rules (zones, address families): add them up.
   std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> counters;
-  for (const RuleCounter& counter : kernel_.read_counters(full_.table)) {
+  std::vector<std::string> maps;
+  for (const ir::RuleMap& map : full_.maps) maps.push_back(map.name);
+  for (const RuleCounter& counter : kernel_.read_counters(full_.table, maps)) {
     if (counter.comment.empty()) continue;
     auto& [packets, bytes] = counters[counter.comment];
     packets += counter.packets;

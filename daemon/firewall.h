@@ -204,7 +204,13 @@ class Firewall {
     std::size_t chain;
     std::size_t rule;
   };
+  struct ElementPosition {
+    std::size_t map;
+    std::size_t element;
+  };
   void edit_rules(const std::set<std::string, std::less<>>& disabled);
+  /// Adds to `edit` the map elements that go in or out for `name` to be (not) in force.
+  void edit_elements(const std::vector<ElementPosition>& elements, bool enabled, TableEdit& edit) const;
   void toggle_in_place(const std::string& name, bool enabled);
   void send_edit(const TableEdit& edit, const std::vector<RulePosition>& inserted,
                  const std::vector<RulePosition>& removed);
@@ -245,8 +251,13 @@ class Firewall {
   };
   using RemovedElements = std::unordered_set<ir::AddressRange, RangeHash>;
   std::map<std::string, RemovedElements, std::less<>> removed_elements_;
-  // Where each policy rule's kernel rules are in full_, in chain order.
+  // Where each policy rule's kernel rules are in full_, in chain order, and its elements
+  // of full_'s RuleMaps (merged rules).
   std::unordered_map<std::string, std::vector<RulePosition>> positions_;
+  std::unordered_map<std::string, std::vector<ElementPosition>> element_positions_;
+  // The elements of each of full_.maps the kernel has (indices), in the kernel's order:
+  // elements put back by a toggle go last, and `nft list` shows them there.
+  std::vector<std::vector<std::size_t>> map_order_;
   bool kernel_has_full_ = false;
   bool runtime_unsaved_ = false;
   bool heap_to_trim_ = false;  // a whole load happened since the last release_memory()

@@ -31,6 +31,16 @@ struct RuleCounter {
 /// ruleset.chains[c].rules[r].
 using RuleHandles = std::vector<std::vector<std::uint64_t>>;
 
+/// Elements of one RuleMap of the loaded table put in or taken out (toggles of merged
+/// rules), in one transaction. Elements are found by key; the verdict and comment of an
+/// added element go with it, and the map's counter expression gives it a fresh counter.
+struct MapEdit {
+  std::string map;
+  std::vector<ir::KeyField> key;  // the map's key fields
+  std::vector<ir::MapElement> add;
+  std::vector<ir::MapElement> remove;
+};
+
 /// A small change to the loaded table, sent as one transaction: rules taken out by
 /// handle, rules put in after a given rule. Counters of the other rules keep counting.
 struct TableEdit {
@@ -45,6 +55,7 @@ struct TableEdit {
   };
   std::vector<Remove> removes;
   std::vector<Insert> inserts;  // in order; a later insert may follow an earlier one's rule
+  std::vector<MapEdit> maps;    // elements of RuleMaps, in the same transaction
 };
 
 /// A change to the elements of a named set of the loaded table, sent as one transaction.
@@ -57,30 +68,19 @@ struct SetEdit {
   std::optional<std::uint32_t> timeout_seconds;  // for the added elements, in a set with timeouts
 };
 
-/// Elements of one RuleMap of the loaded table put in or taken out (toggles of merged
-/// rules), in one transaction. Elements are found by key; the verdict and comment of an
-/// added element go with it, and the map's counter expression gives it a fresh counter.
-struct MapEdit {
-  std::string map;
-  std::vector<ir::KeyField> key;  // the map's key fields
-  std::vector<ir::MapElement> add;
-  std::vector<ir::MapElement> remove;
-};
-
 class Kernel {
  public:
   /// Replaces `table inet <ruleset.table>` atomically: on KernelError the previous table
   /// (or its absence) is left as it was. Returns the handles of the new rules.
   virtual RuleHandles apply(const ir::Ruleset& ruleset) = 0;
-  /// Applies `edit` to `table inet <table>` in one transaction (all or nothing). Returns
+  /// Applies `edit` (rules and map elements) to `table inet <table>` in one transaction
+  /// (all or nothing). Returns
   /// the handles of the inserted rules, in the order of edit.inserts. Inserted rules may
   /// need anonymous sets, which go into the same transaction.
   virtual std::vector<std::uint64_t> edit(const std::string& table, const TableEdit& edit) = 0;
   /// Adds and removes elements of one named set in one transaction (all or nothing),
   /// without reading the set back: its size does not matter.
   virtual void edit_set(const std::string& table, const SetEdit& edit) = 0;
-  /// Puts in and takes out elements of one RuleMap in one transaction (all or nothing).
-  virtual void edit_map(const std::string& table, const MapEdit& edit) = 0;
   /// Every rule of `table inet <table>` in kernel order, then every element of its
   /// RuleMaps (`maps`, by name) with its counter; empty if the table does not exist.
   virtual std::vector<RuleCounter> read_counters(const std::string& table,

@@ -485,7 +485,12 @@ bool NetlinkKernel::changed_by_others(const std::string& table) {
   return changed;
 }
 
-std::vector<RuleCounter> NetlinkKernel::read_counters(const std::string& table) {
+void NetlinkKernel::edit_map(const std::string&, const MapEdit&) {
+  throw KernelError("TEMPORARY: map edits are encoded on branch merge-enc");
+}
+
+std::vector<RuleCounter> NetlinkKernel::read_counters(const std::string& table,
+                                                      const std::vector<std::string>&) {
   // A dump that races with a ruleset change is flagged NLM_F_DUMP_INTR (libmnl turns
   // that into EINTR); it is simply asked again.
   constexpr int kAttempts = 5;

@@ -36,7 +36,9 @@ class NetlinkKernel final : public Kernel {
   std::vector<std::uint64_t> edit(const std::string& table, const TableEdit& edit) override;
   /// encode_set_edit_batch(): removals, then additions, in one transaction.
   void edit_set(const std::string& table, const SetEdit& edit) override;
-  std::vector<RuleCounter> read_counters(const std::string& table) override;
+  void edit_map(const std::string& table, const MapEdit& edit);
+  std::vector<RuleCounter> read_counters(const std::string& table,
+                                         const std::vector<std::string>& maps) override;
   /// Opens (on first call) a second socket in the NFNLGRP_NFTABLES group.
   int event_fd() override;
   /// Drains the event socket. Our own transactions do not reach it (see the .cpp); a

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "compile_match.h"
+#include "merge_rules.h"
 #include "split_chains.h"
 
 namespace portier {
@@ -333,7 +334,7 @@ class Compiler {
 
   void add_rules(ir::Chain& chain, Direction direction, const ChainZone& zone) {
     for (const Rule& rule : policy_.rules)
-      if (rule.enabled && rule.direction == direction) add_rule(chain, rule, zone);
+      if (rule.direction == direction) add_rule(chain, rule, zone);
   }
 
   ir::Chain input_chain(std::vector<ir::Chain>& zone_chains) {
@@ -445,7 +446,6 @@ class Compiler {
                     ir::BaseChain{ir::Hook::prerouting, ir::ChainType::nat, kDstnatPriority, true},
                     {}};
     for (const Forward& forward : policy_.forwards) {
-      if (!forward.enabled) continue;
       const Zone* zone = policy_.find_zone(forward.from);
       if (!zone) continue;
       for (Segment& segment : interface_segments(*zone, false)) {
@@ -583,6 +583,9 @@ ir::Ruleset without_owners(const ir::Ruleset& full,
   for (ir::Chain& chain : result.chains)
     std::erase_if(chain.rules,
                   [&](const ir::Rule& rule) { return disabled.count(rule_owner(rule)) > 0; });
+  for (ir::RuleMap& map : result.maps)
+    std::erase_if(map.elements,
+                  [&](const ir::MapElement& element) { return disabled.count(element.comment) > 0; });
   return result;
 }
 
@@ -610,9 +613,19 @@ ir::Ruleset compile_panic(bool keep_established, const CompileOptions& options) 
 }
 
 ir::Ruleset compile_policy(const Policy& policy, const CompileOptions& options) {
+  // Everything is compiled, enabled or not, and the disabled rules' kernel rules and map
+  // elements are taken out afterwards: so which rules merge, and where, never depends
+  // on what is enabled, and a toggle is an edit of what is loaded (without_owners).
   ir::Ruleset ruleset = Compiler(policy, options).run();
+  if (options.merge_rules) merge_rule_runs(ruleset);
   split_long_chains(ruleset);
-  return ruleset;
+  std::set<std::string, std::less<>> disabled;
+  for (const Rule& rule : policy.rules)
+    if (!rule.enabled) disabled.insert(rule.name);
+  for (const Forward& forward : policy.forwards)
+    if (!forward.enabled) disabled.insert(forward.name);
+  if (disabled.empty()) return ruleset;
+  return without_owners(ruleset, disabled);
 }
 
 }  // namespace portier

@@ -46,6 +46,9 @@ struct CompileOptions {
   bool owner = false;
   /// Rate of the log statements (`log = true`, `[policy].log`), per minute.
   std::uint32_t log_rate_per_minute = 10;
+  /// Merge runs of adjacent rules of one shape into map lookups (merge_rules.h); off
+  /// only to compare with the unmerged ruleset (tests, benchmarks).
+  bool merge_rules = true;
 };
 
 /// The ruleset for `policy`, leaving out disabled rules and forwards. Every policy rule
@@ -57,7 +60,7 @@ ir::Ruleset compile_policy(const Policy& policy, const CompileOptions& options =
 /// suffixes above. Empty for the fixed rules.
 std::string_view rule_owner(const ir::Rule& rule);
 
-/// `full` without the kernel rules of the disabled rules and forwards. For a policy P,
+/// `full` without the kernel rules (and RuleMap elements) of the disabled rules and forwards. For a policy P,
 /// compile_policy(P) == without_owners(compile_policy(P with all enabled), disabled of P):
 /// which chains and sets exist never depends on what is enabled, so a toggle is only
 /// the removal or insertion of that rule's own kernel rules.

@@ -708,6 +708,8 @@ void RuleEncoder::encode_verdict(const ir::Rule& rule, const ir::L4ProtoIn* prot
     case ir::VerdictKind::vmap:
       encode_vmap(verdict);
       return;
+    case ir::VerdictKind::map_lookup:
+      throw std::invalid_argument("TEMPORARY: map lookups are encoded on branch merge-enc");
     case ir::VerdictKind::accept:
     case ir::VerdictKind::drop:
     case ir::VerdictKind::return_:

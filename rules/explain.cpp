@@ -75,6 +75,39 @@ class Evaluator {
     return std::visit([this](const auto& m) { return matches_one(m); }, match);
   }
 
+  /// The element of the rule's map that the packet's key falls in; nullptr: a miss, or
+  /// the packet lacks a field of the key (the kernel's payload load breaks the rule).
+  const ir::MapElement* map_element(const ir::Verdict& verdict) const {
+    std::vector<ir::Address> key;
+    for (ir::KeyField field : verdict.map_key) {
+      const ir::Address* address = nullptr;
+      switch (field) {
+        case ir::KeyField::ip_saddr: address = address_of(ir::Family::ipv4, false); break;
+        case ir::KeyField::ip_daddr: address = address_of(ir::Family::ipv4, true); break;
+        case ir::KeyField::ip6_saddr: address = address_of(ir::Family::ipv6, false); break;
+        case ir::KeyField::ip6_daddr: address = address_of(ir::Family::ipv6, true); break;
+        case ir::KeyField::sport:
+        case ir::KeyField::dport:
+          if (!has_ports(packet_)) return nullptr;
+          key.push_back(ir::port_element(field == ir::KeyField::sport ? packet_.source_port
+                                                                       : packet_.destination_port));
+          continue;
+      }
+      if (address == nullptr) return nullptr;
+      key.push_back(*address);
+    }
+    for (const ir::RuleMap& map : ruleset_.maps) {
+      if (map.name != verdict.map) continue;
+      for (const ir::MapElement& element : map.elements) {
+        bool inside = element.key.size() == key.size();
+        for (std::size_t f = 0; inside && f < key.size(); ++f)
+          inside = element.key[f].first <= key[f] && key[f] <= element.key[f].last;
+        if (inside) return &element;
+      }
+    }
+    return nullptr;
+  }
+
  private:
   bool matches_one(const ir::NfProto& match) const { return packet_.family == match.family; }
   // The shape's socket is never IP_TRANSPARENT; with no socket the expression breaks.
@@ -275,6 +308,16 @@ ExplainResult explain_packet(const ir::Ruleset& ruleset, const PacketShape& pack
       continue;
     ir::VerdictKind kind = rule.verdict.kind;
     std::string target = rule.verdict.chain;
+    if (kind == ir::VerdictKind::map_lookup) {
+      const ir::MapElement* element = evaluator.map_element(rule.verdict);
+      if (element == nullptr) continue;
+      result.trace.push_back(chain->name + ": " + rule_text(rule) + " (element of " +
+                             element->comment + ")");
+      result.verdict = element->verdict == ir::VerdictKind::accept ? "accept" : "drop";
+      result.decided_by = element->comment;
+      result.chain = chain->name;
+      return result;
+    }
     if (kind == ir::VerdictKind::vmap) {
       const std::string& name = rule.verdict.vmap_outgoing ? packet.out_interface : packet.in_interface;
       auto entry = std::find_if(rule.verdict.vmap.begin(), rule.verdict.vmap.end(),
@@ -297,7 +340,8 @@ ExplainResult explain_packet(const ir::Ruleset& ruleset, const PacketShape& pack
       case ir::VerdictKind::return_: next = chain->rules.size(); break;  // as if at the end
       case ir::VerdictKind::none:
       case ir::VerdictKind::clamp_mss:
-      case ir::VerdictKind::vmap: break;
+      case ir::VerdictKind::vmap:
+      case ir::VerdictKind::map_lookup: break;
     }
   }
   throw std::invalid_argument("chain " + chain->name + " loops (goto cycle)");

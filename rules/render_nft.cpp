@@ -384,8 +384,48 @@ std::string verdict_text(const ir::Verdict& verdict) {
       return "tcp option maxseg size set rt mtu";
     case ir::VerdictKind::vmap:
       return vmap_text(verdict);
+    case ir::VerdictKind::map_lookup:
+      break;  // needs the rule's protocol: map_lookup_text()
   }
   throw std::invalid_argument("unknown verdict");
+}
+
+std::string key_field_text(ir::KeyField field, const ir::L4ProtoIn* protocols) {
+  switch (field) {
+    case ir::KeyField::ip_saddr:
+      return "ip saddr";
+    case ir::KeyField::ip_daddr:
+      return "ip daddr";
+    case ir::KeyField::ip6_saddr:
+      return "ip6 saddr";
+    case ir::KeyField::ip6_daddr:
+      return "ip6 daddr";
+    case ir::KeyField::sport:
+    case ir::KeyField::dport:
+      break;
+  }
+  if (protocols == nullptr || protocols->protocols.empty()) {
+    throw std::invalid_argument("a port key field must follow a protocol match");
+  }
+  const char* field_name = field == ir::KeyField::sport ? " sport" : " dport";
+  if (protocols->protocols.size() == 1) {
+    return port_protocol_name(protocols->protocols.front()) + std::string(field_name);
+  }
+  return std::string("th") + field_name;
+}
+
+// `ip saddr . tcp dport vmap @input/m1`
+std::string map_lookup_text(const ir::Rule& rule) {
+  const ir::L4ProtoIn* protocols = nullptr;
+  for (const ir::Match& match : rule.matches)
+    if (const auto* l4 = std::get_if<ir::L4ProtoIn>(&match)) protocols = l4;
+  if (rule.verdict.map_key.empty()) throw std::invalid_argument("a map lookup without a key");
+  std::string text;
+  for (ir::KeyField field : rule.verdict.map_key) {
+    if (!text.empty()) text += " . ";
+    text += key_field_text(field, protocols);
+  }
+  return text + " vmap @" + checked_name(rule.verdict.map, "map");
 }
 
 std::string log_text(const ir::Log& log) {
@@ -404,7 +444,8 @@ std::string rule_text(const ir::Rule& rule) {
   };
   if (rule.counter) append("counter");
   if (rule.log) append(log_text(*rule.log));
-  append(verdict_text(rule.verdict));
+  append(rule.verdict.kind == ir::VerdictKind::map_lookup ? map_lookup_text(rule)
+                                                          : verdict_text(rule.verdict));
   if (text.empty()) throw std::invalid_argument("a rule that neither matches nor acts");
   if (!rule.comment.empty()) append("comment " + quoted_comment(rule.comment));
   return text;
@@ -524,6 +565,71 @@ std::string set_text(const ir::NamedSet& set) {
   return text + "\t}\n";
 }
 
+const char* key_type_name(ir::KeyField field) {
+  switch (field) {
+    case ir::KeyField::ip_saddr:
+    case ir::KeyField::ip_daddr:
+      return "ipv4_addr";
+    case ir::KeyField::ip6_saddr:
+    case ir::KeyField::ip6_daddr:
+      return "ipv6_addr";
+    case ir::KeyField::sport:
+    case ir::KeyField::dport:
+      return "inet_service";
+  }
+  throw std::invalid_argument("unknown key field");
+}
+
+std::string key_range_text(ir::KeyField field, const ir::AddressRange& range) {
+  if (field == ir::KeyField::sport || field == ir::KeyField::dport) {
+    auto port = [](const ir::Address& a) {
+      return static_cast<std::uint16_t>(a.bytes[0] << 8 | a.bytes[1]);
+    };
+    return port_range_text({port(range.first), port(range.last)});
+  }
+  const ir::Family family = field == ir::KeyField::ip_saddr || field == ir::KeyField::ip_daddr
+                                ? ir::Family::ipv4
+                                : ir::Family::ipv6;
+  if (range.first.family != family) {
+    throw std::invalid_argument("a map element holds an address of the other family");
+  }
+  return address_range_text(range);
+}
+
+// The counter line makes the kernel give every element its own counter: one per
+// policy rule, as `nft list` shows them.
+std::string map_text(const ir::RuleMap& map) {
+  if (map.key.empty()) throw std::invalid_argument("map " + map.name + " has no key");
+  std::string type;
+  for (ir::KeyField field : map.key) {
+    if (!type.empty()) type += " . ";
+    type += key_type_name(field);
+  }
+  std::string text = "\tmap " + checked_name(map.name, "map") + " {\n\t\ttype " + type +
+                     " : verdict\n\t\tflags interval\n\t\tcounter\n";
+  if (!map.elements.empty()) {
+    text += "\t\telements = { ";
+    for (std::size_t i = 0; i < map.elements.size(); ++i) {
+      const ir::MapElement& element = map.elements[i];
+      if (element.key.size() != map.key.size()) {
+        throw std::invalid_argument("map " + map.name + ": an element's key has the wrong size");
+      }
+      if (element.verdict != ir::VerdictKind::accept && element.verdict != ir::VerdictKind::drop) {
+        throw std::invalid_argument("map " + map.name + ": elements accept or drop");
+      }
+      if (i > 0) text += ",\n\t\t\t     ";
+      for (std::size_t f = 0; f < map.key.size(); ++f) {
+        if (f > 0) text += " . ";
+        text += key_range_text(map.key[f], element.key[f]);
+      }
+      if (!element.comment.empty()) text += " comment " + quoted_comment(element.comment);
+      text += element.verdict == ir::VerdictKind::accept ? " : accept" : " : drop";
+    }
+    text += " }\n";
+  }
+  return text + "\t}\n";
+}
+
 }  // namespace
 
 std::string render_nft(const ir::Ruleset& ruleset) {
@@ -542,6 +648,10 @@ std::string render_nft(const ir::Ruleset& ruleset) {
   for (const ir::NamedSet& set : ruleset.sets) {
     separate();
     text += set_text(set);
+  }
+  for (const ir::RuleMap& map : ruleset.maps) {
+    separate();
+    text += map_text(map);
   }
   for (const ir::Chain& chain : ruleset.chains) {
     separate();

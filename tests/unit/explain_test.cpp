@@ -312,7 +312,8 @@ TEST_CASE("explain: verdicts, jumps, gotos, verdict maps and the chain policy") 
 
 TEST_CASE("explain: a jump to a missing chain is an error, not a guess") {
   ir::Ruleset ruleset = one_rule({});
-  ruleset.chains[0].rules[0].verdict = {ir::VerdictKind::jump, "nowhere", {}, {}, false, {}};
+  ruleset.chains[0].rules[0].verdict.kind = ir::VerdictKind::jump;
+  ruleset.chains[0].rules[0].verdict.chain = "nowhere";
   CHECK_THROWS_AS(explain_packet(ruleset, tcp_in(22)), std::invalid_argument);
 }
 

@@ -57,6 +57,24 @@ class FakeKernel final : public Kernel {
       handles[c].insert(handles[c].begin() + static_cast<std::ptrdiff_t>(at), ++next_handle);
       inserted.push_back(next_handle);
     }
+    // As the kernel's concatenated maps do: an element put in goes last.
+    for (const MapEdit& map_edit : edit.maps) {
+      auto map = std::find_if(current.maps.begin(), current.maps.end(),
+                              [&](const ir::RuleMap& m) { return m.name == map_edit.map; });
+      REQUIRE(map != current.maps.end());
+      CHECK(map->key == map_edit.key);
+      for (const ir::MapElement& element : map_edit.remove) {
+        auto it = std::find_if(map->elements.begin(), map->elements.end(),
+                               [&](const ir::MapElement& e) { return e.key == element.key; });
+        REQUIRE(it != map->elements.end());
+        map->elements.erase(it);
+      }
+      for (const ir::MapElement& element : map_edit.add) {
+        REQUIRE(std::none_of(map->elements.begin(), map->elements.end(),
+                             [&](const ir::MapElement& e) { return e.key == element.key; }));
+        map->elements.push_back(element);
+      }
+    }
     return inserted;
   }
   void edit_set(const std::string&, const SetEdit& edit) override {
@@ -71,8 +89,12 @@ class FakeKernel final : public Kernel {
   }
   int event_fd() override { return -1; }
   bool changed_by_others(const std::string&) override { return false; }
-  std::vector<RuleCounter> read_counters(const std::string& table) override {
+  std::vector<RuleCounter> read_counters(const std::string& table,
+                                         const std::vector<std::string>& maps) override {
     CHECK(table == "portier");
+    std::vector<std::string> loaded;
+    for (const ir::RuleMap& map : current.maps) loaded.push_back(map.name);
+    CHECK(maps == loaded);
     return counters;
   }
   const ir::Ruleset& last() const { return current; }
@@ -479,6 +501,60 @@ TEST_CASE("any sequence of toggles leaves the kernel with what a whole load of t
   }
   CHECK(kernel.applied.size() == 1);  // every toggle was an edit of the loaded table
   CHECK(kernel.edits.size() > 100);
+}
+
+TEST_CASE("toggles of merged rules are element edits; the kernel and our record agree in order") {
+  // Eight rules of one shape between two others: the eight become one map (merge_rules.h).
+  Files files;
+  std::string text = "[[rule]]\nname='first'\nprotocols='udp'\nports=[53]\naction='accept'\n";
+  for (int i = 0; i < 8; ++i)
+    text += "[[rule]]\nname='m" + std::to_string(i) + "'\nprotocols='tcp'\nports=[" +
+            std::to_string(100 + i) + "]\nfrom=['10.0.0." + std::to_string(i) + "', 'fd00::" +
+            std::to_string(i + 1) + "']\naction='" + (i % 3 ? "accept" : "drop") + "'\n";
+  text += "[[rule]]\nname='last'\nprotocols='udp'\nports=[54]\naction='accept'\n";
+  files.write(text);
+  FakeKernel kernel;
+  FakeClock clock;
+  Daemon daemon(kernel, files, clock);
+  daemon.firewall.start();
+  REQUIRE(kernel.last().maps.size() == 2);  // an IPv4 and an IPv6 map
+  ParsedPolicy expected = parse_policy_file(files.path(), SystemTables{});
+  REQUIRE(expected.ok());
+  auto by_comment = [](ir::Ruleset ruleset) {
+    for (ir::RuleMap& map : ruleset.maps)
+      std::sort(map.elements.begin(), map.elements.end(),
+                [](const ir::MapElement& a, const ir::MapElement& b) { return a.comment < b.comment; });
+    return ruleset;
+  };
+  std::mt19937 random(5);
+  for (int step = 0; step < 200; ++step) {
+    const std::string name = random() % 5 == 0 ? (random() % 2 ? "first" : "last")
+                                                : "m" + std::to_string(random() % 8);
+    const bool enabled = random() % 2 == 0;
+    daemon.firewall.set_rule_enabled(name, enabled, false);
+    expected.policy.find_rule(name)->enabled = enabled;
+    REQUIRE_MESSAGE(kernel.last() == daemon.firewall.loaded_ruleset(), "after step " << step);
+    REQUIRE_MESSAGE(by_comment(kernel.last()) == by_comment(compile_policy(expected.policy)),
+                    "after step " << step << ": " << name << " " << enabled);
+  }
+  CHECK(kernel.applied.size() == 1);
+  const std::size_t edits = kernel.edits.size();
+  daemon.firewall.set_rule_enabled("m3", true, false);
+  daemon.firewall.set_rule_enabled("m3", false, false);
+  REQUIRE(kernel.edits.size() == edits + (expected.policy.find_rule("m3")->enabled ? 1u : 2u));
+  const TableEdit& off = kernel.edits.back();
+  CHECK(off.removes.empty());
+  CHECK(off.inserts.empty());
+  REQUIRE(off.maps.size() == 2);  // one transaction for both families
+  CHECK(off.maps[0].remove.size() == 1);
+  CHECK(off.maps[0].remove[0].comment == "m3");
+  // Counters: a policy rule's element counters (both maps) add up, like its rules'.
+  kernel.counters = {{"input/m1", "m4", 3, 300}, {"input/m2", "m4", 2, 200}, {"input", "first", 1, 10}};
+  daemon.firewall.set_rule_enabled("m4", true, false);
+  for (const RuleStatus& status : daemon.firewall.rules()) {
+    if (status.name == "m4") CHECK((status.packets == 5 && status.bytes == 500));
+    if (status.name == "first" && status.enabled) CHECK(status.packets == 1);
+  }
 }
 
 TEST_CASE("our record of a set follows any sequence of element changes, as the kernel's does") {

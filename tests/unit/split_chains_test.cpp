@@ -65,9 +65,10 @@ TEST_CASE("a long chain is cut into parts around the rules that must stay") {
 
 TEST_CASE(
     "a 2,000-rule policy compiles into parts, renders for nft, and decides packets as before") {
+  // Logged rules: runs of plain rules of one shape would become maps (merge_rules.h).
   std::string text = "[policy]\ninput = 'drop'\n[zone.wan]\ninterfaces = ['wan0']\n";
   for (int i = 0; i < 2000; ++i) {
-    text += "[[rule]]\nname = 'r" + std::to_string(i) + "'\nprotocols = 'tcp'\nports = [" +
+    text += "[[rule]]\nname = 'r" + std::to_string(i) + "'\nlog = true\nprotocols = 'tcp'\nports = [" +
             std::to_string(1000 + i) + "]\nfrom = '" + (i % 2 ? "wan" : "10.0.0.0/8") +
             "'\naction = '" + (i % 7 == 0 ? "drop" : "accept") + "'\n";
   }

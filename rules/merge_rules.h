@@ -1,0 +1,37 @@
+// Merging runs of adjacent policy rules of one shape into one verdict-map lookup, as
+// `nft -o` does for sets: `ip saddr . tcp dport vmap @input/m1` with one map element per
+// rule (and per address/port combination of the rule). The kernel then loads one rule
+// and a map instead of a rule per policy rule, and a packet costs one lookup instead of
+// a walk over the run.
+#pragma once
+
+#include <cstddef>
+
+#include "ruleset.h"
+
+namespace portier {
+
+/// Runs shorter than this stay rules: a map costs more to set up than a few rules.
+inline constexpr std::size_t kMergeRunsFrom = 4;
+/// A map holds at most this many elements. The kernel's concatenated interval maps
+/// (pipapo) rebuild their lookup tables when an element goes out, in time that grows
+/// with the map: about 1 ms at 256 elements and 35 ms at 10,000 (measured, see
+/// docs/benchmarks.md). Small maps keep a toggle's cost independent of the policy's size.
+inline constexpr std::size_t kMapElementsAtMost = 128;
+/// A rule whose addresses times ports give more elements than this stays a rule.
+inline constexpr std::size_t kElementsPerRuleAtMost = 32;
+/// Comments of the rules that look maps up start with this ("rules ssh to web"), which
+/// no policy rule name can (names have no spaces).
+inline constexpr const char* kMergedRulesPrefix = "rules ";
+
+/// Replaces, in every chain, each run of at least kMergeRunsFrom adjacent policy rules
+/// that (1) accept or drop with a counter and nothing else (no log, no limit), (2) match
+/// the same things apart from their addresses (AddressIn) and ports (DestPortIn,
+/// SourcePortIn), which they all match on the same fields, and (3) whose address/port
+/// boxes do not overlap, by one rule `<same matches> <fields> vmap @<chain>/m<N>` and a
+/// RuleMap holding each rule's boxes with its verdict and name. Because the boxes of a
+/// run are disjoint, at most one rule of the run can match a packet, so the map decides
+/// exactly as the rules did in order (explain_packet checks this in merge_rules_test).
+void merge_rule_runs(ir::Ruleset& ruleset);
+
+}  // namespace portier
