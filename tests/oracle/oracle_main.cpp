@@ -503,7 +503,8 @@ AddressRange port_range(std::uint16_t first, std::uint16_t last) {
 
 // RuleMaps as merge_rules would make them, by hand: a concatenation of an IPv4 address
 // and a port (a prefix, a port range), one of an IPv6 address and a source port, and a
-// single port field (an rbtree map, its elements out of order), after a named set so
+// single port field (an rbtree map, its elements out of order, two of them adjacent:
+// the end of one and the start of the next share a key), after a named set so
 // that the map ids count on from the sets'. tests/oracle/maps.nft is its nft text.
 Ruleset maps() {
   Ruleset r;
@@ -532,7 +533,8 @@ Ruleset maps() {
                            {{{port_range(22, 22)}, VerdictKind::accept, "ssh"},
                             {{port_range(80, 90)}, VerdictKind::drop, "web"},
                             {{port_range(60000, 65535)}, VerdictKind::accept, "high"},
-                            {{port_range(0, 5)}, VerdictKind::drop, "low"}}});
+                            {{port_range(0, 5)}, VerdictKind::drop, "low"},
+                            {{port_range(6, 10)}, VerdictKind::accept, "next-to-low"}}});
   r.maps.push_back(
       RuleMap{"output/m4",
               {KeyField::ip_daddr, KeyField::dport},
