@@ -5,6 +5,7 @@
 #include <libnftnl/common.h>
 #include <libnftnl/expr.h>
 #include <libnftnl/rule.h>
+#include <libnftnl/set.h>
 #include <libnftnl/table.h>
 #include <libnftnl/udata.h>
 #include <linux/netfilter.h>
@@ -118,6 +119,25 @@ bool concerns_table(const nlmsghdr* nlh, const std::string& table) {
   return match.found;
 }
 
+// Userdata is a list of {u8 type, u8 length, value} records; nft's comment of a rule
+// (NFTNL_UDATA_RULE_COMMENT) or of a set element (NFTNL_UDATA_SET_ELEM_COMMENT) is a
+// NUL-terminated value.
+std::string udata_comment(const void* udata, std::uint32_t len, std::uint8_t comment_type) {
+  const auto* data = static_cast<const std::uint8_t*>(udata);
+  std::uint32_t pos = 0;
+  while (data != nullptr && pos + 2 <= len) {
+    const std::uint8_t type = data[pos];
+    const std::uint8_t value_len = data[pos + 1];
+    if (pos + 2 + value_len > len) break;
+    if (type == comment_type) {
+      std::string_view value(reinterpret_cast<const char*>(data + pos + 2), value_len);
+      return std::string(value.substr(0, value.find('\0')));
+    }
+    pos += 2u + value_len;
+  }
+  return {};
+}
+
 struct RuleParser {
   struct RuleDeleter {
     void operator()(nftnl_rule* rule) const { nftnl_rule_free(rule); }
@@ -126,22 +146,8 @@ struct RuleParser {
   static std::string comment_of(const nftnl_rule* rule) {
     if (!nftnl_rule_is_set(rule, NFTNL_RULE_USERDATA)) return {};
     std::uint32_t len = 0;
-    const auto* data =
-        static_cast<const std::uint8_t*>(nftnl_rule_get_data(rule, NFTNL_RULE_USERDATA, &len));
-    // Userdata is a list of {u8 type, u8 length, value} records; nft's comment is
-    // NFTNL_UDATA_RULE_COMMENT with a NUL-terminated value.
-    std::uint32_t pos = 0;
-    while (data != nullptr && pos + 2 <= len) {
-      const std::uint8_t type = data[pos];
-      const std::uint8_t value_len = data[pos + 1];
-      if (pos + 2 + value_len > len) break;
-      if (type == NFTNL_UDATA_RULE_COMMENT) {
-        std::string_view value(reinterpret_cast<const char*>(data + pos + 2), value_len);
-        return std::string(value.substr(0, value.find('\0')));
-      }
-      pos += 2u + value_len;
-    }
-    return {};
+    const void* data = nftnl_rule_get_data(rule, NFTNL_RULE_USERDATA, &len);
+    return udata_comment(data, len, NFTNL_UDATA_RULE_COMMENT);
   }
 
   static int on_message(const nlmsghdr* nlh, void* data) {
@@ -164,6 +170,57 @@ struct RuleParser {
         },
         &counter);
     counters->push_back(std::move(counter));
+    return MNL_CB_OK;
+  }
+};
+
+// The elements of one RuleMap: one counter per element, named by the map and the
+// element's comment (the policy rule). An rbtree map also holds the end boundaries of
+// its ranges, which are no elements of their own.
+struct ElementParser {
+  struct SetDeleter {
+    void operator()(nftnl_set* set) const { nftnl_set_free(set); }
+  };
+
+  std::string map;
+  std::vector<RuleCounter>* counters = nullptr;
+
+  static std::string comment_of(nftnl_set_elem* element) {
+    if (!nftnl_set_elem_is_set(element, NFTNL_SET_ELEM_USERDATA)) return {};
+    std::uint32_t len = 0;
+    const void* data = nftnl_set_elem_get(element, NFTNL_SET_ELEM_USERDATA, &len);
+    return udata_comment(data, len, NFTNL_UDATA_SET_ELEM_COMMENT);
+  }
+
+  static int on_element(nftnl_set_elem* element, void* data) {
+    auto* parser = static_cast<ElementParser*>(data);
+    if (nftnl_set_elem_is_set(element, NFTNL_SET_ELEM_FLAGS) &&
+        (nftnl_set_elem_get_u32(element, NFTNL_SET_ELEM_FLAGS) & NFT_SET_ELEM_INTERVAL_END) != 0) {
+      return 0;
+    }
+    RuleCounter counter;
+    counter.chain = parser->map;
+    counter.comment = comment_of(element);
+    nftnl_set_elem_expr_foreach(
+        element,
+        [](nftnl_expr* expr, void* out) {
+          const char* name = nftnl_expr_get_str(expr, NFTNL_EXPR_NAME);
+          if (name != nullptr && std::string_view(name) == "counter") {
+            auto* c = static_cast<RuleCounter*>(out);
+            c->packets = nftnl_expr_get_u64(expr, NFTNL_EXPR_CTR_PACKETS);
+            c->bytes = nftnl_expr_get_u64(expr, NFTNL_EXPR_CTR_BYTES);
+          }
+          return 0;
+        },
+        &counter);
+    parser->counters->push_back(std::move(counter));
+    return 0;
+  }
+
+  static int on_message(const nlmsghdr* nlh, void* data) {
+    std::unique_ptr<nftnl_set, SetDeleter> set(nftnl_set_alloc());
+    if (!set || nftnl_set_elems_nlmsg_parse(nlh, set.get()) < 0) return MNL_CB_ERROR;
+    nftnl_set_elem_foreach(set.get(), &ElementParser::on_element, data);
     return MNL_CB_OK;
   }
 };
@@ -208,6 +265,9 @@ RuleHandles NetlinkKernel::apply(const ir::Ruleset& ruleset) {
                          flat.begin() + static_cast<std::ptrdiff_t>(next + chain.rules.size()));
     next += chain.rules.size();
   }
+  std::vector<ir::RuleMap>& maps = declared_maps_[ruleset.table];
+  maps.clear();
+  for (const ir::RuleMap& map : ruleset.maps) maps.push_back(ir::RuleMap{map.name, map.key, {}});
   std::vector<ir::NamedSet>& declared = declared_sets_[ruleset.table];
   declared.clear();
   for (const ir::NamedSet& set : ruleset.sets) {
@@ -224,7 +284,9 @@ RuleHandles NetlinkKernel::apply(const ir::Ruleset& ruleset) {
 }
 
 std::vector<std::uint64_t> NetlinkKernel::edit(const std::string& table, const TableEdit& edit) {
-  if (edit.removes.empty() && edit.inserts.empty()) return {};
+  if (edit.removes.empty() && edit.inserts.empty() && edit.maps.empty()) return {};
+  std::vector<MapElementChange> map_changes;
+  for (const MapEdit& map : edit.maps) map_changes.push_back({map.map, map.key, map.add, map.remove});
   std::vector<RuleRemoval> removals;
   removals.reserve(edit.removes.size());
   for (const TableEdit::Remove& remove : edit.removes)
@@ -235,10 +297,13 @@ std::vector<std::uint64_t> NetlinkKernel::edit(const std::string& table, const T
     insertions.push_back({insert.chain, insert.after_handle, &insert.rule});
   }
   static const std::vector<ir::NamedSet> no_sets;
+  static const std::vector<ir::RuleMap> no_maps;
   const auto declared = declared_sets_.find(table);
-  const EncodedBatch batch =
-      encode_edit_batch(table, declared == declared_sets_.end() ? no_sets : declared->second,
-                        removals, insertions, next_seq_);
+  const auto maps = declared_maps_.find(table);
+  const EncodedBatch batch = encode_edit_batch(
+      table, declared == declared_sets_.end() ? no_sets : declared->second,
+      maps == declared_maps_.end() ? no_maps : maps->second, removals, insertions, map_changes,
+      next_seq_);
   next_seq_ = batch.next_seq;
   return transact(batch, "the edit of table inet " + table);
 }
@@ -250,6 +315,14 @@ void NetlinkKernel::edit_set(const std::string& table, const SetEdit& edit) {
   const EncodedBatch batch = encode_set_edit_batch(table, change, next_seq_);
   next_seq_ = batch.next_seq;
   transact(batch, "the elements of set " + edit.set);
+}
+
+void NetlinkKernel::edit_map(const std::string& table, const MapEdit& edit) {
+  if (edit.add.empty() && edit.remove.empty()) return;
+  const MapElementChange change{edit.map, edit.key, edit.add, edit.remove};
+  const EncodedBatch batch = encode_map_edit_batch(table, change, next_seq_);
+  next_seq_ = batch.next_seq;
+  transact(batch, "the elements of map " + edit.map);
 }
 
 // Our own transactions are kept off the event socket: with it subscribed, the kernel
@@ -485,49 +558,73 @@ bool NetlinkKernel::changed_by_others(const std::string& table) {
   return changed;
 }
 
-void NetlinkKernel::edit_map(const std::string&, const MapEdit&) {
-  throw KernelError("TEMPORARY: map edits are encoded on branch merge-enc");
-}
-
-std::vector<RuleCounter> NetlinkKernel::read_counters(const std::string& table,
-                                                      const std::vector<std::string>&) {
+bool NetlinkKernel::dump(const std::function<nlmsghdr*(char*, std::uint32_t)>& build,
+                         int (*parse)(const nlmsghdr*, void*), void* data,
+                         const std::function<void()>& restart, const std::string& what) {
   // A dump that races with a ruleset change is flagged NLM_F_DUMP_INTR (libmnl turns
   // that into EINTR); it is simply asked again.
   constexpr int kAttempts = 5;
   std::vector<char> buffer(kReceiveBufferSize);
   for (int attempt = 0; attempt < kAttempts; ++attempt) {
     const std::uint32_t seq = take_seq(1);
-    nlmsghdr* nlh =
-        nftnl_nlmsg_build_hdr(buffer.data(), NFT_MSG_GETRULE, NFPROTO_INET, NLM_F_DUMP, seq);
-    {
-      std::unique_ptr<nftnl_rule, RuleParser::RuleDeleter> filter(nftnl_rule_alloc());
-      if (!filter) throw std::bad_alloc();
-      // The kernel only dumps the rules of this table.
-      nftnl_rule_set_str(filter.get(), NFTNL_RULE_TABLE, table.c_str());
-      nftnl_rule_nlmsg_build_payload(nlh, filter.get());
-    }
+    nlmsghdr* nlh = build(buffer.data(), seq);
     if (mnl_socket_sendto(socket_.get(), nlh, nlh->nlmsg_len) < 0) {
-      throw_system("cannot ask the kernel for the rules of table inet " + table, errno);
+      throw_system("cannot ask the kernel for " + what, errno);
     }
-    std::vector<RuleCounter> counters;
+    restart();
     int result = MNL_CB_OK;
     while (result > MNL_CB_STOP) {
       const ssize_t received = mnl_socket_recvfrom(socket_.get(), buffer.data(), buffer.size());
       if (received < 0) {
         if (errno == EINTR) continue;
-        throw_system("cannot read the rules of table inet " + table, errno);
+        throw_system("cannot read " + what, errno);
       }
-      result = mnl_cb_run(buffer.data(), static_cast<std::size_t>(received), seq, port_id_,
-                          &RuleParser::on_message, &counters);
+      result =
+          mnl_cb_run(buffer.data(), static_cast<std::size_t>(received), seq, port_id_, parse, data);
     }
-    if (result == MNL_CB_STOP) return counters;
-    if (errno == ENOENT) return {};
-    if (errno != EINTR) throw_system("cannot read the rules of table inet " + table, errno);
+    if (result == MNL_CB_STOP) return true;
+    if (errno == ENOENT) return false;
+    if (errno != EINTR) throw_system("cannot read " + what, errno);
     // An interrupted dump may leave more parts queued: drain them before asking again.
     while (recv(mnl_socket_get_fd(socket_.get()), buffer.data(), buffer.size(), MSG_DONTWAIT) > 0) {
     }
   }
-  throw KernelError("the rules of table inet " + table + " kept changing while being read");
+  throw KernelError(what + " kept changing while being read");
+}
+
+std::vector<RuleCounter> NetlinkKernel::read_counters(const std::string& table,
+                                                      const std::vector<std::string>& maps) {
+  std::vector<RuleCounter> counters;
+  const bool found = dump(
+      [&table](char* buffer, std::uint32_t seq) {
+        nlmsghdr* nlh =
+            nftnl_nlmsg_build_hdr(buffer, NFT_MSG_GETRULE, NFPROTO_INET, NLM_F_DUMP, seq);
+        std::unique_ptr<nftnl_rule, RuleParser::RuleDeleter> filter(nftnl_rule_alloc());
+        if (!filter) throw std::bad_alloc();
+        // The kernel only dumps the rules of this table.
+        nftnl_rule_set_str(filter.get(), NFTNL_RULE_TABLE, table.c_str());
+        nftnl_rule_nlmsg_build_payload(nlh, filter.get());
+        return nlh;
+      },
+      &RuleParser::on_message, &counters, [&counters] { counters.clear(); },
+      "the rules of table inet " + table);
+  if (!found) return {};
+  for (const std::string& map : maps) {
+    ElementParser parser{map, &counters};
+    const bool exists = dump(
+        [&table, &map](char* buffer, std::uint32_t seq) {
+          nlmsghdr* nlh =
+              nftnl_nlmsg_build_hdr(buffer, NFT_MSG_GETSETELEM, NFPROTO_INET, NLM_F_DUMP, seq);
+          mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_TABLE, table.c_str());
+          mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_SET, map.c_str());
+          return nlh;
+        },
+        &ElementParser::on_message, &parser,
+        [&counters, start = counters.size()] { counters.resize(start); },
+        "the elements of map " + map);
+    if (!exists) throw KernelError("table inet " + table + " has no map " + map);
+  }
+  return counters;
 }
 
 bool NetlinkKernel::table_exists(const std::string& table) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -11,6 +12,7 @@
 #include "kernel.h"
 
 struct mnl_socket;
+struct nlmsghdr;
 
 namespace portier {
 
@@ -36,7 +38,13 @@ class NetlinkKernel final : public Kernel {
   std::vector<std::uint64_t> edit(const std::string& table, const TableEdit& edit) override;
   /// encode_set_edit_batch(): removals, then additions, in one transaction.
   void edit_set(const std::string& table, const SetEdit& edit) override;
+  /// encode_map_edit_batch(): removals, then additions, in one transaction; the error
+  /// names the map.
+  /// One MapEdit alone, in a transaction of its own (edit() takes them with rules).
   void edit_map(const std::string& table, const MapEdit& edit);
+  /// The rules (GETRULE dump), then each map's elements (GETSETELEM dump) in kernel order
+  /// with the counters of the map's counter expression; interval end elements are not
+  /// elements of their own. A map the table lacks is a KernelError naming it.
   std::vector<RuleCounter> read_counters(const std::string& table,
                                          const std::vector<std::string>& maps) override;
   /// Opens (on first call) a second socket in the NFNLGRP_NFTABLES group.
@@ -56,6 +64,12 @@ class NetlinkKernel final : public Kernel {
   std::vector<std::uint64_t> transact(const EncodedBatch& batch, const std::string& subject);
   std::vector<std::uint64_t> send_batch(const EncodedBatch& batch, const std::string& subject);
   std::uint32_t generation();
+  /// Runs one dump request built by `build` (given the buffer and its sequence number),
+  /// passing each reply to `parse` (a libmnl callback); when the dump raced with a change
+  /// it calls `restart` and asks again. Returns false if the kernel answered ENOENT.
+  bool dump(const std::function<nlmsghdr*(char*, std::uint32_t)>& build,
+            int (*parse)(const nlmsghdr*, void*), void* data, const std::function<void()>& restart,
+            const std::string& what);
   void listen_to_events(bool on);
 
   std::unique_ptr<mnl_socket, SocketCloser> socket_;
@@ -65,8 +79,10 @@ class NetlinkKernel final : public Kernel {
   bool others_committed_ = false;      // seen around one of our transactions, not yet reported
   bool others_touched_table_ = false;  // read others' notifications about it, not yet NEWGEN
   std::vector<char> event_buffer_;
-  // The named sets of each table apply() loaded (without elements), for edit()'s lookups.
+  // The named sets and RuleMaps of each table apply() loaded (without elements), for
+  // edit()'s lookups.
   std::map<std::string, std::vector<ir::NamedSet>> declared_sets_;
+  std::map<std::string, std::vector<ir::RuleMap>> declared_maps_;
 };
 
 }  // namespace portier

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <memory>
 #include <new>
@@ -92,6 +93,21 @@ const ir::NamedSet& NamedSetIds::set_of(const std::string& name) const {
 std::uint32_t NamedSetIds::id_of(const std::string& name) const {
   const ir::NamedSet& set = set_of(name);
   return static_cast<std::uint32_t>(&set - sets->data()) + 1;
+}
+
+const ir::RuleMap& NamedSetIds::map_of(const std::string& name) const {
+  if (maps != nullptr) {
+    for (const ir::RuleMap& map : *maps) {
+      if (map.name == name) return map;
+    }
+  }
+  throw std::invalid_argument("no map named '" + name + "' in the table");
+}
+
+std::uint32_t NamedSetIds::map_id_of(const std::string& name) const {
+  const ir::RuleMap& map = map_of(name);
+  return static_cast<std::uint32_t>(sets->size() + static_cast<std::size_t>(&map - maps->data())) +
+         1;
 }
 
 }  // namespace encode
@@ -264,6 +280,50 @@ struct ElementList {
   bool with_userdata = true;     // deletion matches by key and flags only
 };
 
+void put_key(nlmsghdr* nlh, std::uint16_t type, const void* key, std::size_t len) {
+  nlattr* nest = mnl_attr_nest_start(nlh, type);
+  mnl_attr_put(nlh, NFTA_DATA_VALUE, len, key);
+  mnl_attr_nest_end(nlh, nest);
+}
+
+// The data and userdata of an element: its verdict (deletions match by key alone), then
+// the userdata nft writes, the comment before the open-end flag.
+void put_element_data(nlmsghdr* nlh, const SetDefinition& set, std::uint32_t verdict_index,
+                      bool open_end, const ElementList& list) {
+  if (!list.with_userdata) return;
+  const encode::ElementVerdict* verdict =
+      verdict_index != 0 ? &set.verdicts[verdict_index - 1] : nullptr;
+  if (verdict != nullptr) {
+    nlattr* data = mnl_attr_nest_start(nlh, NFTA_SET_ELEM_DATA);
+    nlattr* code = mnl_attr_nest_start(nlh, NFTA_DATA_VERDICT);
+    mnl_attr_put_u32(nlh, NFTA_VERDICT_CODE, htonl(static_cast<std::uint32_t>(verdict->code)));
+    if (!verdict->chain.empty()) mnl_attr_put_strz(nlh, NFTA_VERDICT_CHAIN, verdict->chain.c_str());
+    mnl_attr_nest_end(nlh, code);
+    mnl_attr_nest_end(nlh, data);
+  }
+  const bool comment = verdict != nullptr && !verdict->comment.empty();
+  if (!comment && !open_end) return;
+  // Records of {u8 type, u8 length, value}: NFTNL_UDATA_SET_ELEM_COMMENT with the
+  // NUL-terminated comment (at most 128 bytes: add_map_elements checks), then
+  // NFTNL_UDATA_SET_ELEM_FLAGS with NFTNL_SET_ELEM_F_INTERVAL_OPEN in host order.
+  std::array<std::uint8_t, 2 * 2 + NFTNL_UDATA_COMMENT_MAXLEN + 1 + 4> udata{};
+  std::size_t len = 0;
+  if (comment) {
+    udata[len++] = NFTNL_UDATA_SET_ELEM_COMMENT;
+    udata[len++] = static_cast<std::uint8_t>(verdict->comment.size() + 1);
+    std::memcpy(udata.data() + len, verdict->comment.data(), verdict->comment.size());
+    len += verdict->comment.size() + 1;
+  }
+  if (open_end) {
+    udata[len++] = NFTNL_UDATA_SET_ELEM_FLAGS;
+    udata[len++] = 4;
+    const std::uint32_t open = NFTNL_SET_ELEM_F_INTERVAL_OPEN;
+    std::memcpy(udata.data() + len, &open, sizeof open);
+    len += sizeof open;
+  }
+  mnl_attr_put(nlh, NFTA_SET_ELEM_USERDATA, len, udata.data());
+}
+
 // One element in libnftnl's attribute order: flags, timeout, key, data, userdata.
 void put_element(nlmsghdr* nlh, const SetDefinition& set, const SetElement& element,
                  const ElementList& list) {
@@ -272,25 +332,17 @@ void put_element(nlmsghdr* nlh, const SetDefinition& set, const SetElement& elem
   // An interval end only closes the range: the kernel keeps the timeout of its start.
   if (list.timeout_ms != 0 && !element.interval_end)
     mnl_attr_put_u64(nlh, NFTA_SET_ELEM_TIMEOUT, htobe64(list.timeout_ms));
-  nlattr* key = mnl_attr_nest_start(nlh, NFTA_SET_ELEM_KEY);
-  mnl_attr_put(nlh, NFTA_DATA_VALUE, element.key_len, element.key.data());
-  mnl_attr_nest_end(nlh, key);
-  if (element.verdict != 0) {
-    const encode::ElementVerdict& verdict = set.verdicts[element.verdict - 1];
-    nlattr* data = mnl_attr_nest_start(nlh, NFTA_SET_ELEM_DATA);
-    nlattr* code = mnl_attr_nest_start(nlh, NFTA_DATA_VERDICT);
-    mnl_attr_put_u32(nlh, NFTA_VERDICT_CODE, htonl(static_cast<std::uint32_t>(verdict.code)));
-    if (!verdict.chain.empty()) mnl_attr_put_strz(nlh, NFTA_VERDICT_CHAIN, verdict.chain.c_str());
-    mnl_attr_nest_end(nlh, code);
-    mnl_attr_nest_end(nlh, data);
-  }
-  if (element.open_end && list.with_userdata) {
-    // {NFTNL_UDATA_SET_ELEM_FLAGS, 4 bytes, NFTNL_SET_ELEM_F_INTERVAL_OPEN in host order}
-    std::uint8_t udata[6] = {NFTNL_UDATA_SET_ELEM_FLAGS, 4};
-    const std::uint32_t open = NFTNL_SET_ELEM_F_INTERVAL_OPEN;
-    std::memcpy(udata + 2, &open, sizeof open);
-    mnl_attr_put(nlh, NFTA_SET_ELEM_USERDATA, sizeof udata, udata);
-  }
+  put_key(nlh, NFTA_SET_ELEM_KEY, element.key.data(), element.key_len);
+  put_element_data(nlh, set, element.verdict, element.open_end, list);
+}
+
+// A pipapo element: its range is the key and NFTA_SET_ELEM_KEY_END, with no flags (a
+// single value has both equal).
+void put_element(nlmsghdr* nlh, const SetDefinition& set, const encode::ConcatElement& element,
+                 const ElementList& list) {
+  put_key(nlh, NFTA_SET_ELEM_KEY, element.first.data(), element.first.size());
+  put_key(nlh, NFTA_SET_ELEM_KEY_END, element.last.data(), element.last.size());
+  put_element_data(nlh, set, element.verdict, false, list);
 }
 
 void add_elements(BatchWriter& writer, const std::string& table, const SetDefinition& set,
@@ -312,8 +364,20 @@ void add_set(BatchWriter& writer, const std::string& table, const SetDefinition&
   }
   if (set.timeout_ms != 0) nftnl_set_set_u64(raw, NFTNL_SET_TIMEOUT, set.timeout_ms);
   if (set.size) nftnl_set_set_u32(raw, NFTNL_SET_DESC_SIZE, *set.size);
+  if (!set.field_lengths.empty()) {
+    // libnftnl keeps the field lengths of a concatenation as bytes.
+    std::vector<std::uint8_t> lengths(set.field_lengths.begin(), set.field_lengths.end());
+    nftnl_set_set_data(raw, NFTNL_SET_DESC_CONCAT, lengths.data(),
+                       static_cast<std::uint32_t>(lengths.size()));
+  }
   nftnl_set_set_data(raw, NFTNL_SET_USERDATA, set.udata.data(),
                      static_cast<std::uint32_t>(set.udata.size()));
+  if (set.counter) {
+    // `counter` in a set declaration: the kernel gives every element its own counter,
+    // also elements added later.
+    auto counter = encode::owned(nftnl_expr_alloc("counter"));
+    nftnl_set_add_expr(raw, counter.release());  // the set owns it from here
+  }
   nftnl_set_nlmsg_build_payload(writer.start(NFT_MSG_NEWSET, NLM_F_CREATE, set.what), raw);
   writer.advance();
   add_elements(writer, table, set, ElementList{}, "elements of " + set.what);
@@ -321,7 +385,9 @@ void add_set(BatchWriter& writer, const std::string& table, const SetDefinition&
 
 void add_elements(BatchWriter& writer, const std::string& table, const SetDefinition& set,
                   const ElementList& how, const std::string& what) {
-  if (set.elements.empty()) return;
+  const bool concat = !set.concat_elements.empty();
+  const std::size_t count = concat ? set.concat_elements.size() : set.elements.size();
+  if (count == 0) return;
   // The element list is one attribute, and attribute lengths are 16 bits: a long list is
   // split over several messages. Like nft, the parts share one sequence number and keep
   // counting the element nests, skipping the number of the element that did not fit.
@@ -334,9 +400,13 @@ void add_elements(BatchWriter& writer, const std::string& table, const SetDefini
     mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_SET, set.name.c_str());
     if (how.with_set_id) mnl_attr_put_u32(nlh, NFTA_SET_ELEM_LIST_SET_ID, htonl(set.id));
     nlattr* list = mnl_attr_nest_start(nlh, NFTA_SET_ELEM_LIST_ELEMENTS);
-    for (; next < set.elements.size(); ++next) {
+    for (; next < count; ++next) {
       nlattr* element = mnl_attr_nest_start(nlh, static_cast<std::uint16_t>(++nest_number));
-      put_element(nlh, set, set.elements[next], how);
+      if (concat) {
+        put_element(nlh, set, set.concat_elements[next], how);
+      } else {
+        put_element(nlh, set, set.elements[next], how);
+      }
       mnl_attr_nest_end(nlh, element);
       const auto list_len = reinterpret_cast<const char*>(element) + element->nla_len -
                             reinterpret_cast<const char*>(list);
@@ -348,7 +418,7 @@ void add_elements(BatchWriter& writer, const std::string& table, const SetDefini
     mnl_attr_nest_end(nlh, list);
     writer.advance();
     continuation = true;
-  } while (next < set.elements.size());
+  } while (next < count);
 }
 
 std::uint32_t key_length(ir::SetKey key) {
@@ -476,7 +546,7 @@ EncodedBatch encode_replace_batch(const ir::Ruleset& ruleset, std::uint32_t firs
   // rules: rules may jump to chains listed after them.
   for (const ir::Chain& chain : ruleset.chains) add_chain(writer, ruleset.table, chain);
 
-  const encode::NamedSetIds named{&ruleset.sets};
+  const encode::NamedSetIds named{&ruleset.sets, &ruleset.maps};
   for (std::size_t i = 0; i < ruleset.sets.size(); ++i) {
     for (std::size_t j = 0; j < i; ++j) {
       if (ruleset.sets[j].name == ruleset.sets[i].name) {
@@ -485,8 +555,23 @@ EncodedBatch encode_replace_batch(const ir::Ruleset& ruleset, std::uint32_t firs
     }
     add_set(writer, ruleset.table, named_set(ruleset.sets[i], static_cast<std::uint32_t>(i + 1)));
   }
+  // The RuleMaps follow the sets, as render_nft declares them; sets and maps share one
+  // namespace in the kernel, and their ids count on from the sets'.
+  for (std::size_t i = 0; i < ruleset.maps.size(); ++i) {
+    const std::string& name = ruleset.maps[i].name;
+    const bool taken =
+        std::any_of(ruleset.sets.begin(), ruleset.sets.end(),
+                    [&name](const ir::NamedSet& set) { return set.name == name; }) ||
+        std::any_of(ruleset.maps.begin(), ruleset.maps.begin() + static_cast<std::ptrdiff_t>(i),
+                    [&name](const ir::RuleMap& map) { return map.name == name; });
+    if (taken) throw std::invalid_argument("two sets or maps named '" + name + "'");
+    add_set(
+        writer, ruleset.table,
+        encode::rule_map(ruleset.maps[i], static_cast<std::uint32_t>(ruleset.sets.size() + i + 1)));
+  }
 
-  std::uint32_t next_set_id = static_cast<std::uint32_t>(ruleset.sets.size()) + 1;
+  std::uint32_t next_set_id =
+      static_cast<std::uint32_t>(ruleset.sets.size() + ruleset.maps.size()) + 1;
   for (const ir::Chain& chain : ruleset.chains) {
     for (std::size_t r = 0; r < chain.rules.size(); ++r) {
       const ir::Rule& rule = chain.rules[r];
@@ -503,16 +588,23 @@ EncodedBatch encode_replace_batch(const ir::Ruleset& ruleset, std::uint32_t firs
   return std::move(writer).finish();
 }
 
+namespace {
+void write_map_edit(BatchWriter& writer, const std::string& table, const MapElementChange& change);
+}  // namespace
+
 EncodedBatch encode_edit_batch(const std::string& table, const std::vector<ir::NamedSet>& sets,
+                               const std::vector<ir::RuleMap>& maps,
                                std::span<const RuleRemoval> removals,
-                               std::span<const RuleInsertion> insertions, std::uint32_t first_seq) {
+                               std::span<const RuleInsertion> insertions,
+                               std::span<const MapElementChange> map_changes,
+                               std::uint32_t first_seq) {
   check_name(table, "table");
   BatchWriter writer(first_seq);
-  const encode::NamedSetIds named{&sets};
+  const encode::NamedSetIds named{&sets, &maps};
   // Anonymous sets are numbered after the named ones, as in a replacement: lookups of a
   // named set carry its name (which the kernel resolves first) and a set id that must not
   // be mistaken for one of this transaction's anonymous sets.
-  std::uint32_t next_set_id = static_cast<std::uint32_t>(sets.size()) + 1;
+  std::uint32_t next_set_id = static_cast<std::uint32_t>(sets.size() + maps.size()) + 1;
   for (std::size_t i = 0; i < insertions.size(); ++i) {
     const RuleInsertion& insertion = insertions[i];
     if (insertion.rule == nullptr) throw std::invalid_argument("rule insertion without a rule");
@@ -568,6 +660,7 @@ EncodedBatch encode_edit_batch(const std::string& table, const std::vector<ir::N
     mnl_attr_put_u64(nlh, NFTA_RULE_HANDLE, htobe64(removal.handle));
     writer.advance();
   }
+  for (const MapElementChange& change : map_changes) write_map_edit(writer, table, change);
   return std::move(writer).finish();
 }
 
@@ -592,6 +685,36 @@ EncodedBatch encode_set_edit_batch(const std::string& table, const SetElementCha
   add_elements(writer, table, set,
                ElementList{NFT_MSG_NEWSETELEM, NLM_F_CREATE, false, timeout_ms, true},
                "elements of " + set.what);
+  return std::move(writer).finish();
+}
+
+namespace {
+
+void write_map_edit(BatchWriter& writer, const std::string& table, const MapElementChange& change) {
+  SetDefinition map;
+  map.name = std::string(change.map);
+  check_name(map.name, "map");
+  map.what = "map " + map.name;
+  // Removals first, as in encode_set_edit_batch(). An element is found by its key (and
+  // for an rbtree map by its boundaries' flags); its verdict and comment do not matter.
+  encode::add_map_elements(map, change.key, change.remove, false);
+  add_elements(writer, table, map, ElementList{NFT_MSG_DELSETELEM, 0, false, 0, false},
+               "deletion of elements of " + map.what);
+  map.elements.clear();
+  map.concat_elements.clear();
+  map.verdicts.clear();
+  encode::add_map_elements(map, change.key, change.add, false);
+  add_elements(writer, table, map, ElementList{NFT_MSG_NEWSETELEM, NLM_F_CREATE, false, 0, true},
+               "elements of " + map.what);
+}
+
+}  // namespace
+
+EncodedBatch encode_map_edit_batch(const std::string& table, const MapElementChange& change,
+                                   std::uint32_t first_seq) {
+  check_name(table, "table");
+  BatchWriter writer(first_seq);
+  write_map_edit(writer, table, change);
   return std::move(writer).finish();
 }
 

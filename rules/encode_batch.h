@@ -38,8 +38,9 @@ struct EncodedBatch {
 
 /// One transaction replacing `table inet NAME`: NEWTABLE (create if missing; for an owned
 /// table without flags, see docs/nftables-owner.md), DELTABLE, NEWTABLE (with the owner and
-/// persist flags), the chains, the named sets with their elements, then each rule preceded
-/// by its anonymous sets and verdict maps. Element lists longer than one netlink attribute
+/// persist flags), the chains, the named sets with their elements, the RuleMaps with their
+/// elements (ids after the named sets'), then each rule preceded by its anonymous sets and
+/// verdict maps. Element lists longer than one netlink attribute
 /// holds are split over several messages, so a million-element set still goes in this one
 /// transaction. Sequence numbers start at first_seq (the batch begin message). Throws
 /// std::invalid_argument for an IR the kernel could not express (see render_nft()), an
@@ -62,17 +63,31 @@ struct RuleInsertion {
   const ir::Rule* rule = nullptr;
 };
 
+/// Elements to put into and take out of a RuleMap of the loaded table.
+struct MapElementChange {
+  std::string_view map;
+  std::vector<ir::KeyField> key;  // the map's key fields
+  std::span<const ir::MapElement> add;
+  std::span<const ir::MapElement> remove;
+};
+
 /// One transaction changing `table inet NAME` in place: the insertions (each preceded by
 /// its anonymous sets), then the removals, so an insertion may follow a rule the same
 /// edit removes. Insertions with the same chain and after_handle end up in the order
 /// given: the first goes after the handle (NLM_F_APPEND + NFTA_RULE_POSITION; at the
 /// start of the chain without either), each later one after the one before it
 /// (NFTA_RULE_POSITION_ID naming its NFTA_RULE_ID). `sets` are the named sets of the
-/// loaded table (their elements are not needed), for rules that look them up. Throws
-/// std::invalid_argument as encode_replace_batch().
+/// loaded table (their elements are not needed), for rules that look them up, and `maps`
+/// its RuleMaps (elements not needed either), for map_lookup rules. Then the element
+/// changes of RuleMaps, as encode_map_edit_batch() writes them (a toggle of a rule that
+/// is kernel rules and map elements is one transaction). Throws std::invalid_argument
+/// as encode_replace_batch().
 EncodedBatch encode_edit_batch(const std::string& table, const std::vector<ir::NamedSet>& sets,
+                               const std::vector<ir::RuleMap>& maps,
                                std::span<const RuleRemoval> removals,
-                               std::span<const RuleInsertion> insertions, std::uint32_t first_seq);
+                               std::span<const RuleInsertion> insertions,
+                               std::span<const MapElementChange> map_changes,
+                               std::uint32_t first_seq);
 
 /// Elements to add to and remove from a named set of the loaded table.
 struct SetElementChange {
@@ -92,6 +107,15 @@ struct SetElementChange {
 /// gets plain keys. Removing takes exactly the elements that adding the same ranges
 /// created. Throws std::invalid_argument for a range the set cannot hold.
 EncodedBatch encode_set_edit_batch(const std::string& table, const SetElementChange& change,
+                                   std::uint32_t first_seq);
+
+/// One transaction: DELSETELEM of the removed elements (by key: no verdict, no comment),
+/// then NEWSETELEM of the added ones with their verdicts and comments; the map's counter
+/// expression gives each added element a fresh counter. Elements are encoded as in
+/// encode_replace_batch(): a one-field key as interval boundaries (sorted, without the
+/// leading end element at zero, as encode_set_edit_batch()), a concatenation as key and
+/// key end. Throws std::invalid_argument for an element the map cannot hold.
+EncodedBatch encode_map_edit_batch(const std::string& table, const MapElementChange& change,
                                    std::uint32_t first_seq);
 
 }  // namespace portier

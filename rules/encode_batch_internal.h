@@ -13,6 +13,7 @@
 #include <memory>
 #include <new>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,16 @@ struct SetElement {
 struct ElementVerdict {
   std::int32_t code = 0;  // NF_ACCEPT, NF_DROP, NFT_JUMP, NFT_GOTO
   std::string chain;
+  std::string comment;  // NFTNL_UDATA_SET_ELEM_COMMENT of the element; empty: none
+};
+
+/// An element of a concatenated interval map (the kernel's pipapo sets): the key's first
+/// and last values (NFTA_SET_ELEM_KEY and NFTA_SET_ELEM_KEY_END), each field padded to
+/// 4 bytes. Element lists of such maps are short (one policy rule each).
+struct ConcatElement {
+  std::vector<std::uint8_t> first;
+  std::vector<std::uint8_t> last;
+  std::uint32_t verdict = 0;  // 1 + index into SetDefinition::verdicts
 };
 
 /// A set to create in the batch: an anonymous one a rule looks up, or a named one.
@@ -75,7 +86,10 @@ struct SetDefinition {
   std::uint64_t timeout_ms = 0;       // 0: none
   std::optional<std::uint32_t> size;  // NFTA_SET_DESC_SIZE
   Udata udata;
+  std::vector<std::uint32_t> field_lengths;  // NFTA_SET_DESC_CONCAT of a concatenated key
+  bool counter = false;                      // NFTA_SET_EXPR: a counter on every element
   std::vector<SetElement> elements;
+  std::vector<ConcatElement> concat_elements;  // instead of `elements` for a concatenation
   std::vector<ElementVerdict> verdicts;
 };
 
@@ -87,13 +101,40 @@ struct SetDefinition {
 std::uint32_t add_interval(std::vector<SetElement>& elements, const std::uint8_t* first,
                            const std::uint8_t* last, std::uint32_t len, bool is_first);
 
-/// Named sets of the ruleset with the ids nft gives them (1, 2, ... in table order).
+/// Named sets and RuleMaps of the ruleset with the ids nft gives them (1, 2, ... in table
+/// order: the sets, then the maps).
 struct NamedSetIds {
   const std::vector<ir::NamedSet>* sets = nullptr;
+  const std::vector<ir::RuleMap>* maps = nullptr;  // may be null: no maps
   /// The id of `name`, or throws std::invalid_argument if the table has no such set.
   std::uint32_t id_of(const std::string& name) const;
   const ir::NamedSet& set_of(const std::string& name) const;
+  /// The id of RuleMap `name`, or throws std::invalid_argument if the table has no such map.
+  std::uint32_t map_id_of(const std::string& name) const;
+  const ir::RuleMap& map_of(const std::string& name) const;
 };
+
+/// The key of one RuleMap field in a packet: `len` bytes at `offset` of `base`
+/// (NFT_PAYLOAD_*), and the datatype nft gives it.
+struct KeyFieldLayout {
+  std::uint32_t base = 0;
+  std::uint32_t offset = 0;
+  std::uint32_t len = 0;
+  std::uint32_t type = 0;
+  std::optional<ir::Family> family;  // the `meta nfproto` it depends on; none for ports
+};
+KeyFieldLayout key_field_layout(ir::KeyField field);
+
+/// A RuleMap as nft declares `map NAME { type A . B : verdict; flags interval; counter;
+/// elements = { ... } }`: one field is an rbtree interval map, several a concatenation
+/// (pipapo). Throws std::invalid_argument for a key or element the map cannot hold.
+SetDefinition rule_map(const ir::RuleMap& map, std::uint32_t id);
+
+/// The elements of a RuleMap with key `key` for `elements`, in `set` (whose verdicts they
+/// use). For a whole map (`whole`) an interval map starts like nft's, with the end
+/// element at zero; without it the elements are those an edit adds or removes.
+void add_map_elements(SetDefinition& set, const std::vector<ir::KeyField>& key,
+                      std::span<const ir::MapElement> elements, bool whole);
 
 /// One rule: its expressions in the order nft's linearizer emits them for the rendered
 /// rule text, and the anonymous sets it needs, which must be created before it.
@@ -118,6 +159,7 @@ class RuleEncoder {
   void encode_icmp(const ir::IcmpTypeIn& match);
   void encode_verdict(const ir::Rule& rule, const ir::L4ProtoIn* protocols);
   void encode_vmap(const ir::Verdict& verdict);
+  void encode_map_lookup(const ir::Verdict& verdict);
   SetDefinition& new_set(const char* name, std::string what);
   void require_family(bool v6);
   void require_protocol(ir::L4Proto protocol);

@@ -10,6 +10,7 @@
 #include <linux/netfilter/nf_nat.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
+#include <netinet/in.h>
 
 #include <algorithm>
 #include <cstring>
@@ -185,9 +186,10 @@ class RuleEncoder::Builder {
     nftnl_expr_set_u32(e, NFTNL_EXPR_META_DREG, NFT_REG_1);
   }
 
-  void payload_load(std::uint32_t base, std::uint32_t offset, std::uint32_t len) {
+  void payload_load(std::uint32_t base, std::uint32_t offset, std::uint32_t len,
+                    std::uint32_t dreg = NFT_REG_1) {
     nftnl_expr* e = add("payload");
-    nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, NFT_REG_1);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, dreg);
     nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_BASE, base);
     nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_OFFSET, offset);
     nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_LEN, len);
@@ -614,7 +616,7 @@ void RuleEncoder::encode_vmap(const ir::Verdict& verdict) {
   map.flags |= NFT_SET_MAP;
   for (const ir::VmapEntry& entry : verdict.vmap) {
     SetElement element = plain_element(ifname_key(entry.interface).data(), kIfnameLength);
-    ElementVerdict data{verdict_code(entry.kind), {}};
+    ElementVerdict data{verdict_code(entry.kind), {}, {}};
     if (entry.kind == ir::VerdictKind::jump || entry.kind == ir::VerdictKind::go_to) {
       check_name(entry.chain, "verdict map target chain");
       data.chain = entry.chain;
@@ -640,6 +642,47 @@ void RuleEncoder::encode_vmap(const ir::Verdict& verdict) {
   put_udata(udata.get(), NFTNL_UDATA_SET_DATA_INTERVAL, 0);
   map.udata = udata_bytes(*udata);
   builder_->lookup(map, true);
+}
+
+// `ip saddr . tcp dport vmap @input/m1`: nft first adds the dependencies of all key
+// fields, then loads each field into the registers after the previous one (a 2-byte
+// port takes a whole 32-bit register), and looks the concatenation up.
+void RuleEncoder::encode_map_lookup(const ir::Verdict& verdict) {
+  check_name(verdict.map, "map");
+  const ir::RuleMap& map = named_.map_of(verdict.map);
+  if (verdict.map_key.empty() || verdict.map_key != map.key) {
+    throw std::invalid_argument("the lookup of map " + verdict.map +
+                                " does not load the map's key fields");
+  }
+  std::optional<ir::Family> family;
+  for (ir::KeyField field : verdict.map_key) {
+    const KeyFieldLayout layout = key_field_layout(field);
+    if (layout.family && family && *layout.family != *family) {
+      throw std::invalid_argument("map " + verdict.map +
+                                  " has a key of both IPv4 and IPv6 addresses");
+    }
+    if (layout.family) {
+      family = layout.family;
+    } else if (protocol_context_ && *protocol_context_ != IPPROTO_TCP &&
+               *protocol_context_ != IPPROTO_UDP && *protocol_context_ != IPPROTO_SCTP) {
+      throw std::invalid_argument("a port key of map " + verdict.map + " needs tcp, udp or sctp");
+    }
+  }
+  if (family) require_family(*family == ir::Family::ipv6);
+  std::uint32_t word = 0;  // 32-bit registers used so far
+  for (ir::KeyField field : verdict.map_key) {
+    const KeyFieldLayout layout = key_field_layout(field);
+    // nft names a register by its 128-bit number where one starts there (netlink_put_register).
+    const std::uint32_t reg = word % 4 == 0 ? NFT_REG_1 + word / 4 : NFT_REG32_00 + word;
+    builder_->payload_load(layout.base, layout.offset, layout.len, reg);
+    word += (layout.len + 3) / 4;
+  }
+  if (word > 16)
+    throw std::invalid_argument("map " + verdict.map + " has a key longer than 64 bytes");
+  SetDefinition target;
+  target.name = verdict.map;
+  target.id = named_.map_id_of(verdict.map);
+  builder_->lookup(target, true);
 }
 
 void RuleEncoder::encode_verdict(const ir::Rule& rule, const ir::L4ProtoIn* protocols) {
@@ -709,7 +752,8 @@ void RuleEncoder::encode_verdict(const ir::Rule& rule, const ir::L4ProtoIn* prot
       encode_vmap(verdict);
       return;
     case ir::VerdictKind::map_lookup:
-      throw std::invalid_argument("TEMPORARY: map lookups are encoded on branch merge-enc");
+      encode_map_lookup(verdict);
+      return;
     case ir::VerdictKind::accept:
     case ir::VerdictKind::drop:
     case ir::VerdictKind::return_:

@@ -85,6 +85,11 @@ fi
 # 1. Both back ends list the same, case by case.
 for case in $("$ORACLE" cases); do
   [[ $case == broken || $case == million ]] && continue
+  # Until render_nft() prints RuleMaps, section 5 compares the maps case with hand-written text.
+  if [[ $case == maps ]] && ! "$ORACLE" render maps 2>/dev/null | grep -q 'vmap @'; then
+    log "maps: render_nft() has no RuleMaps yet; compared with tests/oracle/maps.nft below"
+    continue
+  fi
   if [[ $case == cgroup && -z $CGROUP2 ]]; then
     log "skipped: $case (no cgroup2 hierarchy mounted)"
     continue
@@ -196,3 +201,74 @@ if "$oracle" exists portier; then echo "the orphan was not deleted" >&2; exit 1;
 SCRIPT
 log "owner/persist: owned tables behave as docs/nftables-owner.md says"
 
+# 5. RuleMaps (merged rules), against tests/oracle/maps.nft, the maps case's IR as nft text
+# written by hand: the same listing and the same bytes as `nft -f` of it; edit_map() takes
+# an element out and puts it back with its comment and a fresh counter; read_counters()
+# reports each element's counter as the kernel counted real packets; a refused map edit
+# names the map.
+MAPS_NFT=$PORTIER_SOURCE_DIR/tests/oracle/maps.nft
+netns sh -c 'nft -f "$1" && nft list table inet portier' sh "$MAPS_NFT" >"$WORKDIR/maps.cli" 2>&1 ||
+  { cat "$WORKDIR/maps.cli" >&2; fail "maps: nft -f refused tests/oracle/maps.nft"; }
+netns sh -c '"$1" apply maps && nft list table inet portier' sh "$ORACLE" >"$WORKDIR/maps.netlink" 2>&1 ||
+  { cat "$WORKDIR/maps.netlink" >&2; fail "maps: NetlinkKernel::apply failed"; }
+diff -u "$WORKDIR/maps.cli" "$WORKDIR/maps.netlink" >&2 ||
+  fail "maps: 'nft list' differs between nft -f maps.nft (---) and NetlinkKernel (+++)"
+log "same listing: maps.nft and the maps case ($(wc -l <"$WORKDIR/maps.cli") lines)"
+netns nft --debug=mnl -f "$MAPS_NFT" 2>&1 | batch_only >"$WORKDIR/maps.theirs" || true
+"$ORACLE" dump maps | batch_only >"$WORKDIR/maps.ours"
+grep -q 'message length' "$WORKDIR/maps.theirs" || fail "maps: no batch in nft's debug output"
+diff -u "$WORKDIR/maps.theirs" "$WORKDIR/maps.ours" >&2 ||
+  fail "maps: the netlink batch differs from nft's (---: nft, +++: encode_replace_batch)"
+log "same bytes: maps.nft and the maps case ($(grep -c 'message length' "$WORKDIR/maps.ours") messages)"
+
+unshare -n bash -s "$ORACLE" "$WORKDIR" <<'SCRIPT' || fail "map edit and element counter checks failed"
+set -euo pipefail
+oracle=$1 dir=$2
+ip link set lo up
+"$oracle" apply maps
+# output/m4 accepts udp to 127.0.0.2 port 9 (disc2) and drops 127.0.0.3 ports 9-10 (disc3).
+for i in 1 2 3; do echo hi >/dev/udp/127.0.0.2/9; done
+for i in 1 2; do echo hi >/dev/udp/127.0.0.3/10 2>/dev/null || true; done
+"$oracle" counters portier output/m4 input/m3 >"$dir/map-counters"
+# Three and two datagrams of 28 header bytes + "hi\n"; rbtree elements come in kernel order.
+expected=$'output\tdiscard\t0\t0\noutput/m4\tdisc2\t3\t93\noutput/m4\tdisc3\t2\t62'
+got=$(grep -e '^output' "$dir/map-counters")
+[[ $got == "$expected" ]] || { cat "$dir/map-counters" >&2; echo "unexpected element counters" >&2; exit 1; }
+[[ $(grep -c '^input/m3' "$dir/map-counters") == 5 ]] ||
+  { cat "$dir/map-counters" >&2; echo "input/m3 should report its 5 elements" >&2; exit 1; }
+nft list map inet portier output/m4 | grep -q 'comment "disc3"' || { echo "disc3 missing" >&2; exit 1; }
+
+# Toggling merged rules: take elements out of a concatenated and an rbtree map, and back.
+"$oracle" map-edit remove disc3
+"$oracle" map-edit remove ssh
+"$oracle" map-edit remove low  # its end boundary shares the key of next-to-low's start
+if nft list map inet portier output/m4 | grep -q disc3; then echo "disc3 not removed" >&2; exit 1; fi
+if nft list map inet portier input/m3 | grep -q -e ssh -e '"low"'; then echo "ssh or low not removed" >&2; exit 1; fi
+nft list map inet portier input/m3 | grep -q '6-10 counter packets [0-9]* bytes [0-9]* comment "next-to-low" : accept' ||
+  { nft list map inet portier input/m3 >&2; echo "removing low changed next-to-low" >&2; exit 1; }
+for i in 1 2; do echo hi >/dev/udp/127.0.0.3/10; done  # no longer dropped
+"$oracle" map-edit add disc3
+"$oracle" map-edit add ssh
+"$oracle" map-edit add low
+nft list map inet portier output/m4 | grep -q '127.0.0.3 . 9-10 counter packets 0 bytes 0 comment "disc3" : drop' ||
+  { nft list map inet portier output/m4 >&2; echo "disc3 not back with its comment and a fresh counter" >&2; exit 1; }
+nft list map inet portier input/m3 | grep -q '22 counter packets 0 bytes 0 comment "ssh" : accept' ||
+  { nft list map inet portier input/m3 >&2; echo "ssh not back with its comment and a fresh counter" >&2; exit 1; }
+echo hi >/dev/udp/127.0.0.3/10 2>/dev/null && { echo "disc3 does not drop again" >&2; exit 1; }
+[[ $("$oracle" counters portier output/m4 | grep disc3) == $'output/m4\tdisc3\t1\t31' ]] ||
+  { "$oracle" counters portier output/m4 >&2; echo "disc3 did not count its drop" >&2; exit 1; }
+# After the round trip the table lists as a fresh load of maps.nft but for the counters.
+nft list table inet portier | sed 's/counter packets [0-9]* bytes [0-9]*/counter/g' >"$dir/maps.after"
+sed 's/counter packets [0-9]* bytes [0-9]*/counter/g' "$dir/maps.cli" >"$dir/maps.expected"
+diff -u "$dir/maps.expected" "$dir/maps.after" >&2 || { echo "the map edits changed more than counters" >&2; exit 1; }
+
+# A refused edit names the map; an unknown map in read_counters() too.
+"$oracle" apply basic
+if "$oracle" map-edit remove r1 2>"$dir/map-error"; then echo "edit of a missing map succeeded" >&2; exit 1; fi
+expected='portier_oracle: kernel refused deletion of elements of map input/m1: No such file or directory'
+[[ $(cat "$dir/map-error") == "$expected" ]] || { echo "unexpected error text: $(cat "$dir/map-error")" >&2; exit 1; }
+if "$oracle" counters portier input/m1 2>"$dir/map-error"; then echo "counters of a missing map" >&2; exit 1; fi
+[[ $(cat "$dir/map-error") == 'portier_oracle: table inet portier has no map input/m1' ]] ||
+  { echo "unexpected error text: $(cat "$dir/map-error")" >&2; exit 1; }
+SCRIPT
+log "maps: edit_map() removes and restores elements with comment and counter; element counters count packets"

@@ -16,11 +16,15 @@ RULES=1500
 POLICY="$WORKDIR/policy.toml"
 {
   printf '[policy]\ninput = "reject"\n'
+  # Blocks of 50: plain rules (one shape, so they merge into a map) and logged ones
+  # (they stay rules, 2 kernel rules each, and make the chain long enough for parts).
   for ((i = 0; i < RULES; i++)); do
     action=accept
     ((i % 10 == 9)) && action=drop
-    printf '[[rule]]\nname = "r%04d"\nprotocols = "tcp"\nports = [%d]\nfrom = "%s"\naction = "%s"\n' \
-      "$i" $((20000 + i)) "$PEER_IP" "$action"
+    log=false
+    (((i / 50) % 2 == 1)) && log=true
+    printf '[[rule]]\nname = "r%04d"\nprotocols = "tcp"\nports = [%d]\nfrom = "%s"\naction = "%s"\nlog = %s\n' \
+      "$i" $((20000 + i)) "$PEER_IP" "$action" "$log"
   done
 } >"$POLICY"
 
@@ -28,7 +32,9 @@ start_portierd "$HOST_NS" "$POLICY"
 listing=$(nft_table "$HOST_NS")
 grep -q 'jump input/1' <<<"$listing" || fail "a $RULES-rule input chain was not cut into parts: $(head -20 <<<"$listing")"
 parts=$(grep -c '^	chain input/' <<<"$listing")
-log "the input chain is in $parts parts"
+maps=$(grep -c '^	map input' <<<"$listing")
+((maps == 15)) || fail "expected the 15 blocks of plain rules as 15 maps, found $maps"
+log "the input chain is in $parts parts, with $maps maps of merged rules"
 
 # kernel_equals_rendering WHAT: the kernel's table (counters and owner left out) equals
 # what nft itself makes of portierd's rendering of its current state.
@@ -67,13 +73,16 @@ for round in 1 2 3; do
   log "ok: round $round: the kernel holds exactly the rendering, every toggled rule as toggled"
 done
 
-# Real traffic through a rule deep in the chain (part 3 of the input chain).
-port=$((20000 + 700))
-pctl enable r0700
-assert_arrives "$PEER_NS" "$HOST_NS" "$HOST_IP" tcp "$port" "r0700 enabled"
-pctl disable r0700
-assert_refused "$PEER_NS" "$HOST_NS" "$HOST_IP" "$port" "r0700 disabled: the default rejects"
-pctl enable r0700
-assert_arrives "$PEER_NS" "$HOST_NS" "$HOST_IP" tcp "$port" "r0700 enabled again"
+# Real traffic through a rule deep in the chain: r0700 is an element of a map, r0760 a
+# logged rule in a later part of the input chain.
+for name in r0700 r0760; do
+  port=$((20000 + 10#${name#r}))
+  pctl enable "$name"
+  assert_arrives "$PEER_NS" "$HOST_NS" "$HOST_IP" tcp "$port" "$name enabled"
+  pctl disable "$name"
+  assert_refused "$PEER_NS" "$HOST_NS" "$HOST_IP" "$port" "$name disabled: the default rejects"
+  pctl enable "$name"
+  assert_arrives "$PEER_NS" "$HOST_NS" "$HOST_IP" tcp "$port" "$name enabled again"
+done
 kernel_equals_rendering "after the traffic checks"
-DONE_MESSAGE="PASS ($RULES rules in $parts parts, 75 random toggles)"
+DONE_MESSAGE="PASS ($RULES rules: $maps maps and $parts parts, 75 random toggles)"

@@ -162,7 +162,7 @@ void send_udp(std::uint16_t port, int count) {
 
 std::uint64_t packets_of(NetlinkKernel& kernel, const std::string& chain,
                          const std::string& comment) {
-  for (const RuleCounter& counter : kernel.read_counters("portier")) {
+  for (const RuleCounter& counter : kernel.read_counters("portier", {})) {
     if (counter.chain == chain && counter.comment == comment) return counter.packets;
   }
   throw std::runtime_error("no counter for rule " + comment);

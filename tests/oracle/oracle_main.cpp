@@ -5,7 +5,10 @@
 //                                     after the other on one socket); then runs the shell
 //                                     command CMD while the socket still lives (an owned
 //                                     table disappears with it)
-//   portier_oracle counters TABLE     NetlinkKernel::read_counters(), one rule per line
+//   portier_oracle counters TABLE [MAP...]  NetlinkKernel::read_counters(), one rule (then
+//                                     one map element) per line
+//   portier_oracle map-edit add|remove ELEMENT  NetlinkKernel::edit_map() of the element
+//                                     with that comment in the `maps` case
 //   portier_oracle exists TABLE       exit status 0 if the table exists, 1 if not
 //   portier_oracle time CASE          how long encode_replace_batch(CASE) takes
 //   portier_oracle dump CASE          encode_replace_batch(CASE, 0) as libmnl prints it,
@@ -487,6 +490,70 @@ Ruleset counted() {
   return r;
 }
 
+Verdict map_lookup(std::string map, std::vector<KeyField> key) {
+  Verdict v = verdict(VerdictKind::map_lookup);
+  v.map = std::move(map);
+  v.map_key = std::move(key);
+  return v;
+}
+
+AddressRange port_range(std::uint16_t first, std::uint16_t last) {
+  return {port_element(first), port_element(last)};
+}
+
+// RuleMaps as merge_rules would make them, by hand: a concatenation of an IPv4 address
+// and a port (a prefix, a port range), one of an IPv6 address and a source port, and a
+// single port field (an rbtree map, its elements out of order, two of them adjacent:
+// the end of one and the start of the next share a key), after a named set so
+// that the map ids count on from the sets'. tests/oracle/maps.nft is its nft text.
+Ruleset maps() {
+  Ruleset r;
+  r.sets.push_back(NamedSet{"blocklist",
+                            SetKey::ipv4_addr,
+                            true,
+                            false,
+                            false,
+                            std::nullopt,
+                            std::nullopt,
+                            {range("192.0.2.0", "192.0.2.255")}});
+  r.maps.push_back(
+      RuleMap{"input/m1",
+              {KeyField::ip_saddr, KeyField::dport},
+              {{{single("10.0.0.1"), port_range(22, 22)}, VerdictKind::accept, "r1"},
+               {{range("10.1.0.0", "10.1.0.255"), port_range(80, 90)}, VerdictKind::drop, "r2"}}});
+  r.maps.push_back(
+      RuleMap{"input/m2",
+              {KeyField::ip6_daddr, KeyField::sport},
+              {{{single("fd00::1"), port_range(1024, 65535)}, VerdictKind::accept, "a"},
+               {{range("fd00::", "fd00::ffff:ffff:ffff:ffff"), port_range(53, 53)},
+                VerdictKind::drop,
+                "b"}}});
+  r.maps.push_back(RuleMap{"input/m3",
+                           {KeyField::dport},
+                           {{{port_range(22, 22)}, VerdictKind::accept, "ssh"},
+                            {{port_range(80, 90)}, VerdictKind::drop, "web"},
+                            {{port_range(60000, 65535)}, VerdictKind::accept, "high"},
+                            {{port_range(0, 5)}, VerdictKind::drop, "low"},
+                            {{port_range(6, 10)}, VerdictKind::accept, "next-to-low"}}});
+  r.maps.push_back(
+      RuleMap{"output/m4",
+              {KeyField::ip_daddr, KeyField::dport},
+              {{{single("127.0.0.2"), port_range(9, 9)}, VerdictKind::accept, "disc2"},
+               {{single("127.0.0.3"), port_range(9, 10)}, VerdictKind::drop, "disc3"}}});
+  r.chains.push_back(base_chain(
+      "input", Hook::input, 10, true,
+      {rule({AddressInSet{Family::ipv4, false, "blocklist"}}, drop(), "blocked"),
+       rule({tcp()}, map_lookup("input/m1", {KeyField::ip_saddr, KeyField::dport}),
+            "merged r1 to r2"),
+       rule({tcp_udp()}, map_lookup("input/m2", {KeyField::ip6_daddr, KeyField::sport}),
+            "merged a to b"),
+       rule({tcp_udp()}, map_lookup("input/m3", {KeyField::dport}), "merged ssh to low", true)}));
+  r.chains.push_back(base_chain(
+      "output", Hook::output, 0, true,
+      {rule({udp()}, map_lookup("output/m4", {KeyField::ip_daddr, KeyField::dport}), "discard")}));
+  return r;
+}
+
 const std::map<std::string, std::function<Ruleset()>>& cases() {
   static const std::map<std::string, std::function<Ruleset()>> all = {
       {"basic", basic},
@@ -509,6 +576,7 @@ const std::map<std::string, std::function<Ruleset()>>& cases() {
       {"owner", owned},
       {"persist", persistent},
       {"big-named-set", big_named_set},
+      {"maps", maps},
       {"million", [] { return prefixes(1000000); }},
   };
   return all;
@@ -563,13 +631,31 @@ int run(int argc, char** argv) {
   if (command == "time-edits") {
     return portier::oracle::run_time_edits(std::vector<std::string>(argv + 2, argv + argc));
   }
-  if (command == "counters" && argc == 3) {
+  if (command == "counters" && argc >= 3) {
     portier::NetlinkKernel kernel;
-    for (const auto& counter : kernel.read_counters(argument)) {
+    const std::vector<std::string> maps(argv + 3, argv + argc);
+    for (const auto& counter : kernel.read_counters(argument, maps)) {
       std::cout << counter.chain << '\t' << counter.comment << '\t' << counter.packets << '\t'
                 << counter.bytes << '\n';
     }
     return 0;
+  }
+  if (command == "map-edit" && argc == 4) {
+    // Takes out (remove) or puts back (add) the element named ELEMENT of a map of the
+    // `maps` case, as the daemon toggles a merged rule.
+    const Ruleset ruleset = maps();
+    const std::string element = argv[3];
+    for (const RuleMap& map : ruleset.maps) {
+      for (const MapElement& e : map.elements) {
+        if (e.comment != element) continue;
+        portier::MapEdit edit{map.name, map.key, {}, {}};
+        (argument == "add" ? edit.add : edit.remove).push_back(e);
+        portier::NetlinkKernel kernel;
+        kernel.edit_map(ruleset.table, edit);
+        return 0;
+      }
+    }
+    throw std::invalid_argument("no map element " + element + " in the maps case");
   }
   if (command == "time" && argc == 3) {
     // Building the IR is not the encoder's work: time encode_replace_batch() alone.
@@ -585,7 +671,8 @@ int run(int argc, char** argv) {
     portier::NetlinkKernel kernel;
     return kernel.table_exists(argument) ? 0 : 1;
   }
-  std::cerr << "usage: portier_oracle cases | render CASE | apply CASE [CMD] | counters TABLE | "
+  std::cerr << "usage: portier_oracle cases | render CASE | apply CASE [CMD] | counters TABLE "
+               "[MAP...] | map-edit add|remove ELEMENT | "
                "exists TABLE | dump CASE | time CASE | handles CASE | edits DIR | watch | "
                "time-edits [N...]\n";
   return 2;

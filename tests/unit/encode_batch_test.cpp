@@ -1014,7 +1014,8 @@ TEST_CASE("encode_edit_batch: insertions by position, then removals by handle") 
       {"svc", 0, &svc},        // another chain: at its start again
   };
   const std::vector<portier::RuleRemoval> removals = {{"input", 7}, {"svc", 9}};
-  const auto batch = portier::encode_edit_batch("portier", loaded.sets, removals, insertions, 100);
+  const auto batch =
+      portier::encode_edit_batch("portier", loaded.sets, {}, removals, insertions, {}, 100);
   const auto messages = split(batch);
   const std::vector<std::uint16_t> expected_types = {
       NFNL_MSG_BATCH_BEGIN, nft(NFT_MSG_NEWRULE), nft(NFT_MSG_NEWSET),  nft(NFT_MSG_NEWSETELEM),
@@ -1079,15 +1080,16 @@ TEST_CASE("encode_edit_batch: insertions by position, then removals by handle") 
 TEST_CASE("encode_edit_batch: refuses what it cannot send") {
   const Rule lookup = make_rule({AddressInSet{Family::ipv4, false, "nope"}}, VerdictKind::drop);
   const std::vector<portier::RuleInsertion> insertion = {{"input", 0, &lookup}};
-  CHECK_THROWS_WITH_AS(portier::encode_edit_batch("portier", {}, {}, insertion, 1),
+  CHECK_THROWS_WITH_AS(portier::encode_edit_batch("portier", {}, {}, {}, insertion, {}, 1),
                        "no set named 'nope' in the table", std::invalid_argument);
   const std::vector<portier::RuleRemoval> no_handle = {{"input", 0}};
-  CHECK_THROWS_WITH_AS(portier::encode_edit_batch("portier", {}, no_handle, {}, 1),
+  CHECK_THROWS_WITH_AS(portier::encode_edit_batch("portier", {}, {}, no_handle, {}, {}, 1),
                        "rule removal without a handle", std::invalid_argument);
   const std::vector<portier::RuleInsertion> no_rule = {{"input", 0, nullptr}};
-  CHECK_THROWS_AS(portier::encode_edit_batch("portier", {}, {}, no_rule, 1), std::invalid_argument);
+  CHECK_THROWS_AS(portier::encode_edit_batch("portier", {}, {}, {}, no_rule, {}, 1),
+                  std::invalid_argument);
   // Nothing to do is an empty transaction.
-  const auto empty = portier::encode_edit_batch("portier", {}, {}, {}, 1);
+  const auto empty = portier::encode_edit_batch("portier", {}, {}, {}, {}, {}, 1);
   CHECK(split(empty).size() == 2);
   CHECK(empty.rule_seqs.empty());
 }
@@ -1175,4 +1177,378 @@ TEST_CASE("encode_set_edit_batch: refuses elements the set cannot hold") {
   CHECK_THROWS_WITH_AS(
       portier::encode_set_edit_batch("portier", {"block", SetKey::ipv4_addr, true, one, {}, 0}, 1),
       "set block: timeout must be at least 1 second", std::invalid_argument);
+}
+
+namespace {
+
+// One element of a RuleMap as sent: key and key end as hex, the interval end flag, the
+// verdict code (-1: no data) and the userdata.
+struct SentMapElement {
+  std::string key;
+  std::string key_end;
+  bool interval_end = false;
+  std::int64_t verdict = -1;
+  std::vector<std::uint8_t> udata;
+  friend bool operator==(const SentMapElement&, const SentMapElement&) = default;
+};
+
+std::string hex(const nlattr* value) {
+  static const char* kHex = "0123456789abcdef";
+  std::string text;
+  const auto* bytes = static_cast<const std::uint8_t*>(mnl_attr_get_payload(value));
+  for (std::uint16_t i = 0; i < mnl_attr_get_payload_len(value); ++i) {
+    text += kHex[bytes[i] >> 4];
+    text += kHex[bytes[i] & 15];
+  }
+  return text;
+}
+
+std::vector<SentMapElement> map_elements_of(const nlmsghdr* nlh) {
+  std::vector<SentMapElement> elements;
+  mnl_attr_parse(
+      nlh, sizeof(nfgenmsg),
+      [](const nlattr* attr, void* data) {
+        if (mnl_attr_get_type(attr) != NFTA_SET_ELEM_LIST_ELEMENTS) return MNL_CB_OK;
+        auto* out = static_cast<std::vector<SentMapElement>*>(data);
+        for (const nlattr* element : nested(attr)) {
+          SentMapElement sent;
+          for (const nlattr* field : nested(element)) {
+            switch (mnl_attr_get_type(field)) {
+              case NFTA_SET_ELEM_KEY:
+                sent.key = hex(nested(field).at(0));
+                break;
+              case NFTA_SET_ELEM_KEY_END:
+                sent.key_end = hex(nested(field).at(0));
+                break;
+              case NFTA_SET_ELEM_FLAGS:
+                sent.interval_end =
+                    (ntohl(mnl_attr_get_u32(field)) & NFT_SET_ELEM_INTERVAL_END) != 0;
+                break;
+              case NFTA_SET_ELEM_DATA:
+                for (const nlattr* part : nested(nested(field).at(0))) {
+                  if (mnl_attr_get_type(part) == NFTA_VERDICT_CODE)
+                    sent.verdict = static_cast<std::int32_t>(ntohl(mnl_attr_get_u32(part)));
+                }
+                break;
+              case NFTA_SET_ELEM_USERDATA:
+                sent.udata = bytes_of(mnl_attr_get_payload(field),
+                                      static_cast<std::uint32_t>(mnl_attr_get_payload_len(field)));
+                break;
+            }
+          }
+          out->push_back(sent);
+        }
+        return MNL_CB_OK;
+      },
+      &elements);
+  return elements;
+}
+
+// {NFTNL_UDATA_SET_ELEM_COMMENT, length with the NUL, text, NUL}
+std::vector<std::uint8_t> comment_udata(const std::string& text) {
+  std::vector<std::uint8_t> udata(text.size() + 3, 0);
+  udata[1] = static_cast<std::uint8_t>(text.size() + 1);
+  for (std::size_t i = 0; i < text.size(); ++i) udata[i + 2] = static_cast<std::uint8_t>(text[i]);
+  return udata;
+}
+
+AddressRange ports(std::uint16_t first, std::uint16_t last) {
+  return {port_element(first), port_element(last)};
+}
+
+Verdict lookup_of(std::string map, std::vector<KeyField> key) {
+  Verdict verdict;
+  verdict.kind = VerdictKind::map_lookup;
+  verdict.map = std::move(map);
+  verdict.map_key = std::move(key);
+  return verdict;
+}
+
+// The maps of the brief's example, after a named set: m1 is `ip saddr . tcp dport`, m2
+// `ip6 daddr . th sport`, m3 a single `th dport` field.
+Ruleset merged_ruleset() {
+  Ruleset ruleset;
+  ruleset.sets.push_back(NamedSet{"block",
+                                  SetKey::ipv4_addr,
+                                  true,
+                                  false,
+                                  false,
+                                  std::nullopt,
+                                  std::nullopt,
+                                  {span("192.0.2.0", "192.0.2.255")}});
+  ruleset.maps.push_back(
+      RuleMap{"input/m1",
+              {KeyField::ip_saddr, KeyField::dport},
+              {{{span("10.0.0.1", "10.0.0.1"), ports(22, 22)}, VerdictKind::accept, "r1"},
+               {{span("10.1.0.0", "10.1.0.255"), ports(80, 90)}, VerdictKind::drop, "r2"}}});
+  ruleset.maps.push_back(
+      RuleMap{"input/m2",
+              {KeyField::ip6_daddr, KeyField::sport},
+              {{{span("fd00::1", "fd00::1"), ports(1024, 65535)}, VerdictKind::accept, "a"}}});
+  ruleset.maps.push_back(RuleMap{"input/m3",
+                                 {KeyField::dport},
+                                 {{{ports(80, 90)}, VerdictKind::drop, "web"},
+                                  {{ports(60000, 65535)}, VerdictKind::accept, "hi"},
+                                  {{ports(22, 22)}, VerdictKind::accept, "ssh"}}});
+  Rule m1 = make_rule({L4ProtoIn{{L4Proto::tcp}}}, VerdictKind::map_lookup, "merged r1 to r2");
+  m1.verdict = lookup_of("input/m1", {KeyField::ip_saddr, KeyField::dport});
+  Rule m2 = make_rule({L4ProtoIn{{L4Proto::tcp, L4Proto::udp}}}, VerdictKind::map_lookup);
+  m2.verdict = lookup_of("input/m2", {KeyField::ip6_daddr, KeyField::sport});
+  Rule m3 = make_rule({L4ProtoIn{{L4Proto::tcp, L4Proto::udp}}}, VerdictKind::map_lookup);
+  m3.verdict = lookup_of("input/m3", {KeyField::dport});
+  ruleset.chains.push_back(Chain{"input", BaseChain{}, {m1, m2, m3}});
+  return ruleset;
+}
+
+// Each expression of a rule with the registers and offsets that tell a lookup apart.
+std::vector<std::string> expression_details(const nlmsghdr* nlh) {
+  const auto rule = parse_rule(nlh);
+  std::vector<std::string> details;
+  nftnl_expr_foreach(
+      rule.get(),
+      [](nftnl_expr* e, void* out) {
+        const std::string name = nftnl_expr_get_str(e, NFTNL_EXPR_NAME);
+        std::string text = name;
+        auto u32 = [e](std::uint16_t attr) { return std::to_string(nftnl_expr_get_u32(e, attr)); };
+        if (name == "payload") {
+          text += " base " + u32(NFTNL_EXPR_PAYLOAD_BASE) + " +" + u32(NFTNL_EXPR_PAYLOAD_OFFSET) +
+                  " " + u32(NFTNL_EXPR_PAYLOAD_LEN) + "b => reg " + u32(NFTNL_EXPR_PAYLOAD_DREG);
+        } else if (name == "meta") {
+          text += " key " + u32(NFTNL_EXPR_META_KEY);
+        } else if (name == "lookup") {
+          text += " reg " + u32(NFTNL_EXPR_LOOKUP_SREG) + " set " +
+                  nftnl_expr_get_str(e, NFTNL_EXPR_LOOKUP_SET) + " id " +
+                  u32(NFTNL_EXPR_LOOKUP_SET_ID);
+          if (nftnl_expr_is_set(e, NFTNL_EXPR_LOOKUP_DREG))
+            text += " dreg " + u32(NFTNL_EXPR_LOOKUP_DREG);
+        }
+        static_cast<std::vector<std::string>*>(out)->push_back(text);
+        return 0;
+      },
+      &details);
+  return details;
+}
+
+}  // namespace
+
+TEST_CASE("encode_replace_batch: RuleMaps after the named sets, as nft declares them") {
+  const auto batch = portier::encode_replace_batch(merged_ruleset(), 1);
+  const auto messages = split(batch);
+  // begin, 3 table, chain, set + elements, 3 maps + elements, rule, 2 x (set, elements, rule), end
+  const auto sets = of_type(messages, NFT_MSG_NEWSET);
+  REQUIRE(sets.size() == 6);
+  REQUIRE(messages.size() == 21);
+  CHECK(messages[7].type == nft(NFT_MSG_NEWSET));
+  CHECK(batch.messages[7].what == "map input/m1");
+  CHECK(batch.messages[8].what == "elements of map input/m1");
+
+  const auto m1 = parse_set(sets[1].nlh);
+  CHECK(std::string(nftnl_set_get_str(m1.get(), NFTNL_SET_NAME)) == "input/m1");
+  CHECK(nftnl_set_get_u32(m1.get(), NFTNL_SET_ID) == 2);  // after the set `block`
+  CHECK(nftnl_set_get_u32(m1.get(), NFTNL_SET_FLAGS) ==
+        (NFT_SET_INTERVAL | NFT_SET_MAP | NFT_SET_CONCAT));
+  CHECK(nftnl_set_get_u32(m1.get(), NFTNL_SET_KEY_TYPE) == (7u << 6 | 13u));
+  CHECK(nftnl_set_get_u32(m1.get(), NFTNL_SET_KEY_LEN) == 8);  // the port padded to 4 bytes
+  CHECK(nftnl_set_get_u32(m1.get(), NFTNL_SET_DATA_TYPE) == NFT_DATA_VERDICT);
+  CHECK(nftnl_set_get_u32(m1.get(), NFTNL_SET_DATA_LEN) == 0);
+  CHECK_FALSE(nftnl_set_is_set(m1.get(), NFTNL_SET_DESC_SIZE));
+  std::uint32_t len = 0;
+  const void* concat = nftnl_set_get_data(m1.get(), NFTNL_SET_DESC_CONCAT, &len);
+  REQUIRE(concat != nullptr);
+  CHECK(static_cast<const std::uint8_t*>(concat)[0] == 4);
+  CHECK(static_cast<const std::uint8_t*>(concat)[1] == 2);
+  // Key and data byte order 0, typeof an empty concat expression, data not intervals.
+  const void* udata = nftnl_set_get_data(m1.get(), NFTNL_SET_USERDATA, &len);
+  CHECK(bytes_of(udata, len) == std::vector<std::uint8_t>{0, 4, 0, 0, 0, 0, 1,  4, 0, 0,
+                                                          0, 0, 3, 8, 0, 4, 13, 0, 0, 0,
+                                                          1, 0, 6, 4, 0, 0, 0,  0});
+  // The set's counter expression: NFTA_SET_EXPR { name "counter", data {} }.
+  std::string expression;
+  mnl_attr_parse(
+      sets[1].nlh, sizeof(nfgenmsg),
+      [](const nlattr* attr, void* data) {
+        if (mnl_attr_get_type(attr) != NFTA_SET_EXPR) return MNL_CB_OK;
+        for (const nlattr* part : nested(attr)) {
+          if (mnl_attr_get_type(part) == NFTA_EXPR_NAME)
+            *static_cast<std::string*>(data) = mnl_attr_get_str(part);
+        }
+        return MNL_CB_OK;
+      },
+      &expression);
+  CHECK(expression == "counter");
+
+  // pipapo elements in the map's order: key and key end, the verdict, the comment.
+  CHECK(map_elements_of(messages[8].nlh) ==
+        std::vector<SentMapElement>{
+            {"0a00000100160000", "0a00000100160000", false, NF_ACCEPT, comment_udata("r1")},
+            {"0a01000000500000", "0a0100ff005a0000", false, NF_DROP, comment_udata("r2")}});
+  CHECK(map_elements_of(messages[10].nlh) ==
+        std::vector<SentMapElement>{{"fd000000000000000000000000000001"
+                                     "04000000",
+                                     "fd000000000000000000000000000001"
+                                     "ffff0000",
+                                     false, NF_ACCEPT, comment_udata("a")}});
+
+  // One field: an rbtree map, sorted, its ranges as boundaries (the open end marked after
+  // the comment), no concatenation.
+  const auto m3 = parse_set(sets[3].nlh);
+  CHECK(nftnl_set_get_u32(m3.get(), NFTNL_SET_ID) == 4);
+  CHECK(nftnl_set_get_u32(m3.get(), NFTNL_SET_FLAGS) == (NFT_SET_INTERVAL | NFT_SET_MAP));
+  CHECK(nftnl_set_get_u32(m3.get(), NFTNL_SET_KEY_TYPE) == 13);
+  CHECK(nftnl_set_get_u32(m3.get(), NFTNL_SET_KEY_LEN) == 2);
+  CHECK_FALSE(nftnl_set_is_set(m3.get(), NFTNL_SET_DESC_CONCAT));
+  udata = nftnl_set_get_data(m3.get(), NFTNL_SET_USERDATA, &len);
+  CHECK(bytes_of(udata, len) ==
+        std::vector<std::uint8_t>{0, 4, 2, 0, 0, 0, 1, 4, 0, 0, 0, 0, 6, 4, 0, 0, 0, 0});
+  std::vector<std::uint8_t> open = comment_udata("hi");
+  open.insert(open.end(), {1, 4, 1, 0, 0, 0});
+  CHECK(map_elements_of(messages[12].nlh) ==
+        std::vector<SentMapElement>{{"0000", "", true, -1, {}},
+                                    {"0016", "", false, NF_ACCEPT, comment_udata("ssh")},
+                                    {"0017", "", true, -1, {}},
+                                    {"0050", "", false, NF_DROP, comment_udata("web")},
+                                    {"005b", "", true, -1, {}},
+                                    {"ea60", "", false, NF_ACCEPT, open}});
+
+  // The rules: dependencies first, then the key fields in consecutive 32-bit registers
+  // (named by their 128-bit number where one starts), then the lookup into the verdict.
+  CHECK(expression_details(messages[13].nlh) ==
+        Names{"meta key " + std::to_string(NFT_META_L4PROTO), "cmp",
+              "meta key " + std::to_string(NFT_META_NFPROTO), "cmp",
+              "payload base 1 +12 4b => reg 1", "payload base 2 +2 2b => reg 9",
+              "lookup reg 1 set input/m1 id 2 dreg 0"});
+  CHECK(batch.messages[13].what == "rule \"merged r1 to r2\" in chain input");
+  // The anonymous protocol sets count on after the maps.
+  CHECK(nftnl_set_get_u32(parse_set(messages[14].nlh).get(), NFTNL_SET_ID) == 5);
+  CHECK(expression_details(messages[16].nlh) ==
+        Names{"meta key " + std::to_string(NFT_META_L4PROTO), "lookup reg 1 set __set%d id 5",
+              "meta key " + std::to_string(NFT_META_NFPROTO), "cmp",
+              "payload base 1 +24 16b => reg 1", "payload base 2 +0 2b => reg 2",
+              "lookup reg 1 set input/m2 id 3 dreg 0"});
+  CHECK(expression_details(messages[19].nlh) ==
+        Names{"meta key " + std::to_string(NFT_META_L4PROTO), "lookup reg 1 set __set%d id 6",
+              "payload base 2 +2 2b => reg 1", "lookup reg 1 set input/m3 id 4 dreg 0"});
+}
+
+TEST_CASE("encode_replace_batch: port before address, and two addresses, in registers") {
+  Ruleset ruleset;
+  ruleset.maps.push_back(RuleMap{"m", {KeyField::sport, KeyField::ip6_saddr, KeyField::dport}, {}});
+  ruleset.maps.push_back(RuleMap{"n", {KeyField::ip_saddr, KeyField::ip_daddr}, {}});
+  Rule m = make_rule({L4ProtoIn{{L4Proto::udp}}}, VerdictKind::map_lookup);
+  m.verdict = lookup_of("m", ruleset.maps[0].key);
+  Rule n = make_rule({NfProto{Family::ipv4}}, VerdictKind::map_lookup);
+  n.verdict = lookup_of("n", ruleset.maps[1].key);
+  ruleset.chains.push_back(Chain{"input", BaseChain{}, {m, n}});
+  const auto batch = portier::encode_replace_batch(ruleset, 1);
+  const auto messages = split(batch);
+  const auto rules = of_type(messages, NFT_MSG_NEWRULE);
+  REQUIRE(rules.size() == 2);
+  CHECK(nftnl_set_get_u32(parse_set(of_type(messages, NFT_MSG_NEWSET)[0].nlh).get(),
+                          NFTNL_SET_KEY_TYPE) == ((13u << 6 | 8u) << 6 | 13u));
+  CHECK(expression_details(rules[0].nlh) ==
+        Names{"meta key " + std::to_string(NFT_META_L4PROTO), "cmp",
+              "meta key " + std::to_string(NFT_META_NFPROTO), "cmp",
+              "payload base 2 +0 2b => reg 1", "payload base 1 +8 16b => reg 9",
+              "payload base 2 +2 2b => reg 13", "lookup reg 1 set m id 1 dreg 0"});
+  // `meta nfproto ipv4` already stands in the rule: no second dependency.
+  CHECK(expression_details(rules[1].nlh) == Names{"meta key " + std::to_string(NFT_META_NFPROTO),
+                                                  "cmp", "payload base 1 +12 4b => reg 1",
+                                                  "payload base 1 +16 4b => reg 9",
+                                                  "lookup reg 1 set n id 2 dreg 0"});
+}
+
+TEST_CASE("encode_map_edit_batch: removals by key, then additions with verdict and comment") {
+  const std::vector<MapElement> add = {
+      {{span("10.0.0.1", "10.0.0.1"), ports(22, 22)}, VerdictKind::accept, "r1"}};
+  const std::vector<MapElement> remove = {
+      {{span("10.1.0.0", "10.1.0.255"), ports(80, 90)}, VerdictKind::drop, "r2"}};
+  const portier::MapElementChange change{
+      "input/m1", {KeyField::ip_saddr, KeyField::dport}, add, remove};
+  const auto batch = portier::encode_map_edit_batch("portier", change, 10);
+  const auto messages = split(batch);
+  REQUIRE(messages.size() == 4);
+  CHECK(messages[1].type == nft(NFT_MSG_DELSETELEM));
+  CHECK(messages[2].type == nft(NFT_MSG_NEWSETELEM));
+  CHECK((messages[2].flags & NLM_F_CREATE) != 0);
+  CHECK(batch.messages[1].what == "deletion of elements of map input/m1");
+  CHECK(batch.messages[2].what == "elements of map input/m1");
+  const auto removed = element_list_of(messages[1].nlh);
+  CHECK(removed.set == "input/m1");
+  CHECK_FALSE(removed.has_set_id);
+  CHECK(map_elements_of(messages[1].nlh) ==
+        std::vector<SentMapElement>{{"0a01000000500000", "0a0100ff005a0000", false, -1, {}}});
+  CHECK_FALSE(element_list_of(messages[2].nlh).has_set_id);
+  CHECK(map_elements_of(messages[2].nlh) ==
+        std::vector<SentMapElement>{
+            {"0a00000100160000", "0a00000100160000", false, NF_ACCEPT, comment_udata("r1")}});
+
+  // One field: boundaries without the leading end element at zero.
+  const std::vector<MapElement> web = {{{ports(80, 90)}, VerdictKind::drop, "web"}};
+  const auto single = split(
+      portier::encode_map_edit_batch("portier", {"input/m3", {KeyField::dport}, web, web}, 1));
+  REQUIRE(single.size() == 4);
+  CHECK(map_elements_of(single[1].nlh) ==
+        std::vector<SentMapElement>{{"0050", "", false, -1, {}}, {"005b", "", true, -1, {}}});
+  CHECK(map_elements_of(single[2].nlh) ==
+        std::vector<SentMapElement>{{"0050", "", false, NF_DROP, comment_udata("web")},
+                                    {"005b", "", true, -1, {}}});
+  CHECK(split(portier::encode_map_edit_batch("portier", {"input/m3", {KeyField::dport}, {}, {}}, 1))
+            .size() == 2);
+}
+
+TEST_CASE("RuleMaps: refuses what the kernel could not hold") {
+  auto with_map = [](RuleMap map) {
+    Ruleset ruleset = merged_ruleset();
+    ruleset.maps.push_back(std::move(map));
+    return ruleset;
+  };
+  CHECK_THROWS_WITH_AS(portier::encode_replace_batch(with_map({"block", {KeyField::dport}, {}}), 1),
+                       "two sets or maps named 'block'", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(portier::encode_replace_batch(
+                           with_map({"x", {KeyField::ip_saddr, KeyField::ip6_daddr}, {}}), 1),
+                       "map x has a key of both IPv4 and IPv6 addresses", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(portier::encode_replace_batch(with_map({"x", {}, {}}), 1),
+                       "map x has no key", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      portier::encode_replace_batch(
+          with_map({"x", {KeyField::dport}, {{{ports(1, 1)}, VerdictKind::jump, "j"}}}), 1),
+      "an element of map x must accept or drop", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      portier::encode_replace_batch(
+          with_map(
+              {"x", {KeyField::ip_saddr}, {{{span("fd00::1", "fd00::1")}, VerdictKind::drop, ""}}}),
+          1),
+      "map x: ip saddr holds an address of the other family", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      portier::encode_replace_batch(
+          with_map({"x", {KeyField::dport}, {{{ports(9, 8)}, VerdictKind::drop, ""}}}), 1),
+      "map x: dport holds a reversed range", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      portier::encode_replace_batch(
+          with_map(
+              {"x", {KeyField::dport, KeyField::sport}, {{{ports(1, 1)}, VerdictKind::drop, ""}}}),
+          1),
+      "an element of map x does not have 2 key fields", std::invalid_argument);
+
+  Ruleset missing = merged_ruleset();
+  missing.chains[0].rules[0].verdict.map = "input/none";
+  CHECK_THROWS_WITH_AS(portier::encode_replace_batch(missing, 1),
+                       "no map named 'input/none' in the table", std::invalid_argument);
+  Ruleset other_key = merged_ruleset();
+  other_key.chains[0].rules[0].verdict.map_key = {KeyField::ip_daddr, KeyField::dport};
+  CHECK_THROWS_WITH_AS(portier::encode_replace_batch(other_key, 1),
+                       "the lookup of map input/m1 does not load the map's key fields",
+                       std::invalid_argument);
+  // An edit inserting a lookup needs the map's declaration.
+  const Rule lookup = merged_ruleset().chains[0].rules[0];
+  const std::vector<portier::RuleInsertion> insertion = {{"input", 0, &lookup}};
+  CHECK_THROWS_WITH_AS(portier::encode_edit_batch("portier", {}, {}, {}, insertion, {}, 1),
+                       "no map named 'input/m1' in the table", std::invalid_argument);
+  const Ruleset loaded = merged_ruleset();
+  const Rule copy = loaded.chains[0].rules[0];
+  const std::vector<portier::RuleInsertion> insert_copy = {{"input", 0, &copy}};
+  CHECK(of_type(split(portier::encode_edit_batch("portier", loaded.sets, loaded.maps, {},
+                                                 insert_copy, {}, 1)),
+                NFT_MSG_NEWRULE)
+            .size() == 1);
 }
