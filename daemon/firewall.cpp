@@ -238,10 +238,10 @@ void Firewall::edit_rules(const std::set<std::string, std::less<>>& disabled) {
     std::uint64_t after = 0;
     std::vector<std::size_t> group;
     auto flush = [&] {
-      // Inserted after the same rule, the last goes in first to end up last.
-      for (auto it = group.rbegin(); it != group.rend(); ++it) {
-        edit.inserts.push_back({chain.name, after, chain.rules[*it]});
-        inserted.push_back({c, *it});
+      // Inserts after the same rule keep their order (TableEdit, encode_edit_batch).
+      for (std::size_t r : group) {
+        edit.inserts.push_back({chain.name, after, chain.rules[r]});
+        inserted.push_back({c, r});
       }
       group.clear();
     };
@@ -291,10 +291,10 @@ void Firewall::toggle_in_place(const std::string& name, bool enabled) {
     std::vector<RulePosition> group;
     std::uint64_t group_after = 0;
     auto flush = [&] {
-      for (auto it = group.rbegin(); it != group.rend(); ++it) {
+      for (const RulePosition& at : group) {
         edit.inserts.push_back(
-            {full_.chains[it->chain].name, group_after, full_.chains[it->chain].rules[it->rule]});
-        inserted.push_back(*it);
+            {full_.chains[at.chain].name, group_after, full_.chains[at.chain].rules[at.rule]});
+        inserted.push_back(at);
       }
       group.clear();
     };

@@ -54,7 +54,9 @@ struct TableEdit {
     ir::Rule rule;
   };
   std::vector<Remove> removes;
-  std::vector<Insert> inserts;  // in order; a later insert may follow an earlier one's rule
+  // In order; inserts with the same chain and after_handle end up in this order (each
+  // after the one before it), as the kernel places them with NFTA_RULE_POSITION_ID.
+  std::vector<Insert> inserts;
   std::vector<MapEdit> maps;    // elements of RuleMaps, in the same transaction
 };
 

@@ -86,8 +86,10 @@ for policy in "${policies[@]}"; do
 done
 
 # A long policy, whose chains the compiler cuts into parts (rules/split_chains.h): 1,300
-# rules in the input chain and 700 in a zone's, with rules that stay in the chain between;
-# and a set of 12,000 addresses, whose hash set is declared with a size.
+# rules in the input chain and 700 in a zone's, with rules that stay in the chain between.
+# Blocks of 100 alternate between logged rules (they stay rules) and plain ones, which
+# merge into maps (rules/merge_rules.h). And a set of 12,000 addresses, whose hash set is
+# declared with a size.
 for ((i = 0; i < 12000; i++)); do printf '10.%d.%d.%d\n' $((i / 65536)) $((i / 256 % 256)) $((i % 256)); done >"$WORKDIR/many.txt"
 {
   printf '[policy]\ninput = "drop"\n[zone.lan]\ninterfaces = ["lan0"]\n'
@@ -100,10 +102,15 @@ for ((i = 0; i < 12000; i++)); do printf '10.%d.%d.%d\n' $((i / 65536)) $((i / 2
     ((i % 97 == 0)) && action=reject
     printf '[[rule]]\nname = "r%d"\nprotocols = ["tcp", "udp"]\nports = [%d]\nfrom = %s\naction = "%s"\n' \
       "$i" $((1000 + i)) "$from" "$action"
-    ((i % 250 == 1)) && printf 'log = true\nlimit = "10/minute"\n'
+    if ((i % 250 == 1)); then
+      printf 'log = true\nlimit = "10/minute"\n'
+    elif (((i / 100) % 2 == 1)); then
+      printf 'log = true\n'
+    fi
   done
 } >"$WORKDIR/long.toml"
 oracle_golden "$WORKDIR/long.toml" "a generated 2,000-rule policy"
 grep -q 'jump input/1' "$WORKDIR/shown.nft" || fail "the 2,000-rule policy's input chain was not split into parts"
+grep -q 'th dport vmap @input/m' "$WORKDIR/shown.nft" || fail "the 2,000-rule policy's plain rules were not merged into maps"
 grep -q 'size 32768' "$WORKDIR/shown.nft" || fail "the 12,000-address hash set was not declared with a size"
 DONE_MESSAGE="PASS (${#PASSED[@]} policies: ${PASSED[*]})"

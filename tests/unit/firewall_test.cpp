@@ -44,11 +44,19 @@ class FakeKernel final : public Kernel {
       handles[c].erase(it);
     }
     std::vector<std::uint64_t> inserted;
-    for (const TableEdit::Insert& insert : edit.inserts) {
+    for (std::size_t i = 0; i < edit.inserts.size(); ++i) {
+      const TableEdit::Insert& insert = edit.inserts[i];
       std::size_t c = chain_index(insert.chain);
       std::size_t at = 0;
-      if (insert.after_handle != 0) {
-        auto it = std::find(handles[c].begin(), handles[c].end(), insert.after_handle);
+      // As the real encoder places them: after an earlier insert with the same anchor.
+      std::uint64_t anchor = insert.after_handle;
+      for (std::size_t j = i; j-- > 0;)
+        if (edit.inserts[j].chain == insert.chain && edit.inserts[j].after_handle == insert.after_handle) {
+          anchor = inserted[j];
+          break;
+        }
+      if (anchor != 0) {
+        auto it = std::find(handles[c].begin(), handles[c].end(), anchor);
         REQUIRE(it != handles[c].end());
         at = static_cast<std::size_t>(it - handles[c].begin()) + 1;
       }
