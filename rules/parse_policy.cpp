@@ -6,6 +6,9 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <optional>
+#include <thread>
+#include <utility>
 
 #include "policy_reader.h"
 
@@ -14,19 +17,83 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Files larger than this are parsed in two halves on two threads when they can be.
+constexpr std::size_t kSplitParseFrom = 256 * 1024;
+
+// Where the second half of a long policy can start: a line that is exactly `[[rule]]`
+// near the middle, after which every table header is `[[rule]]` too, in a file without
+// multi-line strings (which could hold such a line). Parsed alone, that half is an
+// array of rule tables that continues the first half's, as in the whole file. 0: none.
+}  // namespace
+
+std::size_t parse_split_point(std::string_view text) {
+  if (text.size() < kSplitParseFrom || text.find("\"\"\"") != std::string_view::npos ||
+      text.find("'''") != std::string_view::npos)
+    return 0;
+  constexpr std::string_view kHeader = "\n[[rule]]";
+  const std::size_t split = text.find(kHeader, text.size() / 2);
+  if (split == std::string_view::npos) return 0;
+  for (std::size_t line = split + 1; line < text.size();) {
+    std::size_t end = text.find('\n', line);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view content = text.substr(line, end - line);
+    if (content.ends_with('\r')) content.remove_suffix(1);
+    const std::size_t first = content.find_first_not_of(" \t");
+    if (first != std::string_view::npos && content[first] == '[' && content != "[[rule]]") return 0;
+    line = end + 1;
+  }
+  return split + 1;
+}
+
+namespace {
+
+// toml::parse of the whole text, or of its two halves at once (the second on a thread of
+// its own; TOML parsing is most of the time of reading a long policy). The second half
+// is parsed behind as many empty lines as the first half has, so that its nodes carry
+// their lines in the file. nullopt when either half does not parse: the caller parses
+// the whole text then, for the diagnostics of the whole file.
+std::optional<std::pair<toml::table, toml::table>> parse_halves(std::string_view text,
+                                                                const std::string& file_name) {
+  const std::size_t split = parse_split_point(text);
+  if (split == 0) return std::nullopt;
+  const std::string_view first_half = text.substr(0, split);
+  std::string second_half(static_cast<std::size_t>(std::count(first_half.begin(), first_half.end(), '\n')), '\n');
+  second_half += text.substr(split);
+  std::optional<toml::table> second;
+  std::thread parser([&] {
+    try {
+      second = toml::parse(second_half, file_name);
+    } catch (const toml::parse_error&) {
+    }
+  });
+  std::optional<toml::table> first;
+  try {
+    first = toml::parse(first_half, file_name);
+  } catch (const toml::parse_error&) {
+  }
+  parser.join();
+  if (!first || !second) return std::nullopt;
+  return std::pair{std::move(*first), std::move(*second)};
+}
+
 // Reads one file's text into `policy`; returns false when it could not be parsed at all.
 bool read_file_into(std::string_view text, const std::string& file_name, const SystemTables& tables,
                     bool is_drop_in, Policy& policy, std::vector<Diagnostic>& diagnostics) {
   PolicyReader reader(file_name, tables, is_drop_in);
-  toml::table document;
-  try {
-    document = toml::parse(text, file_name);
-  } catch (const toml::parse_error& failure) {
-    diagnostics.push_back(
-        {Severity::error, reader.at(failure.source()), std::string(failure.description())});
-    return false;
+  if (auto halves = parse_halves(text, file_name)) {
+    reader.read_document(halves->first, policy);
+    reader.read_document(halves->second, policy);
+  } else {
+    toml::table document;
+    try {
+      document = toml::parse(text, file_name);
+    } catch (const toml::parse_error& failure) {
+      diagnostics.push_back(
+          {Severity::error, reader.at(failure.source()), std::string(failure.description())});
+      return false;
+    }
+    reader.read_document(document, policy);
   }
-  reader.read_document(document, policy);
   auto found = reader.take_diagnostics();
   diagnostics.insert(diagnostics.end(), found.begin(), found.end());
   policy.files.push_back(file_name);
