@@ -1,6 +1,7 @@
 #include "merge_rules.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -32,12 +33,16 @@ ir::AddressRange port_range(const ir::PortRange& ports) {
   return {ir::port_element(ports.first), ir::port_element(ports.last)};
 }
 
-std::optional<Shape> shape_of(const ir::Rule& rule) {
+// Whether the rule's verdict and statements allow it in a map (its matches aside).
+bool may_merge(const ir::Rule& rule) {
   if (rule.verdict.kind != ir::VerdictKind::accept && rule.verdict.kind != ir::VerdictKind::drop)
-    return std::nullopt;
-  if (!rule.counter || rule.log || rule.comment.empty() || rule_owner(rule) != rule.comment ||
-      rule.comment.starts_with("default ") || rule.comment.find(' ') != std::string::npos)
-    return std::nullopt;
+    return false;
+  return rule.counter && !rule.log && !rule.comment.empty() && rule_owner(rule) == rule.comment &&
+         !rule.comment.starts_with("default ") && rule.comment.find(' ') == std::string::npos;
+}
+
+std::optional<Shape> shape_of(const ir::Rule& rule) {
+  if (!may_merge(rule)) return std::nullopt;
   Shape shape;
   std::size_t elements = 1;
   for (const ir::Match& match : rule.matches) {
@@ -89,16 +94,37 @@ std::vector<ir::MapElement> elements_of(const ir::Rule& rule, const Shape& shape
   return elements;
 }
 
-bool overlap(const ir::MapElement& a, const ir::MapElement& b) {
-  for (std::size_t f = 0; f < a.key.size(); ++f)
-    if (b.key[f].last < a.key[f].first || a.key[f].last < b.key[f].first) return false;
+// A key field's range as two 128-bit numbers (big-endian halves): cheap to compare.
+struct Span {
+  std::pair<std::uint64_t, std::uint64_t> first;
+  std::pair<std::uint64_t, std::uint64_t> last;
+};
+using Box = std::vector<Span>;
+
+std::pair<std::uint64_t, std::uint64_t> number_of(const ir::Address& address) {
+  std::uint64_t high = 0, low = 0;
+  for (std::size_t i = 0; i < 8; ++i) high = high << 8 | address.bytes[i];
+  for (std::size_t i = 8; i < 16; ++i) low = low << 8 | address.bytes[i];
+  return {high, low};
+}
+
+Box box_of(const ir::MapElement& element) {
+  Box box;
+  box.reserve(element.key.size());
+  for (const ir::AddressRange& range : element.key) box.push_back({number_of(range.first), number_of(range.last)});
+  return box;
+}
+
+bool overlap(const Box& a, const Box& b) {
+  for (std::size_t f = 0; f < a.size(); ++f)
+    if (b[f].last < a[f].first || a[f].last < b[f].first) return false;
   return true;
 }
 
-bool overlaps_any(const std::vector<ir::MapElement>& run, const std::vector<ir::MapElement>& added) {
-  for (const ir::MapElement& element : added)
-    for (const ir::MapElement& present : run)
-      if (overlap(element, present)) return true;
+bool overlaps_any(const std::vector<Box>& run, const std::vector<Box>& added) {
+  for (const Box& box : added)
+    for (const Box& present : run)
+      if (overlap(box, present)) return true;
   return false;
 }
 
@@ -133,7 +159,7 @@ void group_families(std::vector<ir::Rule>& rules) {
     while (end < rules.size()) {
       const std::optional<ir::Family> family = family_of(rules[end]);
       if (!family) break;
-      const bool mergeable = shape_of(rules[end]).has_value();
+      const bool mergeable = may_merge(rules[end]);
       if (*family == ir::Family::ipv4) {
         ++v4;
         mergeable_v4 += mergeable;
@@ -157,21 +183,35 @@ void group_families(std::vector<ir::Rule>& rules) {
 void merge_rule_runs(ir::Ruleset& ruleset) {
   for (ir::Chain& chain : ruleset.chains) {
     group_families(chain.rules);
+    std::vector<std::optional<Shape>> shapes;
+    shapes.reserve(chain.rules.size());
+    bool any = false;
+    for (const ir::Rule& rule : chain.rules) {
+      shapes.push_back(shape_of(rule));
+      any |= shapes.back().has_value();
+    }
+    if (!any) continue;
     std::vector<ir::Rule> rules;
     rules.reserve(chain.rules.size());
     std::size_t maps = 0;
     std::size_t i = 0;
     while (i < chain.rules.size()) {
-      const std::optional<Shape> shape = shape_of(chain.rules[i]);
+      const std::optional<Shape>& shape = shapes[i];
       std::vector<ir::MapElement> elements;
+      std::vector<Box> boxes;
       std::size_t end = i;
       while (shape && end < chain.rules.size()) {
-        const std::optional<Shape> next = end == i ? shape : shape_of(chain.rules[end]);
-        if (!next || !next->same_as(*shape)) break;
-        std::vector<ir::MapElement> added = elements_of(chain.rules[end], *next);
-        if (elements.size() + added.size() > kMapElementsAtMost || overlaps_any(elements, added)) break;
+        if (!shapes[end] || !shapes[end]->same_as(*shape)) break;
+        std::vector<ir::MapElement> added = elements_of(chain.rules[end], *shapes[end]);
+        if (elements.size() + added.size() > kMapElementsAtMost) break;
+        std::vector<Box> added_boxes;
+        added_boxes.reserve(added.size());
+        for (const ir::MapElement& element : added) added_boxes.push_back(box_of(element));
+        if (overlaps_any(boxes, added_boxes)) break;
         elements.insert(elements.end(), std::make_move_iterator(added.begin()),
                         std::make_move_iterator(added.end()));
+        boxes.insert(boxes.end(), std::make_move_iterator(added_boxes.begin()),
+                     std::make_move_iterator(added_boxes.end()));
         ++end;
       }
       if (end - i < kMergeRunsFrom) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -47,53 +48,80 @@ std::size_t parse_split_point(std::string_view text) {
 
 namespace {
 
-// toml::parse of the whole text, or of its two halves at once (the second on a thread of
-// its own; TOML parsing is most of the time of reading a long policy). The second half
-// is parsed behind as many empty lines as the first half has, so that its nodes carry
-// their lines in the file. nullopt when either half does not parse: the caller parses
-// the whole text then, for the diagnostics of the whole file.
-std::optional<std::pair<toml::table, toml::table>> parse_halves(std::string_view text,
-                                                                const std::string& file_name) {
-  const std::size_t split = parse_split_point(text);
-  if (split == 0) return std::nullopt;
+// Reads the two halves of a long main policy file at once: the second half is parsed and
+// read on a thread of its own into a policy of its own, whose rules then follow the first
+// half's (TOML parsing and reading are nearly all the time of reading a long policy).
+// The second half is parsed behind as many empty lines as the first half has, so its
+// nodes and diagnostics carry their lines in the file. False, with `policy` as it was,
+// when either half does not parse: the caller then parses the whole text, for the
+// diagnostics of the whole file.
+bool read_halves(std::string_view text, std::size_t split, const std::string& file_name,
+                 const SystemTables& tables, Policy& policy, std::vector<Diagnostic>& diagnostics) {
   const std::string_view first_half = text.substr(0, split);
   std::string second_half(static_cast<std::size_t>(std::count(first_half.begin(), first_half.end(), '\n')), '\n');
   second_half += text.substr(split);
-  std::optional<toml::table> second;
-  std::thread parser([&] {
+
+  Policy second;
+  std::vector<Diagnostic> second_diagnostics;
+  bool second_parsed = false;
+  std::exception_ptr second_failure;
+  std::thread worker([&] {
     try {
-      second = toml::parse(second_half, file_name);
+      const toml::table document = toml::parse(second_half, file_name);
+      second_parsed = true;
+      PolicyReader reader(file_name, tables, false);
+      reader.read_document(document, second);
+      second_diagnostics = reader.take_diagnostics();
     } catch (const toml::parse_error&) {
+    } catch (...) {
+      second_failure = std::current_exception();
     }
   });
-  std::optional<toml::table> first;
+  const Policy before = policy;
+  bool first_parsed = false;
+  std::vector<Diagnostic> first_diagnostics;
   try {
-    first = toml::parse(first_half, file_name);
+    const toml::table document = toml::parse(first_half, file_name);
+    first_parsed = true;
+    PolicyReader reader(file_name, tables, false);
+    reader.read_document(document, policy);
+    first_diagnostics = reader.take_diagnostics();
   } catch (const toml::parse_error&) {
+  } catch (...) {
+    worker.join();
+    throw;
   }
-  parser.join();
-  if (!first || !second) return std::nullopt;
-  return std::pair{std::move(*first), std::move(*second)};
+  worker.join();
+  if (second_failure) std::rethrow_exception(second_failure);
+  if (!first_parsed || !second_parsed) {
+    policy = before;
+    return false;
+  }
+  policy.rules.insert(policy.rules.end(), std::make_move_iterator(second.rules.begin()),
+                      std::make_move_iterator(second.rules.end()));
+  diagnostics.insert(diagnostics.end(), first_diagnostics.begin(), first_diagnostics.end());
+  diagnostics.insert(diagnostics.end(), second_diagnostics.begin(), second_diagnostics.end());
+  return true;
 }
 
 // Reads one file's text into `policy`; returns false when it could not be parsed at all.
 bool read_file_into(std::string_view text, const std::string& file_name, const SystemTables& tables,
                     bool is_drop_in, Policy& policy, std::vector<Diagnostic>& diagnostics) {
-  PolicyReader reader(file_name, tables, is_drop_in);
-  if (auto halves = parse_halves(text, file_name)) {
-    reader.read_document(halves->first, policy);
-    reader.read_document(halves->second, policy);
-  } else {
-    toml::table document;
-    try {
-      document = toml::parse(text, file_name);
-    } catch (const toml::parse_error& failure) {
-      diagnostics.push_back(
-          {Severity::error, reader.at(failure.source()), std::string(failure.description())});
-      return false;
-    }
-    reader.read_document(document, policy);
+  if (const std::size_t split = is_drop_in ? 0 : parse_split_point(text);
+      split != 0 && read_halves(text, split, file_name, tables, policy, diagnostics)) {
+    policy.files.push_back(file_name);
+    return true;
   }
+  PolicyReader reader(file_name, tables, is_drop_in);
+  toml::table document;
+  try {
+    document = toml::parse(text, file_name);
+  } catch (const toml::parse_error& failure) {
+    diagnostics.push_back(
+        {Severity::error, reader.at(failure.source()), std::string(failure.description())});
+    return false;
+  }
+  reader.read_document(document, policy);
   auto found = reader.take_diagnostics();
   diagnostics.insert(diagnostics.end(), found.begin(), found.end());
   policy.files.push_back(file_name);
