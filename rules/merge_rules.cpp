@@ -1,6 +1,7 @@
 #include "merge_rules.h"
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -15,18 +16,28 @@ namespace portier {
 namespace {
 
 // What must be equal for two rules to share a map: every match that is not part of the
-// key, in order, and which fields the key is made of.
+// key, in order, and which fields the key is made of. Fixed sizes: shapes are worked out
+// for every rule of a policy, and 10,000 rules are read in a few milliseconds.
+constexpr std::size_t kFixedAtMost = 8;
+constexpr std::size_t kKeyAtMost = 4;
+
 struct Shape {
-  std::vector<const ir::Match*> fixed;
-  std::vector<ir::KeyField> key;
-  std::vector<const ir::Match*> key_matches;
+  std::array<const ir::Match*, kFixedAtMost> fixed{};
+  std::size_t fixed_count = 0;
+  std::array<ir::KeyField, kKeyAtMost> key{};
+  std::array<const ir::Match*, kKeyAtMost> key_matches{};
+  std::size_t key_count = 0;
+  std::size_t elements = 1;  // the product of the key matches' range counts
 
   bool same_as(const Shape& other) const {
-    if (key != other.key || fixed.size() != other.fixed.size()) return false;
-    for (std::size_t i = 0; i < fixed.size(); ++i)
-      if (!(*fixed[i] == *other.fixed[i])) return false;
+    if (key_count != other.key_count || fixed_count != other.fixed_count) return false;
+    for (std::size_t i = 0; i < key_count; ++i)
+      if (key[i] != other.key[i]) return false;
+    for (std::size_t i = 0; i < fixed_count; ++i)
+      if (fixed[i] != other.fixed[i] && !(*fixed[i] == *other.fixed[i])) return false;
     return true;
   }
+  std::vector<ir::KeyField> key_fields() const { return {key.begin(), key.begin() + static_cast<std::ptrdiff_t>(key_count)}; }
 };
 
 ir::AddressRange port_range(const ir::PortRange& ports) {
@@ -44,54 +55,63 @@ bool may_merge(const ir::Rule& rule) {
 std::optional<Shape> shape_of(const ir::Rule& rule) {
   if (!may_merge(rule)) return std::nullopt;
   Shape shape;
-  std::size_t elements = 1;
   for (const ir::Match& match : rule.matches) {
     if (std::holds_alternative<ir::Limit>(match) || std::holds_alternative<ir::MeterOver>(match))
       return std::nullopt;  // state of its own: a rate per rule
+    ir::KeyField field{};
+    std::size_t ranges = 0;
     if (const auto* address = std::get_if<ir::AddressIn>(&match)) {
       const bool v4 = address->family == ir::Family::ipv4;
-      shape.key.push_back(address->destination ? (v4 ? ir::KeyField::ip_daddr : ir::KeyField::ip6_daddr)
-                                               : (v4 ? ir::KeyField::ip_saddr : ir::KeyField::ip6_saddr));
-      elements *= address->ranges.size();
+      field = address->destination ? (v4 ? ir::KeyField::ip_daddr : ir::KeyField::ip6_daddr)
+                                   : (v4 ? ir::KeyField::ip_saddr : ir::KeyField::ip6_saddr);
+      ranges = address->ranges.size();
     } else if (const auto* dports = std::get_if<ir::DestPortIn>(&match)) {
-      shape.key.push_back(ir::KeyField::dport);
-      elements *= dports->ports.size();
+      field = ir::KeyField::dport;
+      ranges = dports->ports.size();
     } else if (const auto* sports = std::get_if<ir::SourcePortIn>(&match)) {
-      shape.key.push_back(ir::KeyField::sport);
-      elements *= sports->ports.size();
+      field = ir::KeyField::sport;
+      ranges = sports->ports.size();
     } else {
-      shape.fixed.push_back(&match);
+      if (shape.fixed_count == kFixedAtMost) return std::nullopt;
+      shape.fixed[shape.fixed_count++] = &match;
       continue;
     }
-    shape.key_matches.push_back(&match);
-    if (elements == 0 || elements > kElementsPerRuleAtMost) return std::nullopt;
+    if (shape.key_count == kKeyAtMost) return std::nullopt;
+    shape.key[shape.key_count] = field;
+    shape.key_matches[shape.key_count++] = &match;
+    shape.elements *= ranges;
+    if (shape.elements == 0 || shape.elements > kElementsPerRuleAtMost) return std::nullopt;
   }
-  if (shape.key.empty()) return std::nullopt;
+  if (shape.key_count == 0) return std::nullopt;
   return shape;
 }
 
-std::vector<ir::AddressRange> ranges_of(const ir::Match& match) {
-  if (const auto* address = std::get_if<ir::AddressIn>(&match)) return address->ranges;
-  std::vector<ir::AddressRange> ranges;
-  const auto& ports = std::holds_alternative<ir::DestPortIn>(match) ? std::get<ir::DestPortIn>(match).ports
-                                                                   : std::get<ir::SourcePortIn>(match).ports;
-  for (const ir::PortRange& range : ports) ranges.push_back(port_range(range));
-  return ranges;
+std::size_t range_count(const ir::Match& match) {
+  if (const auto* address = std::get_if<ir::AddressIn>(&match)) return address->ranges.size();
+  if (const auto* dports = std::get_if<ir::DestPortIn>(&match)) return dports->ports.size();
+  return std::get<ir::SourcePortIn>(match).ports.size();
 }
 
-// Every combination of one range per key field: the boxes the rule matches.
-std::vector<ir::MapElement> elements_of(const ir::Rule& rule, const Shape& shape) {
-  std::vector<ir::MapElement> elements{ir::MapElement{{}, rule.verdict.kind, rule.comment}};
-  for (const ir::Match* match : shape.key_matches) {
-    std::vector<ir::MapElement> grown;
-    for (const ir::MapElement& partial : elements)
-      for (const ir::AddressRange& range : ranges_of(*match)) {
-        grown.push_back(partial);
-        grown.back().key.push_back(range);
-      }
-    elements = std::move(grown);
+ir::AddressRange range_at(const ir::Match& match, std::size_t i) {
+  if (const auto* address = std::get_if<ir::AddressIn>(&match)) return address->ranges[i];
+  if (const auto* dports = std::get_if<ir::DestPortIn>(&match)) return port_range(dports->ports[i]);
+  return port_range(std::get<ir::SourcePortIn>(match).ports[i]);
+}
+
+// Every combination of one range per key field, appended to `elements`: the boxes the
+// rule matches (the first field varies slowest).
+void add_elements_of(const ir::Rule& rule, const Shape& shape, std::vector<ir::MapElement>& elements) {
+  for (std::size_t n = 0; n < shape.elements; ++n) {
+    ir::MapElement element{{}, rule.verdict.kind, rule.comment};
+    element.key.resize(shape.key_count);
+    std::size_t rest = n;
+    for (std::size_t f = shape.key_count; f-- > 0;) {
+      const std::size_t count = range_count(*shape.key_matches[f]);
+      element.key[f] = range_at(*shape.key_matches[f], rest % count);
+      rest /= count;
+    }
+    elements.push_back(std::move(element));
   }
-  return elements;
 }
 
 // A key field's range as two 128-bit numbers (big-endian halves): cheap to compare.
@@ -99,7 +119,10 @@ struct Span {
   std::pair<std::uint64_t, std::uint64_t> first;
   std::pair<std::uint64_t, std::uint64_t> last;
 };
-using Box = std::vector<Span>;
+struct Box {
+  std::array<Span, kKeyAtMost> spans{};
+  std::size_t count = 0;
+};
 
 std::pair<std::uint64_t, std::uint64_t> number_of(const ir::Address& address) {
   std::uint64_t high = 0, low = 0;
@@ -110,22 +133,15 @@ std::pair<std::uint64_t, std::uint64_t> number_of(const ir::Address& address) {
 
 Box box_of(const ir::MapElement& element) {
   Box box;
-  box.reserve(element.key.size());
-  for (const ir::AddressRange& range : element.key) box.push_back({number_of(range.first), number_of(range.last)});
+  for (const ir::AddressRange& range : element.key)
+    box.spans[box.count++] = {number_of(range.first), number_of(range.last)};
   return box;
 }
 
 bool overlap(const Box& a, const Box& b) {
-  for (std::size_t f = 0; f < a.size(); ++f)
-    if (b[f].last < a[f].first || a[f].last < b[f].first) return false;
+  for (std::size_t f = 0; f < a.count; ++f)
+    if (b.spans[f].last < a.spans[f].first || a.spans[f].last < b.spans[f].first) return false;
   return true;
-}
-
-bool overlaps_any(const std::vector<Box>& run, const std::vector<Box>& added) {
-  for (const Box& box : added)
-    for (const Box& present : run)
-      if (overlap(box, present)) return true;
-  return false;
 }
 
 std::string merged_comment(const std::string& first, const std::string& last, const std::string& map) {
@@ -195,23 +211,31 @@ void merge_rule_runs(ir::Ruleset& ruleset) {
     rules.reserve(chain.rules.size());
     std::size_t maps = 0;
     std::size_t i = 0;
+    std::vector<ir::MapElement> elements;
+    std::vector<Box> boxes;
+    elements.reserve(kMapElementsAtMost);
+    boxes.reserve(kMapElementsAtMost);
     while (i < chain.rules.size()) {
       const std::optional<Shape>& shape = shapes[i];
-      std::vector<ir::MapElement> elements;
-      std::vector<Box> boxes;
+      elements.clear();
+      boxes.clear();
       std::size_t end = i;
       while (shape && end < chain.rules.size()) {
-        if (!shapes[end] || !shapes[end]->same_as(*shape)) break;
-        std::vector<ir::MapElement> added = elements_of(chain.rules[end], *shapes[end]);
-        if (elements.size() + added.size() > kMapElementsAtMost) break;
-        std::vector<Box> added_boxes;
-        added_boxes.reserve(added.size());
-        for (const ir::MapElement& element : added) added_boxes.push_back(box_of(element));
-        if (overlaps_any(boxes, added_boxes)) break;
-        elements.insert(elements.end(), std::make_move_iterator(added.begin()),
-                        std::make_move_iterator(added.end()));
-        boxes.insert(boxes.end(), std::make_move_iterator(added_boxes.begin()),
-                     std::make_move_iterator(added_boxes.end()));
+        const std::optional<Shape>& next = shapes[end];
+        if (!next || !next->same_as(*shape) || elements.size() + next->elements > kMapElementsAtMost)
+          break;
+        const std::size_t before = elements.size();
+        add_elements_of(chain.rules[end], *next, elements);
+        bool disjoint = true;
+        for (std::size_t e = before; e < elements.size() && disjoint; ++e) {
+          boxes.push_back(box_of(elements[e]));
+          for (std::size_t p = 0; p < before && disjoint; ++p) disjoint = !overlap(boxes.back(), boxes[p]);
+        }
+        if (!disjoint) {
+          elements.resize(before);
+          boxes.resize(before);
+          break;
+        }
         ++end;
       }
       if (end - i < kMergeRunsFrom) {
@@ -219,9 +243,10 @@ void merge_rule_runs(ir::Ruleset& ruleset) {
         ++i;
         continue;
       }
-      ir::RuleMap map{chain.name + "/m" + std::to_string(++maps), shape->key, std::move(elements)};
+      ir::RuleMap map{chain.name + "/m" + std::to_string(++maps), shape->key_fields(),
+                      {std::make_move_iterator(elements.begin()), std::make_move_iterator(elements.end())}};
       ir::Rule lookup;
-      for (const ir::Match* match : shape->fixed) lookup.matches.push_back(*match);
+      for (std::size_t f = 0; f < shape->fixed_count; ++f) lookup.matches.push_back(*shape->fixed[f]);
       lookup.verdict.kind = ir::VerdictKind::map_lookup;
       lookup.verdict.map = map.name;
       lookup.verdict.map_key = map.key;
