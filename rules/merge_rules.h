@@ -15,9 +15,10 @@ namespace portier {
 inline constexpr std::size_t kMergeRunsFrom = 4;
 /// A map holds at most this many elements. The kernel's concatenated interval maps
 /// (pipapo) rebuild their lookup tables when an element goes out, in time that grows
-/// with the map: about 1 ms at 256 elements and 35 ms at 10,000 (measured, see
-/// docs/benchmarks.md). Small maps keep a toggle's cost independent of the policy's size.
-inline constexpr std::size_t kMapElementsAtMost = 128;
+/// with the map: measured here with strace around nft's batch, 1.0 ms at 256 elements and
+/// 35 ms at 10,000 (an insertion: 0.1 ms). Small maps keep a toggle's cost independent of
+/// the policy's size (docs/benchmarks.md, section 6).
+inline constexpr std::size_t kMapElementsAtMost = 64;
 /// A rule whose addresses times ports give more elements than this stays a rule.
 inline constexpr std::size_t kElementsPerRuleAtMost = 32;
 /// Comments of the rules that look maps up start with this ("rules ssh to web"), which
