@@ -83,6 +83,10 @@ for name in r0700 r0760; do
   assert_refused "$PEER_NS" "$HOST_NS" "$HOST_IP" "$port" "$name disabled: the default rejects"
   pctl enable "$name"
   assert_arrives "$PEER_NS" "$HOST_NS" "$HOST_IP" tcp "$port" "$name enabled again"
+  # The counter portierctl shows is the map element's (r0700) or the rule's (r0760).
+  packets=$(rule_field "$name" packets)
+  [[ "$packets" != 0 ]] || fail "portierctl rules shows no packets for $name after a connection through it"
+  log "ok: portierctl rules counts $packets packets for $name"
 done
 kernel_equals_rendering "after the traffic checks"
 DONE_MESSAGE="PASS ($RULES rules: $maps maps and $parts parts, 75 random toggles)"
