@@ -138,6 +138,18 @@ std::string udata_comment(const void* udata, std::uint32_t len, std::uint8_t com
   return {};
 }
 
+// nftnl_expr_foreach() callback: the packets and bytes of a counter expression, into the
+// RuleCounter `out`.
+int take_counter(nftnl_expr* expr, void* out) {
+  const char* name = nftnl_expr_get_str(expr, NFTNL_EXPR_NAME);
+  if (name != nullptr && std::string_view(name) == "counter") {
+    auto* counter = static_cast<RuleCounter*>(out);
+    counter->packets = nftnl_expr_get_u64(expr, NFTNL_EXPR_CTR_PACKETS);
+    counter->bytes = nftnl_expr_get_u64(expr, NFTNL_EXPR_CTR_BYTES);
+  }
+  return 0;
+}
+
 struct RuleParser {
   struct RuleDeleter {
     void operator()(nftnl_rule* rule) const { nftnl_rule_free(rule); }
@@ -159,15 +171,7 @@ struct RuleParser {
     counter.comment = comment_of(rule.get());
     nftnl_expr_foreach(
         rule.get(),
-        [](nftnl_expr* expr, void* out) {
-          const char* name = nftnl_expr_get_str(expr, NFTNL_EXPR_NAME);
-          if (name != nullptr && std::string_view(name) == "counter") {
-            auto* c = static_cast<RuleCounter*>(out);
-            c->packets = nftnl_expr_get_u64(expr, NFTNL_EXPR_CTR_PACKETS);
-            c->bytes = nftnl_expr_get_u64(expr, NFTNL_EXPR_CTR_BYTES);
-          }
-          return 0;
-        },
+        take_counter,
         &counter);
     counters->push_back(std::move(counter));
     return MNL_CB_OK;
@@ -203,15 +207,7 @@ struct ElementParser {
     counter.comment = comment_of(element);
     nftnl_set_elem_expr_foreach(
         element,
-        [](nftnl_expr* expr, void* out) {
-          const char* name = nftnl_expr_get_str(expr, NFTNL_EXPR_NAME);
-          if (name != nullptr && std::string_view(name) == "counter") {
-            auto* c = static_cast<RuleCounter*>(out);
-            c->packets = nftnl_expr_get_u64(expr, NFTNL_EXPR_CTR_PACKETS);
-            c->bytes = nftnl_expr_get_u64(expr, NFTNL_EXPR_CTR_BYTES);
-          }
-          return 0;
-        },
+        take_counter,
         &counter);
     parser->counters->push_back(std::move(counter));
     return 0;

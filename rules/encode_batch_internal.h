@@ -23,6 +23,13 @@ struct nlmsghdr;
 
 namespace portier::encode {
 
+// nft's numbers for set key datatypes (its enum datatypes): the kernel only stores them,
+// nft reads them back to print elements. And the byte order nft writes in set userdata.
+inline constexpr std::uint32_t kTypeIpAddr = 7;
+inline constexpr std::uint32_t kTypeIp6Addr = 8;
+inline constexpr std::uint32_t kTypeInetService = 13;
+inline constexpr std::uint32_t kByteorderBigEndian = 2;
+
 struct NftnlDeleter {
   void operator()(nftnl_rule* p) const { nftnl_rule_free(p); }
   void operator()(nftnl_expr* p) const { nftnl_expr_free(p); }

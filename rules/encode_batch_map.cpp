@@ -16,34 +16,14 @@
 namespace portier::encode {
 namespace {
 
-// nft's datatypes (enum datatypes) and how a concatenation's type combines them: each
-// further field shifts the type so far by TYPE_BITS (6) and adds its own.
-constexpr std::uint32_t kTypeIpAddr = 7;
-constexpr std::uint32_t kTypeIp6Addr = 8;
-constexpr std::uint32_t kTypeInetService = 13;
+// How a concatenation's type combines nft's datatypes: each further field shifts the
+// type so far by TYPE_BITS (6) and adds its own.
 constexpr std::uint32_t kTypeBits = 6;
-constexpr std::uint32_t kByteorderBigEndian = 2;
 constexpr std::uint32_t kExprConcat = 13;  // nft's enum expr_types
 
 std::uint32_t padded(std::uint32_t len) { return (len + 3) / 4 * 4; }
 
-std::string field_name(ir::KeyField field) {
-  switch (field) {
-    case ir::KeyField::ip_saddr:
-      return "ip saddr";
-    case ir::KeyField::ip_daddr:
-      return "ip daddr";
-    case ir::KeyField::ip6_saddr:
-      return "ip6 saddr";
-    case ir::KeyField::ip6_daddr:
-      return "ip6 daddr";
-    case ir::KeyField::sport:
-      return "sport";
-    case ir::KeyField::dport:
-      return "dport";
-  }
-  return "unknown field";
-}
+std::string field_name(ir::KeyField field) { return ir::key_field_name(field); }
 
 void check_key(const std::string& map, const std::vector<ir::KeyField>& key) {
   if (key.empty()) throw std::invalid_argument("map " + map + " has no key");

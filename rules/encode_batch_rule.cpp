@@ -24,12 +24,8 @@
 namespace portier::encode {
 namespace {
 
-// nft's numbers for the set key datatypes (its enum datatypes); the kernel only stores
-// them, nft reads them back to print the elements.
-constexpr std::uint32_t kTypeIpAddr = 7;
-constexpr std::uint32_t kTypeIp6Addr = 8;
+// More of nft's set key datatypes (encode_batch_internal.h has the address and port ones).
 constexpr std::uint32_t kTypeInetProto = 12;
-constexpr std::uint32_t kTypeInetService = 13;
 constexpr std::uint32_t kTypeIcmpType = 14;
 constexpr std::uint32_t kTypeIcmp6Type = 29;
 constexpr std::uint32_t kTypeIfname = 41;
@@ -37,7 +33,6 @@ constexpr std::uint32_t kTypeIfname = 41;
 // Values nft writes into set userdata (NFTNL_UDATA_SET_*) so that `nft list` can
 // reconstruct the key expression of the set; see nft's src/rule.c set udata builder.
 constexpr std::uint32_t kByteorderHostEndian = 1;
-constexpr std::uint32_t kByteorderBigEndian = 2;
 constexpr std::uint32_t kExprVerdict = 1;  // nft's enum expr_types
 constexpr std::uint32_t kExprPayload = 7;
 constexpr std::uint32_t kExprMeta = 9;

@@ -37,7 +37,9 @@ struct Shape {
       if (fixed[i] != other.fixed[i] && !(*fixed[i] == *other.fixed[i])) return false;
     return true;
   }
-  std::vector<ir::KeyField> key_fields() const { return {key.begin(), key.begin() + static_cast<std::ptrdiff_t>(key_count)}; }
+  std::vector<ir::KeyField> key_fields() const {
+    return {key.begin(), key.begin() + static_cast<std::ptrdiff_t>(key_count)};
+  }
 };
 
 ir::AddressRange port_range(const ir::PortRange& ports) {
@@ -100,7 +102,8 @@ ir::AddressRange range_at(const ir::Match& match, std::size_t i) {
 
 // Every combination of one range per key field, appended to `elements`: the boxes the
 // rule matches (the first field varies slowest).
-void add_elements_of(const ir::Rule& rule, const Shape& shape, std::vector<ir::MapElement>& elements) {
+void add_elements_of(const ir::Rule& rule, const Shape& shape,
+                     std::vector<ir::MapElement>& elements) {
   for (std::size_t n = 0; n < shape.elements; ++n) {
     ir::MapElement element{{}, rule.verdict.kind, rule.comment};
     element.key.resize(shape.key_count);
@@ -144,7 +147,8 @@ bool overlap(const Box& a, const Box& b) {
   return true;
 }
 
-std::string merged_comment(const std::string& first, const std::string& last, const std::string& map) {
+std::string merged_comment(const std::string& first, const std::string& last,
+                           const std::string& map) {
   std::string comment = kMergedRulesPrefix + first + " to " + last;
   // Rule comments are at most 128 bytes (render_nft's limit, the kernel's is 256).
   return comment.size() <= 128 ? comment : kMergedRulesPrefix + std::string("in ") + map;
@@ -186,9 +190,10 @@ void group_families(std::vector<ir::Rule>& rules) {
       ++end;
     }
     if (v4 > 0 && v6 > 0 && std::max(mergeable_v4, mergeable_v6) >= kMergeRunsFrom) {
-      std::stable_partition(rules.begin() + static_cast<std::ptrdiff_t>(start),
-                            rules.begin() + static_cast<std::ptrdiff_t>(end),
-                            [](const ir::Rule& rule) { return family_of(rule) == ir::Family::ipv4; });
+      std::stable_partition(
+          rules.begin() + static_cast<std::ptrdiff_t>(start),
+          rules.begin() + static_cast<std::ptrdiff_t>(end),
+          [](const ir::Rule& rule) { return family_of(rule) == ir::Family::ipv4; });
     }
     start = end == start ? end + 1 : end;
   }
@@ -222,14 +227,16 @@ void merge_rule_runs(ir::Ruleset& ruleset) {
       std::size_t end = i;
       while (shape && end < chain.rules.size()) {
         const std::optional<Shape>& next = shapes[end];
-        if (!next || !next->same_as(*shape) || elements.size() + next->elements > kMapElementsAtMost)
+        if (!next || !next->same_as(*shape) ||
+            elements.size() + next->elements > kMapElementsAtMost)
           break;
         const std::size_t before = elements.size();
         add_elements_of(chain.rules[end], *next, elements);
         bool disjoint = true;
         for (std::size_t e = before; e < elements.size() && disjoint; ++e) {
           boxes.push_back(box_of(elements[e]));
-          for (std::size_t p = 0; p < before && disjoint; ++p) disjoint = !overlap(boxes.back(), boxes[p]);
+          for (std::size_t p = 0; p < before && disjoint; ++p)
+            disjoint = !overlap(boxes.back(), boxes[p]);
         }
         if (!disjoint) {
           elements.resize(before);
@@ -243,14 +250,18 @@ void merge_rule_runs(ir::Ruleset& ruleset) {
         ++i;
         continue;
       }
-      ir::RuleMap map{chain.name + "/m" + std::to_string(++maps), shape->key_fields(),
-                      {std::make_move_iterator(elements.begin()), std::make_move_iterator(elements.end())}};
+      ir::RuleMap map{
+          chain.name + "/m" + std::to_string(++maps),
+          shape->key_fields(),
+          {std::make_move_iterator(elements.begin()), std::make_move_iterator(elements.end())}};
       ir::Rule lookup;
-      for (std::size_t f = 0; f < shape->fixed_count; ++f) lookup.matches.push_back(*shape->fixed[f]);
+      for (std::size_t f = 0; f < shape->fixed_count; ++f)
+        lookup.matches.push_back(*shape->fixed[f]);
       lookup.verdict.kind = ir::VerdictKind::map_lookup;
       lookup.verdict.map = map.name;
       lookup.verdict.map_key = map.key;
-      lookup.comment = merged_comment(chain.rules[i].comment, chain.rules[end - 1].comment, map.name);
+      lookup.comment =
+          merged_comment(chain.rules[i].comment, chain.rules[end - 1].comment, map.name);
       rules.push_back(std::move(lookup));
       ruleset.maps.push_back(std::move(map));
       i = end;

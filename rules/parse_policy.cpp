@@ -61,32 +61,34 @@ bool read_halves(std::string_view text, std::size_t split, const std::string& fi
   std::string second_half(static_cast<std::size_t>(std::count(first_half.begin(), first_half.end(), '\n')), '\n');
   second_half += text.substr(split);
 
+  // Parses and reads one half; false if it does not parse.
+  auto read_half = [&](const std::string_view half, Policy& into, std::vector<Diagnostic>& found) {
+    try {
+      const toml::table document = toml::parse(half, file_name);
+      PolicyReader reader(file_name, tables, false);
+      reader.read_document(document, into);
+      found = reader.take_diagnostics();
+      return true;
+    } catch (const toml::parse_error&) {
+      return false;
+    }
+  };
   Policy second;
   std::vector<Diagnostic> second_diagnostics;
   bool second_parsed = false;
   std::exception_ptr second_failure;
   std::thread worker([&] {
     try {
-      const toml::table document = toml::parse(second_half, file_name);
-      second_parsed = true;
-      PolicyReader reader(file_name, tables, false);
-      reader.read_document(document, second);
-      second_diagnostics = reader.take_diagnostics();
-    } catch (const toml::parse_error&) {
+      second_parsed = read_half(second_half, second, second_diagnostics);
     } catch (...) {
       second_failure = std::current_exception();
     }
   });
   const Policy before = policy;
-  bool first_parsed = false;
   std::vector<Diagnostic> first_diagnostics;
+  bool first_parsed = false;
   try {
-    const toml::table document = toml::parse(first_half, file_name);
-    first_parsed = true;
-    PolicyReader reader(file_name, tables, false);
-    reader.read_document(document, policy);
-    first_diagnostics = reader.take_diagnostics();
-  } catch (const toml::parse_error&) {
+    first_parsed = read_half(first_half, policy, first_diagnostics);
   } catch (...) {
     worker.join();
     throw;

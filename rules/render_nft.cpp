@@ -391,27 +391,14 @@ std::string verdict_text(const ir::Verdict& verdict) {
 }
 
 std::string key_field_text(ir::KeyField field, const ir::L4ProtoIn* protocols) {
-  switch (field) {
-    case ir::KeyField::ip_saddr:
-      return "ip saddr";
-    case ir::KeyField::ip_daddr:
-      return "ip daddr";
-    case ir::KeyField::ip6_saddr:
-      return "ip6 saddr";
-    case ir::KeyField::ip6_daddr:
-      return "ip6 daddr";
-    case ir::KeyField::sport:
-    case ir::KeyField::dport:
-      break;
-  }
+  if (field != ir::KeyField::sport && field != ir::KeyField::dport) return ir::key_field_name(field);
   if (protocols == nullptr || protocols->protocols.empty()) {
     throw std::invalid_argument("a port key field must follow a protocol match");
   }
-  const char* field_name = field == ir::KeyField::sport ? " sport" : " dport";
-  if (protocols->protocols.size() == 1) {
-    return port_protocol_name(protocols->protocols.front()) + std::string(field_name);
-  }
-  return std::string("th") + field_name;
+  const std::string header = protocols->protocols.size() == 1
+                                 ? std::string(port_protocol_name(protocols->protocols.front()))
+                                 : std::string("th");
+  return header + " " + ir::key_field_name(field);
 }
 
 // `ip saddr . tcp dport vmap @input/m1`

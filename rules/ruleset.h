@@ -207,6 +207,20 @@ enum class VerdictKind {
 /// (`tcp dport` after a single-protocol match, `th dport` otherwise).
 enum class KeyField { ip_saddr, ip_daddr, ip6_saddr, ip6_daddr, sport, dport };
 
+/// "ip saddr", ..., "sport", "dport": the field as nft names it (ports without their
+/// header, which depends on the rule's protocols).
+inline const char* key_field_name(KeyField field) {
+  switch (field) {
+    case KeyField::ip_saddr: return "ip saddr";
+    case KeyField::ip_daddr: return "ip daddr";
+    case KeyField::ip6_saddr: return "ip6 saddr";
+    case KeyField::ip6_daddr: return "ip6 daddr";
+    case KeyField::sport: return "sport";
+    case KeyField::dport: return "dport";
+  }
+  return "unknown field";
+}
+
 /// One entry of an interface-name verdict map: exact names only.
 struct VmapEntry {
   std::string interface;

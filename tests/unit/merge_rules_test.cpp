@@ -38,10 +38,14 @@ bool boxes_overlap(const ir::MapElement& a, const ir::MapElement& b) {
 
 TEST_CASE("a run of same-shape rules becomes one map lookup with an element per rule") {
   std::string text = "[policy]\ninput = 'drop'\n";
-  text += rule_text("ssh", "protocols = 'tcp'\nports = [22]\nfrom = '10.0.0.1'\naction = 'accept'\n");
-  text += rule_text("web", "protocols = 'tcp'\nports = ['80-90']\nfrom = '10.1.0.0/24'\naction = 'drop'\n");
-  text += rule_text("dns", "protocols = 'tcp'\nports = [53]\nfrom = '10.0.0.2'\naction = 'accept'\n");
-  text += rule_text("smtp", "protocols = 'tcp'\nports = [25]\nfrom = '10.0.0.3'\naction = 'accept'\n");
+  text +=
+      rule_text("ssh", "protocols = 'tcp'\nports = [22]\nfrom = '10.0.0.1'\naction = 'accept'\n");
+  text += rule_text(
+      "web", "protocols = 'tcp'\nports = ['80-90']\nfrom = '10.1.0.0/24'\naction = 'drop'\n");
+  text +=
+      rule_text("dns", "protocols = 'tcp'\nports = [53]\nfrom = '10.0.0.2'\naction = 'accept'\n");
+  text +=
+      rule_text("smtp", "protocols = 'tcp'\nports = [25]\nfrom = '10.0.0.3'\naction = 'accept'\n");
   text += rule_text("other", "protocols = 'udp'\nports = [25]\naction = 'accept'\n");
   const ir::Ruleset ruleset = compiled(text, true);
   REQUIRE(ruleset.maps.size() == 1);
@@ -65,13 +69,18 @@ TEST_CASE("a run of same-shape rules becomes one map lookup with an element per 
 TEST_CASE("runs shorter than kMergeRunsFrom, logged, limited and overlapping rules stay rules") {
   std::string text = "[policy]\ninput = 'drop'\n";
   for (int i = 0; i < 3; ++i)
-    text += rule_text("short" + std::to_string(i), "protocols = 'tcp'\nports = [" + std::to_string(100 + i) + "]\naction = 'accept'\n");
+    text += rule_text(
+        "short" + std::to_string(i),
+        "protocols = 'tcp'\nports = [" + std::to_string(100 + i) + "]\naction = 'accept'\n");
   text += rule_text("logged", "protocols = 'udp'\nports = [1]\naction = 'accept'\nlog = true\n");
   for (int i = 0; i < 4; ++i)
-    text += rule_text("limited" + std::to_string(i), "protocols = 'udp'\nports = [" + std::to_string(200 + i) + "]\naction = 'accept'\nlimit = '5/minute'\n");
+    text += rule_text("limited" + std::to_string(i),
+                      "protocols = 'udp'\nports = [" + std::to_string(200 + i) +
+                          "]\naction = 'accept'\nlimit = '5/minute'\n");
   // Overlapping ports: never two of them in one map.
   for (int i = 0; i < 4; ++i)
-    text += rule_text("wide" + std::to_string(i), "protocols = 'sctp'\nports = ['1-100']\naction = 'accept'\n");
+    text += rule_text("wide" + std::to_string(i),
+                      "protocols = 'sctp'\nports = ['1-100']\naction = 'accept'\n");
   const ir::Ruleset ruleset = compiled(text, true);
   CHECK(ruleset.maps.empty());
   CHECK(ruleset == compiled(text, false));
@@ -80,11 +89,14 @@ TEST_CASE("runs shorter than kMergeRunsFrom, logged, limited and overlapping rul
 TEST_CASE("without_owners takes a disabled rule's elements out of its map") {
   std::string text;
   for (int i = 0; i < 6; ++i)
-    text += rule_text("p" + std::to_string(i), "protocols = ['tcp', 'udp']\nports = [" + std::to_string(1000 + i) + "]\naction = 'accept'\n");
+    text +=
+        rule_text("p" + std::to_string(i), "protocols = ['tcp', 'udp']\nports = [" +
+                                               std::to_string(1000 + i) + "]\naction = 'accept'\n");
   const ir::Ruleset full = compiled(text, true);
   REQUIRE(full.maps.size() == 1);
   CHECK(full.maps[0].key == std::vector<ir::KeyField>{ir::KeyField::dport});
-  CHECK(render_nft(full).find("meta l4proto { tcp, udp } th dport vmap @input/m1") != std::string::npos);
+  CHECK(render_nft(full).find("meta l4proto { tcp, udp } th dport vmap @input/m1") !=
+        std::string::npos);
   const ir::Ruleset some = without_owners(full, {"p1", "p4"});
   REQUIRE(some.maps[0].elements.size() == 4);
   for (const ir::MapElement& element : some.maps[0].elements)
@@ -92,26 +104,31 @@ TEST_CASE("without_owners takes a disabled rule's elements out of its map") {
   CHECK(some.chains == full.chains);  // the lookup rule stays whatever is enabled
 }
 
-TEST_CASE("merged rulesets decide every packet as the unmerged ones, rule for rule (random policies)") {
+TEST_CASE(
+    "merged rulesets decide every packet as the unmerged ones, rule for rule (random policies)") {
   std::mt19937 random(2026);
-  const std::vector<std::string> sources{"10.0.0.1", "10.0.0.2", "10.0.1.0/24", "10.0.0.0/16",
-                                         "192.0.2.7", "fd00::1", "fd00::/64", "2001:db8::9"};
+  const std::vector<std::string> sources{"10.0.0.1",  "10.0.0.2", "10.0.1.0/24", "10.0.0.0/16",
+                                         "192.0.2.7", "fd00::1",  "fd00::/64",   "2001:db8::9"};
   const std::vector<std::string> ports{"22", "80", "'80-89'", "443", "'1000-1999'", "53", "8080"};
   const std::vector<std::string> actions{"accept", "accept", "drop", "reject"};
   std::size_t merged_elements = 0;
   for (int round = 0; round < 20; ++round) {
-    std::string text = "[policy]\ninput = 'drop'\noutput = 'accept'\n[zone.lan]\ninterfaces = ['lan0']\n";
+    std::string text =
+        "[policy]\ninput = 'drop'\noutput = 'accept'\n[zone.lan]\ninterfaces = ['lan0']\n";
     const int count = 40 + static_cast<int>(random() % 200);
     for (int i = 0; i < count; ++i) {
       std::string body = "action = '" + actions[random() % actions.size()] + "'\n";
       // Mostly one shape (tcp from an address to a port), so that runs form and break.
       const bool common = random() % 10 < 7;
       const auto protocol = common ? 0 : random() % 3;
-      body += protocol == 0 ? "protocols = 'tcp'\n" : protocol == 1 ? "protocols = 'udp'\n" : "protocols = ['tcp', 'udp']\n";
+      body += protocol == 0   ? "protocols = 'tcp'\n"
+              : protocol == 1 ? "protocols = 'udp'\n"
+                              : "protocols = ['tcp', 'udp']\n";
       if (common || random() % 2) {
         body += "ports = [" + std::to_string(20 + random() % 40) + "]\n";
       } else {
-        body += "ports = [" + ports[random() % ports.size()] + (random() % 5 == 0 ? ", 7000" : "") + "]\n";
+        body += "ports = [" + ports[random() % ports.size()] + (random() % 5 == 0 ? ", 7000" : "") +
+                "]\n";
       }
       if (common) {
         body += "from = '10.0.0." + std::to_string(random() % 30) + "'\n";
@@ -119,7 +136,8 @@ TEST_CASE("merged rulesets decide every packet as the unmerged ones, rule for ru
         body += "from = '" + sources[random() % sources.size()] + "'\n";
       }
       if (random() % 9 == 0 && body.find("from = '") == std::string::npos) body += "from = 'lan'\n";
-      if (random() % 11 == 0 && body.find("'lan'") == std::string::npos) body += "direction = 'out'\n";
+      if (random() % 11 == 0 && body.find("'lan'") == std::string::npos)
+        body += "direction = 'out'\n";
       if (random() % 13 == 0) body += "log = true\n";
       text += rule_text("r" + std::to_string(i), body);
     }
@@ -138,14 +156,18 @@ TEST_CASE("merged rulesets decide every packet as the unmerged ones, rule for ru
           REQUIRE_FALSE(boxes_overlap(map.elements[a], map.elements[b]));
     }
     const std::string near = "10.0.0." + std::to_string(random() % 30);
-    const std::vector<std::string> addresses{near, near, near, "10.0.0.1", "10.0.0.2", "10.0.1.5", "10.0.9.9", "192.0.2.7",
-                                             "198.51.100.1", "fd00::1", "fd00::77", "2001:db8::9", "2001:db8::1"};
+    const std::vector<std::string> addresses{
+        near,        near,           near,      "10.0.0.1", "10.0.0.2",    "10.0.1.5",   "10.0.9.9",
+        "192.0.2.7", "198.51.100.1", "fd00::1", "fd00::77", "2001:db8::9", "2001:db8::1"};
     for (int probe = 0; probe < 300; ++probe) {
       const char* protocol = random() % 2 ? "tcp" : "udp";
       const std::string& address = addresses[random() % addresses.size()];
       const bool v6 = address.find(':') != std::string::npos;
-      const std::string port = std::to_string(random() % 2 ? 20 + random() % 40 : std::vector<int>{22, 80, 85, 443, 1500, 53, 8080, 7000, 9}[random() % 9]);
-      std::vector<std::string> words{protocol, v6 ? "[" + address + "]:4000" : address + ":4000", "->", port};
+      const std::string port = std::to_string(
+          random() % 2 ? 20 + random() % 40
+                       : std::vector<int>{22, 80, 85, 443, 1500, 53, 8080, 7000, 9}[random() % 9]);
+      std::vector<std::string> words{protocol, v6 ? "[" + address + "]:4000" : address + ":4000",
+                                     "->", port};
       if (random() % 2) words.insert(words.end(), {"in", "lan"});
       std::string error;
       std::optional<PacketShape> packet = parse_packet_shape(words, parsed.policy, error);
@@ -166,7 +188,10 @@ TEST_CASE("merged rulesets decide every packet as the unmerged ones, rule for ru
 TEST_CASE("a long run fills maps of at most kMapElementsAtMost elements, in rule order") {
   std::string text;
   for (int i = 0; i < 300; ++i)
-    text += rule_text("n" + std::to_string(i), "protocols = 'tcp'\nports = [" + std::to_string(2000 + i) + "]\nfrom = '10.0." + std::to_string(i / 250) + "." + std::to_string(i % 250) + "'\naction = 'accept'\n");
+    text += rule_text("n" + std::to_string(i),
+                      "protocols = 'tcp'\nports = [" + std::to_string(2000 + i) +
+                          "]\nfrom = '10.0." + std::to_string(i / 250) + "." +
+                          std::to_string(i % 250) + "'\naction = 'accept'\n");
   const ir::Ruleset ruleset = compiled(text, true);
   REQUIRE(ruleset.maps.size() == (300 + kMapElementsAtMost - 1) / kMapElementsAtMost);
   CHECK(ruleset.maps[0].elements.size() == kMapElementsAtMost);

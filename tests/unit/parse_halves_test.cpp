@@ -18,7 +18,8 @@ std::string long_policy(const std::string& rule_500_extra, const std::string& ru
   for (int i = 0; i < 3000; ++i) {
     text += "\n[[rule]]\nname = 'rule-" + std::to_string(i) + "'\nprotocols = 'tcp'\nports = [" +
             std::to_string(1000 + i) + "]\nfrom = '10.0." + std::to_string(i / 250) + "." +
-            std::to_string(i % 250) + "'\naction = 'accept'\ncomment = 'a rule that is here to make the file long'\n";
+            std::to_string(i % 250) +
+            "'\naction = 'accept'\ncomment = 'a rule that is here to make the file long'\n";
     if (i == 500) text += rule_500_extra;
     if (i == 2900) text += rule_2900_extra;
   }
@@ -32,7 +33,8 @@ std::string whole(const std::string& text) { return text + "# '''\n"; }
 int line_of(const std::string& text, const std::string& needle) {
   const std::size_t at = text.find(needle);
   REQUIRE(at != std::string::npos);
-  return 1 + static_cast<int>(std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(at), '\n'));
+  return 1 + static_cast<int>(
+                 std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(at), '\n'));
 }
 
 }  // namespace
@@ -55,7 +57,9 @@ TEST_CASE("a long policy parsed in halves reads as the whole file does, lines in
   }
   CHECK(halves.policy.rules[2999].where.line == line_of(text, "name = 'rule-2999'") - 1);
   CHECK(compile_policy(halves.policy) == compile_policy(once.policy));
-  CHECK(parse_split_point(text + "[[bind]]\nname = 'b'\nprotocols = ['tcp']\nports = [22]\nuser = 'root'\n") == 0);
+  CHECK(parse_split_point(
+            text + "[[bind]]\nname = 'b'\nprotocols = ['tcp']\nports = [22]\nuser = 'root'\n") ==
+        0);
   CHECK(parse_split_point(text.substr(0, 100000)) == 0);
 }
 
