@@ -1484,8 +1484,10 @@ TEST_CASE("encode_map_edit_batch: removals by key, then additions with verdict a
 
   // One field: boundaries without the leading end element at zero.
   const std::vector<MapElement> web = {{{ports(80, 90)}, VerdictKind::drop, "web"}};
-  const auto single = split(
-      portier::encode_map_edit_batch("portier", {"input/m3", {KeyField::dport}, web, web}, 1));
+  // The batch must outlive the messages split() points into.
+  const auto single_batch =
+      portier::encode_map_edit_batch("portier", {"input/m3", {KeyField::dport}, web, web}, 1);
+  const auto single = split(single_batch);
   REQUIRE(single.size() == 4);
   CHECK(map_elements_of(single[1].nlh) ==
         std::vector<SentMapElement>{{"0050", "", false, -1, {}}, {"005b", "", true, -1, {}}});
