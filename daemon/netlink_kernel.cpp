@@ -313,14 +313,6 @@ void NetlinkKernel::edit_set(const std::string& table, const SetEdit& edit) {
   transact(batch, "the elements of set " + edit.set);
 }
 
-void NetlinkKernel::edit_map(const std::string& table, const MapEdit& edit) {
-  if (edit.add.empty() && edit.remove.empty()) return;
-  const MapElementChange change{edit.map, edit.key, edit.add, edit.remove};
-  const EncodedBatch batch = encode_map_edit_batch(table, change, next_seq_);
-  next_seq_ = batch.next_seq;
-  transact(batch, "the elements of map " + edit.map);
-}
-
 // Our own transactions are kept off the event socket: with it subscribed, the kernel
 // would build a notification for every rule and element we load (a million-element set
 // overflows any receive buffer, and costs the kernel time even when nobody listens but

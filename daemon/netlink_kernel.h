@@ -38,10 +38,6 @@ class NetlinkKernel final : public Kernel {
   std::vector<std::uint64_t> edit(const std::string& table, const TableEdit& edit) override;
   /// encode_set_edit_batch(): removals, then additions, in one transaction.
   void edit_set(const std::string& table, const SetEdit& edit) override;
-  /// encode_map_edit_batch(): removals, then additions, in one transaction; the error
-  /// names the map.
-  /// One MapEdit alone, in a transaction of its own (edit() takes them with rules).
-  void edit_map(const std::string& table, const MapEdit& edit);
   /// The rules (GETRULE dump), then each map's elements (GETSETELEM dump) in kernel order
   /// with the counters of the map's counter expression; interval end elements are not
   /// elements of their own. A map the table lacks is a KernelError naming it.

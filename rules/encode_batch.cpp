@@ -589,7 +589,25 @@ EncodedBatch encode_replace_batch(const ir::Ruleset& ruleset, std::uint32_t firs
 }
 
 namespace {
-void write_map_edit(BatchWriter& writer, const std::string& table, const MapElementChange& change);
+
+void write_map_edit(BatchWriter& writer, const std::string& table, const MapElementChange& change) {
+  SetDefinition map;
+  map.name = std::string(change.map);
+  check_name(map.name, "map");
+  map.what = "map " + map.name;
+  // Removals first, as in encode_set_edit_batch(). An element is found by its key (and
+  // for an rbtree map by its boundaries' flags); its verdict and comment do not matter.
+  encode::add_map_elements(map, change.key, change.remove, false);
+  add_elements(writer, table, map, ElementList{NFT_MSG_DELSETELEM, 0, false, 0, false},
+               "deletion of elements of " + map.what);
+  map.elements.clear();
+  map.concat_elements.clear();
+  map.verdicts.clear();
+  encode::add_map_elements(map, change.key, change.add, false);
+  add_elements(writer, table, map, ElementList{NFT_MSG_NEWSETELEM, NLM_F_CREATE, false, 0, true},
+               "elements of " + map.what);
+}
+
 }  // namespace
 
 EncodedBatch encode_edit_batch(const std::string& table, const std::vector<ir::NamedSet>& sets,
@@ -685,36 +703,6 @@ EncodedBatch encode_set_edit_batch(const std::string& table, const SetElementCha
   add_elements(writer, table, set,
                ElementList{NFT_MSG_NEWSETELEM, NLM_F_CREATE, false, timeout_ms, true},
                "elements of " + set.what);
-  return std::move(writer).finish();
-}
-
-namespace {
-
-void write_map_edit(BatchWriter& writer, const std::string& table, const MapElementChange& change) {
-  SetDefinition map;
-  map.name = std::string(change.map);
-  check_name(map.name, "map");
-  map.what = "map " + map.name;
-  // Removals first, as in encode_set_edit_batch(). An element is found by its key (and
-  // for an rbtree map by its boundaries' flags); its verdict and comment do not matter.
-  encode::add_map_elements(map, change.key, change.remove, false);
-  add_elements(writer, table, map, ElementList{NFT_MSG_DELSETELEM, 0, false, 0, false},
-               "deletion of elements of " + map.what);
-  map.elements.clear();
-  map.concat_elements.clear();
-  map.verdicts.clear();
-  encode::add_map_elements(map, change.key, change.add, false);
-  add_elements(writer, table, map, ElementList{NFT_MSG_NEWSETELEM, NLM_F_CREATE, false, 0, true},
-               "elements of " + map.what);
-}
-
-}  // namespace
-
-EncodedBatch encode_map_edit_batch(const std::string& table, const MapElementChange& change,
-                                   std::uint32_t first_seq) {
-  check_name(table, "table");
-  BatchWriter writer(first_seq);
-  write_map_edit(writer, table, change);
   return std::move(writer).finish();
 }
 

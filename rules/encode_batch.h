@@ -79,9 +79,14 @@ struct MapElementChange {
 /// (NFTA_RULE_POSITION_ID naming its NFTA_RULE_ID). `sets` are the named sets of the
 /// loaded table (their elements are not needed), for rules that look them up, and `maps`
 /// its RuleMaps (elements not needed either), for map_lookup rules. Then the element
-/// changes of RuleMaps, as encode_map_edit_batch() writes them (a toggle of a rule that
-/// is kernel rules and map elements is one transaction). Throws std::invalid_argument
-/// as encode_replace_batch().
+/// changes of RuleMaps (a toggle of a rule that is kernel rules and map elements is one
+/// transaction): per map, DELSETELEM of the removed elements (by key: no verdict, no
+/// comment), then NEWSETELEM of the added ones with their verdicts and comments; the
+/// map's counter expression gives each added element a fresh counter. Elements are
+/// encoded as in encode_replace_batch(): a one-field key as interval boundaries (sorted,
+/// without the leading end element at zero, as encode_set_edit_batch()), a concatenation
+/// as key and key end. Throws std::invalid_argument as encode_replace_batch(), or for an
+/// element a map cannot hold.
 EncodedBatch encode_edit_batch(const std::string& table, const std::vector<ir::NamedSet>& sets,
                                const std::vector<ir::RuleMap>& maps,
                                std::span<const RuleRemoval> removals,
@@ -107,15 +112,6 @@ struct SetElementChange {
 /// gets plain keys. Removing takes exactly the elements that adding the same ranges
 /// created. Throws std::invalid_argument for a range the set cannot hold.
 EncodedBatch encode_set_edit_batch(const std::string& table, const SetElementChange& change,
-                                   std::uint32_t first_seq);
-
-/// One transaction: DELSETELEM of the removed elements (by key: no verdict, no comment),
-/// then NEWSETELEM of the added ones with their verdicts and comments; the map's counter
-/// expression gives each added element a fresh counter. Elements are encoded as in
-/// encode_replace_batch(): a one-field key as interval boundaries (sorted, without the
-/// leading end element at zero, as encode_set_edit_batch()), a concatenation as key and
-/// key end. Throws std::invalid_argument for an element the map cannot hold.
-EncodedBatch encode_map_edit_batch(const std::string& table, const MapElementChange& change,
                                    std::uint32_t first_seq);
 
 }  // namespace portier

@@ -202,7 +202,7 @@ SCRIPT
 log "owner/persist: owned tables behave as docs/nftables-owner.md says"
 
 # 5. RuleMaps (merged rules), against tests/oracle/maps.nft, the maps case's IR as nft text
-# written by hand: the same listing and the same bytes as `nft -f` of it; edit_map() takes
+# written by hand: the same listing and the same bytes as `nft -f` of it; edit() takes
 # an element out and puts it back with its comment and a fresh counter; read_counters()
 # reports each element's counter as the kernel counted real packets; a refused map edit
 # names the map.
@@ -271,4 +271,4 @@ if "$oracle" counters portier input/m1 2>"$dir/map-error"; then echo "counters o
 [[ $(cat "$dir/map-error") == 'portier_oracle: table inet portier has no map input/m1' ]] ||
   { echo "unexpected error text: $(cat "$dir/map-error")" >&2; exit 1; }
 SCRIPT
-log "maps: edit_map() removes and restores elements with comment and counter; element counters count packets"
+log "maps: edit() removes and restores elements with comment and counter; element counters count packets"

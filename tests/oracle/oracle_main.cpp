@@ -7,7 +7,7 @@
 //                                     table disappears with it)
 //   portier_oracle counters TABLE [MAP...]  NetlinkKernel::read_counters(), one rule (then
 //                                     one map element) per line
-//   portier_oracle map-edit add|remove ELEMENT  NetlinkKernel::edit_map() of the element
+//   portier_oracle map-edit add|remove ELEMENT  NetlinkKernel::edit() of the element alone
 //                                     with that comment in the `maps` case
 //   portier_oracle exists TABLE       exit status 0 if the table exists, 1 if not
 //   portier_oracle time CASE          how long encode_replace_batch(CASE) takes
@@ -648,10 +648,11 @@ int run(int argc, char** argv) {
     for (const RuleMap& map : ruleset.maps) {
       for (const MapElement& e : map.elements) {
         if (e.comment != element) continue;
-        portier::MapEdit edit{map.name, map.key, {}, {}};
-        (argument == "add" ? edit.add : edit.remove).push_back(e);
+        portier::TableEdit edit;
+        edit.maps.push_back({map.name, map.key, {}, {}});
+        (argument == "add" ? edit.maps[0].add : edit.maps[0].remove).push_back(e);
         portier::NetlinkKernel kernel;
-        kernel.edit_map(ruleset.table, edit);
+        kernel.edit(ruleset.table, edit);
         return 0;
       }
     }

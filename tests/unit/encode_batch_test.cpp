@@ -1457,14 +1457,14 @@ TEST_CASE("encode_replace_batch: port before address, and two addresses, in regi
                                                   "lookup reg 1 set n id 2 dreg 0"});
 }
 
-TEST_CASE("encode_map_edit_batch: removals by key, then additions with verdict and comment") {
+TEST_CASE("encode_edit_batch of map elements: removals by key, then additions with verdict and comment") {
   const std::vector<MapElement> add = {
       {{span("10.0.0.1", "10.0.0.1"), ports(22, 22)}, VerdictKind::accept, "r1"}};
   const std::vector<MapElement> remove = {
       {{span("10.1.0.0", "10.1.0.255"), ports(80, 90)}, VerdictKind::drop, "r2"}};
   const portier::MapElementChange change{
       "input/m1", {KeyField::ip_saddr, KeyField::dport}, add, remove};
-  const auto batch = portier::encode_map_edit_batch("portier", change, 10);
+  const auto batch = portier::encode_edit_batch("portier", {}, {}, {}, {}, {&change, 1}, 10);
   const auto messages = split(batch);
   REQUIRE(messages.size() == 4);
   CHECK(messages[1].type == nft(NFT_MSG_DELSETELEM));
@@ -1485,8 +1485,8 @@ TEST_CASE("encode_map_edit_batch: removals by key, then additions with verdict a
   // One field: boundaries without the leading end element at zero.
   const std::vector<MapElement> web = {{{ports(80, 90)}, VerdictKind::drop, "web"}};
   // The batch must outlive the messages split() points into.
-  const auto single_batch =
-      portier::encode_map_edit_batch("portier", {"input/m3", {KeyField::dport}, web, web}, 1);
+  const portier::MapElementChange web_change{"input/m3", {KeyField::dport}, web, web};
+  const auto single_batch = portier::encode_edit_batch("portier", {}, {}, {}, {}, {&web_change, 1}, 1);
   const auto single = split(single_batch);
   REQUIRE(single.size() == 4);
   CHECK(map_elements_of(single[1].nlh) ==
@@ -1494,8 +1494,8 @@ TEST_CASE("encode_map_edit_batch: removals by key, then additions with verdict a
   CHECK(map_elements_of(single[2].nlh) ==
         std::vector<SentMapElement>{{"0050", "", false, NF_DROP, comment_udata("web")},
                                     {"005b", "", true, -1, {}}});
-  CHECK(split(portier::encode_map_edit_batch("portier", {"input/m3", {KeyField::dport}, {}, {}}, 1))
-            .size() == 2);
+  const portier::MapElementChange nothing{"input/m3", {KeyField::dport}, {}, {}};
+  CHECK(split(portier::encode_edit_batch("portier", {}, {}, {}, {}, {&nothing, 1}, 1)).size() == 2);
 }
 
 TEST_CASE("RuleMaps: refuses what the kernel could not hold") {
