@@ -152,15 +152,6 @@ Firewall::Built Firewall::build(const Policy& policy, const RuntimeState& runtim
   return built;
 }
 
-std::set<std::string, std::less<>> Firewall::disabled_names(const Policy& policy) {
-  std::set<std::string, std::less<>> disabled;
-  for (const Rule& rule : policy.rules)
-    if (!rule.enabled) disabled.insert(rule.name);
-  for (const Forward& forward : policy.forwards)
-    if (!forward.enabled) disabled.insert(forward.name);
-  return disabled;
-}
-
 void Firewall::applied(std::string_view reason) {
   ++generation_;
   last_applied_ = options_.now();

@@ -198,7 +198,6 @@ class Firewall {
   };
   Policy effective(const Policy& policy, const RuntimeState& runtime) const;
   Built build(const Policy& policy, const RuntimeState& runtime) const;
-  static std::set<std::string, std::less<>> disabled_names(const Policy& policy);
   void install(Built built, std::string_view reason);
   struct RulePosition {
     std::size_t chain;

@@ -577,6 +577,15 @@ std::string_view rule_owner(const ir::Rule& rule) {
   return comment;
 }
 
+std::set<std::string, std::less<>> disabled_names(const Policy& policy) {
+  std::set<std::string, std::less<>> disabled;
+  for (const Rule& rule : policy.rules)
+    if (!rule.enabled) disabled.insert(rule.name);
+  for (const Forward& forward : policy.forwards)
+    if (!forward.enabled) disabled.insert(forward.name);
+  return disabled;
+}
+
 ir::Ruleset without_owners(const ir::Ruleset& full,
                            const std::set<std::string, std::less<>>& disabled) {
   ir::Ruleset result = full;
@@ -619,11 +628,7 @@ ir::Ruleset compile_policy(const Policy& policy, const CompileOptions& options) 
   ir::Ruleset ruleset = Compiler(policy, options).run();
   if (options.merge_rules) merge_rule_runs(ruleset);
   split_long_chains(ruleset);
-  std::set<std::string, std::less<>> disabled;
-  for (const Rule& rule : policy.rules)
-    if (!rule.enabled) disabled.insert(rule.name);
-  for (const Forward& forward : policy.forwards)
-    if (!forward.enabled) disabled.insert(forward.name);
+  const std::set<std::string, std::less<>> disabled = disabled_names(policy);
   if (disabled.empty()) return ruleset;
   return without_owners(ruleset, disabled);
 }

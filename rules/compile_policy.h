@@ -60,6 +60,9 @@ ir::Ruleset compile_policy(const Policy& policy, const CompileOptions& options =
 /// suffixes above. Empty for the fixed rules.
 std::string_view rule_owner(const ir::Rule& rule);
 
+/// The names of the policy's disabled rules and forwards.
+std::set<std::string, std::less<>> disabled_names(const Policy& policy);
+
 /// `full` without the kernel rules (and RuleMap elements) of the disabled rules and forwards. For a policy P,
 /// compile_policy(P) == without_owners(compile_policy(P with all enabled), disabled of P):
 /// which chains and sets exist never depends on what is enabled, so a toggle is only
