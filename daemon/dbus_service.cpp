@@ -157,16 +157,22 @@ void FirewallService::when_authorized(sdbus::Result<Results...>&& result, std::s
   std::string sender = message->getSender();
   polkit_.check(sender, kPolkitAction, interactive,
                 [this, waiting, uid, interactive, sender, what = std::string(what)](PolkitAnswer answer) {
-                  if (answer != PolkitAnswer::granted) {
-                    waiting->result.returnError(
-                        sdbus::Error(bus_error::kAccessDenied, refusal(what, uid, answer, interactive)));
-                  } else if (interactive && !bus_name_has_owner(sender)) {
-                    // Whoever typed the password has given up waiting (portierctl was ended):
-                    // a change nobody waits for any more is not made.
-                    std::fprintf(stderr, "portierd: %s by uid %u not done: the caller left while authenticating\n",
-                                 what.c_str(), static_cast<unsigned>(uid));
-                  } else {
-                    reply_with(waiting->result, waiting->change);
+                  // This runs from the event loop, where nothing may escape.
+                  try {
+                    if (answer != PolkitAnswer::granted) {
+                      waiting->result.returnError(
+                          sdbus::Error(bus_error::kAccessDenied, refusal(what, uid, answer, interactive)));
+                    } else if (interactive && !bus_name_has_owner(sender)) {
+                      // Whoever typed the password has given up waiting (portierctl was ended):
+                      // a change nobody waits for any more is not made.
+                      std::fprintf(stderr, "portierd: %s by uid %u not done: the caller left while authenticating\n",
+                                   what.c_str(), static_cast<unsigned>(uid));
+                    } else {
+                      reply_with(waiting->result, waiting->change);
+                    }
+                  } catch (const std::exception& failure) {
+                    std::fprintf(stderr, "portierd: cannot answer %s by uid %u: %s\n", what.c_str(),
+                                 static_cast<unsigned>(uid), failure.what());
                   }
                 });
 }
