@@ -100,8 +100,11 @@ std::string refusal(std::string_view what, uid_t uid, PolkitAnswer answer, bool 
   std::string why = "permission denied: " + std::string(what) + " needs root or the polkit action " +
                     kPolkitAction + " (caller uid " + std::to_string(uid) + ")";
   switch (answer) {
-    case PolkitAnswer::granted:
-    case PolkitAnswer::refused: break;
+    case PolkitAnswer::granted: break;
+    case PolkitAnswer::refused:
+      // polkit answers a failed password like a rule that says no.
+      if (interactive) why += "; the authentication failed, or polkit's rules refuse it";
+      break;
     case PolkitAnswer::needs_authentication:
       why += interactive ? "; polkit wants the caller to authenticate, and no authentication agent serves it"
                          : "; polkit wants the caller to authenticate, and the call did not allow that: run "
