@@ -158,7 +158,7 @@ void FirewallService::when_authorized(sdbus::Result<Results...>&& result, std::s
   auto waiting = std::make_shared<Waiting>(Waiting{std::move(result), std::move(change)});
   bool interactive = allows_interactive_authorization(*message);
   std::string sender = message->getSender();
-  polkit_.check(sender, kPolkitAction, interactive,
+  polkit_.check(sender, uid, kPolkitAction, interactive,
                 [this, waiting, uid, interactive, sender, what = std::string(what)](PolkitAnswer answer) {
                   // This runs from the event loop, where nothing may escape.
                   try {

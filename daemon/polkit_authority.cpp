@@ -57,9 +57,10 @@ PolkitAuthority::PolkitAuthority(sdbus::IConnection& connection)
 // Destroying the proxy drops its calls still waiting, so no `done` runs after this.
 PolkitAuthority::~PolkitAuthority() = default;
 
-void PolkitAuthority::check(const std::string& sender, const std::string& action, bool interactive,
+void PolkitAuthority::check(const std::string& sender, uid_t uid, const std::string& action, bool interactive,
                             std::function<void(PolkitAnswer)> done) {
-  if (pending_ >= kMaxPending) {
+  auto of_user = pending_by_user_.find(uid);
+  if (pending_ >= kMaxPending || (of_user != pending_by_user_.end() && of_user->second >= kMaxPendingPerUser)) {
     done(PolkitAnswer::busy);
     return;
   }
@@ -67,10 +68,14 @@ void PolkitAuthority::check(const std::string& sender, const std::string& action
   Subject subject{"system-bus-name", {{"name", sdbus::Variant(sender)}}};
   std::string cancellation_id = "portierd-" + std::to_string(++checks_started_);
   auto limit = interactive ? kInteractiveLimit : kNonInteractiveLimit;
-  ++pending_;
-  auto answered = [this, done, cancellation_id](const sdbus::Error* error,
-                                                                    AuthorizationResult result) {
+  auto settled = [this, uid] {
     --pending_;
+    if (--pending_by_user_[uid] == 0) pending_by_user_.erase(uid);
+  };
+  ++pending_;
+  ++pending_by_user_[uid];
+  auto answered = [settled, done, cancellation_id, this](const sdbus::Error* error, AuthorizationResult result) {
+    settled();
     if (!error) {
       done(answer_of(result));
       return;
@@ -97,7 +102,7 @@ void PolkitAuthority::check(const std::string& sender, const std::string& action
                        interactive ? kAllowUserInteraction : 0u, cancellation_id)
         .uponReplyInvoke(std::move(answered));
   } catch (const sdbus::Error& error) {
-    --pending_;
+    settled();
     std::fprintf(stderr, "portierd: cannot ask polkit: %s: %s\n", error.getName().c_str(),
                  error.getMessage().c_str());
     done(PolkitAnswer::failed);

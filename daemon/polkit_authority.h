@@ -8,8 +8,11 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
+
+#include <sys/types.h>
 
 namespace portier {
 
@@ -30,19 +33,21 @@ class PolkitAuthority {
   static constexpr std::chrono::seconds kNonInteractiveLimit{5};
   // Time enough to read a prompt and type a password (portierctl waits a little longer).
   static constexpr std::chrono::seconds kInteractiveLimit{120};
-  // Callers waiting for an agent hold a few hundred bytes each; a cap keeps that bounded.
+  // Callers waiting for an agent hold a few hundred bytes each; caps keep that bounded, and
+  // the one per user keeps one user's unanswered prompts from locking out the others.
   static constexpr std::size_t kMaxPending = 64;
+  static constexpr std::size_t kMaxPendingPerUser = 8;
 
   explicit PolkitAuthority(sdbus::IConnection& connection);
   ~PolkitAuthority();
   PolkitAuthority(const PolkitAuthority&) = delete;
   PolkitAuthority& operator=(const PolkitAuthority&) = delete;
 
-  /// Asks whether the bus client `sender` may use `action`. With `interactive`, polkit may
+  /// Asks whether the bus client `sender` (of user `uid`) may use `action`. With `interactive`, polkit may
   /// have the caller's authentication agent ask for a password first. `done` is called
   /// exactly once: right away when too many checks wait, otherwise from the connection's
   /// event loop when polkit answers or the limit passes. Not after this object is gone.
-  void check(const std::string& sender, const std::string& action, bool interactive,
+  void check(const std::string& sender, uid_t uid, const std::string& action, bool interactive,
              std::function<void(PolkitAnswer)> done);
 
   std::size_t pending() const { return pending_; }
@@ -52,6 +57,7 @@ class PolkitAuthority {
 
   std::unique_ptr<sdbus::IProxy> proxy_;
   std::size_t pending_ = 0;
+  std::map<uid_t, std::size_t> pending_by_user_;
   std::uint64_t checks_started_ = 0;
 };
 
