@@ -1,11 +1,16 @@
 # bash completion for portierctl; rule and set names come from the running portierd.
 _portierctl() {
   local cur prev cmd
+  # The global option comes before the command; complete the rest as if it were not there.
+  if [[ ${COMP_WORDS[1]-} == --no-ask-password ]] && ((COMP_CWORD > 1)); then
+    COMP_WORDS=("${COMP_WORDS[0]}" "${COMP_WORDS[@]:2}")
+    COMP_CWORD=$((COMP_CWORD - 1))
+  fi
   cur=${COMP_WORDS[COMP_CWORD]}
   prev=${COMP_WORDS[COMP_CWORD-1]}
   cmd=${COMP_WORDS[1]}
   if ((COMP_CWORD == 1)); then
-    COMPREPLY=($(compgen -W "$(portierctl __complete commands 2>/dev/null) --help" -- "$cur"))
+    COMPREPLY=($(compgen -W "$(portierctl __complete commands 2>/dev/null) --help --no-ask-password" -- "$cur"))
     return
   fi
   case $cmd in
