@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# Interactive polkit authentication, end to end, with the real pieces: polkitd, pkttyagent,
+# the setuid polkit-agent-helper-1 and PAM. An unprivileged user (uid 65534) types on a
+# terminal (a pseudo-terminal driven by tests/tools/pty_answer), the agent asks for the
+# password, and only the right one gets the change through.
+#
+# How the pieces are put together, without touching the host's files:
+# - polkitd runs as in test_runtime_polkit.sh: in a private mount namespace where its
+#   actions and rules folders are bind mounts of folders of this test (portier's action, no
+#   rules at all: the action's auth_admin_keep then means "authenticate as root").
+# - The caller side (pty_answer's command: the user's program, the pkttyagent it starts and
+#   the helper pkttyagent starts) runs in a mount namespace of its own (caller.sh, as root,
+#   before it drops to uid 65534), because polkit-agent-helper-1 clears its environment:
+#   it reports to polkitd over the default system bus address, and it runs PAM service
+#   polkit-1 from /etc/pam.d. There /run/dbus is a tmpfs whose system_bus_socket is a
+#   symlink to this test's bus, and /etc/pam.d is a bind mount of a copy with a polkit-1
+#   stack of pam_exec (expose_authtok: it asks "Password: " itself and hands the answer to
+#   a checker that compares it with this test's secret) and pam_permit.
+# Both namespaces vanish with their processes.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib_runtime.sh"
+require_root_or_skip
+require_binaries
+require_cmd unshare mount ps
+
+PTY_ANSWER=$PORTIER_BUILD_DIR/tests/tools/pty_answer
+[[ -x "$PTY_ANSWER" ]] || fail "pty_answer not built: $PTY_ANSWER missing"
+
+POLKITD=/usr/lib/polkit-1/polkitd
+POLKIT_HELPER=/usr/lib/polkit-1/polkit-agent-helper-1
+POLKIT_BUS_CONF=/usr/share/dbus-1/system.d/org.freedesktop.PolicyKit1.conf
+PKTTYAGENT=/usr/bin/pkttyagent
+[[ -x "$POLKITD" && -f "$POLKIT_BUS_CONF" ]] || skip "polkitd not installed (Debian package polkitd; run tests/setup.sh)"
+[[ -x "$PKTTYAGENT" ]] || skip "$PKTTYAGENT not installed (Debian package pkexec or polkitd)"
+command -v pkcheck >/dev/null 2>&1 || skip "pkcheck not installed (Debian package polkitd)"
+[[ -x "$POLKIT_HELPER" && -u "$POLKIT_HELPER" && $(stat -c %u "$POLKIT_HELPER") == 0 ]] ||
+  skip "$POLKIT_HELPER missing or not setuid root"
+grep -q '^NoNewPrivs:[[:space:]]*0' /proc/self/status ||
+  skip "this process runs with no_new_privs: the setuid helper cannot gain root"
+PAM_EXEC=
+for f in /lib/*/security/pam_exec.so /usr/lib/*/security/pam_exec.so /lib/security/pam_exec.so; do
+  [[ -f "$f" ]] && { PAM_EXEC=$f; break; }
+done
+[[ -n "$PAM_EXEC" ]] || skip "pam_exec.so not found (Debian package libpam-modules)"
+for d in /usr/share/polkit-1/actions /usr/share/polkit-1/rules.d /etc/polkit-1/rules.d /etc/pam.d; do
+  [[ -d "$d" ]] || skip "$d missing: polkit's or PAM's folders are not where this test expects them"
+done
+# The mount point for the caller's private /run/dbus; the host's stays as it is.
+[[ -d /run/dbus ]] || skip "/run/dbus does not exist: no place to mount the caller's system bus socket without creating files on the host"
+CALLER_UID=65534
+setpriv --reuid="$CALLER_UID" --regid="$CALLER_UID" --clear-groups true || skip "setpriv cannot switch to uid $CALLER_UID here"
+
+# --- polkitd on a private bus (as in test_runtime_polkit.sh, with no rules) -----------------
+PK_ACTIONS="$WORKDIR/polkit/actions"
+PK_NO_RULES="$WORKDIR/polkit/no-rules.d"
+mkdir -p "$PK_ACTIONS" "$PK_NO_RULES"
+cp "$PORTIER_SOURCE_DIR/systemd/org.portier.Firewall1.policy" "$PK_ACTIONS/"
+chmod -R a+rX "$WORKDIR/polkit"
+start_bus "$POLKIT_BUS_CONF"
+BUS_SOCKET=$WORKDIR/bus/socket
+
+spawn polkitd env DBUS_SYSTEM_BUS_ADDRESS="$BUS_ADDRESS" unshare -m --propagation private sh -c '
+  mount --bind "$1" /usr/share/polkit-1/actions &&
+    mount --bind "$2" /etc/polkit-1/rules.d &&
+    mount --bind "$2" /usr/share/polkit-1/rules.d &&
+    exec "$3" --no-debug' sh "$PK_ACTIONS" "$PK_NO_RULES" "$POLKITD"
+POLKITD_PID=$SPAWNED_PID
+wait_until 5 "polkitd to take org.freedesktop.PolicyKit1" bus_name_has_owner org.freedesktop.PolicyKit1
+kill -0 "$POLKITD_PID" 2>/dev/null || fail "polkitd exited at start: $(cat "$WORKDIR/logs/polkitd.log")"
+log "ok: polkitd (pid $POLKITD_PID) owns org.freedesktop.PolicyKit1"
+
+# --- PAM: service polkit-1 checks the password against SECRET -------------------------------
+SECRET="portier-test-$RANDOM$RANDOM"
+PAM_DIR="$WORKDIR/pam.d"
+CHECK_LOG="$WORKDIR/logs/check-password.log"
+mkdir -p "$PAM_DIR"
+cp -a /etc/pam.d/. "$PAM_DIR/"
+# pam_exec runs the checker with the helper's real uid (the caller's): it writes its log to a
+# file made writable for that.
+: >"$CHECK_LOG"
+chmod 666 "$CHECK_LOG"
+cat >"$WORKDIR/check-password" <<EOF
+#!/bin/bash
+# pam_exec (expose_authtok) hands over the password on stdin, ending with a NUL byte.
+IFS= read -r -d '' password
+if [[ \$password == '$SECRET' ]]; then
+  echo "uid \$(id -u): PAM_USER=\$PAM_USER PAM_SERVICE=\$PAM_SERVICE: right password" >>'$CHECK_LOG'
+  exit 0
+fi
+echo "uid \$(id -u): PAM_USER=\$PAM_USER PAM_SERVICE=\$PAM_SERVICE: wrong password" >>'$CHECK_LOG'
+exit 1
+EOF
+chmod 755 "$WORKDIR/check-password"
+cat >"$PAM_DIR/polkit-1" <<EOF
+# portier test: the password is the test's secret, checked by $WORKDIR/check-password.
+# A wrong one fails as a wrong password does with pam_unix (PAM_AUTH_ERR, from pam_deny);
+# pam_exec itself would say PAM_SYSTEM_ERR.
+auth     [success=1 default=ignore] $PAM_EXEC expose_authtok quiet $WORKDIR/check-password
+auth     requisite pam_deny.so
+auth     required pam_permit.so
+account  required pam_permit.so
+password required pam_deny.so
+session  required pam_permit.so
+EOF
+chmod -R a+rX "$PAM_DIR"
+attempts() { grep -c "$1 password" "$CHECK_LOG" || true; }
+
+# --- the caller's side ---------------------------------------------------------------------
+# caller.sh REPORT CMD...: in its private mount namespace (unshare -m), as root: mounts the
+# bus socket and the PAM folder into place, then runs CMD as uid 65534 with a plain
+# environment (the system bus at its default address) on this terminal. While CMD runs, its
+# children are written to REPORT.children; after it exits, those still running to
+# REPORT.left. This must happen here, before caller.sh (the session leader) exits: the hangup
+# that follows would kill what is left on the terminal.
+mkdir -p "$WORKDIR/nobody"
+chown "$CALLER_UID:$CALLER_UID" "$WORKDIR/nobody"
+cat >"$WORKDIR/caller.sh" <<'EOF'
+#!/bin/bash
+set -u
+bus_socket=$1 pam_dir=$2 report=$3
+shift 3
+mount -t tmpfs -o mode=755,size=64k portier-test /run/dbus &&
+  ln -s "$bus_socket" /run/dbus/system_bus_socket &&
+  mount --bind "$pam_dir" /etc/pam.d || { echo "caller.sh: mount setup failed" >&2; exit 120; }
+pidfile=$report.pid
+(
+  for ((i = 0; i < 500; i++)); do [[ -s $pidfile ]] && break; sleep 0.01; done
+  pid=$(<"$pidfile")
+  while [[ -d /proc/$pid ]]; do
+    ps -o pid=,comm= --ppid "$pid"
+    sleep 0.02
+  done | sort -u >"$report.children"
+) </dev/null &
+watcher=$!
+rc=0
+bash -c 'echo $$ >"$0" && exec "$@"' "$pidfile" \
+  setpriv --reuid=65534 --regid=65534 --clear-groups \
+  env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C TERM=dumb HOME=/nonexistent "$@" || rc=$?
+wait "$watcher"
+: >"$report.left"
+while read -r pid comm; do
+  [[ -n $pid ]] || continue
+  if [[ -d /proc/$pid && $(cat /proc/$pid/comm 2>/dev/null) == "$comm" ]]; then
+    # A child killed but not waited for is a zombie until its new parent reaps it.
+    for ((i = 0; i < 20; i++)); do [[ -d /proc/$pid ]] || break; sleep 0.05; done
+    [[ -d /proc/$pid ]] && echo "$pid $comm $(cat /proc/$pid/stat 2>/dev/null)" >>"$report.left"
+  fi
+done <"$report.children"
+exit "$rc"
+EOF
+chmod 755 "$WORKDIR/caller.sh"
+
+# on_terminal NAME ANSWER DELAY_MS CMD...: CMD as uid 65534 on a terminal of its own, with
+# ANSWER typed DELAY_MS after each "Password: " (at most 3 times). The transcript goes to
+# logs/tty-NAME.log; sets RC and TTY_OUT. Runs in the background under ON_TERMINAL_BG=1
+# (then sets TTY_PID and TTY_LOG only).
+on_terminal() {
+  local name=$1 answer=$2 delay=$3
+  shift 3
+  TTY_LOG="$WORKDIR/logs/tty-$name.log"
+  local -a cmd=(timeout 150 "$PTY_ANSWER" --prompt 'Password: ' --answer "$answer" --max-answers 3
+    --wait-echo-off --answer-delay-ms "$delay" --
+    unshare -m --propagation private "$WORKDIR/caller.sh" "$BUS_SOCKET" "$PAM_DIR" "$WORKDIR/call-$name" "$@")
+  if [[ ${ON_TERMINAL_BG:-0} == 1 ]]; then
+    "${cmd[@]}" >"$TTY_LOG" 2>&1 </dev/null &
+    TTY_PID=$!
+    on_exit "kill $TTY_PID"
+    return 0
+  fi
+  RC=0
+  "${cmd[@]}" >"$TTY_LOG" 2>&1 </dev/null || RC=$?
+  TTY_OUT=$(tr -d '\r' <"$TTY_LOG")
+}
+
+# --- polkit's own tools through the whole chain ----------------------------------------------
+# A shell of uid 65534 starts pkttyagent (no --fallback: there is no logind session here, and
+# polkit 122 ignores a fallback agent for a subject outside every session), which registers
+# for its parent, the shell; once it says so (--notify-fd), pkcheck asks polkit about that
+# shell with interaction allowed. This is the chain portierctl sets up for itself.
+cat >"$WORKDIR/pkcheck-with-agent.sh" <<EOF
+#!/bin/bash
+fifo=\$TMPDIR/agent-ready.\$\$
+mkfifo "\$fifo"
+$PKTTYAGENT --notify-fd 3 3>"\$fifo" &
+agent=\$!
+cat "\$fifo"
+rm -f "\$fifo"
+rc=0
+pkcheck --action-id org.portier.Firewall1.manage --process \$\$ --allow-user-interaction || rc=\$?
+echo "pkcheck exit \$rc"
+kill \$agent
+wait \$agent
+exit \$rc
+EOF
+chmod 755 "$WORKDIR/pkcheck-with-agent.sh"
+
+pkcheck_case() {
+  local name=$1 answer=$2 expect=$3 before_right before_wrong
+  before_right=$(attempts right) before_wrong=$(attempts wrong)
+  on_terminal "$name" "$answer" 0 env TMPDIR="$WORKDIR/nobody" "$WORKDIR/pkcheck-with-agent.sh"
+  log "pkcheck ($name): exit $RC, $(($(attempts right) - before_right)) right and $(($(attempts wrong) - before_wrong)) wrong password(s) checked; transcript:
+$TTY_OUT"
+  assert_contains "$TTY_OUT" "AUTHENTICATING FOR org.portier.Firewall1.manage" "pkttyagent's banner ($name)"
+  assert_contains "$TTY_OUT" "Password: " "pkttyagent's password prompt ($name)"
+  [[ "$RC" == "$expect" ]] || fail "pkcheck through pkttyagent ($name): expected exit $expect, seen $RC"
+}
+pkcheck_case pkcheck-right "$SECRET" 0
+assert_contains "$TTY_OUT" "AUTHENTICATION COMPLETE" "pkttyagent after the right password"
+pkcheck_case pkcheck-wrong "not-$SECRET" 1
+assert_contains "$TTY_OUT" "AUTHENTICATION FAILED" "pkttyagent after a wrong password"
+log "ok: polkit's own pkcheck through pkttyagent, the helper and PAM: the right password authorizes, a wrong one does not"
+
+# The check for processes left behind works: a command that leaves a child running.
+on_terminal leftover-control unused 0 bash -c 'sleep 30 & sleep 0.5'
+grep -q ' sleep ' "$WORKDIR/call-leftover-control.left" ||
+  fail "caller.sh did not notice the child left running (children: $(cat "$WORKDIR/call-leftover-control.children"))"
