@@ -158,7 +158,7 @@ on_terminal() {
   local name=$1 answer=$2 delay=$3
   shift 3
   TTY_LOG="$WORKDIR/logs/tty-$name.log"
-  local -a cmd=(timeout 150 "$PTY_ANSWER" --prompt 'Password: ' --answer "$answer" --max-answers 3
+  local -a cmd=(timeout 60 "$PTY_ANSWER" --prompt 'Password: ' --answer "$answer" --max-answers 3
     --wait-echo-off --answer-delay-ms "$delay" --
     unshare -m --propagation private "$WORKDIR/caller.sh" "$BUS_SOCKET" "$PAM_DIR" "$WORKDIR/call-$name" "$@")
   if [[ ${ON_TERMINAL_BG:-0} == 1 ]]; then
@@ -214,3 +214,137 @@ log "ok: polkit's own pkcheck through pkttyagent, the helper and PAM: the right 
 on_terminal leftover-control unused 0 bash -c 'sleep 30 & sleep 0.5'
 grep -q ' sleep ' "$WORKDIR/call-leftover-control.left" ||
   fail "caller.sh did not notice the child left running (children: $(cat "$WORKDIR/call-leftover-control.children"))"
+
+# --- portierctl as uid 65534 on a terminal ---------------------------------------------------
+new_netns FW_NS fw
+POLICY="$WORKDIR/policy.toml"
+cat >"$POLICY" <<'TOML'
+[policy]
+input  = "reject"
+output = "accept"
+
+[set.blocklist]
+family = "ipv4"
+
+[[rule]]
+name      = "blocked"
+from      = "@blocklist"
+action    = "drop"
+
+[[rule]]
+name      = "web-in"
+protocols = "tcp"
+ports     = [8080]
+action    = "accept"
+TOML
+chmod 644 "$POLICY"
+start_portierd "$FW_NS" "$POLICY"
+
+shape() { table_shape "$FW_NS"; }
+has_web_rule() { grep -q 'tcp dport 8080' <<<"$(shape)"; }
+ms_since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%d", (b - a) * 1000 }'; }
+
+# pctl_terminal NAME ANSWER DELAY_MS ARGS...: portierctl ARGS as uid 65534 on a terminal.
+pctl_terminal() {
+  local name=$1 answer=$2 delay=$3
+  shift 3
+  on_terminal "$name" "$answer" "$delay" "$PORTIERCTL" "$@"
+  [[ ${ON_TERMINAL_BG:-0} == 1 ]] || log "portierctl $* ($name): exit $RC; transcript:
+$TTY_OUT"
+}
+
+# assert_agent_gone NAME: portierctl had a pkttyagent child, and no child of it was still
+# running after portierctl exited.
+assert_agent_gone() {
+  local name=$1 report="$WORKDIR/call-$1" agents
+  agents=$(awk '$2 == "pkttyagent" { print $1 }' "$report.children" | paste -sd' ')
+  [[ -n "$agents" ]] || fail "portierctl ($name) started no pkttyagent; its children were: $(cat "$report.children")"
+  [[ ! -s "$report.left" ]] || fail "portierctl ($name) exited and left running: $(cat "$report.left")"
+  log "ok: portierctl's pkttyagent (pid $agents) is gone once portierctl exited ($name)"
+}
+
+# a. The right password: the change goes through, into the kernel.
+has_web_rule || fail "the table has no rule for tcp dport 8080 to begin with:
+$(shape)"
+right_before=$(attempts right)
+pctl_terminal disable-right "$SECRET" 0 disable web-in
+((RC == 0)) || fail "portierctl disable web-in as uid $CALLER_UID with the right password: exit $RC"
+assert_contains "$TTY_OUT" "AUTHENTICATING FOR org.portier.Firewall1.manage" "pkttyagent's banner on portierctl's terminal"
+assert_contains "$TTY_OUT" "Password: " "pkttyagent's password prompt on portierctl's terminal"
+assert_eq $((right_before + 1)) "$(attempts right)" "passwords checked by PAM (right) for disable web-in"
+! has_web_rule || fail "portierctl disable web-in as uid $CALLER_UID succeeded but the kernel still has the rule:
+$(shape)"
+assert_eq disabled "$(rule_field web-in state)" "web-in state after uid $CALLER_UID authenticated and disabled it"
+assert_agent_gone disable-right
+log "ok: uid $CALLER_UID typed the right password to pkttyagent, web-in is disabled in the kernel"
+
+# b. A wrong password: refused, nothing changes.
+before=$(shape)
+generation=$(status_field generation)
+wrong_before=$(attempts wrong)
+pctl_terminal enable-wrong "not-$SECRET" 0 enable web-in
+((RC != 0)) || fail "portierctl enable web-in as uid $CALLER_UID with a wrong password succeeded"
+assert_contains "$TTY_OUT" "Password: " "pkttyagent's password prompt (wrong password)"
+assert_contains "$TTY_OUT" "permission denied" "portierctl's message after a wrong password"
+(($(attempts wrong) > wrong_before)) || fail "PAM checked no wrong password for enable web-in"
+log "wrong password: the agent prompted $(grep -c 'Password: ' <<<"$TTY_OUT") time(s), PAM checked $(($(attempts wrong) - wrong_before)) password(s)"
+assert_same_text "$before" "$(shape)" "table inet portier after a wrong password"
+assert_eq "$generation" "$(status_field generation)" "generation after a wrong password"
+assert_eq disabled "$(rule_field web-in state)" "web-in state after a wrong password"
+assert_agent_gone enable-wrong
+log "ok: a wrong password is refused with 'permission denied', the kernel's table and the generation unchanged"
+
+# c. --no-ask-password: no agent, no prompt, refused because polkit wants authentication.
+pctl_terminal no-ask unused 0 --no-ask-password enable web-in
+((RC != 0)) || fail "portierctl --no-ask-password enable web-in as uid $CALLER_UID succeeded"
+assert_no_match "$TTY_OUT" 'Password:' "portierctl --no-ask-password's terminal"
+assert_contains "$TTY_OUT" "polkit wants the caller to authenticate" "portierctl --no-ask-password's refusal"
+! grep -q ' pkttyagent$' "$WORKDIR/call-no-ask.children" ||
+  fail "portierctl --no-ask-password started pkttyagent: $(cat "$WORKDIR/call-no-ask.children")"
+assert_same_text "$before" "$(shape)" "table inet portier after portierctl --no-ask-password"
+assert_eq "$generation" "$(status_field generation)" "generation after portierctl --no-ask-password"
+log "ok: --no-ask-password on a terminal: no agent, no prompt, refused"
+
+# d. While uid 65534's password prompt is open, portierd serves everyone else.
+right_before=$(attempts right)
+ON_TERMINAL_BG=1 pctl_terminal held "$SECRET" 3000 enable web-in
+wait_until 30 "pkttyagent's password prompt for the held call" grep -q 'Password: ' "$TTY_LOG"
+t0=$EPOCHREALTIME
+pctl status
+assert_rc 0 "root's portierctl status while uid $CALLER_UID's authentication is pending"
+status_ms=$(ms_since "$t0")
+t0=$EPOCHREALTIME
+pctl rules
+assert_rc 0 "root's portierctl rules while uid $CALLER_UID's authentication is pending"
+assert_match "$OUT" '^web-in +disabled' "root's portierctl rules while the enable waits for the password"
+rules_ms=$(ms_since "$t0")
+t0=$EPOCHREALTIME
+pctl_nobody status
+assert_rc 0 "uid $CALLER_UID's portierctl status (stdin no terminal) while its other call authenticates"
+nobody_ms=$(ms_since "$t0")
+t0=$EPOCHREALTIME
+pctl set add blocklist 203.0.113.7
+assert_rc 0 "root's portierctl set add blocklist 203.0.113.7 while uid $CALLER_UID's authentication is pending"
+add_ms=$(ms_since "$t0")
+grep -q 203.0.113.7 <<<"$(shape)" || fail "root's set add while the prompt was open did not reach the kernel:
+$(shape)"
+kill -0 "$TTY_PID" 2>/dev/null || fail "uid $CALLER_UID's portierctl already finished: the calls above were not made while its prompt was open:
+$(cat "$TTY_LOG")"
+assert_eq "$right_before" "$(attempts right)" "passwords checked before the held prompt was answered"
+log "ok: while uid $CALLER_UID's prompt was open: root's status in $status_ms ms, rules in $rules_ms ms, set add in $add_ms ms; uid $CALLER_UID's status in $nobody_ms ms"
+rc=0
+wait "$TTY_PID" || rc=$?
+TTY_OUT=$(tr -d '\r' <"$TTY_LOG")
+log "portierctl enable web-in (held): exit $rc; transcript:
+$TTY_OUT"
+((rc == 0)) || fail "portierctl enable web-in as uid $CALLER_UID after a held prompt: exit $rc"
+assert_eq $((right_before + 1)) "$(attempts right)" "passwords checked by PAM (right) for the held enable"
+has_web_rule || fail "portierctl enable web-in as uid $CALLER_UID succeeded but the kernel has no rule for it:
+$(shape)"
+assert_eq enabled "$(rule_field web-in state)" "web-in state after the held enable"
+assert_agent_gone held
+log "ok: after the held prompt was answered, the enable went through"
+
+grep -q 'polkit check failed' "$PORTIERD_LOG" && fail "portierd logged a failed polkit check:
+$(grep 'polkit' "$PORTIERD_LOG")"
+stop_portierd
