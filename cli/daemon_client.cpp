@@ -1,5 +1,7 @@
 #include "daemon_client.h"
 
+#include <systemd/sd-bus.h>
+
 #include <cstdio>
 #include <string>
 
@@ -19,7 +21,76 @@ sdbus::IConnection& system_bus() {
   return *bus;
 }
 
+constexpr const char* kInterface = "org.portier.Firewall1";
+// portierd gives polkit 120 s to have the password typed; its refusal should arrive first.
+constexpr std::chrono::seconds kInteractiveTimeout{125};
+
+// sdbus-c++ 1.2 cannot set a message's header flags, but keeps the sd_bus_message in a
+// protected member; a pointer to that member taken in a derived class reads it.
+struct RawMessage : sdbus::Message {
+  static sd_bus_message* of(const sdbus::Message& message) {
+    return static_cast<sd_bus_message*>(message.*(&RawMessage::msg_));
+  }
+};
+
 }  // namespace
+
+template <typename... Args>
+sdbus::MethodReply DaemonClient::call_authorized(const char* method, const Args&... args) {
+  auto call = getProxy().createMethodCall(kInterface, method);
+  ((call << args), ...);
+  if (!may_ask_password()) return getProxy().callMethod(call);
+  if (!agent_tried_) {
+    agent_ = PolkitAgent::start();
+    agent_tried_ = true;
+  }
+  sd_bus_message_set_allow_interactive_authorization(RawMessage::of(call), 1);
+  return getProxy().callMethod(call, kInteractiveTimeout);
+}
+
+void DaemonClient::SetRuleEnabled(const std::string& name, const bool& enabled, const Options& options) {
+  call_authorized("SetRuleEnabled", name, enabled, options);
+}
+
+void DaemonClient::Reload() { call_authorized("Reload"); }
+
+uint64_t DaemonClient::Apply(const std::string& path, const Options& options) {
+  uint64_t generation = 0;
+  auto reply = call_authorized("Apply", path, options);
+  reply >> generation;
+  return generation;
+}
+
+void DaemonClient::Confirm() { call_authorized("Confirm"); }
+
+void DaemonClient::Rollback() { call_authorized("Rollback"); }
+
+std::string DaemonClient::AddTimedRule(const Options& rule) {
+  std::string name;
+  auto reply = call_authorized("AddTimedRule", rule);
+  reply >> name;
+  return name;
+}
+
+void DaemonClient::RemoveTimedRule(const std::string& name) { call_authorized("RemoveTimedRule", name); }
+
+void DaemonClient::AddSetElements(const std::string& set, const std::vector<std::string>& elements,
+                                  const Options& options) {
+  call_authorized("AddSetElements", set, elements, options);
+}
+
+void DaemonClient::RemoveSetElements(const std::string& set, const std::vector<std::string>& elements) {
+  call_authorized("RemoveSetElements", set, elements);
+}
+
+void DaemonClient::SetPanic(const bool& on, const Options& options) { call_authorized("SetPanic", on, options); }
+
+std::vector<std::map<std::string, sdbus::Variant>> DaemonClient::ListPorts() {
+  std::vector<std::map<std::string, sdbus::Variant>> ports;
+  auto reply = call_authorized("ListPorts");
+  reply >> ports;
+  return ports;
+}
 
 DaemonClient::DaemonClient()
     : ProxyInterfaces(system_bus(), "org.portier.Firewall1", "/org/portier/Firewall1") {

@@ -4,9 +4,11 @@
 
 #include <sdbus-c++/sdbus-c++.h>
 
+#include <chrono>
 #include <memory>
 
 #include "firewall1_proxy.h"
+#include "polkit_agent.h"
 
 namespace portier::cli {
 
@@ -18,13 +20,34 @@ class DaemonClient final : public sdbus::ProxyInterfaces<org::portier::Firewall1
   DaemonClient();
   ~DaemonClient();
 
+  // The calls that need authorization, hiding the generated ones of the same names: where
+  // polkit may ask for a password (see may_ask_password()), they start an agent, carry
+  // ALLOW_INTERACTIVE_AUTHORIZATION and wait long enough for somebody to type it.
+  void SetRuleEnabled(const std::string& name, const bool& enabled, const Options& options);
+  void Reload();
+  uint64_t Apply(const std::string& path, const Options& options);
+  void Confirm();
+  void Rollback();
+  std::string AddTimedRule(const Options& rule);
+  void RemoveTimedRule(const std::string& name);
+  void AddSetElements(const std::string& set, const std::vector<std::string>& elements, const Options& options);
+  void RemoveSetElements(const std::string& set, const std::vector<std::string>& elements);
+  void SetPanic(const bool& on, const Options& options);
+  std::vector<std::map<std::string, sdbus::Variant>> ListPorts();
+
  private:
+  template <typename... Args>
+  sdbus::MethodReply call_authorized(const char* method, const Args&... args);
+
   void onApplied(const uint64_t&, const std::string&) override {}
   void onRuleChanged(const std::string&, const bool&) override {}
   void onConfirmPending(const uint32_t&) override {}
   void onRolledBack(const std::string&) override {}
   void onDriftRepaired(const std::string&) override {}
   void onPacketLogged(const std::map<std::string, sdbus::Variant>&) override {}
+
+  std::unique_ptr<PolkitAgent> agent_;
+  bool agent_tried_ = false;
 };
 
 /// Runs `call` against the daemon; prints a plain sentence and returns the exit code

@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "commands.h"
+#include "polkit_agent.h"
 
 namespace portier::cli {
 namespace {
@@ -95,12 +96,15 @@ constexpr std::array kCommands = {
 };
 
 void print_overview(std::FILE* out) {
-  std::fprintf(out, "usage: portierctl COMMAND [ARGS]\n\ncommands:\n");
+  std::fprintf(out, "usage: portierctl [--no-ask-password] COMMAND [ARGS]\n\ncommands:\n");
   for (const Command& command : kCommands)
     if (!command.name.starts_with("__"))
       std::fprintf(out, "  %-9s %.*s\n", command.name.data(), static_cast<int>(command.summary.size()),
                    command.summary.data());
-  std::fprintf(out, "\n'portierctl COMMAND --help' shows a command's usage.\n");
+  std::fprintf(out,
+               "\n'portierctl COMMAND --help' shows a command's usage.\n\n"
+               "Changes need root or polkit's consent. On a terminal, portierctl lets polkit ask\n"
+               "for a password (it starts pkttyagent); --no-ask-password refuses instead.\n");
 }
 
 const Command* find_command(std::string_view name) {
@@ -140,6 +144,11 @@ bool wants_help(Args args) {
 
 int main(int argc, char** argv) {
   using namespace portier::cli;
+  if (argc > 1 && std::string_view(argv[1]) == "--no-ask-password") {
+    set_ask_password(false);
+    --argc;
+    ++argv;
+  }
   std::string_view name = argc > 1 ? argv[1] : "status";
   if (name == "--help" || name == "-h" || name == "help") {
     print_overview(stdout);

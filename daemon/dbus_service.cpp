@@ -81,7 +81,10 @@ std::string endpoint_text(const std::string& address, std::uint16_t port, bool i
 }  // namespace
 
 FirewallService::FirewallService(sdbus::IConnection& connection, Firewall& firewall)
-    : AdaptorInterfaces(connection, kObjectPath), firewall_(firewall), connection_(connection) {
+    : AdaptorInterfaces(connection, kObjectPath),
+      firewall_(firewall),
+      connection_(connection),
+      polkit_(connection) {
   registerAdaptor();
   firewall_.set_events(this);
 }
@@ -91,59 +94,101 @@ FirewallService::~FirewallService() {
   unregisterAdaptor();
 }
 
-// polkit decides for non-root callers when it is on the bus; without it only root may
-// change the firewall. The subject is the caller's bus name, which polkit resolves to
-// its process and user through the bus daemon.
-//
-// No user interaction is asked for: the call blocks portierd's one event loop (drift
-// repair, timers, every other caller), so it must not wait for someone to type a password
-// into an authentication agent. Without interaction polkit answers in milliseconds from its
-// rules and the action's defaults; auth_admin_keep then comes back as "needs
-// authentication", which the refusal spells out.
-FirewallService::PolkitAnswer FirewallService::ask_polkit(const std::string& sender) {
-  constexpr std::uint32_t kNoUserInteraction = 0;
+namespace {
+
+std::string refusal(std::string_view what, uid_t uid, PolkitAnswer answer, bool interactive) {
+  std::string why = "permission denied: " + std::string(what) + " needs root or the polkit action " +
+                    kPolkitAction + " (caller uid " + std::to_string(uid) + ")";
+  switch (answer) {
+    case PolkitAnswer::granted: break;
+    case PolkitAnswer::refused:
+      // polkit answers a failed password like a rule that says no.
+      if (interactive) why += "; the authentication failed, or polkit's rules refuse it";
+      break;
+    case PolkitAnswer::needs_authentication:
+      why += interactive ? "; polkit wants the caller to authenticate, and no authentication agent serves it"
+                         : "; polkit wants the caller to authenticate, and the call did not allow that: run "
+                           "portierctl on a terminal to be asked for a password, use sudo, or grant the "
+                           "action with a polkit rule";
+      break;
+    case PolkitAnswer::dismissed: why += "; the authentication was cancelled"; break;
+    case PolkitAnswer::absent: why += "; polkit is not running, so only root may"; break;
+    case PolkitAnswer::failed: why += "; polkit could not answer (portierd's log says why)"; break;
+    case PolkitAnswer::timed_out:
+      why += "; no authentication within " + std::to_string(PolkitAuthority::kInteractiveLimit.count()) + " s";
+      break;
+    case PolkitAnswer::busy: why += "; too many authorizations are waiting, try again later"; break;
+  }
+  return why;
+}
+
+template <typename... Results, typename Change>
+void reply_with(const sdbus::Result<Results...>& result, Change& change) {
   try {
-    auto authority = sdbus::createProxy(connection_, "org.freedesktop.PolicyKit1",
-                                        "/org/freedesktop/PolicyKit1/Authority");
-    sdbus::Struct<std::string, std::map<std::string, sdbus::Variant>> subject{
-        "system-bus-name", {{"name", sdbus::Variant(sender)}}};
-    sdbus::Struct<bool, bool, std::map<std::string, std::string>> result;
-    authority->callMethod("CheckAuthorization")
-        .onInterface("org.freedesktop.PolicyKit1.Authority")
-        .withTimeout(std::chrono::seconds(5))
-        .withArguments(subject, std::string(kPolkitAction), std::map<std::string, std::string>{},
-                       kNoUserInteraction, std::string())
-        .storeResultsTo(result);
-    if (result.get<0>()) return PolkitAnswer::yes;
-    return result.get<1>() ? PolkitAnswer::needs_authentication : PolkitAnswer::no;
+    if constexpr (sizeof...(Results) == 0) {
+      translated(change);
+      result.returnResults();
+    } else {
+      result.returnResults(translated(change));
+    }
   } catch (const sdbus::Error& error) {
-    if (error.getName() == "org.freedesktop.DBus.Error.ServiceUnknown" ||
-        error.getName() == "org.freedesktop.DBus.Error.NameHasNoOwner")
-      return PolkitAnswer::absent;
-    // E.g. "Action org.portier.Firewall1.manage is not registered": the .policy file is
-    // missing, which an administrator has to hear of.
-    std::fprintf(stderr, "portierd: polkit check failed: %s: %s\n", error.getName().c_str(),
-                 error.getMessage().c_str());
-    return PolkitAnswer::no;
+    result.returnError(error);
   }
 }
 
-void FirewallService::require_admin(std::string_view action) {
+}  // namespace
+
+// polkit decides for non-root callers when it is on the bus; without it only root may
+// change the firewall. A caller that allows interactive authorization (portierctl on a
+// terminal) may be asked for a password by its authentication agent, so the answer can take
+// as long as typing takes: the method's reply waits, portierd's event loop does not.
+template <typename... Results, typename Change>
+void FirewallService::when_authorized(sdbus::Result<Results...>&& result, std::string_view what, Change change) {
   auto message = getObject().getCurrentlyProcessedMessage();
   // The bus daemon vouches for the caller's uid, so it can be trusted for this check.
   uid_t uid = message->getCredsUid();
-  if (uid == 0) return;
-  PolkitAnswer answer = ask_polkit(message->getSender());
-  if (answer == PolkitAnswer::yes) return;
-  std::string why = "permission denied: " + std::string(action) +
-                    " needs root or the polkit action " + kPolkitAction + " (caller uid " +
-                    std::to_string(uid) + ")";
-  if (answer == PolkitAnswer::needs_authentication)
-    why += "; polkit wants the caller to authenticate, which portierd does not ask for: "
-           "use sudo, or grant the action with a polkit rule";
-  else if (answer == PolkitAnswer::absent)
-    why += "; polkit is not running, so only root may";
-  throw sdbus::Error(bus_error::kAccessDenied, why);
+  if (uid == 0) {
+    reply_with(result, change);
+    return;
+  }
+  struct Waiting {
+    sdbus::Result<Results...> result;
+    Change change;
+  };
+  auto waiting = std::make_shared<Waiting>(Waiting{std::move(result), std::move(change)});
+  bool interactive = allows_interactive_authorization(*message);
+  std::string sender = message->getSender();
+  polkit_.check(sender, uid, kPolkitAction, interactive,
+                [this, waiting, uid, interactive, sender, what = std::string(what)](PolkitAnswer answer) {
+                  // This runs from the event loop, where nothing may escape.
+                  try {
+                    if (answer != PolkitAnswer::granted) {
+                      waiting->result.returnError(
+                          sdbus::Error(bus_error::kAccessDenied, refusal(what, uid, answer, interactive)));
+                    } else if (interactive && !bus_name_has_owner(sender)) {
+                      // Whoever typed the password has given up waiting (portierctl was ended):
+                      // a change nobody waits for any more is not made.
+                      std::fprintf(stderr, "portierd: %s by uid %u not done: the caller left while authenticating\n",
+                                   what.c_str(), static_cast<unsigned>(uid));
+                    } else {
+                      reply_with(waiting->result, waiting->change);
+                    }
+                  } catch (const std::exception& failure) {
+                    std::fprintf(stderr, "portierd: cannot answer %s by uid %u: %s\n", what.c_str(),
+                                 static_cast<unsigned>(uid), failure.what());
+                  }
+                });
+}
+
+bool FirewallService::bus_name_has_owner(const std::string& name) {
+  try {
+    auto bus = sdbus::createProxy(connection_, "org.freedesktop.DBus", "/org/freedesktop/DBus");
+    bool has_owner = false;
+    bus->callMethod("NameHasOwner").onInterface("org.freedesktop.DBus").withArguments(name).storeResultsTo(has_owner);
+    return has_owner;
+  } catch (const sdbus::Error&) {
+    return true;  // when in doubt, do what was authorized
+  }
 }
 
 void FirewallService::applied(std::uint64_t generation, std::string_view reason) {
@@ -251,17 +296,18 @@ std::vector<RuleEntry> FirewallService::ListRules() {
   });
 }
 
-void FirewallService::SetRuleEnabled(const std::string& name, const bool& enabled, const Options& options) {
+void FirewallService::SetRuleEnabled(sdbus::Result<>&& result, std::string name, bool enabled, Options options) {
   check_name(name, "rule name");
   check_keys(options, {"permanent"}, "SetRuleEnabled");
   bool permanent = option<bool>(options, "permanent").value_or(false);
-  require_admin(enabled ? "enabling a rule" : "disabling a rule");
-  translated([&] { firewall_.set_rule_enabled(name, enabled, permanent); });
+  when_authorized(std::move(result), enabled ? "enabling a rule" : "disabling a rule",
+                  [this, name = std::move(name), enabled, permanent] {
+                    firewall_.set_rule_enabled(name, enabled, permanent);
+                  });
 }
 
-void FirewallService::Reload() {
-  require_admin("reloading the policy");
-  translated([&] { firewall_.reload(); });
+void FirewallService::Reload(sdbus::Result<>&& result) {
+  when_authorized(std::move(result), "reloading the policy", [this] { firewall_.reload(); });
 }
 
 void FirewallService::reload_logged() {
@@ -279,7 +325,7 @@ std::tuple<bool, std::string> FirewallService::Check(const std::string& text, co
   return {parsed.ok(), parsed.report()};
 }
 
-uint64_t FirewallService::Apply(const std::string& path, const Options& options) {
+void FirewallService::Apply(sdbus::Result<uint64_t>&& result, std::string path, Options options) {
   require(!path.empty() && path.size() <= kMaxPath && path[0] == '/', "path must be absolute");
   check_keys(options, {"confirm_seconds"}, "Apply");
   std::optional<std::chrono::seconds> confirm;
@@ -287,21 +333,19 @@ uint64_t FirewallService::Apply(const std::string& path, const Options& options)
     require(*seconds >= 1 && *seconds <= 3600, "confirm_seconds must be from 1 to 3600");
     confirm = std::chrono::seconds(*seconds);
   }
-  require_admin("applying a policy");
-  return translated([&] { return firewall_.apply_file(path, confirm); });
+  when_authorized(std::move(result), "applying a policy",
+                  [this, path = std::move(path), confirm] { return firewall_.apply_file(path, confirm); });
 }
 
-void FirewallService::Confirm() {
-  require_admin("confirming an apply");
-  translated([&] { firewall_.confirm(); });
+void FirewallService::Confirm(sdbus::Result<>&& result) {
+  when_authorized(std::move(result), "confirming an apply", [this] { firewall_.confirm(); });
 }
 
-void FirewallService::Rollback() {
-  require_admin("rolling back");
-  translated([&] { firewall_.rollback(); });
+void FirewallService::Rollback(sdbus::Result<>&& result) {
+  when_authorized(std::move(result), "rolling back", [this] { firewall_.rollback(); });
 }
 
-std::string FirewallService::AddTimedRule(const Options& rule) {
+void FirewallService::AddTimedRule(sdbus::Result<std::string>&& result, Options rule) {
   check_keys(rule, {"direction", "protocols", "ports", "from", "to", "action", "duration_seconds"},
              "AddTimedRule");
   TimedRuleRequest request;
@@ -316,18 +360,18 @@ std::string FirewallService::AddTimedRule(const Options& rule) {
   request.duration = std::chrono::seconds(*seconds);
   for (const auto* list : {&request.protocols, &request.ports, &request.from, &request.to})
     require(list->size() <= 1024, "at most 1024 protocols, ports or addresses in a timed rule");
-  require_admin("adding a timed rule");
-  return translated([&] { return firewall_.add_timed_rule(request); });
+  when_authorized(std::move(result), "adding a timed rule",
+                  [this, request = std::move(request)] { return firewall_.add_timed_rule(request); });
 }
 
-void FirewallService::RemoveTimedRule(const std::string& name) {
+void FirewallService::RemoveTimedRule(sdbus::Result<>&& result, std::string name) {
   check_name(name, "timed rule name");
-  require_admin("removing a timed rule");
-  translated([&] { firewall_.remove_timed_rule(name); });
+  when_authorized(std::move(result), "removing a timed rule",
+                  [this, name = std::move(name)] { firewall_.remove_timed_rule(name); });
 }
 
-void FirewallService::AddSetElements(const std::string& set, const std::vector<std::string>& elements,
-                                     const Options& options) {
+void FirewallService::AddSetElements(sdbus::Result<>&& result, std::string set, std::vector<std::string> elements,
+                                     Options options) {
   check_name(set, "set name");
   check_keys(options, {"timeout_seconds"}, "AddSetElements");
   std::optional<std::chrono::seconds> timeout;
@@ -335,14 +379,19 @@ void FirewallService::AddSetElements(const std::string& set, const std::vector<s
     require(*seconds >= 1, "timeout_seconds must be at least 1");
     timeout = std::chrono::seconds(*seconds);
   }
-  require_admin("adding set elements");
-  translated([&] { firewall_.add_set_elements(set, elements, timeout); });
+  when_authorized(std::move(result), "adding set elements",
+                  [this, set = std::move(set), elements = std::move(elements), timeout] {
+                    firewall_.add_set_elements(set, elements, timeout);
+                  });
 }
 
-void FirewallService::RemoveSetElements(const std::string& set, const std::vector<std::string>& elements) {
+void FirewallService::RemoveSetElements(sdbus::Result<>&& result, std::string set,
+                                        std::vector<std::string> elements) {
   check_name(set, "set name");
-  require_admin("removing set elements");
-  translated([&] { firewall_.remove_set_elements(set, elements); });
+  when_authorized(std::move(result), "removing set elements",
+                  [this, set = std::move(set), elements = std::move(elements)] {
+                    firewall_.remove_set_elements(set, elements);
+                  });
 }
 
 std::vector<std::string> FirewallService::ListSetElements(const std::string& set) {
@@ -350,11 +399,11 @@ std::vector<std::string> FirewallService::ListSetElements(const std::string& set
   return translated([&] { return firewall_.list_set_elements(set); });
 }
 
-void FirewallService::SetPanic(const bool& on, const Options& options) {
+void FirewallService::SetPanic(sdbus::Result<>&& result, bool on, Options options) {
   check_keys(options, {"keep_established"}, "SetPanic");
   bool keep = option<bool>(options, "keep_established").value_or(false);
-  require_admin(on ? "turning panic mode on" : "turning panic mode off");
-  translated([&] { firewall_.set_panic(on, keep); });
+  when_authorized(std::move(result), on ? "turning panic mode on" : "turning panic mode off",
+                  [this, on, keep] { firewall_.set_panic(on, keep); });
 }
 
 std::string FirewallService::GetRuleset() {
@@ -379,11 +428,10 @@ std::map<std::string, sdbus::Variant> FirewallService::Explain(const std::vector
   });
 }
 
-std::vector<std::map<std::string, sdbus::Variant>> FirewallService::ListPorts() {
+void FirewallService::ListPorts(sdbus::Result<std::vector<std::map<std::string, sdbus::Variant>>>&& result) {
   // Which process and user hold which socket is for administrators, as `ss -p` is.
-  require_admin("listing the processes behind open ports");
-  return translated([&] {
-    std::vector<std::map<std::string, sdbus::Variant>> result;
+  when_authorized(std::move(result), "listing the processes behind open ports", [this] {
+    std::vector<std::map<std::string, sdbus::Variant>> ports;
     for (const PortExposure& exposure :
          port_exposure(firewall_.loaded_ruleset(), firewall_.policy_in_force(), list_listening_sockets())) {
       const ListeningSocket& socket = exposure.socket;
@@ -393,7 +441,7 @@ std::vector<std::map<std::string, sdbus::Variant>> FirewallService::ListPorts() 
       address.family = socket.family == ir::Family::ipv4 ? Family::ipv4 : Family::ipv6;
       address.bytes = socket.address.bytes;
       address.prefix = static_cast<std::uint8_t>(address.size() * 8);
-      result.push_back({
+      ports.push_back({
           {"protocol", sdbus::Variant(std::string(socket.protocol == ir::L4Proto::udp ? "udp" : "tcp"))},
           {"family", sdbus::Variant(std::string(socket.family == ir::Family::ipv4 ? "ipv4" : "ipv6"))},
           {"address", sdbus::Variant(to_string(address))},
@@ -409,7 +457,7 @@ std::vector<std::map<std::string, sdbus::Variant>> FirewallService::ListPorts() 
           {"warnings", sdbus::Variant(exposure.warnings)},
       });
     }
-    return result;
+    return ports;
   });
 }
 

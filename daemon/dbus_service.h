@@ -12,6 +12,7 @@
 #include "firewall.h"
 #include "firewall1_adaptor.h"
 #include "packet_log.h"
+#include "polkit_authority.h"
 
 namespace portier {
 
@@ -60,36 +61,40 @@ class FirewallService final : public sdbus::AdaptorInterfaces<org::portier::Fire
  private:
   std::map<std::string, sdbus::Variant> GetStatus() override;
   std::vector<RuleEntry> ListRules() override;
-  void SetRuleEnabled(const std::string& name, const bool& enabled, const Options& options) override;
-  void Reload() override;
+  // The methods that change the firewall (and ListPorts, which shows other users'
+  // processes) answer once the caller is authorized, which with polkit can take a while.
+  void SetRuleEnabled(sdbus::Result<>&& result, std::string name, bool enabled, Options options) override;
+  void Reload(sdbus::Result<>&& result) override;
   std::tuple<bool, std::string> Check(const std::string& text, const std::string& file_name) override;
-  uint64_t Apply(const std::string& path, const Options& options) override;
-  void Confirm() override;
-  void Rollback() override;
-  std::string AddTimedRule(const Options& rule) override;
-  void RemoveTimedRule(const std::string& name) override;
-  void AddSetElements(const std::string& set, const std::vector<std::string>& elements,
-                      const Options& options) override;
-  void RemoveSetElements(const std::string& set, const std::vector<std::string>& elements) override;
+  void Apply(sdbus::Result<uint64_t>&& result, std::string path, Options options) override;
+  void Confirm(sdbus::Result<>&& result) override;
+  void Rollback(sdbus::Result<>&& result) override;
+  void AddTimedRule(sdbus::Result<std::string>&& result, Options rule) override;
+  void RemoveTimedRule(sdbus::Result<>&& result, std::string name) override;
+  void AddSetElements(sdbus::Result<>&& result, std::string set, std::vector<std::string> elements,
+                      Options options) override;
+  void RemoveSetElements(sdbus::Result<>&& result, std::string set, std::vector<std::string> elements) override;
   std::vector<std::string> ListSetElements(const std::string& set) override;
-  void SetPanic(const bool& on, const Options& options) override;
+  void SetPanic(sdbus::Result<>&& result, bool on, Options options) override;
   std::string GetRuleset() override;
   std::map<std::string, sdbus::Variant> Explain(const std::vector<std::string>& words) override;
-  std::vector<std::map<std::string, sdbus::Variant>> ListPorts() override;
+  void ListPorts(sdbus::Result<std::vector<std::map<std::string, sdbus::Variant>>>&& result) override;
   std::string Version() override;
   std::string PolicyPath() override;
   std::string Mode() override;
   uint64_t Generation() override;
   uint64_t LastApplied() override;
 
-  /// Throws AccessDenied unless the caller is root or polkit grants kPolkitAction.
-  void require_admin(std::string_view action);
-  enum class PolkitAnswer { yes, no, needs_authentication, absent };
-  /// Whether polkit grants kPolkitAction to the bus client `sender`, without interaction.
-  PolkitAnswer ask_polkit(const std::string& sender);
+  /// Runs `change` for the caller of the method being processed once it may change the
+  /// firewall: at once for root, when polkit grants kPolkitAction otherwise. The reply
+  /// goes out then: what `change` returns, the named error it throws, or AccessDenied.
+  template <typename... Results, typename Change>
+  void when_authorized(sdbus::Result<Results...>&& result, std::string_view what, Change change);
+  bool bus_name_has_owner(const std::string& name);
 
   Firewall& firewall_;
   sdbus::IConnection& connection_;
+  PolkitAuthority polkit_;
   PacketLogLimiter packet_limiter_;
   // The verdict word of each rule's log lines, for the generation they were taken from.
   std::map<std::string, std::string, std::less<>> rule_verdicts_;

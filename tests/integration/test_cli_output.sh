@@ -101,7 +101,8 @@ assert_contains "$ERR" "portierctl version: takes no arguments" "portierctl vers
 
 ctl --help
 assert_rc 0 "portierctl --help"
-assert_contains "$OUT" "usage: portierctl COMMAND [ARGS]" "portierctl --help"
+assert_contains "$OUT" "usage: portierctl [--no-ask-password] COMMAND [ARGS]" "portierctl --help"
+assert_contains "$OUT" "--no-ask-password refuses instead" "portierctl --help says what --no-ask-password does"
 for command in status rules enable disable reload apply confirm rollback allow set panic monitor explain ports check show diff version; do
   assert_match "$OUT" "^  $command +[a-z]" "portierctl --help lists $command"
 done

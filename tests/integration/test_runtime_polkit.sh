@@ -2,7 +2,7 @@
 # Authorization with a real polkitd. With polkitd on the bus, a non-root caller may change
 # the firewall exactly when polkit grants org.portier.Firewall1.manage: here a JS rule grants
 # it to one user (uid 1, "daemon"), and the shipped action's default (auth_admin_keep) can
-# never be met without an authentication agent, so uid 65534 is refused. Reading stays open
+# not be met without an authentication agent, so uid 65534 is refused. Reading stays open
 # to everyone. Once polkitd is gone, only root may change anything again.
 #
 # polkitd reads its actions and rules from fixed places (/usr/share/polkit-1/actions,
@@ -184,8 +184,9 @@ assert_refused_changes() {
 
 # --- with polkitd -----------------------------------------------------------------------------
 assert_reads_open "polkitd running"
-# Without an agent (and portierd never asks for interaction) auth_admin_keep is a refusal
-# that says authentication was wanted.
+# Without an agent, or for a call that does not allow interactive authorization (gdbus,
+# portierctl without a terminal), auth_admin_keep is a refusal that says authentication
+# was wanted. test_runtime_polkit_agent covers the password prompt.
 needs_auth='polkit wants the caller to authenticate'
 assert_refused_changes "$DENIED_UID" "polkitd running, no rule for uid $DENIED_UID" "$needs_auth"
 

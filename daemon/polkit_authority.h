@@ -1,0 +1,68 @@
+// portierd's client of polkit (org.freedesktop.PolicyKit1). A check never blocks the event
+// loop: an interactive one can take as long as somebody needs to type a password, and in
+// the meantime portierd has to keep serving other callers, timers and drift repair.
+#pragma once
+
+#include <sdbus-c++/sdbus-c++.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include <sys/types.h>
+
+namespace portier {
+
+enum class PolkitAnswer {
+  granted,
+  refused,               // no, and no authentication would change that
+  needs_authentication,  // authentication would, but interaction was not allowed or no agent serves the caller
+  dismissed,             // an authentication agent asked, and the user cancelled it
+  absent,                // polkitd is not on the bus
+  failed,                // polkit answered with an error (logged)
+  timed_out,             // no answer in time; the check was cancelled
+  busy,                  // too many checks are waiting already
+};
+
+class PolkitAuthority {
+ public:
+  // polkit answers in milliseconds from its rules and the action's defaults.
+  static constexpr std::chrono::seconds kNonInteractiveLimit{5};
+  // Time enough to read a prompt and type a password (portierctl waits a little longer).
+  static constexpr std::chrono::seconds kInteractiveLimit{120};
+  // Callers waiting for an agent hold a few hundred bytes each; caps keep that bounded, and
+  // the one per user keeps one user's unanswered prompts from locking out the others.
+  static constexpr std::size_t kMaxPending = 64;
+  static constexpr std::size_t kMaxPendingPerUser = 8;
+
+  explicit PolkitAuthority(sdbus::IConnection& connection);
+  ~PolkitAuthority();
+  PolkitAuthority(const PolkitAuthority&) = delete;
+  PolkitAuthority& operator=(const PolkitAuthority&) = delete;
+
+  /// Asks whether the bus client `sender` (of user `uid`) may use `action`. With `interactive`, polkit may
+  /// have the caller's authentication agent ask for a password first. `done` is called
+  /// exactly once: right away when too many checks wait, otherwise from the connection's
+  /// event loop when polkit answers or the limit passes. Not after this object is gone.
+  void check(const std::string& sender, uid_t uid, const std::string& action, bool interactive,
+             std::function<void(PolkitAnswer)> done);
+
+  std::size_t pending() const { return pending_; }
+
+ private:
+  void cancel(const std::string& cancellation_id);
+
+  std::unique_ptr<sdbus::IProxy> proxy_;
+  std::size_t pending_ = 0;
+  std::map<uid_t, std::size_t> pending_by_user_;
+  std::uint64_t checks_started_ = 0;
+};
+
+/// Whether a method call carries ALLOW_INTERACTIVE_AUTHORIZATION: its sender is ready to
+/// wait while it is asked to authenticate.
+bool allows_interactive_authorization(const sdbus::Message& message);
+
+}  // namespace portier
