@@ -47,7 +47,7 @@ for d in /usr/share/polkit-1/actions /usr/share/polkit-1/rules.d /etc/polkit-1/r
 done
 # The mount point for the caller's private /run/dbus; the host's stays as it is.
 [[ -d /run/dbus ]] || skip "/run/dbus does not exist: no place to mount the caller's system bus socket without creating files on the host"
-CALLER_UID=65534
+export CALLER_UID=65534
 setpriv --reuid="$CALLER_UID" --regid="$CALLER_UID" --clear-groups true || skip "setpriv cannot switch to uid $CALLER_UID here"
 
 # --- polkitd on a private bus (as in test_runtime_polkit.sh, with no rules) -----------------
@@ -106,12 +106,13 @@ chmod -R a+rX "$PAM_DIR"
 attempts() { grep -c "$1 password" "$CHECK_LOG" || true; }
 
 # --- the caller's side ---------------------------------------------------------------------
-# caller.sh REPORT CMD...: in its private mount namespace (unshare -m), as root: mounts the
-# bus socket and the PAM folder into place, then runs CMD as uid 65534 with a plain
-# environment (the system bus at its default address) on this terminal. While CMD runs, its
-# children are written to REPORT.children; after it exits, those still running to
-# REPORT.left. This must happen here, before caller.sh (the session leader) exits: the hangup
-# that follows would kill what is left on the terminal.
+# caller.sh BUS_SOCKET PAM_DIR REPORT CMD...: in its private mount namespace (unshare -m),
+# as root: mounts the bus socket and the PAM folder into place, then runs CMD as CALLER_UID
+# with a plain environment (the system bus at its default address) on this terminal. While
+# CMD runs, the names it runs under (setpriv, env, then CMD's) go to REPORT.comm and its
+# children to REPORT.children; after it exits, those children still there go to REPORT.left.
+# That must be checked here, before caller.sh (the session leader) exits: the hangup that
+# follows would kill what is left on the terminal.
 mkdir -p "$WORKDIR/nobody"
 chown "$CALLER_UID:$CALLER_UID" "$WORKDIR/nobody"
 cat >"$WORKDIR/caller.sh" <<'EOF'
@@ -125,8 +126,11 @@ mount -t tmpfs -o mode=755,size=64k portier-test /run/dbus &&
 pidfile=$report.pid
 (
   for ((i = 0; i < 500; i++)); do [[ -s $pidfile ]] && break; sleep 0.01; done
-  pid=$(<"$pidfile")
+  pid=$(cat "$pidfile" 2>/dev/null) last=
+  [[ -n $pid ]] || exit 0
   while [[ -d /proc/$pid ]]; do
+    comm=$(cat "/proc/$pid/comm" 2>/dev/null) || comm=
+    if [[ -n $comm && $comm != "$last" ]]; then echo "$comm" >>"$report.comm"; last=$comm; fi
     ps -o pid=,comm= --ppid "$pid"
     sleep 0.02
   done | sort -u >"$report.children"
@@ -134,16 +138,18 @@ pidfile=$report.pid
 watcher=$!
 rc=0
 bash -c 'echo $$ >"$0" && exec "$@"' "$pidfile" \
-  setpriv --reuid=65534 --regid=65534 --clear-groups \
+  setpriv --reuid="$CALLER_UID" --regid="$CALLER_UID" --clear-groups \
   env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C TERM=dumb HOME=/nonexistent "$@" || rc=$?
 wait "$watcher"
 : >"$report.left"
 while read -r pid comm; do
   [[ -n $pid ]] || continue
   if [[ -d /proc/$pid && $(cat /proc/$pid/comm 2>/dev/null) == "$comm" ]]; then
-    # A child killed but not waited for is a zombie until its new parent reaps it.
+    state=$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null)
+    # Killed but not waited for, it is a zombie until its new parent reaps it: say so.
     for ((i = 0; i < 20; i++)); do [[ -d /proc/$pid ]] || break; sleep 0.05; done
-    [[ -d /proc/$pid ]] && echo "$pid $comm $(cat /proc/$pid/stat 2>/dev/null)" >>"$report.left"
+    [[ -d /proc/$pid ]] && gone="still there 1 s later" || gone="gone within 1 s"
+    echo "pid $pid ($comm, state $state, $gone)" >>"$report.left"
   fi
 done <"$report.children"
 exit "$rc"
@@ -212,8 +218,9 @@ log "ok: polkit's own pkcheck through pkttyagent, the helper and PAM: the right 
 
 # The check for processes left behind works: a command that leaves a child running.
 on_terminal leftover-control unused 0 bash -c 'sleep 30 & sleep 0.5'
-grep -q ' sleep ' "$WORKDIR/call-leftover-control.left" ||
+grep -q '(sleep, ' "$WORKDIR/call-leftover-control.left" ||
   fail "caller.sh did not notice the child left running (children: $(cat "$WORKDIR/call-leftover-control.children"))"
+log "ok: caller.sh notices a child left running: $(cat "$WORKDIR/call-leftover-control.left")"
 
 # --- portierctl as uid 65534 on a terminal ---------------------------------------------------
 new_netns FW_NS fw
@@ -254,9 +261,10 @@ $TTY_OUT"
 }
 
 # assert_agent_gone NAME: portierctl had a pkttyagent child, and no child of it was still
-# running after portierctl exited.
+# there (not even as a zombie) once portierctl had exited.
 assert_agent_gone() {
   local name=$1 report="$WORKDIR/call-$1" agents
+  assert_eq portierctl "$(tail -n1 "$report.comm")" "the process whose children were watched ($name)"
   agents=$(awk '$2 == "pkttyagent" { print $1 }' "$report.children" | paste -sd' ')
   [[ -n "$agents" ]] || fail "portierctl ($name) started no pkttyagent; its children were: $(cat "$report.children")"
   [[ ! -s "$report.left" ]] || fail "portierctl ($name) exited and left running: $(cat "$report.left")"
