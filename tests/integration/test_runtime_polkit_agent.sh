@@ -19,6 +19,8 @@
 # Both namespaces vanish with their processes.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/lib_runtime.sh"
+# Everything below writes under WORKDIR; never let an empty one point it at /.
+[[ -d "${WORKDIR:-}" && "$WORKDIR" == /tmp/portier-* ]] || { echo "lib.sh did not load" >&2; exit 1; }
 require_root_or_skip
 require_binaries
 require_cmd unshare mount ps
@@ -156,6 +158,12 @@ exit "$rc"
 EOF
 chmod 755 "$WORKDIR/caller.sh"
 
+# kill_terminal PID: ends a background on_terminal if it still runs (and the PID is not
+# somebody else's by now). Its terminal hangs up, which ends what runs on it.
+kill_terminal() {
+  [[ "$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null)" == *"$PTY_ANSWER"* ]] && kill "$1"
+}
+
 # on_terminal NAME ANSWER DELAY_MS CMD...: CMD as uid 65534 on a terminal of its own, with
 # ANSWER typed DELAY_MS after each "Password: " (at most 3 times). The transcript goes to
 # logs/tty-NAME.log; sets RC and TTY_OUT. Runs in the background under ON_TERMINAL_BG=1
@@ -170,7 +178,7 @@ on_terminal() {
   if [[ ${ON_TERMINAL_BG:-0} == 1 ]]; then
     "${cmd[@]}" >"$TTY_LOG" 2>&1 </dev/null &
     TTY_PID=$!
-    on_exit "kill $TTY_PID"
+    on_exit "kill_terminal $TTY_PID"
     return 0
   fi
   RC=0
@@ -352,6 +360,27 @@ $(shape)"
 assert_eq enabled "$(rule_field web-in state)" "web-in state after the held enable"
 assert_agent_gone held
 log "ok: after the held prompt was answered, the enable went through"
+
+# f. Prompts abandoned (the terminal hangs up, portierctl and its agent die while the agent
+# asks) leave nothing behind: more of them than portierd lets wait per user (8), and still
+# the next call is asked and goes through; none of the abandoned changes was made.
+before=$(shape)
+generation=$(status_field generation)
+for i in 1 2 3 4 5 6 7 8 9; do
+  ON_TERMINAL_BG=1 pctl_terminal "abandoned-$i" "$SECRET" 100000 disable web-in
+  wait_until 30 "pkttyagent's password prompt (abandoned call $i)" grep -q 'Password: ' "$TTY_LOG"
+  kill_terminal "$TTY_PID"
+  wait "$TTY_PID" 2>/dev/null || true
+done
+assert_same_text "$before" "$(shape)" "table inet portier after 9 abandoned prompts"
+assert_eq "$generation" "$(status_field generation)" "generation after 9 abandoned prompts"
+assert_eq enabled "$(rule_field web-in state)" "web-in state after 9 abandoned prompts to disable it"
+pctl_terminal after-abandoned "$SECRET" 0 disable web-in
+((RC == 0)) || fail "portierctl disable web-in as uid $CALLER_UID after 9 abandoned prompts: exit $RC (locked out?)"
+assert_contains "$TTY_OUT" "Password: " "pkttyagent's password prompt after 9 abandoned prompts"
+! has_web_rule || fail "portierctl disable web-in after 9 abandoned prompts succeeded but the kernel still has the rule"
+assert_agent_gone after-abandoned
+log "ok: 9 abandoned prompts changed nothing and did not lock uid $CALLER_UID out"
 
 grep -q 'polkit check failed' "$PORTIERD_LOG" && fail "portierd logged a failed polkit check:
 $(grep 'polkit' "$PORTIERD_LOG")"
