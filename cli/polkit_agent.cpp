@@ -3,7 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <systemd/sd-login.h>
 #include <unistd.h>
@@ -12,8 +12,6 @@
 #include <cstdlib>
 #include <string>
 #include <vector>
-
-extern char** environ;
 
 namespace portier::cli {
 namespace {
@@ -61,7 +59,13 @@ pid_t wait_for(pid_t pid, int options) {
 
 void set_ask_password(bool ask) { ask_password = ask; }
 
-bool may_ask_password() { return ask_password && ::geteuid() != 0 && ::isatty(STDIN_FILENO) == 1; }
+// Only the terminal's foreground process group may read it: in the background (a job, or
+// under timeout(1)) the agent would be stopped at its prompt while the typed password is
+// echoed to the screen.
+bool may_ask_password() {
+  return ask_password && ::geteuid() != 0 && ::isatty(STDIN_FILENO) == 1 &&
+         ::tcgetpgrp(STDIN_FILENO) == ::getpgrp();
+}
 
 std::unique_ptr<PolkitAgent> PolkitAgent::start() {
   if (::access(kAgentPath, X_OK) != 0) return nullptr;
@@ -69,14 +73,24 @@ std::unique_ptr<PolkitAgent> PolkitAgent::start() {
   if (::pipe2(ends, O_CLOEXEC) != 0) return nullptr;
   Fd ready(ends[0]);
   Fd notify(ends[1]);
-  // The agent closes the write end once polkit has registered it; it must inherit that end.
-  if (::fcntl(notify.get(), F_SETFD, 0) != 0) return nullptr;
+  // Everything the child needs is ready before fork(): it only calls async-signal-safe
+  // functions before exec.
   std::string notify_fd = std::to_string(notify.get());
   std::vector<char*> argv{const_cast<char*>("pkttyagent"), const_cast<char*>("--notify-fd"), notify_fd.data()};
   if (in_login_session()) argv.push_back(const_cast<char*>("--fallback"));
   argv.push_back(nullptr);
-  pid_t pid = -1;
-  if (::posix_spawn(&pid, kAgentPath, nullptr, nullptr, argv.data(), environ) != 0) return nullptr;
+  pid_t parent = ::getpid();
+  pid_t pid = ::fork();
+  if (pid < 0) return nullptr;
+  if (pid == 0) {
+    // The agent goes when portierctl does, however portierctl ends (a signal included), so
+    // it never stays registered for a caller that is gone.
+    if (::prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || ::getppid() != parent) ::_exit(127);
+    // It closes this end once polkit has registered it, so it has to inherit it; only here.
+    if (::fcntl(notify.get(), F_SETFD, 0) != 0) ::_exit(127);
+    ::execv(kAgentPath, argv.data());
+    ::_exit(127);
+  }
   auto agent = std::make_unique<PolkitAgent>(pid);
   notify.reset();
 

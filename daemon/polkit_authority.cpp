@@ -50,7 +50,7 @@ bool allows_interactive_authorization(const sdbus::Message& message) {
 }
 
 PolkitAuthority::PolkitAuthority(sdbus::IConnection& connection)
-    : proxy_(sdbus::createProxy(connection, kPolkitService, kAuthorityPath)) {
+    : connection_(connection), proxy_(sdbus::createProxy(connection, kPolkitService, kAuthorityPath)) {
   proxy_->finishRegistration();
 }
 
@@ -68,13 +68,34 @@ void PolkitAuthority::check(const std::string& sender, uid_t uid, const std::str
   Subject subject{"system-bus-name", {{"name", sdbus::Variant(sender)}}};
   std::string cancellation_id = "portierd-" + std::to_string(++checks_started_);
   auto limit = interactive ? kInteractiveLimit : kNonInteractiveLimit;
-  auto settled = [this, uid] {
+  auto settled = [this, uid, cancellation_id] {
     --pending_;
     if (--pending_by_user_[uid] == 0) pending_by_user_.erase(uid);
+    caller_watches_.erase(cancellation_id);
   };
   ++pending_;
   ++pending_by_user_[uid];
-  auto answered = [settled, done, cancellation_id, this](const sdbus::Error* error, AuthorizationResult result) {
+  if (interactive) {
+    try {
+      caller_watches_[cancellation_id] = connection_.addMatch(
+          "type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',"
+          "member='NameOwnerChanged',arg0='" + sender + "'",
+          [this, cancellation_id, sender](sdbus::Message& signal) {
+            std::string name, old_owner, new_owner;
+            signal >> name >> old_owner >> new_owner;
+            if (!new_owner.empty()) return;
+            std::fprintf(stderr, "portierd: %s left the bus while authenticating; cancelling its polkit check\n",
+                         name.c_str());
+            cancel(cancellation_id, sender);
+          });
+    } catch (const sdbus::Error& error) {
+      // The check still ends by the time limit.
+      std::fprintf(stderr, "portierd: cannot watch %s while it authenticates: %s\n", sender.c_str(),
+                   error.getMessage().c_str());
+    }
+  }
+  auto answered = [settled, done, cancellation_id, sender, this](const sdbus::Error* error,
+                                                                  AuthorizationResult result) {
     settled();
     if (!error) {
       done(answer_of(result));
@@ -82,9 +103,13 @@ void PolkitAuthority::check(const std::string& sender, uid_t uid, const std::str
     }
     if (is_name_missing(error->getName())) {
       done(PolkitAnswer::absent);
+    } else if (error->getName() == "org.freedesktop.PolicyKit1.Error.Cancelled") {
+      // Cancelled here, because the caller left the bus.
+      std::fprintf(stderr, "portierd: polkit ended the check of %s\n", sender.c_str());
+      done(PolkitAnswer::dismissed);
     } else if (is_timeout(error->getName())) {
       // polkit may still hold an agent's dialog open for it; close it.
-      cancel(cancellation_id);
+      cancel(cancellation_id, sender);
       done(PolkitAnswer::timed_out);
     } else {
       // E.g. "Action org.portier.Firewall1.manage is not registered": the .policy file is
@@ -109,14 +134,24 @@ void PolkitAuthority::check(const std::string& sender, uid_t uid, const std::str
   }
 }
 
-void PolkitAuthority::cancel(const std::string& cancellation_id) {
+void PolkitAuthority::cancel(const std::string& cancellation_id, const std::string& sender) {
   try {
-    proxy_->callMethod("CancelCheckAuthorization")
+    proxy_->callMethodAsync("CancelCheckAuthorization")
         .onInterface(kAuthorityInterface)
+        .withTimeout(kNonInteractiveLimit)
         .withArguments(cancellation_id)
-        .dontExpectReply();
+        .uponReplyInvoke([sender](const sdbus::Error* error) {
+          // The check may have ended on its own meanwhile (the caller's agent went with it).
+          if (error && error->getMessage().starts_with("No such cancellation_id")) return;
+          if (error)
+            std::fprintf(stderr, "portierd: polkit did not cancel the check of %s: %s\n", sender.c_str(),
+                         error->getMessage().c_str());
+          else
+            std::fprintf(stderr, "portierd: polkit cancelled the check of %s\n", sender.c_str());
+        });
   } catch (const sdbus::Error& error) {
-    std::fprintf(stderr, "portierd: cannot cancel a polkit check: %s\n", error.getMessage().c_str());
+    std::fprintf(stderr, "portierd: cannot cancel the polkit check of %s: %s\n", sender.c_str(),
+                 error.getMessage().c_str());
   }
 }
 

@@ -53,9 +53,13 @@ class PolkitAuthority {
   std::size_t pending() const { return pending_; }
 
  private:
-  void cancel(const std::string& cancellation_id);
+  void cancel(const std::string& cancellation_id, const std::string& sender);
 
+  sdbus::IConnection& connection_;
   std::unique_ptr<sdbus::IProxy> proxy_;
+  // For each interactive check: the match that cancels it when its caller leaves the bus,
+  // so that no agent dialog stays open for somebody who is gone.
+  std::map<std::string, sdbus::Slot> caller_watches_;
   std::size_t pending_ = 0;
   std::map<uid_t, std::size_t> pending_by_user_;
   std::uint64_t checks_started_ = 0;

@@ -382,6 +382,59 @@ assert_contains "$TTY_OUT" "Password: " "pkttyagent's password prompt after 9 ab
 assert_agent_gone after-abandoned
 log "ok: 9 abandoned prompts changed nothing and did not lock uid $CALLER_UID out"
 
+# g. A caller that leaves while its agent keeps asking (as a desktop agent would, which does
+# not end with the program that made the call): portierd cancels polkit's check, which
+# polkit confirms, and the change is not made even when the password is typed afterwards. gdbus -i allows interactive
+# authorization. It waits until pkttyagent has registered for its pid, then execs gdbus;
+# the script stays, so the terminal does not hang up when gdbus is killed.
+cat >"$WORKDIR/gdbus-with-agent.sh" <<EOF
+#!/bin/bash
+go=\$TMPDIR/go.\$\$ ready=\$TMPDIR/agent-ready.\$\$
+mkfifo "\$go" "\$ready"
+bash -c 'read -r _ <"\$0"; exec "\$@"' "\$go" gdbus call --system -i --dest $FW_DEST --object-path $FW_PATH \
+  --method $FW_IFACE.SetRuleEnabled web-in true '{}' &
+call=\$!
+echo \$call >"\$TMPDIR/gdbus.pid"
+$PKTTYAGENT --process \$call --notify-fd 3 3>"\$ready" &
+agent=\$!
+echo \$agent >"\$TMPDIR/gdbus-agent.pid"
+cat "\$ready"
+echo go >"\$go"
+rm -f "\$go" "\$ready"
+wait \$call
+wait \$agent
+EOF
+chmod 755 "$WORKDIR/gdbus-with-agent.sh"
+before=$(shape)
+generation=$(status_field generation)
+rm -f "$WORKDIR/nobody/gdbus.pid" "$WORKDIR/nobody/gdbus-agent.pid"
+ON_TERMINAL_BG=1 on_terminal gdbus-leaves "$SECRET" 5000 env TMPDIR="$WORKDIR/nobody" "$WORKDIR/gdbus-with-agent.sh"
+wait_until 30 "pkttyagent's password prompt for gdbus" grep -q 'Password: ' "$TTY_LOG"
+gdbus_pid=$(cat "$WORKDIR/nobody/gdbus.pid")
+agent_pid=$(cat "$WORKDIR/nobody/gdbus-agent.pid")
+[[ "$(cat "/proc/$gdbus_pid/comm" 2>/dev/null)" == gdbus ]] || fail "pid $gdbus_pid is not the gdbus call"
+# Abandoned prompts above may have been cancelled this way already: count from here.
+callers_left() { grep -c 'left the bus while authenticating' "$PORTIERD_LOG" || true; }
+left_before=$(callers_left)
+more_callers_left() { (($(callers_left) > left_before)); }
+kill -KILL "$gdbus_pid"
+wait_until 10 "portierd to cancel the check of the caller that left" more_callers_left
+caller=$(grep 'left the bus while authenticating' "$PORTIERD_LOG" | tail -n1 | awk '{ print $2 }')
+wait_until 10 "polkit to accept the cancellation for $caller" grep -q "polkit cancelled the check of $caller\$" "$PORTIERD_LOG"
+kill -0 "$agent_pid" 2>/dev/null || fail "the agent (pid $agent_pid) is gone: this case needs one that outlives its caller"
+log "ok: the caller ($caller) left, its agent stayed; portierd cancelled the check: $(grep "check of $caller" "$PORTIERD_LOG" | tail -n1)"
+# pkttyagent's listener thread sits in its blocking read of the password, so it only sees
+# polkit's cancellation after a line is typed; then the right password follows, and still
+# nothing may change: the change was for a caller that is gone.
+right_before=$(attempts right)
+wait_until 20 "the late answer to be read (a right password checked by PAM, or the agent cancelled)" \
+  bash -c '(($(grep -c "right password" "$1") > $2)) || grep -q Cancelled "$3"' _ "$CHECK_LOG" "$right_before" "$TTY_LOG"
+sleep 1
+kill_terminal "$TTY_PID"
+wait "$TTY_PID" 2>/dev/null || true
+assert_same_text "$before" "$(shape)" "table inet portier after the caller left while authenticating"
+assert_eq "$generation" "$(status_field generation)" "generation after the caller left while authenticating"
+
 grep -q 'polkit check failed' "$PORTIERD_LOG" && fail "portierd logged a failed polkit check:
 $(grep 'polkit' "$PORTIERD_LOG")"
 stop_portierd
