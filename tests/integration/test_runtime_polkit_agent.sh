@@ -321,6 +321,16 @@ assert_same_text "$before" "$(shape)" "table inet portier after portierctl --no-
 assert_eq "$generation" "$(status_field generation)" "generation after portierctl --no-ask-password"
 log "ok: --no-ask-password on a terminal: no agent, no prompt, refused"
 
+# c2. A portierctl in the background of its terminal (a shell job) must not start an agent:
+# it would be stopped at its prompt while the password typed is echoed. It is refused, and
+# nothing is asked.
+on_terminal background unused 0 bash -c 'set -m; "$0" enable web-in & wait $!' "$PORTIERCTL"
+((RC != 0)) || fail "portierctl enable web-in as a background job of uid $CALLER_UID succeeded"
+assert_no_match "$TTY_OUT" 'Password:' "the terminal of a background portierctl"
+assert_contains "$TTY_OUT" "polkit wants the caller to authenticate" "a background portierctl's refusal"
+assert_same_text "$before" "$(shape)" "table inet portier after a background portierctl"
+log "ok: portierctl in the background of its terminal: no prompt, refused"
+
 # d. While uid 65534's password prompt is open, portierd serves everyone else.
 right_before=$(attempts right)
 ON_TERMINAL_BG=1 pctl_terminal held "$SECRET" 3000 enable web-in
@@ -381,6 +391,37 @@ assert_contains "$TTY_OUT" "Password: " "pkttyagent's password prompt after 9 ab
 ! has_web_rule || fail "portierctl disable web-in after 9 abandoned prompts succeeded but the kernel still has the rule"
 assert_agent_gone after-abandoned
 log "ok: 9 abandoned prompts changed nothing and did not lock uid $CALLER_UID out"
+
+# f2. At most 8 authentications wait per user: with 8 prompts open, a 9th call is refused at
+# once, without a prompt. (f's last call showed that closed prompts free their places.)
+before=$(shape)
+generation=$(status_field generation)
+held=()
+for i in 1 2 3 4 5 6 7 8; do
+  ON_TERMINAL_BG=1 pctl_terminal "waiting-$i" "$SECRET" 100000 enable web-in
+  held+=("$TTY_PID")
+  wait_until 30 "pkttyagent's password prompt (waiting call $i)" grep -q 'Password: ' "$TTY_LOG"
+done
+pctl_terminal ninth "$SECRET" 0 enable web-in
+((RC != 0)) || fail "a 9th portierctl enable web-in of uid $CALLER_UID, with 8 of its prompts open, succeeded"
+assert_contains "$TTY_OUT" "too many authorizations are waiting" "the 9th call's refusal"
+assert_no_match "$TTY_OUT" 'Password:' "the 9th call's terminal"
+for pid in "${held[@]}"; do
+  kill_terminal "$pid"
+  wait "$pid" 2>/dev/null || true
+done
+assert_same_text "$before" "$(shape)" "table inet portier after 8 waiting prompts and a refused 9th call"
+assert_eq "$generation" "$(status_field generation)" "generation after 8 waiting prompts and a refused 9th call"
+log "ok: with 8 prompts of uid $CALLER_UID open, a 9th call is refused at once without a prompt"
+# In one run of about ten, polkitd itself stopped answering for over 30 s right after those 8
+# agents went away together (portierd kept serving). The next case needs polkitd: wait for it.
+polkitd_answers() {
+  timeout 2 gdbus call --address "$BUS_ADDRESS" --dest org.freedesktop.PolicyKit1 \
+    --object-path /org/freedesktop/PolicyKit1/Authority --method org.freedesktop.DBus.Properties.Get \
+    org.freedesktop.PolicyKit1.Authority BackendName
+}
+wait_until 90 "polkitd to answer again after the 8 agents went" polkitd_answers
+log "polkitd answered again after ${WAITED} s"
 
 # g. A caller that leaves while its agent keeps asking (as a desktop agent would, which does
 # not end with the program that made the call): portierd cancels polkit's check, which
