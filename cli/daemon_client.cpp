@@ -48,7 +48,8 @@ sdbus::MethodReply DaemonClient::call_authorized(const char* method, const Args&
   return getProxy().callMethod(call, kInteractiveTimeout);
 }
 
-void DaemonClient::SetRuleEnabled(const std::string& name, const bool& enabled, const Options& options) {
+void DaemonClient::SetRuleEnabled(const std::string& name, const bool& enabled,
+                                  const Options& options) {
   call_authorized("SetRuleEnabled", name, enabled, options);
 }
 
@@ -72,18 +73,23 @@ std::string DaemonClient::AddTimedRule(const Options& rule) {
   return name;
 }
 
-void DaemonClient::RemoveTimedRule(const std::string& name) { call_authorized("RemoveTimedRule", name); }
+void DaemonClient::RemoveTimedRule(const std::string& name) {
+  call_authorized("RemoveTimedRule", name);
+}
 
 void DaemonClient::AddSetElements(const std::string& set, const std::vector<std::string>& elements,
                                   const Options& options) {
   call_authorized("AddSetElements", set, elements, options);
 }
 
-void DaemonClient::RemoveSetElements(const std::string& set, const std::vector<std::string>& elements) {
+void DaemonClient::RemoveSetElements(const std::string& set,
+                                     const std::vector<std::string>& elements) {
   call_authorized("RemoveSetElements", set, elements);
 }
 
-void DaemonClient::SetPanic(const bool& on, const Options& options) { call_authorized("SetPanic", on, options); }
+void DaemonClient::SetPanic(const bool& on, const Options& options) {
+  call_authorized("SetPanic", on, options);
+}
 
 std::vector<std::map<std::string, sdbus::Variant>> DaemonClient::ListPorts() {
   std::vector<std::map<std::string, sdbus::Variant>> ports;

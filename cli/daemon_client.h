@@ -30,7 +30,8 @@ class DaemonClient final : public sdbus::ProxyInterfaces<org::portier::Firewall1
   void Rollback();
   std::string AddTimedRule(const Options& rule);
   void RemoveTimedRule(const std::string& name);
-  void AddSetElements(const std::string& set, const std::vector<std::string>& elements, const Options& options);
+  void AddSetElements(const std::string& set, const std::vector<std::string>& elements,
+                      const Options& options);
   void RemoveSetElements(const std::string& set, const std::vector<std::string>& elements);
   void SetPanic(const bool& on, const Options& options);
   std::vector<std::map<std::string, sdbus::Variant>> ListPorts();

@@ -76,7 +76,8 @@ std::unique_ptr<PolkitAgent> PolkitAgent::start() {
   // Everything the child needs is ready before fork(): it only calls async-signal-safe
   // functions before exec.
   std::string notify_fd = std::to_string(notify.get());
-  std::vector<char*> argv{const_cast<char*>("pkttyagent"), const_cast<char*>("--notify-fd"), notify_fd.data()};
+  std::vector<char*> argv{const_cast<char*>("pkttyagent"), const_cast<char*>("--notify-fd"),
+                          notify_fd.data()};
   if (in_login_session()) argv.push_back(const_cast<char*>("--fallback"));
   argv.push_back(nullptr);
   pid_t parent = ::getpid();

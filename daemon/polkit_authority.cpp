@@ -31,7 +31,8 @@ bool is_name_missing(const std::string& error_name) {
 
 bool is_timeout(const std::string& error_name) {
   return error_name == "org.freedesktop.DBus.Error.NoReply" ||
-         error_name == "org.freedesktop.DBus.Error.Timeout" || error_name == "System.Error.ETIMEDOUT";
+         error_name == "org.freedesktop.DBus.Error.Timeout" ||
+         error_name == "System.Error.ETIMEDOUT";
 }
 
 PolkitAnswer answer_of(const AuthorizationResult& result) {
@@ -50,17 +51,19 @@ bool allows_interactive_authorization(const sdbus::Message& message) {
 }
 
 PolkitAuthority::PolkitAuthority(sdbus::IConnection& connection)
-    : connection_(connection), proxy_(sdbus::createProxy(connection, kPolkitService, kAuthorityPath)) {
+    : connection_(connection),
+      proxy_(sdbus::createProxy(connection, kPolkitService, kAuthorityPath)) {
   proxy_->finishRegistration();
 }
 
 // Destroying the proxy drops its calls still waiting, so no `done` runs after this.
 PolkitAuthority::~PolkitAuthority() = default;
 
-void PolkitAuthority::check(const std::string& sender, uid_t uid, const std::string& action, bool interactive,
-                            std::function<void(PolkitAnswer)> done) {
+void PolkitAuthority::check(const std::string& sender, uid_t uid, const std::string& action,
+                            bool interactive, std::function<void(PolkitAnswer)> done) {
   auto of_user = pending_by_user_.find(uid);
-  if (pending_ >= kMaxPending || (of_user != pending_by_user_.end() && of_user->second >= kMaxPendingPerUser)) {
+  if (pending_ >= kMaxPending ||
+      (of_user != pending_by_user_.end() && of_user->second >= kMaxPendingPerUser)) {
     done(PolkitAnswer::busy);
     return;
   }
@@ -79,13 +82,16 @@ void PolkitAuthority::check(const std::string& sender, uid_t uid, const std::str
     try {
       caller_watches_[cancellation_id] = connection_.addMatch(
           "type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',"
-          "member='NameOwnerChanged',arg0='" + sender + "'",
+          "member='NameOwnerChanged',arg0='" +
+              sender + "'",
           [this, cancellation_id, sender](sdbus::Message& signal) {
             std::string name, old_owner, new_owner;
             signal >> name >> old_owner >> new_owner;
             if (!new_owner.empty()) return;
-            std::fprintf(stderr, "portierd: %s left the bus while authenticating; cancelling its polkit check\n",
-                         name.c_str());
+            std::fprintf(
+                stderr,
+                "portierd: %s left the bus while authenticating; cancelling its polkit check\n",
+                name.c_str());
             cancel(cancellation_id, sender);
           });
     } catch (const sdbus::Error& error) {
@@ -95,7 +101,7 @@ void PolkitAuthority::check(const std::string& sender, uid_t uid, const std::str
     }
   }
   auto answered = [settled, done, cancellation_id, sender, this](const sdbus::Error* error,
-                                                                  AuthorizationResult result) {
+                                                                 AuthorizationResult result) {
     settled();
     if (!error) {
       done(answer_of(result));
@@ -144,8 +150,8 @@ void PolkitAuthority::cancel(const std::string& cancellation_id, const std::stri
           // The check may have ended on its own meanwhile (the caller's agent went with it).
           if (error && error->getMessage().starts_with("No such cancellation_id")) return;
           if (error)
-            std::fprintf(stderr, "portierd: polkit did not cancel the check of %s: %s\n", sender.c_str(),
-                         error->getMessage().c_str());
+            std::fprintf(stderr, "portierd: polkit did not cancel the check of %s: %s\n",
+                         sender.c_str(), error->getMessage().c_str());
           else
             std::fprintf(stderr, "portierd: polkit cancelled the check of %s\n", sender.c_str());
         });

@@ -19,7 +19,8 @@ namespace portier {
 enum class PolkitAnswer {
   granted,
   refused,               // no, and no authentication would change that
-  needs_authentication,  // authentication would, but interaction was not allowed or no agent serves the caller
+  needs_authentication,  // authentication would, but interaction was not allowed or no agent serves
+                         // the caller
   dismissed,             // an authentication agent asked, and the user cancelled it
   absent,                // polkitd is not on the bus
   failed,                // polkit answered with an error (logged)
@@ -43,8 +44,8 @@ class PolkitAuthority {
   PolkitAuthority(const PolkitAuthority&) = delete;
   PolkitAuthority& operator=(const PolkitAuthority&) = delete;
 
-  /// Asks whether the bus client `sender` (of user `uid`) may use `action`. With `interactive`, polkit may
-  /// have the caller's authentication agent ask for a password first. `done` is called
+  /// Asks whether the bus client `sender` (of user `uid`) may use `action`. With `interactive`,
+  /// polkit may have the caller's authentication agent ask for a password first. `done` is called
   /// exactly once: right away when too many checks wait, otherwise from the connection's
   /// event loop when polkit answers or the limit passes. Not after this object is gone.
   void check(const std::string& sender, uid_t uid, const std::string& action, bool interactive,
