@@ -97,27 +97,40 @@ FirewallService::~FirewallService() {
 namespace {
 
 std::string refusal(std::string_view what, uid_t uid, PolkitAnswer answer, bool interactive) {
-  std::string why = "permission denied: " + std::string(what) + " needs root or the polkit action " +
-                    kPolkitAction + " (caller uid " + std::to_string(uid) + ")";
+  std::string why = "permission denied: " + std::string(what) +
+                    " needs root or the polkit action " + kPolkitAction + " (caller uid " +
+                    std::to_string(uid) + ")";
   switch (answer) {
-    case PolkitAnswer::granted: break;
+    case PolkitAnswer::granted:
+      break;
     case PolkitAnswer::refused:
       // polkit answers a failed password like a rule that says no.
       if (interactive) why += "; the authentication failed, or polkit's rules refuse it";
       break;
     case PolkitAnswer::needs_authentication:
-      why += interactive ? "; polkit wants the caller to authenticate, and no authentication agent serves it"
-                         : "; polkit wants the caller to authenticate, and the call did not allow that: run "
-                           "portierctl on a terminal to be asked for a password, use sudo, or grant the "
-                           "action with a polkit rule";
+      why +=
+          interactive
+              ? "; polkit wants the caller to authenticate, and no authentication agent serves it"
+              : "; polkit wants the caller to authenticate, and the call did not allow that: run "
+                "portierctl on a terminal to be asked for a password, use sudo, or grant the "
+                "action with a polkit rule";
       break;
-    case PolkitAnswer::dismissed: why += "; the authentication was cancelled"; break;
-    case PolkitAnswer::absent: why += "; polkit is not running, so only root may"; break;
-    case PolkitAnswer::failed: why += "; polkit could not answer (portierd's log says why)"; break;
+    case PolkitAnswer::dismissed:
+      why += "; the authentication was cancelled";
+      break;
+    case PolkitAnswer::absent:
+      why += "; polkit is not running, so only root may";
+      break;
+    case PolkitAnswer::failed:
+      why += "; polkit could not answer (portierd's log says why)";
+      break;
     case PolkitAnswer::timed_out:
-      why += "; no authentication within " + std::to_string(PolkitAuthority::kInteractiveLimit.count()) + " s";
+      why += "; no authentication within " +
+             std::to_string(PolkitAuthority::kInteractiveLimit.count()) + " s";
       break;
-    case PolkitAnswer::busy: why += "; too many authorizations are waiting, try again later"; break;
+    case PolkitAnswer::busy:
+      why += "; too many authorizations are waiting, try again later";
+      break;
   }
   return why;
 }
@@ -143,7 +156,8 @@ void reply_with(const sdbus::Result<Results...>& result, Change& change) {
 // terminal) may be asked for a password by its authentication agent, so the answer can take
 // as long as typing takes: the method's reply waits, portierd's event loop does not.
 template <typename... Results, typename Change>
-void FirewallService::when_authorized(sdbus::Result<Results...>&& result, std::string_view what, Change change) {
+void FirewallService::when_authorized(sdbus::Result<Results...>&& result, std::string_view what,
+                                      Change change) {
   auto message = getObject().getCurrentlyProcessedMessage();
   // The bus daemon vouches for the caller's uid, so it can be trusted for this check.
   uid_t uid = message->getCredsUid();
@@ -158,33 +172,38 @@ void FirewallService::when_authorized(sdbus::Result<Results...>&& result, std::s
   auto waiting = std::make_shared<Waiting>(Waiting{std::move(result), std::move(change)});
   bool interactive = allows_interactive_authorization(*message);
   std::string sender = message->getSender();
-  polkit_.check(sender, uid, kPolkitAction, interactive,
-                [this, waiting, uid, interactive, sender, what = std::string(what)](PolkitAnswer answer) {
-                  // This runs from the event loop, where nothing may escape.
-                  try {
-                    if (answer != PolkitAnswer::granted) {
-                      waiting->result.returnError(
-                          sdbus::Error(bus_error::kAccessDenied, refusal(what, uid, answer, interactive)));
-                    } else if (interactive && !bus_name_has_owner(sender)) {
-                      // Whoever typed the password has given up waiting (portierctl was ended):
-                      // a change nobody waits for any more is not made.
-                      std::fprintf(stderr, "portierd: %s by uid %u not done: the caller left while authenticating\n",
-                                   what.c_str(), static_cast<unsigned>(uid));
-                    } else {
-                      reply_with(waiting->result, waiting->change);
-                    }
-                  } catch (const std::exception& failure) {
-                    std::fprintf(stderr, "portierd: cannot answer %s by uid %u: %s\n", what.c_str(),
-                                 static_cast<unsigned>(uid), failure.what());
-                  }
-                });
+  polkit_.check(
+      sender, uid, kPolkitAction, interactive,
+      [this, waiting, uid, interactive, sender, what = std::string(what)](PolkitAnswer answer) {
+        // This runs from the event loop, where nothing may escape.
+        try {
+          if (answer != PolkitAnswer::granted) {
+            waiting->result.returnError(
+                sdbus::Error(bus_error::kAccessDenied, refusal(what, uid, answer, interactive)));
+          } else if (interactive && !bus_name_has_owner(sender)) {
+            // Whoever typed the password has given up waiting (portierctl was ended):
+            // a change nobody waits for any more is not made.
+            std::fprintf(stderr,
+                         "portierd: %s by uid %u not done: the caller left while authenticating\n",
+                         what.c_str(), static_cast<unsigned>(uid));
+          } else {
+            reply_with(waiting->result, waiting->change);
+          }
+        } catch (const std::exception& failure) {
+          std::fprintf(stderr, "portierd: cannot answer %s by uid %u: %s\n", what.c_str(),
+                       static_cast<unsigned>(uid), failure.what());
+        }
+      });
 }
 
 bool FirewallService::bus_name_has_owner(const std::string& name) {
   try {
     auto bus = sdbus::createProxy(connection_, "org.freedesktop.DBus", "/org/freedesktop/DBus");
     bool has_owner = false;
-    bus->callMethod("NameHasOwner").onInterface("org.freedesktop.DBus").withArguments(name).storeResultsTo(has_owner);
+    bus->callMethod("NameHasOwner")
+        .onInterface("org.freedesktop.DBus")
+        .withArguments(name)
+        .storeResultsTo(has_owner);
     return has_owner;
   } catch (const sdbus::Error&) {
     return true;  // when in doubt, do what was authorized
@@ -296,7 +315,8 @@ std::vector<RuleEntry> FirewallService::ListRules() {
   });
 }
 
-void FirewallService::SetRuleEnabled(sdbus::Result<>&& result, std::string name, bool enabled, Options options) {
+void FirewallService::SetRuleEnabled(sdbus::Result<>&& result, std::string name, bool enabled,
+                                     Options options) {
   check_name(name, "rule name");
   check_keys(options, {"permanent"}, "SetRuleEnabled");
   bool permanent = option<bool>(options, "permanent").value_or(false);
@@ -333,8 +353,9 @@ void FirewallService::Apply(sdbus::Result<uint64_t>&& result, std::string path, 
     require(*seconds >= 1 && *seconds <= 3600, "confirm_seconds must be from 1 to 3600");
     confirm = std::chrono::seconds(*seconds);
   }
-  when_authorized(std::move(result), "applying a policy",
-                  [this, path = std::move(path), confirm] { return firewall_.apply_file(path, confirm); });
+  when_authorized(std::move(result), "applying a policy", [this, path = std::move(path), confirm] {
+    return firewall_.apply_file(path, confirm);
+  });
 }
 
 void FirewallService::Confirm(sdbus::Result<>&& result) {
@@ -360,8 +381,9 @@ void FirewallService::AddTimedRule(sdbus::Result<std::string>&& result, Options 
   request.duration = std::chrono::seconds(*seconds);
   for (const auto* list : {&request.protocols, &request.ports, &request.from, &request.to})
     require(list->size() <= 1024, "at most 1024 protocols, ports or addresses in a timed rule");
-  when_authorized(std::move(result), "adding a timed rule",
-                  [this, request = std::move(request)] { return firewall_.add_timed_rule(request); });
+  when_authorized(std::move(result), "adding a timed rule", [this, request = std::move(request)] {
+    return firewall_.add_timed_rule(request);
+  });
 }
 
 void FirewallService::RemoveTimedRule(sdbus::Result<>&& result, std::string name) {
@@ -370,8 +392,8 @@ void FirewallService::RemoveTimedRule(sdbus::Result<>&& result, std::string name
                   [this, name = std::move(name)] { firewall_.remove_timed_rule(name); });
 }
 
-void FirewallService::AddSetElements(sdbus::Result<>&& result, std::string set, std::vector<std::string> elements,
-                                     Options options) {
+void FirewallService::AddSetElements(sdbus::Result<>&& result, std::string set,
+                                     std::vector<std::string> elements, Options options) {
   check_name(set, "set name");
   check_keys(options, {"timeout_seconds"}, "AddSetElements");
   std::optional<std::chrono::seconds> timeout;
@@ -428,7 +450,8 @@ std::map<std::string, sdbus::Variant> FirewallService::Explain(const std::vector
   });
 }
 
-void FirewallService::ListPorts(sdbus::Result<std::vector<std::map<std::string, sdbus::Variant>>>&& result) {
+void FirewallService::ListPorts(
+    sdbus::Result<std::vector<std::map<std::string, sdbus::Variant>>>&& result) {
   // Which process and user hold which socket is for administrators, as `ss -p` is.
   when_authorized(std::move(result), "listing the processes behind open ports", [this] {
     std::vector<std::map<std::string, sdbus::Variant>> ports;
@@ -436,14 +459,17 @@ void FirewallService::ListPorts(sdbus::Result<std::vector<std::map<std::string, 
          port_exposure(firewall_.loaded_ruleset(), firewall_.policy_in_force(), list_listening_sockets())) {
       const ListeningSocket& socket = exposure.socket;
       std::vector<sdbus::Struct<std::string, bool, std::string>> zones;
-      for (const ZoneVerdict& zone : exposure.zones) zones.emplace_back(zone.zone, zone.accepted, zone.decided_by);
+      for (const ZoneVerdict& zone : exposure.zones)
+        zones.emplace_back(zone.zone, zone.accepted, zone.decided_by);
       Cidr address;
       address.family = socket.family == ir::Family::ipv4 ? Family::ipv4 : Family::ipv6;
       address.bytes = socket.address.bytes;
       address.prefix = static_cast<std::uint8_t>(address.size() * 8);
       ports.push_back({
-          {"protocol", sdbus::Variant(std::string(socket.protocol == ir::L4Proto::udp ? "udp" : "tcp"))},
-          {"family", sdbus::Variant(std::string(socket.family == ir::Family::ipv4 ? "ipv4" : "ipv6"))},
+          {"protocol",
+           sdbus::Variant(std::string(socket.protocol == ir::L4Proto::udp ? "udp" : "tcp"))},
+          {"family",
+           sdbus::Variant(std::string(socket.family == ir::Family::ipv4 ? "ipv4" : "ipv6"))},
           {"address", sdbus::Variant(to_string(address))},
           {"port", sdbus::Variant(socket.port)},
           {"scope", sdbus::Variant(exposure.scope)},

@@ -63,7 +63,8 @@ class FirewallService final : public sdbus::AdaptorInterfaces<org::portier::Fire
   std::vector<RuleEntry> ListRules() override;
   // The methods that change the firewall (and ListPorts, which shows other users'
   // processes) answer once the caller is authorized, which with polkit can take a while.
-  void SetRuleEnabled(sdbus::Result<>&& result, std::string name, bool enabled, Options options) override;
+  void SetRuleEnabled(sdbus::Result<>&& result, std::string name, bool enabled,
+                      Options options) override;
   void Reload(sdbus::Result<>&& result) override;
   std::tuple<bool, std::string> Check(const std::string& text, const std::string& file_name) override;
   void Apply(sdbus::Result<uint64_t>&& result, std::string path, Options options) override;
@@ -73,12 +74,14 @@ class FirewallService final : public sdbus::AdaptorInterfaces<org::portier::Fire
   void RemoveTimedRule(sdbus::Result<>&& result, std::string name) override;
   void AddSetElements(sdbus::Result<>&& result, std::string set, std::vector<std::string> elements,
                       Options options) override;
-  void RemoveSetElements(sdbus::Result<>&& result, std::string set, std::vector<std::string> elements) override;
+  void RemoveSetElements(sdbus::Result<>&& result, std::string set,
+                         std::vector<std::string> elements) override;
   std::vector<std::string> ListSetElements(const std::string& set) override;
   void SetPanic(sdbus::Result<>&& result, bool on, Options options) override;
   std::string GetRuleset() override;
   std::map<std::string, sdbus::Variant> Explain(const std::vector<std::string>& words) override;
-  void ListPorts(sdbus::Result<std::vector<std::map<std::string, sdbus::Variant>>>&& result) override;
+  void ListPorts(
+      sdbus::Result<std::vector<std::map<std::string, sdbus::Variant>>>&& result) override;
   std::string Version() override;
   std::string PolicyPath() override;
   std::string Mode() override;
