@@ -245,3 +245,41 @@ assert_refused() {
     fail "expected tcp to $ip:$port from $from to be refused with a reset ($why), seen: $PROBE_DETAIL"
   log "ok: tcp $from -> $ip:$port refused ($why)"
 }
+
+# ---------------------------------------------------------------------------------------
+# polkitd on the test's bus (start_bus "$POLKIT_BUS_CONF" first)
+
+POLKITD=/usr/lib/polkit-1/polkitd
+POLKIT_BUS_CONF=/usr/share/dbus-1/system.d/org.freedesktop.PolicyKit1.conf
+
+# require_polkitd: skips unless polkitd, its bus policy and its folders are where
+# start_polkitd expects them.
+require_polkitd() {
+  [[ -x "$POLKITD" && -f "$POLKIT_BUS_CONF" ]] || skip "polkitd not installed (Debian package polkitd; run tests/setup.sh)"
+  local d
+  for d in /usr/share/polkit-1/actions /usr/share/polkit-1/rules.d /etc/polkit-1/rules.d; do
+    [[ -d "$d" ]] || skip "$d missing: polkitd's folders are not where this test expects them"
+  done
+}
+
+# start_polkitd ACTIONS ETC_RULES USR_RULES: polkitd reads its actions and rules from fixed
+# places; it runs in a private mount namespace where /usr/share/polkit-1/actions,
+# /etc/polkit-1/rules.d and /usr/share/polkit-1/rules.d are bind mounts of these folders of
+# the test, so only the test's rules decide, the host's files stay untouched and the mounts
+# vanish with the process. It drops to its own user by itself. Sets POLKITD_PID.
+start_polkitd() {
+  spawn polkitd env DBUS_SYSTEM_BUS_ADDRESS="$BUS_ADDRESS" unshare -m --propagation private sh -c '
+    mount --bind "$1" /usr/share/polkit-1/actions &&
+      mount --bind "$2" /etc/polkit-1/rules.d &&
+      mount --bind "$3" /usr/share/polkit-1/rules.d &&
+      exec "$4" --no-debug' sh "$1" "$2" "$3" "$POLKITD"
+  POLKITD_PID=$SPAWNED_PID
+  local i
+  for ((i = 0; i < 100; i++)); do
+    bus_name_has_owner org.freedesktop.PolicyKit1 && break
+    kill -0 "$POLKITD_PID" 2>/dev/null || fail "polkitd exited at start: $(cat "$WORKDIR/logs/polkitd.log")"
+    sleep 0.05
+  done
+  bus_name_has_owner org.freedesktop.PolicyKit1 || fail "polkitd did not take org.freedesktop.PolicyKit1 within 5 s"
+  log "ok: polkitd (pid $POLKITD_PID, user $(ps -o user= -p "$POLKITD_PID")) owns org.freedesktop.PolicyKit1"
+}

@@ -15,12 +15,7 @@ require_root_or_skip
 require_binaries
 require_cmd gdbus unshare mount
 
-POLKITD=/usr/lib/polkit-1/polkitd
-POLKIT_BUS_CONF=/usr/share/dbus-1/system.d/org.freedesktop.PolicyKit1.conf
-[[ -x "$POLKITD" && -f "$POLKIT_BUS_CONF" ]] || skip "polkitd not installed (Debian package polkitd; run tests/setup.sh)"
-for d in /usr/share/polkit-1/actions /usr/share/polkit-1/rules.d /etc/polkit-1/rules.d; do
-  [[ -d "$d" ]] || skip "$d missing: polkitd's folders are not where this test expects them"
-done
+require_polkitd
 
 GRANTED_UID=1
 DENIED_UID=65534
@@ -46,24 +41,9 @@ chmod -R a+rX "$WORKDIR/polkit"
 
 start_bus "$POLKIT_BUS_CONF"
 
-start_polkitd() {
-  # The host's own rules (/usr/share/polkit-1/rules.d) are hidden too: only ours decide.
-  spawn polkitd env DBUS_SYSTEM_BUS_ADDRESS="$BUS_ADDRESS" unshare -m --propagation private sh -c '
-    mount --bind "$1" /usr/share/polkit-1/actions &&
-      mount --bind "$2" /etc/polkit-1/rules.d &&
-      mount --bind "$3" /usr/share/polkit-1/rules.d &&
-      exec "$4" --no-debug' sh "$PK_ACTIONS" "$PK_RULES" "$PK_NO_RULES" "$POLKITD"
-  POLKITD_PID=$SPAWNED_PID
-  local i
-  for ((i = 0; i < 100; i++)); do
-    bus_name_has_owner org.freedesktop.PolicyKit1 && break
-    kill -0 "$POLKITD_PID" 2>/dev/null || fail "polkitd exited at start: $(cat "$WORKDIR/logs/polkitd.log")"
-    sleep 0.05
-  done
-  bus_name_has_owner org.freedesktop.PolicyKit1 || fail "polkitd did not take org.freedesktop.PolicyKit1 within 5 s"
-  log "ok: polkitd (pid $POLKITD_PID, user $(ps -o user= -p "$POLKITD_PID")) owns org.freedesktop.PolicyKit1"
-}
-start_polkitd
+# The host's own rules (/usr/share/polkit-1/rules.d) are hidden too: only ours decide.
+start_test_polkitd() { start_polkitd "$PK_ACTIONS" "$PK_RULES" "$PK_NO_RULES"; }
+start_test_polkitd
 
 # polkit itself agrees with the rule, before portierd is involved: pkcheck asks for a
 # process of each user (a sleep started under setpriv).
@@ -266,7 +246,7 @@ assert_rc 0 "portierctl reload as root without polkitd"
 grep -q 'tcp dport 3333' <<<"$(shape)" || fail "root's reload did not load the policy's new rule"
 
 # And with polkitd back, the rule counts again.
-start_polkitd
+start_test_polkitd
 pctl_as "$GRANTED_UID" disable web-in
 assert_rc 0 "portierctl disable web-in as uid $GRANTED_UID once polkitd is back"
 ! has_web_rule || fail "uid $GRANTED_UID's disable web-in (polkitd back) left the rule in the kernel"
@@ -281,7 +261,7 @@ for ((i = 0; i < 50; i++)); do
   bus_name_has_owner org.freedesktop.PolicyKit1 || break
   sleep 0.1
 done
-start_polkitd
+start_test_polkitd
 gdbus_as "$GRANTED_UID" SetRuleEnabled web-in false '{}'
 assert_error_name org.portier.Firewall1.Error.AccessDenied "SetRuleEnabled as uid $GRANTED_UID with the action not installed"
 has_web_rule || fail "uid $GRANTED_UID disabled web-in although polkit does not know the action"

@@ -5,7 +5,7 @@
 # password, and only the right one gets the change through.
 #
 # How the pieces are put together, without touching the host's files:
-# - polkitd runs as in test_runtime_polkit.sh: in a private mount namespace where its
+# - polkitd runs as start_polkitd (lib_runtime.sh) runs it: in a private mount namespace where its
 #   actions and rules folders are bind mounts of folders of this test (portier's action, no
 #   rules at all: the action's auth_admin_keep then means "authenticate as root").
 # - The caller side (pty_answer's command: the user's program, the pkttyagent it starts and
@@ -28,11 +28,9 @@ require_cmd unshare mount ps
 PTY_ANSWER=$PORTIER_BUILD_DIR/tests/tools/pty_answer
 [[ -x "$PTY_ANSWER" ]] || fail "pty_answer not built: $PTY_ANSWER missing"
 
-POLKITD=/usr/lib/polkit-1/polkitd
 POLKIT_HELPER=/usr/lib/polkit-1/polkit-agent-helper-1
-POLKIT_BUS_CONF=/usr/share/dbus-1/system.d/org.freedesktop.PolicyKit1.conf
 PKTTYAGENT=/usr/bin/pkttyagent
-[[ -x "$POLKITD" && -f "$POLKIT_BUS_CONF" ]] || skip "polkitd not installed (Debian package polkitd; run tests/setup.sh)"
+require_polkitd
 [[ -x "$PKTTYAGENT" ]] || skip "$PKTTYAGENT not installed (Debian package pkexec or polkitd)"
 command -v pkcheck >/dev/null 2>&1 || skip "pkcheck not installed (Debian package polkitd)"
 [[ -x "$POLKIT_HELPER" && -u "$POLKIT_HELPER" && $(stat -c %u "$POLKIT_HELPER") == 0 ]] ||
@@ -44,9 +42,7 @@ for f in /lib/*/security/pam_exec.so /usr/lib/*/security/pam_exec.so /lib/securi
   [[ -f "$f" ]] && { PAM_EXEC=$f; break; }
 done
 [[ -n "$PAM_EXEC" ]] || skip "pam_exec.so not found (Debian package libpam-modules)"
-for d in /usr/share/polkit-1/actions /usr/share/polkit-1/rules.d /etc/polkit-1/rules.d /etc/pam.d; do
-  [[ -d "$d" ]] || skip "$d missing: polkit's or PAM's folders are not where this test expects them"
-done
+[[ -d /etc/pam.d ]] || skip "/etc/pam.d missing: PAM's folder is not where this test expects it"
 # The mount point for the caller's private /run/dbus; the host's stays as it is.
 [[ -d /run/dbus ]] || skip "/run/dbus does not exist: no place to mount the caller's system bus socket without creating files on the host"
 export CALLER_UID=65534
@@ -61,15 +57,7 @@ chmod -R a+rX "$WORKDIR/polkit"
 start_bus "$POLKIT_BUS_CONF"
 BUS_SOCKET=$WORKDIR/bus/socket
 
-spawn polkitd env DBUS_SYSTEM_BUS_ADDRESS="$BUS_ADDRESS" unshare -m --propagation private sh -c '
-  mount --bind "$1" /usr/share/polkit-1/actions &&
-    mount --bind "$2" /etc/polkit-1/rules.d &&
-    mount --bind "$2" /usr/share/polkit-1/rules.d &&
-    exec "$3" --no-debug' sh "$PK_ACTIONS" "$PK_NO_RULES" "$POLKITD"
-POLKITD_PID=$SPAWNED_PID
-wait_until 5 "polkitd to take org.freedesktop.PolicyKit1" bus_name_has_owner org.freedesktop.PolicyKit1
-kill -0 "$POLKITD_PID" 2>/dev/null || fail "polkitd exited at start: $(cat "$WORKDIR/logs/polkitd.log")"
-log "ok: polkitd (pid $POLKITD_PID) owns org.freedesktop.PolicyKit1"
+start_polkitd "$PK_ACTIONS" "$PK_NO_RULES" "$PK_NO_RULES"
 
 # --- PAM: service polkit-1 checks the password against SECRET -------------------------------
 SECRET="portier-test-$RANDOM$RANDOM"
