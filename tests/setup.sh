@@ -23,8 +23,9 @@ PACKAGES=(
   systemd-container debootstrap
   # test_router: the port scan from the wan side
   nmap
-  # test_runtime_polkit: a real polkitd (and pkcheck) deciding for non-root callers
-  polkitd
+  # test_runtime_polkit(_agent): a real polkitd (and pkcheck, pkttyagent) deciding for
+  # non-root callers; gdbus for the calls those tests make by hand
+  polkitd libglib2.0-bin
 )
 
 missing=()

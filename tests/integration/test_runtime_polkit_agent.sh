@@ -23,7 +23,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib_runtime.sh"
 [[ -d "${WORKDIR:-}" && "$WORKDIR" == /tmp/portier-* ]] || { echo "lib.sh did not load" >&2; exit 1; }
 require_root_or_skip
 require_binaries
-require_cmd unshare mount ps
+require_cmd unshare mount ps gdbus mkfifo
 
 PTY_ANSWER=$PORTIER_BUILD_DIR/tests/tools/pty_answer
 [[ -x "$PTY_ANSWER" ]] || fail "pty_answer not built: $PTY_ANSWER missing"
