@@ -21,7 +21,6 @@ sdbus::IConnection& system_bus() {
   return *bus;
 }
 
-constexpr const char* kInterface = "org.portier.Firewall1";
 // portierd gives polkit 120 s to have the password typed; its refusal should arrive first.
 constexpr std::chrono::seconds kInteractiveTimeout{125};
 
@@ -37,7 +36,7 @@ struct RawMessage : sdbus::Message {
 
 template <typename... Args>
 sdbus::MethodReply DaemonClient::call_authorized(const char* method, const Args&... args) {
-  auto call = getProxy().createMethodCall(kInterface, method);
+  auto call = getProxy().createMethodCall(INTERFACE_NAME, method);
   ((call << args), ...);
   if (!may_ask_password()) return getProxy().callMethod(call);
   if (!agent_tried_) {

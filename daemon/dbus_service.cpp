@@ -81,10 +81,7 @@ std::string endpoint_text(const std::string& address, std::uint16_t port, bool i
 }  // namespace
 
 FirewallService::FirewallService(sdbus::IConnection& connection, Firewall& firewall)
-    : AdaptorInterfaces(connection, kObjectPath),
-      firewall_(firewall),
-      connection_(connection),
-      polkit_(connection) {
+    : AdaptorInterfaces(connection, kObjectPath), firewall_(firewall), polkit_(connection) {
   registerAdaptor();
   firewall_.set_events(this);
 }
@@ -131,6 +128,9 @@ std::string refusal(std::string_view what, uid_t uid, PolkitAnswer answer, bool 
     case PolkitAnswer::busy:
       why += "; too many authorizations are waiting, try again later";
       break;
+    case PolkitAnswer::caller_left:
+      why += "; the caller left while authenticating";
+      break;
   }
   return why;
 }
@@ -174,40 +174,26 @@ void FirewallService::when_authorized(sdbus::Result<Results...>&& result, std::s
   std::string sender = message->getSender();
   polkit_.check(
       sender, uid, kPolkitAction, interactive,
-      [this, waiting, uid, interactive, sender, what = std::string(what)](PolkitAnswer answer) {
+      [waiting, uid, interactive, what = std::string(what)](PolkitAnswer answer) {
         // This runs from the event loop, where nothing may escape.
         try {
-          if (answer != PolkitAnswer::granted) {
-            waiting->result.returnError(
-                sdbus::Error(bus_error::kAccessDenied, refusal(what, uid, answer, interactive)));
-          } else if (interactive && !bus_name_has_owner(sender)) {
-            // Whoever typed the password has given up waiting (portierctl was ended):
-            // a change nobody waits for any more is not made.
+          if (answer == PolkitAnswer::granted) {
+            reply_with(waiting->result, waiting->change);
+            return;
+          }
+          // Whoever was asked for a password has given up waiting (portierctl was ended):
+          // a change nobody waits for any more is not made, whatever polkit said.
+          if (answer == PolkitAnswer::caller_left)
             std::fprintf(stderr,
                          "portierd: %s by uid %u not done: the caller left while authenticating\n",
                          what.c_str(), static_cast<unsigned>(uid));
-          } else {
-            reply_with(waiting->result, waiting->change);
-          }
+          waiting->result.returnError(
+              sdbus::Error(bus_error::kAccessDenied, refusal(what, uid, answer, interactive)));
         } catch (const std::exception& failure) {
           std::fprintf(stderr, "portierd: cannot answer %s by uid %u: %s\n", what.c_str(),
                        static_cast<unsigned>(uid), failure.what());
         }
       });
-}
-
-bool FirewallService::bus_name_has_owner(const std::string& name) {
-  try {
-    auto bus = sdbus::createProxy(connection_, "org.freedesktop.DBus", "/org/freedesktop/DBus");
-    bool has_owner = false;
-    bus->callMethod("NameHasOwner")
-        .onInterface("org.freedesktop.DBus")
-        .withArguments(name)
-        .storeResultsTo(has_owner);
-    return has_owner;
-  } catch (const sdbus::Error&) {
-    return true;  // when in doubt, do what was authorized
-  }
 }
 
 void FirewallService::applied(std::uint64_t generation, std::string_view reason) {

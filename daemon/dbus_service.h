@@ -93,10 +93,8 @@ class FirewallService final : public sdbus::AdaptorInterfaces<org::portier::Fire
   /// goes out then: what `change` returns, the named error it throws, or AccessDenied.
   template <typename... Results, typename Change>
   void when_authorized(sdbus::Result<Results...>&& result, std::string_view what, Change change);
-  bool bus_name_has_owner(const std::string& name);
 
   Firewall& firewall_;
-  sdbus::IConnection& connection_;
   PolkitAuthority polkit_;
   PacketLogLimiter packet_limiter_;
   // The verdict word of each rule's log lines, for the generation they were taken from.

@@ -61,8 +61,10 @@ PolkitAuthority::~PolkitAuthority() = default;
 
 void PolkitAuthority::check(const std::string& sender, uid_t uid, const std::string& action,
                             bool interactive, std::function<void(PolkitAnswer)> done) {
+  std::size_t pending = 0;
+  for (const auto& [user, checks] : pending_by_user_) pending += checks;
   auto of_user = pending_by_user_.find(uid);
-  if (pending_ >= kMaxPending ||
+  if (pending >= kMaxPending ||
       (of_user != pending_by_user_.end() && of_user->second >= kMaxPendingPerUser)) {
     done(PolkitAnswer::busy);
     return;
@@ -72,22 +74,23 @@ void PolkitAuthority::check(const std::string& sender, uid_t uid, const std::str
   std::string cancellation_id = "portierd-" + std::to_string(++checks_started_);
   auto limit = interactive ? kInteractiveLimit : kNonInteractiveLimit;
   auto settled = [this, uid, cancellation_id] {
-    --pending_;
     if (--pending_by_user_[uid] == 0) pending_by_user_.erase(uid);
     caller_watches_.erase(cancellation_id);
   };
-  ++pending_;
   ++pending_by_user_[uid];
+  // Set by the watch below; whatever polkit answers after that, nobody waits for it.
+  auto caller_left = std::make_shared<bool>(false);
   if (interactive) {
     try {
       caller_watches_[cancellation_id] = connection_.addMatch(
           "type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',"
           "member='NameOwnerChanged',arg0='" +
               sender + "'",
-          [this, cancellation_id, sender](sdbus::Message& signal) {
+          [this, cancellation_id, sender, caller_left](sdbus::Message& signal) {
             std::string name, old_owner, new_owner;
             signal >> name >> old_owner >> new_owner;
             if (!new_owner.empty()) return;
+            *caller_left = true;
             std::fprintf(
                 stderr,
                 "portierd: %s left the bus while authenticating; cancelling its polkit check\n",
@@ -100,9 +103,13 @@ void PolkitAuthority::check(const std::string& sender, uid_t uid, const std::str
                    error.getMessage().c_str());
     }
   }
-  auto answered = [settled, done, cancellation_id, sender, this](const sdbus::Error* error,
-                                                                 AuthorizationResult result) {
+  auto answered = [settled, done, cancellation_id, sender, caller_left, this](
+                      const sdbus::Error* error, AuthorizationResult result) {
     settled();
+    if (*caller_left) {
+      done(PolkitAnswer::caller_left);
+      return;
+    }
     if (!error) {
       done(answer_of(result));
       return;

@@ -26,6 +26,7 @@ enum class PolkitAnswer {
   failed,                // polkit answered with an error (logged)
   timed_out,             // no answer in time; the check was cancelled
   busy,                  // too many checks are waiting already
+  caller_left,           // the caller left the bus while it was asked to authenticate
 };
 
 class PolkitAuthority {
@@ -51,8 +52,6 @@ class PolkitAuthority {
   void check(const std::string& sender, uid_t uid, const std::string& action, bool interactive,
              std::function<void(PolkitAnswer)> done);
 
-  std::size_t pending() const { return pending_; }
-
  private:
   void cancel(const std::string& cancellation_id, const std::string& sender);
 
@@ -61,7 +60,6 @@ class PolkitAuthority {
   // For each interactive check: the match that cancels it when its caller leaves the bus,
   // so that no agent dialog stays open for somebody who is gone.
   std::map<std::string, sdbus::Slot> caller_watches_;
-  std::size_t pending_ = 0;
   std::map<uid_t, std::size_t> pending_by_user_;
   std::uint64_t checks_started_ = 0;
 };
