@@ -359,6 +359,30 @@ assert_eq enabled "$(rule_field web-in state)" "web-in state after the held enab
 assert_agent_gone held
 log "ok: after the held prompt was answered, the enable went through"
 
+# e2. portierctl killed (SIGKILL: no destructor runs) while its agent asks: the agent goes
+# with it (PR_SET_PDEATHSIG) although the terminal stays, so no agent stays registered for a
+# process that is gone. Nothing changes.
+before=$(shape)
+generation=$(status_field generation)
+# A shell keeps the terminal open after portierctl is gone, so a hangup cannot be what ends
+# the agent.
+ON_TERMINAL_BG=1 on_terminal killed "$SECRET" 100000 bash -c '"$0" disable web-in; sleep 60' "$PORTIERCTL"
+wait_until 30 "pkttyagent's password prompt (portierctl to be killed)" grep -q 'Password: ' "$TTY_LOG"
+pctl_pid=$(ps -o pid=,comm= --ppid "$(cat "$WORKDIR/call-killed.pid")" | awk '$2 == "portierctl" { print $1 }')
+[[ -n "$pctl_pid" ]] || fail "no portierctl found under the shell on the terminal"
+agent_pid=$(ps -o pid=,comm= --ppid "$pctl_pid" | awk '$2 == "pkttyagent" { print $1 }')
+[[ -n "$agent_pid" ]] || fail "portierctl (pid $pctl_pid) has no pkttyagent child while it prompts"
+kill -KILL "$pctl_pid"
+# Gone, or a zombie waiting for its new parent to reap it: either way no longer running.
+agent_gone() { [[ ! -d /proc/$agent_pid || $(awk '{ print $3 }' "/proc/$agent_pid/stat" 2>/dev/null) == Z ]]; }
+wait_until 5 "portierctl's agent (pid $agent_pid) to end with it" agent_gone
+kill -0 "$TTY_PID" 2>/dev/null || fail "the terminal closed early: the agent may have ended by the hangup, not with portierctl"
+log "ok: portierctl killed while prompting, its agent (pid $agent_pid) ended within $WAITED s, the terminal still open"
+kill_terminal "$TTY_PID"
+wait "$TTY_PID" 2>/dev/null || true
+assert_same_text "$before" "$(shape)" "table inet portier after portierctl was killed while prompting"
+assert_eq "$generation" "$(status_field generation)" "generation after portierctl was killed while prompting"
+
 # f. Prompts abandoned (the terminal hangs up, portierctl and its agent die while the agent
 # asks) leave nothing behind: more of them than portierd lets wait per user (8), and still
 # the next call is asked and goes through; none of the abandoned changes was made.
