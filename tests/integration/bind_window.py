@@ -149,6 +149,8 @@ def main():
     events = set_events_socket()
 
     if args.cycles:
+        if os.path.isdir(args.cgroup):
+            rmdir(args.cgroup)
         missed = 0
         for _ in range(args.cycles):
             drain(events)
@@ -202,6 +204,8 @@ def main():
     finally:
         if listener:
             stop(listener)
+        if os.path.isdir(args.cgroup):
+            rmdir(args.cgroup)
         os.close(go_w)
         os.waitpid(probe_pid, 0)
     if set_ms:

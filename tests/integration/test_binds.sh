@@ -146,6 +146,14 @@ ports     = [8085]
 unit      = "$UNIT"
 TOML
 
+# `check` warns (and succeeds): the units are not running now.
+check_out=$("$PORTIERCTL" check "$FOLLOW" 2>&1) || fail "portierctl check failed on a policy whose units do not run:
+$check_out"
+unit_line=$(grep -n '^unit ' "$FOLLOW" | cut -d: -f1)
+assert_contains "$check_out" \
+  "$FOLLOW:$((unit_line - 4)):1: warning: bind 'unit-owner': $UNIT is not running now: nobody may serve its ports until it runs" \
+  "portierctl check of a policy whose unit does not run"
+
 start_portierd_hostfs "$HOST_NS" "$FOLLOW"
 pctl status
 assert_rc 0 "portierctl status with no bound cgroup present"

@@ -9,7 +9,6 @@
 using namespace portier;
 using portier::testing::FakeTree;
 
-
 TEST_CASE("cgroup owners: a unit is found in whatever slice it runs") {
   FakeTree tree;
   tree.make("init.scope", 2);
