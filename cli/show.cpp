@@ -1,6 +1,7 @@
 #include <cstdio>
 #include <string_view>
 
+#include "cgroups.h"
 #include "commands.h"
 #include "compile_policy.h"
 #include "daemon_client.h"
@@ -23,8 +24,11 @@ int show(Args args) {
   ParsedPolicy parsed = parse_policy_file(args[1], SystemTables::load());
   std::fputs(parsed.report().c_str(), stderr);
   if (!parsed.ok()) return kFailure;
-  // The replacing form, so that `nft -f` of it swaps the table atomically, as portierd does.
-  std::fputs(render_nft_replace(compile_policy(parsed.policy)).c_str(), stdout);
+  // The replacing form, so that `nft -f` of it swaps the table atomically, as portierd does;
+  // with the bound units' cgroups as they are now, as portierd would load it here.
+  ir::Ruleset ruleset = compile_policy(parsed.policy);
+  fill_cgroup_sets(ruleset, LiveCgroupTree(find_cgroup2_root()));
+  std::fputs(render_nft_replace(ruleset).c_str(), stdout);
   return kOk;
 }
 

@@ -9,8 +9,12 @@ std::vector<ir::CgroupMember> BoundCgroups::where(const ir::CgroupOwner& owner) 
 }
 
 void BoundCgroups::fill(ir::Ruleset& ruleset) const {
+  if (tree_) {
+    fill_cgroup_sets(ruleset, *tree_);
+    return;
+  }
   for (ir::NamedSet& set : ruleset.sets)
-    if (set.key == ir::SetKey::cgroupv2) set.cgroups = where(set.owner);
+    if (set.key == ir::SetKey::cgroupv2) set.cgroups.clear();
 }
 
 std::vector<CgroupChange> BoundCgroups::changes(const ir::Ruleset& loaded) const {

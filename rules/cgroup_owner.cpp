@@ -86,6 +86,14 @@ std::optional<ir::CgroupMember> locate(const CgroupTree& tree, const ir::CgroupO
   return found;
 }
 
+void fill_cgroup_sets(ir::Ruleset& ruleset, const CgroupTree& tree) {
+  for (ir::NamedSet& set : ruleset.sets) {
+    if (set.key != ir::SetKey::cgroupv2) continue;
+    set.cgroups.clear();
+    if (auto found = locate(tree, set.owner)) set.cgroups.push_back(*found);
+  }
+}
+
 std::vector<std::string> cgroups_to_watch(const CgroupTree& tree,
                                           const std::vector<ir::CgroupOwner>& owners) {
   std::vector<std::string> watch;

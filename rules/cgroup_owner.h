@@ -41,6 +41,10 @@ class CgroupTree {
 /// system's), a cgroup owner at its path.
 std::optional<ir::CgroupMember> locate(const CgroupTree& tree, const ir::CgroupOwner& owner);
 
+/// Puts where each owner is now into the cgroupv2 sets of `ruleset` (the compiler leaves
+/// them empty): what portierd would load on this machine at this moment.
+void fill_cgroup_sets(ir::Ruleset& ruleset, const CgroupTree& tree);
+
 /// The cgroups to watch for children coming and going, so that each owner is noticed when
 /// its cgroup appears, goes or is made anew: the root and every slice for units, every
 /// existing ancestor of a cgroup owner's path. Sorted, without repeats.

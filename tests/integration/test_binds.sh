@@ -188,6 +188,9 @@ assert_match "$OUT" "bind later-owner +cgroup $LATER +running +$(stat -c %i "$CG
 # accepted connection.
 make_cgroup "$UNIT_SLICE"
 UNIT_DIR="$CGROUP2_ROOT/$UNIT_SLICE/$UNIT"
+spawn monitor-binds env DBUS_SYSTEM_BUS_ADDRESS="$BUS_ADDRESS" "$PORTIERCTL" monitor --json
+MONITOR_LOG="$WORKDIR/logs/monitor-binds.log"
+for ((i = 0; i < 100; i++)); do grep -q '"event":"monitoring"' "$MONITOR_LOG" 2>/dev/null && break; sleep 0.1; done
 on_exit "rmdir_cgroup '$UNIT_DIR'"
 window=$(nsenter --net="/run/netns/$HOST_NS" "$PYTHON" "$PORTIER_SOURCE_DIR/tests/integration/bind_window.py" \
   --cgroup "$UNIT_DIR" --port 8085 --peer-ns "/run/netns/$PEER_NS" --address "$HOST_IP" --rounds 20 2>&1) ||
@@ -198,6 +201,13 @@ log "$(grep '^window:' <<<"$window")"
 $window"
 assert_contains "$(cat "$PORTIERD_LOG")" "bind unit-owner: $UNIT started (cgroup id" "portierd's log when the unit starts"
 assert_contains "$(cat "$PORTIERD_LOG")" "bind unit-owner: $UNIT stopped" "portierd's log when the unit stops"
+# portierctl monitor saw the unit come and go.
+grep -E '"event":"owner-changed".*"name":"unit-owner".*"running":true' "$MONITOR_LOG" >/dev/null ||
+  fail "portierctl monitor --json shows no owner-changed event of unit-owner starting:
+$(tail -n 5 "$MONITOR_LOG")"
+grep -E '"event":"owner-changed".*"name":"unit-owner".*"running":false' "$MONITOR_LOG" >/dev/null ||
+  fail "portierctl monitor --json shows no owner-changed event of unit-owner stopping"
+log "ok: monitor: $(grep -c '"event":"owner-changed"' "$MONITOR_LOG") owner-changed events"
 # Only sets changed: the input chain has the same rules as before, and no new generation.
 handles_after=$(nsenter --net="/run/netns/$HOST_NS" nft -a list chain inet portier input | grep -c handle)
 assert_eq "$handles_before" "$handles_after" "rules in the input chain before and after 20 restarts"
