@@ -1,0 +1,75 @@
+"""Polls a TCP port for an SSH server's banner, as a client outside the firewalled host would.
+
+    ssh_banner.py IP PORT SECONDS T0_NS SOURCES_FILE
+
+Tries to connect (0.5 s connect timeout, 20 ms between tries) until a line starting with
+"SSH-" arrives or SECONDS have passed. Prints one line:
+    banner MS TRIES LINE      (exit 0; MS is counted from T0_NS, a CLOCK_REALTIME time in ns)
+    none TRIES OUTCOMES       (exit 1; OUTCOMES counts refused / timeout / closed / ... tries)
+
+The shipped server policy allows 10 new ssh connections a minute per source address (burst
+5): each try comes from the next address of SOURCES_FILE (one per line, already configured on
+this namespace's interface), so that polling never runs into that limit and a try that fails
+always means the port is closed, not that the prober was rate-limited.
+"""
+import collections
+import socket
+import sys
+import time
+
+ip, port, seconds, t0, sources_file = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+with open(sources_file) as f:
+    sources = f.read().split()
+# Where the previous run left off: every run goes on with fresh addresses.
+cursor_file = sources_file + ".next"
+try:
+    with open(cursor_file) as f:
+        cursor = int(f.read())
+except (FileNotFoundError, ValueError):
+    cursor = 0
+
+outcomes = collections.Counter()
+deadline = time.monotonic() + seconds
+tries = 0
+result = None
+while result is None:
+    tries += 1
+    source = sources[cursor % len(sources)]
+    cursor += 1
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind((source, 0))
+        s.settimeout(0.5)
+        s.connect((ip, port))
+        s.settimeout(1.0)
+        data = b""
+        while b"\n" not in data:
+            chunk = s.recv(256)
+            if not chunk:
+                break
+            data += chunk
+        line = data.split(b"\n")[0].decode(errors="replace").strip()
+        if line.startswith("SSH-"):
+            result = "banner %d %d %s" % ((time.time_ns() - t0) // 1000000, tries, line)
+        else:
+            outcomes["closed-without-banner"] += 1
+    except ConnectionRefusedError:
+        outcomes["refused"] += 1
+    except (socket.timeout, TimeoutError):
+        outcomes["timeout"] += 1
+    except OSError as e:
+        outcomes[e.strerror or type(e).__name__] += 1
+    finally:
+        s.close()
+    if result is None:
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.02)
+
+with open(cursor_file, "w") as f:
+    f.write(str(cursor))
+if result:
+    print(result)
+    sys.exit(0)
+print("none %d %s" % (tries, " ".join("%s=%d" % kv for kv in sorted(outcomes.items()))))
+sys.exit(1)
