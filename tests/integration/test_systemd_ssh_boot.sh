@@ -4,8 +4,9 @@
 # Debian's openssh-server, booted with a real systemd as PID 1 (systemd-nspawn).
 # portierd starts first (before network-pre.target), ssh.service later; a client in another
 # network namespace, joined to the container's by a veth pair, must see sshd's banner once
-# ssh.service runs, after `systemctl restart ssh`, not while ssh is stopped (not even from
-# another sshd outside ssh.service), and again after `systemctl start ssh`.
+# ssh.service runs, after `systemctl restart ssh` and after a crash of sshd that systemd
+# restarts (Restart=on-failure), each of which gives the unit a new cgroup; not while ssh is
+# stopped (not even from another sshd outside ssh.service); and again after `systemctl start ssh`.
 #
 # The container boots the cached root of lib_nspawn.sh through an overlay whose upper layer
 # is this test's own: the package is installed there with dpkg before the boot.
@@ -148,6 +149,18 @@ $(details)"
 read -r _ restart_ms restart_tries restart_connect_ms _ <<<"$BANNER"
 log "ok: ssh answers after systemctl restart ssh: first banner $restart_ms ms after systemctl returned (connection accepted at $restart_connect_ms ms, $restart_tries tries; cgroup id $id_before -> $id_after)"
 
+# --- sshd crashes: Restart=on-failure (Debian's ssh.service) starts it again ----------------------
+main_pid=$(show ssh MainPID)
+banner_arm 10
+in_ct kill -KILL "$main_pid" || fail "cannot kill sshd (pid $main_pid in the container)"
+rc=0
+banner_fire || rc=$?
+((rc == 0)) || fail "after sshd (pid $main_pid in the container) was killed, port 22 gives no banner within 10 s ($BANNER)
+$(details)"
+[[ "$(show ssh MainPID)" != "$main_pid" ]] || fail "the banner after killing sshd came from the same sshd (pid $main_pid)"
+read -r _ crash_ms crash_tries crash_connect_ms _ <<<"$BANNER"
+log "ok: ssh answers after sshd was killed and systemd restarted it: first banner $crash_ms ms after the kill (connection accepted at $crash_connect_ms ms, $crash_tries tries; cgroup id now $(ssh_cgroup_id), restarts $(show ssh NRestarts))"
+
 # --- systemctl stop ssh: closed, even to another sshd outside ssh.service -------------------------
 _run_capture in_ct systemctl stop ssh
 assert_rc 0 "systemctl stop ssh"
@@ -186,5 +199,5 @@ log "ok: ssh answers after systemctl start ssh: first banner $start_ms ms after 
 
 _run_capture in_ct portierctl status
 assert_match "$OUT" '^loaded: +policy$' "portierctl status at the end"
-log "figures: boot $BOOT_MS ms; systemctl returned -> connection accepted / banner: restart $restart_connect_ms / $restart_ms ms, start $start_connect_ms / $start_ms ms"
+log "figures: boot $BOOT_MS ms; connection accepted / banner, from systemctl returning: restart $restart_connect_ms / $restart_ms ms, start $start_connect_ms / $start_ms ms; from the kill of sshd: $crash_connect_ms / $crash_ms ms"
 assert_no_host_table
