@@ -104,8 +104,9 @@ log "ok: container booted in $BOOT_MS ms (pid 1 is $PID1 on the host, state $BOO
 journal() { in_ct journalctl -u portierd --no-pager -o cat 2>&1 | tail -n 40; }
 status() { in_ct portierctl status 2>&1; }
 details() {
-  printf -- '--- portierctl status\n%s\n--- journalctl -u portierd\n%s\n--- ssh.service\n%s\n' \
-    "$(status)" "$(journal)" "$(in_ct systemctl status --no-pager ssh 2>&1 | head -n 12)"
+  printf -- '--- portierctl status\n%s\n--- journalctl -u portierd\n%s\n--- ssh.service (cgroup id %s)\n%s\n--- nft list table inet portier\n%s\n' \
+    "$(status)" "$(journal)" "$(ssh_cgroup_id)" "$(in_ct systemctl status --no-pager ssh 2>&1 | head -n 12)" \
+    "$(in_ct nft list table inet portier 2>&1 | head -n 80)"
 }
 show() { in_ct systemctl show -p "$2" --value "$1"; }
 # The inode number of ssh.service's cgroup, which is its cgroup id (changes with every start).
