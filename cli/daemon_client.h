@@ -45,6 +45,8 @@ class DaemonClient final : public sdbus::ProxyInterfaces<org::portier::Firewall1
   void onConfirmPending(const uint32_t&) override {}
   void onRolledBack(const std::string&) override {}
   void onDriftRepaired(const std::string&) override {}
+  void onOwnerChanged(const std::string&, const std::string&, const std::string&, const bool&,
+                      const std::string&, const uint64_t&) override {}
   void onPacketLogged(const std::map<std::string, sdbus::Variant>&) override {}
 
   std::unique_ptr<PolkitAgent> agent_;

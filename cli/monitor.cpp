@@ -146,6 +146,21 @@ class Monitor final : public sdbus::ProxyInterfaces<org::portier::Firewall1_prox
   void onDriftRepaired(const std::string& what) override {
     Line(json_, "drift-repaired").field("what", what).says("drift repaired: " + what).print();
   }
+  void onOwnerChanged(const std::string& kind, const std::string& name, const std::string& owner,
+                      const bool& running, const std::string& cgroup,
+                      const uint64_t& cgroup_id) override {
+    Line(json_, "owner-changed")
+        .field("kind", kind)
+        .field("name", name)
+        .field("owner", owner)
+        .field("running", running)
+        .field("cgroup", cgroup)
+        .field("cgroup_id", cgroup_id)
+        .says(kind + " " + name + ": " + owner +
+              (running ? " started (cgroup id " + std::to_string(cgroup_id) + ")"
+                       : " stopped: its ports are served by nobody"))
+        .print();
+  }
   void onPacketLogged(const Facts& packet) override {
     if (packet.count("suppressed") > 0) {
       auto count = fact<std::uint64_t>(packet, "suppressed");

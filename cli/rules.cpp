@@ -5,6 +5,7 @@
 #include "commands.h"
 #include "daemon_client.h"
 #include "output.h"
+#include "owners.h"
 
 namespace portier::cli {
 
@@ -49,6 +50,19 @@ int rules(Args args) {
                        exact ? std::to_string(rule.get<6>()) : human_bytes(rule.get<6>()), rule.get<4>()});
     }
     print_table(table);
+    // Who may serve bound ports, and whether they run now (their sets, not their rules,
+    // change when they start and stop).
+    std::vector<Owner> owners = owners_of(daemon.GetStatus());
+    if (owners.empty()) return kOk;
+    std::vector<std::vector<std::string>> owner_table = {
+        {"OWNER OF", "UNIT OR CGROUP", "STATE", "CGROUP ID", "CHANGED"}};
+    for (const Owner& owner : owners)
+      owner_table.push_back({owner.kind + " " + owner.name, owner.owner,
+                             owner.running ? "running" : coloured("not running", "yellow"),
+                             owner.running ? std::to_string(owner.cgroup_id) : "-",
+                             owner.since_usec ? format_time(owner.since_usec) : "-"});
+    std::printf("\n");
+    print_table(owner_table);
     return kOk;
   });
 }

@@ -1,9 +1,9 @@
 #include <cstdio>
-#include <ctime>
 
 #include "commands.h"
 #include "daemon_client.h"
 #include "output.h"
+#include "owners.h"
 
 namespace portier::cli {
 namespace {
@@ -13,15 +13,6 @@ T get_or(const std::map<std::string, sdbus::Variant>& facts, const std::string& 
   auto it = facts.find(key);
   if (it == facts.end() || !it->second.containsValueOfType<T>()) return fallback;
   return it->second.get<T>();
-}
-
-std::string format_time(std::uint64_t usec) {
-  std::time_t seconds = static_cast<std::time_t>(usec / 1000000);
-  std::tm local{};
-  localtime_r(&seconds, &local);
-  char text[64];
-  std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S %Z", &local);
-  return text;
 }
 
 }  // namespace
@@ -44,6 +35,18 @@ int status(Args args) {
       for (const char* key : {"rules", "rules_enabled", "timed_rules", "generation", "last_applied_usec"})
         out.key(key).value(number(key));
       if (facts.count("confirm_deadline_usec")) out.key("confirm_deadline_usec").value(number("confirm_deadline_usec"));
+      out.key("owners").begin_array();
+      for (const Owner& owner : owners_of(facts))
+        out.begin_object()
+            .key("kind").value(owner.kind)
+            .key("name").value(owner.name)
+            .key("owner").value(owner.owner)
+            .key("running").value(owner.running)
+            .key("cgroup").value(owner.cgroup)
+            .key("cgroup_id").value(owner.cgroup_id)
+            .key("since_usec").value(owner.since_usec)
+            .end_object();
+      out.end_array();
       out.end_object();
       std::printf("%s\n", out.str().c_str());
       return kOk;
@@ -61,6 +64,16 @@ int status(Args args) {
       std::printf("confirm by: %s (or it rolls back)\n", format_time(deadline).c_str());
     std::printf("generation: %llu\n", static_cast<unsigned long long>(number("generation")));
     std::printf("applied:    %s\n", format_time(number("last_applied_usec")).c_str());
+    // Each bound unit: whether it runs now, so a closed port has its reason in sight.
+    bool first = true;
+    for (const Owner& owner : owners_of(facts)) {
+      std::string state = owner_state(owner);
+      std::printf("%s%s %s: %s %s%s\n", first ? "owners:     " : "            ", owner.kind.c_str(),
+                  owner.name.c_str(), owner.owner.c_str(),
+                  owner.running ? state.c_str() : coloured(state, "yellow").c_str(),
+                  owner.since_usec ? (", since " + format_time(owner.since_usec)).c_str() : "");
+      first = false;
+    }
     return kOk;
   });
 }

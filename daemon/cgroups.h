@@ -1,10 +1,14 @@
-// Where the cgroup v2 hierarchy is, and the ids the kernel compares `socket cgroupv2` with.
+// The live cgroup v2 hierarchy: where it is mounted, what is in it, and a watch that tells
+// when cgroups come and go below the directories the binds depend on.
 #pragma once
 
-#include <stdexcept>
+#include <cstdint>
+#include <map>
+#include <optional>
 #include <string>
+#include <vector>
 
-#include "ruleset.h"
+#include "cgroup_owner.h"
 
 namespace portier {
 
@@ -12,16 +16,42 @@ namespace portier {
 /// /sys/fs/cgroup/unified on a hybrid one), from /proc/self/mountinfo; empty if none.
 std::string find_cgroup2_root(const std::string& mountinfo_path = "/proc/self/mountinfo");
 
-/// A cgroup a rule or bind names is not there (yet).
-struct MissingCgroup : std::runtime_error {
-  MissingCgroup(std::string owner_name, const std::string& message)
-      : std::runtime_error(message), owner(std::move(owner_name)) {}
-  std::string owner;  // the rule or bind (the kernel rule's comment)
+/// The cgroup tree below a cgroup2 mount point, read with stat() and readdir(). With no
+/// mount point (empty root) it is empty: no cgroup exists, so bound ports are closed.
+class LiveCgroupTree : public CgroupTree {
+ public:
+  explicit LiveCgroupTree(std::string root) : root_(std::move(root)) {}
+  std::optional<std::uint64_t> id(const std::string& path) const override;
+  std::vector<std::string> children(const std::string& path) const override;
+  const std::string& root() const { return root_; }
+
+ private:
+  std::string root_;
 };
 
-/// Fills in the id of every SocketCgroup match from the directory's inode number under
-/// `root`. A missing cgroup throws MissingCgroup: units may start after the policy was
-/// written, so this is an apply-time error, not a parse error.
-void resolve_socket_cgroups(ir::Ruleset& ruleset, const std::string& root);
+/// inotify on cgroup directories: the kernel reports mkdir and rmdir of cgroups as
+/// IN_CREATE and IN_DELETE in their parent (cgroupfs is kernfs, which feeds fsnotify).
+/// Nothing is polled; the fd becomes readable when something changed.
+class CgroupWatch {
+ public:
+  explicit CgroupWatch(std::string root);
+  ~CgroupWatch();
+  CgroupWatch(const CgroupWatch&) = delete;
+  CgroupWatch& operator=(const CgroupWatch&) = delete;
+
+  /// Watches `paths` (relative to the root) as well as what is watched already; a path
+  /// that went away is dropped by the kernel itself (IN_IGNORED).
+  void watch(const std::vector<std::string>& paths);
+  /// -1 if inotify could not be had (then nothing is followed; portierd says so).
+  int fd() const { return fd_; }
+  /// Reads what is pending; true if a cgroup was made or removed in a watched directory.
+  bool read_changes();
+  std::size_t watched() const { return watches_.size(); }
+
+ private:
+  std::string root_;
+  int fd_ = -1;
+  std::map<int, std::string> watches_;  // watch descriptor -> path
+};
 
 }  // namespace portier

@@ -217,6 +217,13 @@ void FirewallService::rolled_back(std::string_view reason) {
   emitRolledBack(std::string(reason));
 }
 
+void FirewallService::owner_changed(const OwnerStatus& owner) {
+  // Firewall::follow_cgroups() has logged it already.
+  emitOwnerChanged(owner.kind, owner.name, owner.owner, owner.cgroup.has_value(),
+                   owner.cgroup ? owner.cgroup->path : std::string(),
+                   owner.cgroup ? owner.cgroup->id : 0);
+}
+
 void FirewallService::emit_packet_logged(const LoggedPacket& packet) {
   if (!packet_limiter_.admit(std::chrono::steady_clock::now())) return;
   LogPrefix prefix = parse_log_prefix(packet.prefix);
@@ -288,6 +295,13 @@ std::map<std::string, sdbus::Variant> FirewallService::GetStatus() {
   };
   if (status.confirm_deadline)
     facts.emplace("confirm_deadline_usec", sdbus::Variant(usec_since_epoch(*status.confirm_deadline)));
+  std::vector<sdbus::Struct<std::string, std::string, std::string, bool, std::string, uint64_t, uint64_t>> owners;
+  for (const OwnerStatus& owner : status.owners)
+    owners.emplace_back(owner.kind, owner.name, owner.owner, owner.cgroup.has_value(),
+                        owner.cgroup ? owner.cgroup->path : std::string(),
+                        owner.cgroup ? owner.cgroup->id : 0,
+                        owner.since ? usec_since_epoch(*owner.since) : 0);
+  facts.emplace("owners", sdbus::Variant(owners));
   return facts;
 }
 

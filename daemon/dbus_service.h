@@ -49,6 +49,7 @@ class FirewallService final : public sdbus::AdaptorInterfaces<org::portier::Fire
   void rule_changed(const std::string& name, bool enabled) override;
   void confirm_pending(std::uint32_t seconds) override;
   void rolled_back(std::string_view reason) override;
+  void owner_changed(const OwnerStatus& owner) override;
   void drift_repaired(const std::string& what) { emitDriftRepaired(what); }
 
   /// Relays a packet from the policy's nflog group as PacketLogged and one line on

@@ -2,6 +2,8 @@
 // packet of the right shape is followed through the loaded ruleset (explain_packet).
 #include "exposure.h"
 
+#include "cgroup_owner.h"
+
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -275,11 +277,6 @@ bool bind_covers(const Bind& bind, const ListeningSocket& socket) {
   return protocol_ok && port_ok;
 }
 
-bool in_cgroup(const std::string& cgroup, const std::string& ancestor) {
-  return cgroup == ancestor || (cgroup.size() > ancestor.size() && cgroup.starts_with(ancestor) &&
-                                cgroup[ancestor.size()] == '/');
-}
-
 std::string port_name(const ListeningSocket& socket) {
   return std::to_string(socket.port) + (socket.protocol == ir::L4Proto::udp ? "/udp" : "/tcp");
 }
@@ -296,8 +293,9 @@ std::vector<std::string> bind_warnings(const Policy& policy, const ListeningSock
   for (const Bind& bind : policy.binds) {
     if (!bind_covers(bind, socket)) continue;
     std::string owner, detail;
-    if (!bind.cgroup.empty() && !in_cgroup(socket.cgroup, bind.cgroup)) {
-      owner = bind.unit.empty() ? "cgroup " + bind.cgroup : bind.unit;
+    const ir::CgroupOwner cgroup_owner{bind.unit, bind.cgroup};
+    if (!bind.user && !owner_cgroup_in(cgroup_owner, socket.cgroup)) {
+      owner = describe(cgroup_owner);
       detail = socket.cgroup.empty() ? "the root cgroup" : socket.cgroup;
     } else if (bind.user && socket.uid != *bind.user) {
       owner = "user " + (bind.user_name.empty() ? std::to_string(*bind.user) : bind.user_name);

@@ -29,18 +29,6 @@ bool is_toggleable(const Policy& policy, const std::string& name) {
                                                [&](const Forward& f) { return f.name == name; });
 }
 
-std::string place(const SourceLocation& where) {
-  return where.file + ":" + std::to_string(where.line) + ":" + std::to_string(where.column);
-}
-
-// Where the policy defines what a kernel rule's comment names, for error messages.
-SourceLocation where_defined(const Policy& policy, const std::string& name) {
-  if (const Rule* rule = policy.find_rule(name)) return rule->where;
-  for (const Bind& bind : policy.binds)
-    if (bind.name == name) return bind.where;
-  return {policy.source, 0, 0};
-}
-
 std::optional<std::string> read_text(const std::string& path) {
   std::ifstream file(path, std::ios::binary);
   if (!file) return std::nullopt;
@@ -100,7 +88,10 @@ std::string_view to_string(Mode mode) {
 }
 
 Firewall::Firewall(Kernel& kernel, FirewallOptions options, SystemTables tables)
-    : kernel_(kernel), options_(std::move(options)), tables_(std::move(tables)) {}
+    : kernel_(kernel),
+      options_(std::move(options)),
+      bound_(options_.cgroups, options_.now),
+      tables_(std::move(tables)) {}
 
 std::string Firewall::state_file(std::string_view name) const {
   return (std::filesystem::path(options_.state_dir) / name).string();
@@ -141,14 +132,9 @@ Firewall::Built Firewall::build(const Policy& policy, const RuntimeState& runtim
   for (Rule& rule : in_force.rules) rule.enabled = true;
   for (Forward& forward : in_force.forwards) forward.enabled = true;
   built.full = compile_policy(in_force, options_.compile);
-  if (options_.resolve_cgroups) {
-    try {
-      options_.resolve_cgroups(built.full);
-    } catch (const MissingCgroup& missing) {
-      throw PolicyError(place(where_defined(in_force, missing.owner)) + ": error: '" +
-                        missing.owner + "': " + missing.what() + "\n");
-    }
-  }
+  // A unit that does not run is a state, not an error: its set is empty, so its ports
+  // are served by nobody until it starts (follow_cgroups).
+  bound_.fill(built.full);
   return built;
 }
 
@@ -214,6 +200,7 @@ void Firewall::install(Built built, std::string_view reason) {
   full_ = std::move(built.full);
   disabled_ = std::move(built.disabled);
   kernel_has_full_ = true;
+  bound_.loaded(full_);
   applied(reason);
   heap_to_trim_ = true;
 }
@@ -920,6 +907,63 @@ FirewallStatus Firewall::status() const {
                                     : set.family == SetFamily::ipv4 ? "ipv4"
                                                                     : "ipv6";
   }
+  for (const ir::NamedSet& set : full_.sets)
+    if (set.key == ir::SetKey::cgroupv2) status.owners.push_back(owner_status(set));
+  return status;
+}
+
+bool Firewall::follow_cgroups() {
+  if (!kernel_has_full_) return false;
+  std::vector<CgroupChange> changes = bound_.changes(full_);
+  if (changes.empty()) return false;
+  bool reload_whole = false;
+  for (const CgroupChange& change : changes) {
+    SetEdit edit{change.set, ir::SetKey::cgroupv2, false, {}, {}, std::nullopt};
+    for (const ir::CgroupMember& member : change.before)
+      edit.remove.push_back(ir::cgroup_element(member.id));
+    for (const ir::CgroupMember& member : change.after)
+      edit.add.push_back(ir::cgroup_element(member.id));
+    try {
+      kernel_.edit_set(full_.table, edit);
+    } catch (const KernelError& refused) {
+      // The kernel's set is not what we think it holds: load the table whole instead.
+      std::fprintf(stderr, "portierd: set %s changed by reloading the table: %s\n",
+                   change.set.c_str(), refused.what());
+      reload_whole = true;
+    }
+    for (ir::NamedSet& set : full_.sets)
+      if (set.name == change.set) set.cgroups = change.after;
+  }
+  if (reload_whole) {
+    kernel_has_full_ = false;
+    install(Built{full_, disabled_}, "cgroups");
+  }
+  bound_.loaded(full_);
+  for (const CgroupChange& change : changes) {
+    const ir::NamedSet* set = nullptr;
+    for (const ir::NamedSet& candidate : full_.sets)
+      if (candidate.name == change.set) set = &candidate;
+    if (!set) continue;
+    OwnerStatus owner = owner_status(*set);
+    if (owner.cgroup)
+      std::fprintf(stderr, "portierd: %s %s: %s started (cgroup id %llu)\n", owner.kind.c_str(),
+                   owner.name.c_str(), owner.owner.c_str(),
+                   static_cast<unsigned long long>(owner.cgroup->id));
+    else
+      std::fprintf(stderr, "portierd: %s %s: %s stopped: nobody may serve its ports until it runs\n",
+                   owner.kind.c_str(), owner.name.c_str(), owner.owner.c_str());
+    if (events_) events_->owner_changed(owner);
+  }
+  return true;
+}
+
+OwnerStatus Firewall::owner_status(const ir::NamedSet& set) const {
+  OwnerStatus status;
+  status.name = owner_of_cgroup_set(set.name);
+  status.kind = policy_.find_rule(status.name) ? "rule" : "bind";
+  status.owner = describe(set.owner);
+  if (!set.cgroups.empty()) status.cgroup = set.cgroups.front();
+  status.since = bound_.since(set.name);
   return status;
 }
 

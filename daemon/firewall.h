@@ -16,6 +16,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "bound_cgroups.h"
 #include "compile_policy.h"
 #include "kernel.h"
 #include "parse_policy.h"
@@ -66,6 +67,15 @@ struct RuleStatus {
   std::uint64_t bytes = 0;
 };
 
+/// A bind's (or a `unit =` rule's) owner and where its cgroup is now.
+struct OwnerStatus {
+  std::string kind;   // bind or rule
+  std::string name;   // of the bind or rule
+  std::string owner;  // describe(): ssh.service, cgroup web/allowed
+  std::optional<ir::CgroupMember> cgroup;  // none while the unit does not run
+  std::optional<Clock::time_point> since;  // when that last changed
+};
+
 struct FirewallStatus {
   std::string policy_path;
   std::string table;
@@ -79,7 +89,9 @@ struct FirewallStatus {
   std::string loaded_from;                          // policy, last-good or fail-closed
   std::vector<std::string> sets;                    // names of the policy's named sets
   std::map<std::string, std::string> set_families;  // name -> ipv4, ipv6 or port
+  std::vector<OwnerStatus> owners;             // binds and rules by unit or cgroup
 };
+
 
 /// What a timed rule says, as `portierctl allow` and AddTimedRule give it.
 struct TimedRuleRequest {
@@ -99,6 +111,8 @@ class FirewallEvents {
   virtual void rule_changed(const std::string& name, bool enabled) = 0;
   virtual void confirm_pending(std::uint32_t seconds) = 0;
   virtual void rolled_back(std::string_view reason) = 0;
+  /// A bind's or rule's owner started (a cgroup) or stopped (none); its set changed.
+  virtual void owner_changed(const OwnerStatus& /*owner*/) {}
   virtual ~FirewallEvents() = default;
 };
 
@@ -106,8 +120,9 @@ struct FirewallOptions {
   std::string policy_path;
   std::string state_dir;  // empty: keep no state
   CompileOptions compile;
-  /// Fills in SocketCgroup ids (daemon/cgroups.h); throws MissingCgroup. Empty: leave them.
-  std::function<void(ir::Ruleset&)> resolve_cgroups;
+  /// Where units and cgroups are (daemon/cgroups.h); null: nowhere, so bound ports stay
+  /// closed. Not owned.
+  const CgroupTree* cgroups = nullptr;
   std::function<Clock::time_point()> now = [] { return Clock::now(); };
 };
 
@@ -171,6 +186,13 @@ class Firewall {
   /// The kernel changed our table behind our back: load ours again.
   void repair_drift(const std::string& what);
 
+  /// Cgroups came or went: every bind and `unit =` rule whose owner's cgroup is not what
+  /// its set holds gets its set changed, in one small transaction each (nothing else in
+  /// the table changes). True if anything changed.
+  bool follow_cgroups();
+  /// The cgroups whose children decide where the owners of the loaded ruleset are.
+  std::vector<std::string> cgroups_to_watch() const { return bound_.to_watch(full_); }
+
   std::vector<RuleStatus> rules() const;
   FirewallStatus status() const;
   std::string ruleset_text() const;
@@ -231,8 +253,11 @@ class Firewall {
   void edit_enabled_in_file(const std::string& name, bool enabled);
   void finish_pending(std::string_view reason);
 
+  OwnerStatus owner_status(const ir::NamedSet& set) const;
+
   Kernel& kernel_;
   FirewallOptions options_;
+  BoundCgroups bound_;
   SystemTables tables_;
   FirewallEvents* events_ = nullptr;
 

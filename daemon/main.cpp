@@ -109,8 +109,43 @@ void arm_timer(int timer_fd, const portier::Firewall& firewall) {
   timerfd_settime(timer_fd, TFD_TIMER_ABSTIME, &spec, nullptr);
 }
 
+// Binds follow their units: what the loaded ruleset's owners depend on is watched, and
+// when cgroups come or go their sets are changed at once. No polling: inotify wakes us.
+class CgroupFollower {
+ public:
+  CgroupFollower(portier::CgroupWatch& watch, portier::Firewall& firewall)
+      : watch_(watch), firewall_(firewall) {}
+  int fd() const { return watch_.fd(); }
+  /// After anything that may have loaded a new ruleset (with other owners).
+  void after_change() {
+    if (watched_generation_ == firewall_.generation()) return;
+    watched_generation_ = firewall_.generation();
+    follow();
+  }
+  /// When fd() is readable.
+  void on_readable() {
+    if (watch_.read_changes()) follow();
+  }
+
+ private:
+  void follow() {
+    try {
+      // Watch first, then look: a cgroup made in between is seen by the look, one made
+      // after it by the watch.
+      watch_.watch(firewall_.cgroups_to_watch());
+      firewall_.follow_cgroups();
+    } catch (const std::exception& failure) {
+      std::fprintf(stderr, "portierd: following bound units: %s\n", failure.what());
+    }
+  }
+
+  portier::CgroupWatch& watch_;
+  portier::Firewall& firewall_;
+  std::optional<std::uint64_t> watched_generation_;
+};
+
 int serve(sdbus::IConnection& bus, portier::FirewallService& service, portier::Firewall& firewall,
-          portier::Kernel& kernel, int signal_fd) {
+          portier::Kernel& kernel, int signal_fd, CgroupFollower& cgroups) {
   int timer_fd = timerfd_create(CLOCK_REALTIME, TFD_CLOEXEC | TFD_NONBLOCK);
   // systemd's watchdog wants a sign of life at half its interval at the latest.
   std::uint64_t watchdog_usec = 0;
@@ -152,6 +187,7 @@ int serve(sdbus::IConnection& bus, portier::FirewallService& service, portier::F
     // event group then, see NetlinkKernel::transact); it is only remembered. Ask before
     // sleeping, or it would wait for the next event.
     if (kernel.event_fd() >= 0) repair_drift();
+    cgroups.after_change();
     firewall.flush_state();
     firewall.release_memory();
     arm_timer(timer_fd, firewall);
@@ -181,12 +217,13 @@ int serve(sdbus::IConnection& bus, portier::FirewallService& service, portier::F
       timeout_ms = timeout_ms < 0 ? summary_ms : std::min(timeout_ms, summary_ms);
     }
     // poll() skips entries with a negative fd.
-    pollfd fds[5] = {{poll_data.fd, poll_data.events, 0},
+    pollfd fds[6] = {{poll_data.fd, poll_data.events, 0},
                      {signal_fd, POLLIN, 0},
                      {timer_fd, POLLIN, 0},
                      {kernel.event_fd(), POLLIN, 0},
-                     {packet_log ? packet_log->fd() : -1, POLLIN, 0}};
-    if (::poll(fds, 5, timeout_ms) < 0 && errno != EINTR) {
+                     {packet_log ? packet_log->fd() : -1, POLLIN, 0},
+                     {cgroups.fd(), POLLIN, 0}};
+    if (::poll(fds, 6, timeout_ms) < 0 && errno != EINTR) {
       std::fprintf(stderr, "portierd: poll: %s\n", std::strerror(errno));
       return 1;
     }
@@ -206,6 +243,7 @@ int serve(sdbus::IConnection& bus, portier::FirewallService& service, portier::F
       notify_status(firewall, false);
     }
     if (fds[3].fd >= 0 && (fds[3].revents & POLLIN)) repair_drift();
+    if (fds[5].revents & POLLIN) cgroups.on_readable();
     // A full receive buffer shows as POLLERR; the read reports (and clears) it.
     if (fds[4].revents & (POLLIN | POLLERR)) {
       try {
@@ -253,10 +291,14 @@ int run(const Options& options) {
   // start takes it over (docs/nftables-owner.md). Without the flags (by choice, or on
   // kernels before 5.12) others can change it, and the event loop repairs their changes.
   firewall_options.compile.owner = options.table_owner;
-  firewall_options.resolve_cgroups = [root = portier::find_cgroup2_root()](portier::ir::Ruleset& ruleset) {
-    portier::resolve_socket_cgroups(ruleset, root);
-  };
+  const std::string cgroup2_root = portier::find_cgroup2_root();
+  if (cgroup2_root.empty())
+    std::fprintf(stderr, "portierd: cgroup v2 is not mounted: ports bound to a unit or cgroup are served by nobody\n");
+  portier::LiveCgroupTree cgroup_tree(cgroup2_root);
+  portier::CgroupWatch cgroup_watch(cgroup2_root);
+  firewall_options.cgroups = &cgroup_tree;
   portier::Firewall firewall(kernel, std::move(firewall_options), portier::SystemTables::load());
+  CgroupFollower cgroups(cgroup_watch, firewall);
   // Whatever happens, a ruleset is in the kernel before anything else: the policy, the
   // last good one, or the built-in fail-closed one.
   std::string problems = firewall.start();
@@ -264,6 +306,11 @@ int run(const Options& options) {
   std::fprintf(stderr, "portierd: loaded %s into table inet portier (%s, generation %llu)\n",
                options.policy.c_str(), firewall.status().loaded_from.c_str(),
                static_cast<unsigned long long>(firewall.generation()));
+  for (const portier::OwnerStatus& owner : firewall.status().owners)
+    if (!owner.cgroup)
+      std::fprintf(stderr, "portierd: %s %s: %s is not running: nobody may serve its ports until it runs\n",
+                   owner.kind.c_str(), owner.name.c_str(), owner.owner.c_str());
+  cgroups.after_change();
 
   // The firewall is up before the bus is touched: it must not wait for D-Bus. Early in
   // boot the bus may not be there yet; systemd hears READY=1 anyway, and the name is
@@ -279,10 +326,14 @@ int run(const Options& options) {
         notify_status(firewall, true);
         told = true;
       }
-      pollfd signals{signal_fd, POLLIN, 0};
-      if (::poll(&signals, 1, 1000) > 0) {
+      // Units start while the bus is not there yet (early boot): follow them meanwhile.
+      pollfd waiting[2] = {{signal_fd, POLLIN, 0}, {cgroups.fd(), POLLIN, 0}};
+      if (::poll(waiting, 2, 1000) > 0) {
+        if (waiting[1].revents & POLLIN) cgroups.on_readable();
         signalfd_siginfo info{};
-        if (::read(signal_fd, &info, sizeof info) == static_cast<ssize_t>(sizeof info) && info.ssi_signo != SIGHUP) {
+        if ((waiting[0].revents & POLLIN) &&
+            ::read(signal_fd, &info, sizeof info) == static_cast<ssize_t>(sizeof info) &&
+            info.ssi_signo != SIGHUP) {
           std::fprintf(stderr, "portierd: exiting before the bus came, ruleset stays loaded\n");
           return 0;
         }
@@ -292,7 +343,7 @@ int run(const Options& options) {
   portier::FirewallService service(*bus, firewall);
   notify_status(firewall, true);
   std::fprintf(stderr, "portierd: serving %s on the system bus\n", portier::kBusName);
-  int status = serve(*bus, service, firewall, kernel, signal_fd);
+  int status = serve(*bus, service, firewall, kernel, signal_fd, cgroups);
   ::close(signal_fd);
   return status;
 }

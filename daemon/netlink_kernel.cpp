@@ -274,6 +274,8 @@ RuleHandles NetlinkKernel::apply(const ir::Ruleset& ruleset) {
                                     set.dynamic,
                                     set.default_timeout_seconds,
                                     set.size,
+                                    {},
+                                    set.owner,
                                     {}});
   }
   return handles;

@@ -108,6 +108,7 @@ class Compiler {
     ruleset.owner = options_.owner;
     ruleset.persist = options_.owner;
     add_policy_sets(ruleset);
+    add_owner_sets(ruleset);
     add_meter_sets();
     std::vector<ir::Chain> zone_chains;
     ir::Chain input = input_chain(zone_chains);
@@ -116,7 +117,7 @@ class Compiler {
     // The kernel resolves jump and goto targets when a rule is added: targets first.
     if (needs_reject_chain()) ruleset.chains.push_back(reject_chain());
     for (const Bind& bind : policy_.binds)
-      if (!bind.cgroup.empty()) ruleset.chains.push_back(bind_chain(bind));
+      if (!bind.user) ruleset.chains.push_back(bind_chain(bind));
     for (ir::Chain& chain : zone_chains) ruleset.chains.push_back(std::move(chain));
     ruleset.chains.push_back(std::move(input));
     ruleset.chains.push_back(std::move(forward));
@@ -200,6 +201,22 @@ class Compiler {
     });
   }
 
+  // One set of cgroup ids per socket owner that is a unit or cgroup: the daemon puts the
+  // owner's cgroup in while it exists, so the rules never change when the unit restarts.
+  void add_owner_sets(ir::Ruleset& ruleset) const {
+    auto add = [&ruleset](const std::string& owner_name, ir::CgroupOwner owner) {
+      ir::NamedSet set;
+      set.name = cgroup_set_name(owner_name);
+      set.key = ir::SetKey::cgroupv2;
+      set.owner = std::move(owner);
+      ruleset.sets.push_back(std::move(set));
+    };
+    for (const Bind& bind : policy_.binds)
+      if (!bind.user) add(bind.name, {bind.unit, bind.cgroup});
+    for (const Rule& rule : policy_.rules)
+      if (!rule.unit.empty()) add(rule.name, {rule.unit, {}});
+  }
+
   void add_meter_sets() {
     for (const Rule& rule : policy_.rules) {
       if (!rule.limit) continue;
@@ -274,16 +291,25 @@ class Compiler {
     auto to = endpoint_segments(policy_, rule.to, true, true, ChainZone{});
     std::vector<ir::Match> tail = protocol_matches(rule.protocols, rule.ports, false);
     if (rule.user) tail.push_back(ir::SocketUid{*rule.user, false});
-    if (!rule.cgroup.empty()) tail.push_back(cgroup_match(rule.cgroup, false));
+    // A unit's socket is matched at every level its cgroup may be at (ruleset.h).
+    std::vector<std::vector<ir::Match>> tails;
+    if (rule.unit.empty()) {
+      tails.push_back(std::move(tail));
+    } else {
+      for (std::uint32_t level = 1; level <= ir::kCgroupLevels; ++level)
+        tails.push_back(concat(tail, {ir::SocketCgroup{level, cgroup_set_name(rule.name)}}));
+    }
     for (const Segment& segment : combine(from, to)) {
-      std::vector<ir::Match> matches = concat(segment, tail);
-      if (rule.limit) add_meter_rules(chain, rule, matches);
-      if (rule.log || policy_.log == LogMode::all)
-        chain.rules.push_back(
-            log_rule(matches, "portier " + rule.name + " ", rule.name + kLogSuffix));
-      ir::Rule compiled = rule_of(std::move(matches), ir::VerdictKind::accept, rule.name, true);
-      compiled.verdict = verdict_for(rule.action, rule.protocols);
-      chain.rules.push_back(std::move(compiled));
+      for (const std::vector<ir::Match>& owner_tail : tails) {
+        std::vector<ir::Match> matches = concat(segment, owner_tail);
+        if (rule.limit) add_meter_rules(chain, rule, matches);
+        if (rule.log || policy_.log == LogMode::all)
+          chain.rules.push_back(
+              log_rule(matches, "portier " + rule.name + " ", rule.name + kLogSuffix));
+        ir::Rule compiled = rule_of(std::move(matches), ir::VerdictKind::accept, rule.name, true);
+        compiled.verdict = verdict_for(rule.action, rule.protocols);
+        chain.rules.push_back(std::move(compiled));
+      }
     }
   }
 
@@ -304,11 +330,6 @@ class Compiler {
       chain.rules.push_back(
           rule_of(std::move(over), ir::VerdictKind::drop, rule.name + kOverLimitSuffix, true));
     }
-  }
-
-  static ir::SocketCgroup cgroup_match(const std::string& path, bool negate) {
-    auto level = static_cast<std::uint32_t>(std::count(path.begin(), path.end(), '/') + 1);
-    return ir::SocketCgroup{level, path, 0, negate};
   }
 
   // Packets are sent to zone chains by interface: exact names through one verdict map,
@@ -344,7 +365,7 @@ class Compiler {
                     {}};
     chain.rules.push_back(rule_of({ir::LoopbackInterface{false}}, ir::VerdictKind::accept));
     for (const Bind& bind : policy_.binds) {
-      if (bind.cgroup.empty()) continue;
+      if (bind.user) continue;
       // Only new connections: the ACK that completes a handshake belongs to a request
       // socket, which `socket cgroupv2` cannot place, and later packets to established
       // connections the owner already accepted.
@@ -479,15 +500,17 @@ class Compiler {
   static std::string bind_chain_name(const Bind& bind) { return "bind_" + bind.name; }
 
   // Packets for a bound port reach the owner's socket; any other socket gets nothing.
-  // `socket cgroupv2 level N != PATH` alone would not do: for a socket in a cgroup less
-  // than N levels deep there is no level-N ancestor, the expression breaks and the rule
-  // never matches. So: the owner's socket returns, any socket still here is dropped
+  // The owner's socket returns (its cgroup's ancestor at some level is in the bind's set,
+  // which is empty while the unit does not run), any socket still here is dropped
   // (`socket transparent` matches whenever there is a socket), no socket passes on.
+  // `socket cgroupv2 level N != ...` alone would not do: for a socket in a cgroup less
+  // than N levels deep there is no level-N ancestor, and the expression never matches.
   ir::Chain bind_chain(const Bind& bind) const {
     ir::Chain chain{bind_chain_name(bind), std::nullopt, {}};
     // Named like the bind, as every kernel rule of it is: errors and counters find it.
-    chain.rules.push_back(
-        rule_of({cgroup_match(bind.cgroup, false)}, ir::VerdictKind::return_, bind.name));
+    for (std::uint32_t level = 1; level <= ir::kCgroupLevels; ++level)
+      chain.rules.push_back(rule_of({ir::SocketCgroup{level, cgroup_set_name(bind.name)}},
+                                    ir::VerdictKind::return_, bind.name));
     for (bool transparent : {false, true})
       chain.rules.push_back(
           rule_of({ir::SocketTransparent{transparent}}, ir::VerdictKind::drop, bind.name, true));

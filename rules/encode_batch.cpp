@@ -429,6 +429,8 @@ std::uint32_t key_length(ir::SetKey key) {
       return 16;
     case ir::SetKey::inet_service:
       return 2;
+    case ir::SetKey::cgroupv2:
+      return 8;
   }
   throw std::invalid_argument("unknown set key");
 }
@@ -440,7 +442,9 @@ std::uint32_t key_type(ir::SetKey key) {
     case ir::SetKey::ipv6_addr:
       return 8;  // ipv6_addr
     case ir::SetKey::inet_service:
-      return 13;  // inet_service
+      return encode::kTypeInetService;
+    case ir::SetKey::cgroupv2:
+      return encode::kTypeCgroupV2;
   }
   throw std::invalid_argument("unknown set key");
 }
@@ -455,7 +459,7 @@ std::vector<SetElement> set_elements(const std::string& name, ir::SetKey key, bo
   elements.reserve(interval ? ranges.size() * 2 + 1 : ranges.size());
   for (std::size_t i = 0; i < ranges.size(); ++i) {
     const ir::AddressRange& range = ranges[i];
-    if (key != ir::SetKey::inet_service &&
+    if (key != ir::SetKey::inet_service && key != ir::SetKey::cgroupv2 &&
         (range.first.family != family || range.last.family != family)) {
       throw std::invalid_argument("set " + name + " holds an address of the other family");
     }
@@ -499,9 +503,19 @@ SetDefinition named_set(const ir::NamedSet& named, std::uint32_t id) {
   set.key_type = key_type(named.key);
   set.key_len = key_length(named.key);
   auto udata = encode::udata_buffer();
-  encode::put_udata(udata.get(), NFTNL_UDATA_SET_KEYBYTEORDER, 2);  // big endian
+  const bool cgroups = named.key == ir::SetKey::cgroupv2;
+  encode::put_udata(udata.get(), NFTNL_UDATA_SET_KEYBYTEORDER,
+                    cgroups ? encode::kByteorderHostEndian : encode::kByteorderBigEndian);
   set.udata = encode::udata_bytes(*udata);
-  set.elements = set_elements(named.name, named.key, named.interval, named.elements, true);
+  if (cgroups) {
+    if (!named.elements.empty() || named.interval)
+      throw std::invalid_argument("set " + named.name + " of cgroups holds addresses");
+    std::vector<ir::AddressRange> ids;
+    for (const ir::CgroupMember& member : named.cgroups) ids.push_back(ir::cgroup_element(member.id));
+    set.elements = set_elements(named.name, named.key, false, ids, true);
+  } else {
+    set.elements = set_elements(named.name, named.key, named.interval, named.elements, true);
+  }
   return set;
 }
 

@@ -28,6 +28,8 @@ namespace portier::encode {
 inline constexpr std::uint32_t kTypeIpAddr = 7;
 inline constexpr std::uint32_t kTypeIp6Addr = 8;
 inline constexpr std::uint32_t kTypeInetService = 13;
+inline constexpr std::uint32_t kTypeCgroupV2 = 46;  // cgroupsv2: a host-endian 64-bit id
+inline constexpr std::uint32_t kByteorderHostEndian = 1;
 inline constexpr std::uint32_t kByteorderBigEndian = 2;
 
 struct NftnlDeleter {

@@ -32,7 +32,6 @@ constexpr std::uint32_t kTypeIfname = 41;
 
 // Values nft writes into set userdata (NFTNL_UDATA_SET_*) so that `nft list` can
 // reconstruct the key expression of the set; see nft's src/rule.c set udata builder.
-constexpr std::uint32_t kByteorderHostEndian = 1;
 constexpr std::uint32_t kExprVerdict = 1;  // nft's enum expr_types
 constexpr std::uint32_t kExprPayload = 7;
 constexpr std::uint32_t kExprMeta = 9;
@@ -400,15 +399,17 @@ void RuleEncoder::encode_match(const std::vector<ir::Match>& matches, std::size_
   } else if (const auto* icmp = std::get_if<ir::IcmpTypeIn>(&match)) {
     encode_icmp(*icmp);
   } else if (const auto* cgroup = std::get_if<ir::SocketCgroup>(&match)) {
-    if (cgroup->id == 0) {
-      throw std::invalid_argument("cgroup '" + cgroup->path + "' has no resolved id");
+    if (named_.set_of(cgroup->set).key != ir::SetKey::cgroupv2) {
+      throw std::invalid_argument("set " + cgroup->set + " does not hold cgroups");
     }
     nftnl_expr* socket = b.add("socket");
     nftnl_expr_set_u32(socket, NFTNL_EXPR_SOCKET_KEY, NFT_SOCKET_CGROUPV2);
     nftnl_expr_set_u32(socket, NFTNL_EXPR_SOCKET_DREG, NFT_REG_1);
     nftnl_expr_set_u32(socket, NFTNL_EXPR_SOCKET_LEVEL, cgroup->level);
-    // The cgroup id is a host-endian 64-bit inode number.
-    b.compare(cgroup->negate ? NFT_CMP_NEQ : NFT_CMP_EQ, &cgroup->id, sizeof cgroup->id);
+    SetDefinition target;
+    target.name = cgroup->set;
+    target.id = named_.id_of(cgroup->set);
+    b.lookup(target, false);
   } else if (const auto* transparent = std::get_if<ir::SocketTransparent>(&match)) {
     nftnl_expr* socket = b.add("socket");
     nftnl_expr_set_u32(socket, NFTNL_EXPR_SOCKET_KEY, NFT_SOCKET_TRANSPARENT);

@@ -9,6 +9,8 @@
 
 #include "compile_policy.h"
 #include "explain.h"
+
+#include "cgroup_owner.h"
 #include "render_nft.h"
 
 namespace portier {
@@ -45,26 +47,20 @@ bool has_ports(const PacketShape& packet) {
          packet.protocol == ir::L4Proto::sctp;
 }
 
-// `socket cgroupv2 level N`: the kernel takes the ancestor of the socket's cgroup at level
-// N (cgroup_ancestor) and compares its id. A socket in a cgroup shallower than N has no
-// such ancestor and the expression breaks: the rule does not match, `!=` included.
-bool cgroup_matches(const ir::SocketCgroup& match, const std::optional<std::string>& socket_cgroup) {
+// `socket cgroupv2 level N @SET`: the kernel takes the ancestor of the socket's cgroup at
+// level N (cgroup_ancestor) and looks its id up in the set, which the daemon keeps holding
+// the owner's cgroup while it exists. A socket in a cgroup shallower than N has no such
+// ancestor and the expression breaks. The owner's cgroup is found from the socket's path
+// (a socket's cgroup exists while it has one), so this also holds for a policy not loaded.
+bool cgroup_matches(const ir::SocketCgroup& match, const ir::Ruleset& ruleset,
+                    const std::optional<std::string>& socket_cgroup) {
   if (!socket_cgroup) return false;
-  std::vector<std::string_view> parts;
-  std::string_view path = *socket_cgroup;
-  while (!path.empty()) {
-    std::size_t slash = path.find('/');
-    std::string_view part = path.substr(0, slash);
-    if (!part.empty()) parts.push_back(part);
-    path = slash == std::string_view::npos ? std::string_view() : path.substr(slash + 1);
+  for (const ir::NamedSet& set : ruleset.sets) {
+    if (set.name != match.set || set.key != ir::SetKey::cgroupv2) continue;
+    std::optional<std::string> owned = owner_cgroup_in(set.owner, *socket_cgroup);
+    return owned && cgroup_path_parts(*owned).size() == match.level;
   }
-  if (match.level > parts.size()) return false;
-  std::string ancestor;
-  for (std::size_t i = 0; i < match.level; ++i) {
-    if (i > 0) ancestor += '/';
-    ancestor += parts[i];
-  }
-  return (ancestor == match.path) != match.negate;
+  return false;
 }
 
 class Evaluator {
@@ -154,7 +150,9 @@ class Evaluator {
                                        : packet_.family == ir::Family::ipv4 && packet_.protocol == ir::L4Proto::icmp;
     return right_header && std::find(match.types.begin(), match.types.end(), packet_.icmp_type) != match.types.end();
   }
-  bool matches_one(const ir::SocketCgroup& match) const { return cgroup_matches(match, packet_.socket_cgroup); }
+  bool matches_one(const ir::SocketCgroup& match) const {
+    return cgroup_matches(match, ruleset_, packet_.socket_cgroup);
+  }
   bool matches_one(const ir::SocketUid& match) const {
     // No socket: the meta expression breaks, so `!=` does not match either.
     return packet_.socket_uid && ((*packet_.socket_uid == match.uid) != match.negate);

@@ -301,8 +301,10 @@ void PolicyReader::read_rule(const toml::table& table, Policy& policy) {
     if (rule.direction == Direction::forward)
       error(node->source(), "'unit' matches a local socket: forwarded packets have none");
     else if (auto text = string(*node, "unit")) {
-      rule.unit = *text;
-      rule.cgroup = cgroup_of_unit(*text);
+      if (auto problem = unit_name_problem(*text))
+        error(node->source(), *problem);
+      else
+        rule.unit = *text;
     }
   }
   // Ports come last: service names resolve per protocol of the rule.
@@ -349,16 +351,22 @@ void PolicyReader::read_bind(const toml::table& table, Policy& policy) {
   if (const toml::node* node = table.get("unit")) {
     ++owners;
     if (auto text = string(*node, "unit")) {
-      bind.unit = *text;
-      bind.cgroup = cgroup_of_unit(*text);
+      if (auto problem = unit_name_problem(*text))
+        error(node->source(), *problem);
+      else
+        bind.unit = *text;
     }
   }
   if (const toml::node* node = table.get("cgroup")) {
     ++owners;
     if (auto text = string(*node, "cgroup")) {
-      bind.cgroup = *text;
-      while (!bind.cgroup.empty() && bind.cgroup.front() == '/') bind.cgroup.erase(0, 1);
-      if (bind.cgroup.empty()) error(node->source(), "'cgroup' must name a cgroup below the root");
+      std::string path = *text;
+      while (!path.empty() && path.front() == '/') path.erase(0, 1);
+      while (!path.empty() && path.back() == '/') path.pop_back();
+      if (auto problem = cgroup_path_problem(path))
+        error(node->source(), *problem);
+      else
+        bind.cgroup = std::move(path);
     }
   }
   if (const toml::node* node = table.get("user")) {

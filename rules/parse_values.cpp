@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 
 #include "policy_reader.h"
@@ -366,9 +367,53 @@ bool PolicyReader::valid_name(const toml::node& node, const std::string& name,
   return ok;
 }
 
-std::string cgroup_of_unit(const std::string& unit) {
-  if (unit.ends_with(".slice")) return unit;
-  return "system.slice/" + unit;
+std::optional<std::string> unit_name_problem(std::string_view unit) {
+  // systemd's rules (unit_name_is_valid): PREFIX[@INSTANCE].TYPE of at most 255 characters
+  // from [A-Za-z0-9:_.\\-]; only units with a cgroup of their own can own a socket.
+  static constexpr std::string_view kTypes[] = {".service", ".socket", ".scope",
+                                                ".slice",   ".mount",  ".swap"};
+  if (unit.empty()) return "the unit name is empty";
+  if (unit.size() > 255) return "a unit name has at most 255 characters";
+  for (char c : unit) {
+    bool fits = std::isalnum(static_cast<unsigned char>(c)) || c == ':' || c == '_' || c == '.' ||
+                c == '\\' || c == '-' || c == '@';
+    if (!fits) return "'" + std::string(1, c) + "' cannot be part of a unit name";
+  }
+  std::size_t dot = unit.rfind('.');
+  if (dot == std::string_view::npos || dot == 0)
+    return "'" + std::string(unit) + "' has no unit type: did you mean '" + std::string(unit) +
+           ".service'?";
+  std::string_view type = unit.substr(dot);
+  if (std::find(std::begin(kTypes), std::end(kTypes), type) == std::end(kTypes))
+    return "a " + std::string(type.substr(1)) +
+           " unit has no cgroup of its own: name a .service, .socket, .scope, .slice, .mount "
+           "or .swap unit";
+  std::string_view name = unit.substr(0, dot);
+  std::size_t at = name.find('@');
+  if (at != std::string_view::npos) {
+    if (at == 0) return "a unit name cannot start with '@'";
+    if (name.find('@', at + 1) != std::string_view::npos) return "a unit name has at most one '@'";
+    if (at + 1 == name.size())
+      return "'" + std::string(unit) + "' is a template: name an instance, such as '" +
+             std::string(name) + "tty1" + std::string(type) + "'";
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> cgroup_path_problem(std::string_view path) {
+  if (path.empty()) return "'cgroup' must name a cgroup below the root";
+  if (path.size() > 4095) return "a cgroup path has at most 4095 characters";
+  std::size_t start = 0;
+  while (start <= path.size()) {
+    std::size_t slash = path.find('/', start);
+    std::string_view part = path.substr(start, slash == std::string_view::npos ? slash : slash - start);
+    if (part.empty()) return "a cgroup path has no empty parts ('//')";
+    if (part == "." || part == "..")
+      return "'cgroup' must stay inside the cgroup tree: no '.' or '..' in the path";
+    if (slash == std::string_view::npos) break;
+    start = slash + 1;
+  }
+  return std::nullopt;
 }
 
 }  // namespace portier

@@ -82,8 +82,7 @@ struct Rule {
   std::optional<Rate> limit;
   std::optional<std::uint32_t> user;  // uid of the local socket (out rules)
   std::string user_name;
-  std::string unit;    // systemd unit of the local socket
-  std::string cgroup;  // its cgroup v2 path, derived from unit
+  std::string unit;  // systemd unit of the local socket, wherever its cgroup is
   std::string comment;
   SourceLocation where;  // the [[rule]] header
 };
@@ -93,8 +92,8 @@ struct Bind {
   std::string name;
   std::vector<Protocol> protocols;
   std::vector<PortRange> ports;
-  std::string unit;                   // as written, if given
-  std::string cgroup;                 // cgroup v2 path (from unit or cgroup =)
+  std::string unit;                   // systemd unit, if unit = was given
+  std::string cgroup;                 // cgroup v2 path below the root, if cgroup = was given
   std::optional<std::uint32_t> user;  // uid, if user = was given
   std::string user_name;
   SourceLocation where;
@@ -135,6 +134,14 @@ struct Policy {
   const NamedSet* find_set(std::string_view name) const;
   Forward* find_forward(std::string_view name);
 };
+
+/// The kernel set of cgroup ids of a bind's owner, or of a rule's `unit` (by the bind's or
+/// rule's name, which are unique together).
+inline std::string cgroup_set_name(const std::string& owner_name) { return "cgroups_" + owner_name; }
+/// The bind or rule a cgroup_set_name() belongs to.
+inline std::string owner_of_cgroup_set(const std::string& set) {
+  return set.starts_with("cgroups_") ? set.substr(8) : set;
+}
 
 /// Parses `192.168.1.0/24`, `10.0.0.1`, `fd00::/8` (host bits must be clear).
 std::optional<Cidr> parse_cidr(std::string_view text);

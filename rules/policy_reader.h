@@ -79,7 +79,11 @@ class PolicyReader {
   std::vector<Diagnostic> diagnostics_;
 };
 
-/// systemd puts system services under system.slice: the cgroup v2 path of a unit.
-std::string cgroup_of_unit(const std::string& unit);
+/// Why `unit` cannot name a unit that owns sockets (malformed, a template, a type without
+/// a cgroup); none if it can.
+std::optional<std::string> unit_name_problem(std::string_view unit);
+
+/// Why `path` (without its leading '/') cannot name a cgroup below the root; none if it can.
+std::optional<std::string> cgroup_path_problem(std::string_view path);
 
 }  // namespace portier

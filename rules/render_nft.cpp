@@ -229,11 +229,8 @@ std::string meter_text(const ir::MeterOver& meter) {
 }
 
 std::string cgroup_text(const ir::SocketCgroup& cgroup) {
-  if (cgroup.path.empty() || cgroup.path.front() == '/') {
-    throw std::invalid_argument("cgroup path '" + cgroup.path + "' must be relative");
-  }
-  return "socket cgroupv2 level " + std::to_string(cgroup.level) + (cgroup.negate ? " != " : " ") +
-         quoted(cgroup.path, "cgroup path", 4095);
+  return "socket cgroupv2 level " + std::to_string(cgroup.level) + " @" +
+         checked_name(cgroup.set, "set");
 }
 
 // `tcp sport 80 tcp dport 22`: a single protocol followed by port matches lists as the
@@ -514,8 +511,17 @@ std::string set_element_text(const ir::NamedSet& set, const ir::AddressRange& el
   return address_range_text(element);
 }
 
+// A cgroup by its path, which nft resolves to the id under /sys/fs/cgroup (and prints
+// back the same way, where it finds the id there).
+std::string cgroup_member_text(const ir::CgroupMember& member) {
+  if (member.path.empty() || member.path.front() == '/') {
+    throw std::invalid_argument("cgroup path '" + member.path + "' must be relative");
+  }
+  return quoted(member.path, "cgroup path", 4095);
+}
+
 std::string set_text(const ir::NamedSet& set) {
-  static constexpr const char* kTypes[] = {"ipv4_addr", "ipv6_addr", "inet_service"};
+  static constexpr const char* kTypes[] = {"ipv4_addr", "ipv6_addr", "inet_service", "cgroupsv2"};
   std::string text = "\tset " + checked_name(set.name, "set") + " {\n\t\ttype " +
                      kTypes[static_cast<int>(set.key)] + "\n";
   if (set.size) text += "\t\tsize " + std::to_string(*set.size) + "\n";
@@ -535,7 +541,13 @@ std::string set_text(const ir::NamedSet& set) {
   if (set.default_timeout_seconds) {
     text += "\t\ttimeout " + duration_text(*set.default_timeout_seconds) + "\n";
   }
-  if (!set.elements.empty()) {
+  if (set.key == ir::SetKey::cgroupv2) {
+    if (!set.elements.empty())
+      throw std::invalid_argument("set " + set.name + " of cgroups holds addresses");
+    for (std::size_t i = 0; i < set.cgroups.size(); ++i)
+      text += (i == 0 ? "\t\telements = { " : ", ") + cgroup_member_text(set.cgroups[i]) +
+              (i + 1 == set.cgroups.size() ? " }\n" : "");
+  } else if (!set.elements.empty()) {
     bool has_range = false;
     text += "\t\telements = { ";
     for (std::size_t i = 0; i < set.elements.size(); ++i) {

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <variant>
@@ -122,18 +123,21 @@ struct IcmpTypeIn {
   friend bool operator==(const IcmpTypeIn&, const IcmpTypeIn&) = default;
 };
 
-/// `socket cgroupv2 level N "path"` (or `!=`): the local socket the packet belongs to is
-/// (not) in that cgroup v2 directory. The kernel compares the cgroup's inode id, which
-/// only the live system knows: `id` is filled in by the daemon just before encoding
-/// (0 = not resolved; the encoder refuses it). The renderer prints the path, which `nft`
-/// resolves under /sys/fs/cgroup itself.
+/// `socket cgroupv2 level N @SET`: the ancestor at level N of the cgroup of the local socket
+/// the packet belongs to is in SET, a named set of cgroup ids (SetKey::cgroupv2). A socket
+/// in a cgroup less than N levels deep has no such ancestor: the expression breaks and the
+/// rule does not match. Sets of cgroup ids rather than one id per rule: a unit's cgroup is
+/// made anew at every start, and the daemon follows it by changing the set's elements.
 struct SocketCgroup {
-  std::uint32_t level = 0;  // number of path components
-  std::string path;         // relative to the cgroup2 root, no leading '/'
-  std::uint64_t id = 0;
-  bool negate = false;
+  std::uint32_t level = 0;  // counted from the root of the whole hierarchy
+  std::string set;
   friend bool operator==(const SocketCgroup&, const SocketCgroup&) = default;
 };
+
+/// A socket owner's cgroup is matched at each of the levels 1..kCgroupLevels: the level of
+/// a cgroup counts from the root of the whole hierarchy, which a daemon inside a cgroup
+/// namespace (a container) cannot see, and a unit's cgroup may sit in any slice.
+inline constexpr std::uint32_t kCgroupLevels = 8;
 
 /// `meta skuid 33` (or `!=`): owner uid of the local socket that sends the packet.
 struct SocketUid {
@@ -276,7 +280,24 @@ struct Chain {
   friend bool operator==(const Chain&, const Chain&) = default;
 };
 
-enum class SetKey { ipv4_addr, ipv6_addr, inet_service };
+enum class SetKey { ipv4_addr, ipv6_addr, inet_service, cgroupv2 };
+
+/// What a set of cgroup ids stands for: a systemd unit, wherever its cgroup is (a unit's
+/// cgroup is named like the unit, in the slice it runs in), or a cgroup path.
+struct CgroupOwner {
+  std::string unit;  // "ssh.service"; empty for a path
+  std::string path;  // relative to the cgroup2 root, no leading '/'; empty for a unit
+  friend bool operator==(const CgroupOwner&, const CgroupOwner&) = default;
+  friend auto operator<=>(const CgroupOwner&, const CgroupOwner&) = default;
+};
+
+/// A cgroup in a cgroupv2 set: its path (for nft text: nft resolves it under
+/// /sys/fs/cgroup) and its id, the kernfs inode number the kernel compares.
+struct CgroupMember {
+  std::string path;
+  std::uint64_t id = 0;
+  friend bool operator==(const CgroupMember&, const CgroupMember&) = default;
+};
 
 /// A named set of the table (`set NAME { type ...; flags ...; elements = { ... } }`).
 struct NamedSet {
@@ -289,7 +310,13 @@ struct NamedSet {
   std::optional<std::uint32_t> size;                     // `size N`
   /// Elements as ranges; for inet_service sets only bytes[0..1] of each address are used
   /// (the port in network byte order) and `family` is ignored. Sorted, non-overlapping.
+  /// Empty for cgroupv2 sets, which hold `cgroups`.
   std::vector<AddressRange> elements;
+  /// cgroupv2 sets (`type cgroupsv2`): whose cgroup they hold, and the cgroups in them now
+  /// (none while the unit is not running). The compiler leaves `cgroups` empty; the daemon
+  /// fills it from the live system and keeps it current.
+  CgroupOwner owner{};
+  std::vector<CgroupMember> cgroups{};
   friend bool operator==(const NamedSet&, const NamedSet&) = default;
 };
 
@@ -326,6 +353,14 @@ struct Ruleset {
   std::vector<Chain> chains;
   friend bool operator==(const Ruleset&, const Ruleset&) = default;
 };
+
+/// A cgroup id as an element of a cgroupv2 set in a SetEdit: the id's 8 bytes in host
+/// order (as the kernel compares it) in bytes[0..7].
+inline AddressRange cgroup_element(std::uint64_t id) {
+  Address address;
+  std::memcpy(address.bytes.data(), &id, sizeof id);
+  return {address, address};
+}
 
 /// A port as an element of an inet_service set: the port in bytes[0..1], big-endian.
 inline Address port_element(std::uint16_t port) {

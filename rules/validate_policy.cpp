@@ -58,8 +58,14 @@ class Validator {
       // Its single addresses live in a kernel set of that name.
       if (set.family != SetFamily::port) add(set.name + "_hosts", "set (its single addresses)", set.where);
     }
-    for (const Rule& rule : policy_.rules) add(rule.name, "rule", rule.where);
-    for (const Bind& bind : policy_.binds) add(bind.name, "bind", bind.where);
+    for (const Rule& rule : policy_.rules) {
+      add(rule.name, "rule", rule.where);
+      if (!rule.unit.empty()) add(cgroup_set_name(rule.name), "set (the rule's unit)", rule.where);
+    }
+    for (const Bind& bind : policy_.binds) {
+      add(bind.name, "bind", bind.where);
+      if (!bind.user) add(cgroup_set_name(bind.name), "set (the bind's cgroups)", bind.where);
+    }
     for (const Forward& forward : policy_.forwards) add(forward.name, "forward", forward.where);
   }
 

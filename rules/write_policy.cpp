@@ -114,6 +114,8 @@ std::string write_policy(const Policy& policy) {
     toml::table table{{"name", bind.name}, {"protocols", protocols(bind.protocols)}, {"ports", ports(bind.ports)}};
     if (bind.user)
       table.insert("user", static_cast<std::int64_t>(*bind.user));
+    else if (!bind.unit.empty())
+      table.insert("unit", bind.unit);
     else
       table.insert("cgroup", bind.cgroup);
     binds.push_back(std::move(table));

@@ -388,7 +388,9 @@ Ruleset priorities() {
   return r;
 }
 
-// The cgroup lives where the test script created it: /sys/fs/cgroup is cgroup2 there.
+// The cgroups live where the test script created them: /sys/fs/cgroup is cgroup2 there.
+// One set holds the leaf (as the daemon fills a unit's set), one is empty (a unit that
+// does not run), each looked up at two levels.
 Ruleset cgroup() {
   const std::string path = "portier-oracle.test/leaf";
   struct stat info {};
@@ -396,13 +398,21 @@ Ruleset cgroup() {
     throw std::runtime_error("cgroup /sys/fs/cgroup/" + path + " does not exist");
   }
   Ruleset r;
+  NamedSet running;
+  running.name = "cgroups_running";
+  running.key = SetKey::cgroupv2;
+  running.owner = {"", path};
+  running.cgroups = {{path, static_cast<std::uint64_t>(info.st_ino)}};
+  NamedSet stopped = running;
+  stopped.name = "cgroups_stopped";
+  stopped.owner = {"stopped.service", ""};
+  stopped.cgroups.clear();
+  r.sets = {running, stopped};
   r.chains.push_back(base_chain(
       "output", Hook::output, 0, true,
-      {rule({SocketCgroup{2, path, info.st_ino, false}}, accept(), "in-cgroup"),
-       rule({SocketCgroup{1, "portier-oracle.test", 0, true}}, drop(), "not-in-cgroup", true)}));
-  // The parent's id, resolved as the daemon would.
-  if (stat("/sys/fs/cgroup/portier-oracle.test", &info) != 0) throw std::runtime_error("no parent");
-  std::get<SocketCgroup>(r.chains[0].rules[1].matches[0]).id = info.st_ino;
+      {rule({SocketCgroup{2, "cgroups_running"}}, accept(), "in-cgroup"),
+       rule({SocketCgroup{1, "cgroups_running"}}, accept(), "in-cgroup"),
+       rule({SocketCgroup{2, "cgroups_stopped"}}, drop(), "not-running", true)}));
   return r;
 }
 

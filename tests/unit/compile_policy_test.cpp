@@ -286,14 +286,16 @@ protocols = "tcp"
 user = "www"
 action = "accept"
 )"));
-  REQUIRE(ruleset.sets.size() == 2);
-  CHECK(ruleset.sets[0].name == "limit_ssh_v4");
-  CHECK(ruleset.sets[0].dynamic);
-  CHECK(ruleset.sets[0].default_timeout_seconds == 60u);
-  CHECK(ruleset.sets[1].name == "limit_ssh_v6");
+  REQUIRE(ruleset.sets.size() == 3);
+  CHECK(ruleset.sets[0].name == "cgroups_ssh");  // where ssh.service is
+  CHECK(ruleset.sets[0].key == ir::SetKey::cgroupv2);
+  CHECK(ruleset.sets[1].name == "limit_ssh_v4");
+  CHECK(ruleset.sets[1].dynamic);
+  CHECK(ruleset.sets[1].default_timeout_seconds == 60u);
+  CHECK(ruleset.sets[2].name == "limit_ssh_v6");
   const ir::Chain& input = chain(ruleset, "input");
   auto over = rules_named(input, "ssh over limit");
-  REQUIRE(over.size() == 2);
+  REQUIRE(over.size() == 2 * ir::kCgroupLevels);  // each family's meter, at each level
   const auto* meter = std::get_if<ir::MeterOver>(&over[0]->matches.back());
   REQUIRE(meter);
   CHECK(meter->set == "limit_ssh_v4");
@@ -303,10 +305,12 @@ action = "accept"
   REQUIRE(log.log);
   CHECK(log.log->prefix == "portier ssh ");
   CHECK(log.verdict.kind == ir::VerdictKind::none);
-  const ir::Rule& accept = input.rules.back();
-  CHECK(accept.comment == "ssh");
-  CHECK(accept.matches.back() ==
-        ir::Match{ir::SocketCgroup{2, "system.slice/ssh.service", 0, false}});
+  // A unit's socket is looked for at every cgroup level, each a kernel rule of its own.
+  auto accepts = rules_named(input, "ssh");
+  REQUIRE(accepts.size() == ir::kCgroupLevels);
+  for (std::uint32_t level = 1; level <= ir::kCgroupLevels; ++level)
+    CHECK(accepts[level - 1]->matches.back() ==
+          ir::Match{ir::SocketCgroup{level, "cgroups_ssh"}});
   auto web = rules_named(chain(ruleset, "output"), "web-out");
   REQUIRE(web.size() == 1);
   CHECK(web[0]->matches.back() == ir::Match{ir::SocketUid{33, false}});
@@ -333,16 +337,27 @@ user = "www"
   CHECK(input.rules[1].verdict == to_chain(ir::VerdictKind::jump, "bind_ssh-owner"));
   const ir::Chain& bind = ruleset.chains[0];  // before the chain that jumps to it
   CHECK(bind.name == "bind_ssh-owner");
-  REQUIRE(bind.rules.size() == 3);
-  CHECK(bind.rules[0].matches ==
-        std::vector<ir::Match>{ir::SocketCgroup{2, "system.slice/ssh.service", 0, false}});
-  CHECK(bind.rules[0].verdict.kind == ir::VerdictKind::return_);
-  CHECK(bind.rules[0].comment == "ssh-owner");
+  REQUIRE(bind.rules.size() == ir::kCgroupLevels + 2);
+  // The owner's socket returns, at whatever level its cgroup is: the set holds it.
+  for (std::uint32_t level = 1; level <= ir::kCgroupLevels; ++level) {
+    CHECK(bind.rules[level - 1].matches ==
+          std::vector<ir::Match>{ir::SocketCgroup{level, "cgroups_ssh-owner"}});
+    CHECK(bind.rules[level - 1].verdict.kind == ir::VerdictKind::return_);
+    CHECK(bind.rules[level - 1].comment == "ssh-owner");
+  }
+  const ir::NamedSet* owners = nullptr;
+  for (const ir::NamedSet& set : ruleset.sets)
+    if (set.name == "cgroups_ssh-owner") owners = &set;
+  REQUIRE(owners);
+  CHECK(owners->key == ir::SetKey::cgroupv2);
+  CHECK(owners->owner == ir::CgroupOwner{"ssh.service", ""});
+  CHECK(owners->cgroups.empty());  // the compiler cannot know where the unit is
   // Any other socket, however shallow its cgroup, is dropped.
-  CHECK(bind.rules[1].matches == std::vector<ir::Match>{ir::SocketTransparent{false}});
-  CHECK(bind.rules[1].verdict.kind == ir::VerdictKind::drop);
-  CHECK(bind.rules[1].comment == "ssh-owner");
-  CHECK(bind.rules[2].matches == std::vector<ir::Match>{ir::SocketTransparent{true}});
+  const std::size_t others = ir::kCgroupLevels;
+  CHECK(bind.rules[others].matches == std::vector<ir::Match>{ir::SocketTransparent{false}});
+  CHECK(bind.rules[others].verdict.kind == ir::VerdictKind::drop);
+  CHECK(bind.rules[others].comment == "ssh-owner");
+  CHECK(bind.rules[others + 1].matches == std::vector<ir::Match>{ir::SocketTransparent{true}});
   const ir::Chain& output = chain(ruleset, "output");
   CHECK(output.rules[1].comment == "web-owner");
   CHECK(output.rules[1].matches == std::vector<ir::Match>{ir::L4ProtoIn{{ir::L4Proto::tcp}},

@@ -734,11 +734,20 @@ TEST_CASE("encode_replace_batch: interfaces, ICMP, socket and TCP flag matches")
   CHECK(expressions_of({L4ProtoIn{{L4Proto::tcp}}, DestPortIn{{{80, 80}}}, TcpSyn{}}) ==
         Names{"meta", "cmp", "payload", "cmp", "payload", "bitwise", "cmp", "immediate"});
   CHECK(expressions_of({SocketUid{33, true}}) == Names{"meta", "cmp", "immediate"});
-  CHECK(expressions_of({SocketCgroup{1, "user.slice", 4242, false}}) ==
-        Names{"socket", "cmp", "immediate"});
+  // `socket cgroupv2 level 1 @owners`: the socket's cgroup id looked up in a named set.
+  auto cgroup_lookup = [](SetKey key) {
+    Ruleset ruleset = one_rule_ruleset(make_rule({SocketCgroup{1, "owners"}}, VerdictKind::accept));
+    NamedSet owners;
+    owners.name = "owners";
+    owners.key = key;
+    owners.cgroups = {{"system.slice/ssh.service", 4242}};
+    if (key != SetKey::cgroupv2) owners.cgroups.clear();
+    ruleset.sets.push_back(owners);
+    return rule_expressions(ruleset);
+  };
+  CHECK(cgroup_lookup(SetKey::cgroupv2) == Names{"socket", "lookup", "immediate"});
   CHECK(expressions_of({Limit{10, RateUnit::second, 5, false}}) == Names{"limit", "immediate"});
-  // The cgroup id comes from the live system; 0 means nobody resolved it.
-  CHECK_THROWS_AS(expressions_of({SocketCgroup{1, "user.slice", 0, false}}), std::invalid_argument);
+  CHECK_THROWS_AS(cgroup_lookup(SetKey::ipv4_addr), std::invalid_argument);  // not a set of cgroups
   CHECK_THROWS_AS(expressions_of({Limit{10, RateUnit::second, 0, false}}), std::invalid_argument);
 
   // The wildcard compares the prefix bytes only; an exact name all 16.

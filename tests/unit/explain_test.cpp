@@ -41,9 +41,15 @@ ir::Chain base(const char* name, ir::Hook hook, bool policy_accept, std::vector<
 
 ir::Chain regular(const char* name, std::vector<ir::Rule> rules) { return ir::Chain{name, std::nullopt, std::move(rules)}; }
 
-// An input chain (policy drop) holding one accepting rule with `matches`.
+// An input chain (policy drop) holding one accepting rule with `matches`, and the set of
+// ssh.service's cgroups that socket matches look up.
 ir::Ruleset one_rule(std::vector<ir::Match> matches) {
   ir::Ruleset ruleset;
+  ir::NamedSet ssh;
+  ssh.name = "cgroups_ssh-owner";
+  ssh.key = ir::SetKey::cgroupv2;
+  ssh.owner = {"ssh.service", ""};
+  ruleset.sets.push_back(ssh);
   ruleset.chains.push_back(base("input", ir::Hook::input, false, {rule(std::move(matches))}));
   return ruleset;
 }
@@ -189,23 +195,29 @@ TEST_CASE("explain: ICMP types are family-specific") {
 
 TEST_CASE("explain: socket matches break without a socket, != included") {
   PacketShape p = tcp_in(22);
-  const ir::SocketCgroup ssh{2, "system.slice/ssh.service", 0, false};
-  const ir::SocketCgroup not_ssh{2, "system.slice/ssh.service", 0, true};
+  // `socket cgroupv2 level 2 @cgroups_ssh-owner`, the set standing for ssh.service.
+  const ir::SocketCgroup ssh{2, "cgroups_ssh-owner"};
+  const ir::SocketCgroup deeper{3, "cgroups_ssh-owner"};
   CHECK_FALSE(matches({ssh}, p));
-  CHECK_FALSE(matches({not_ssh}, p));
   p.socket_cgroup = "system.slice/ssh.service";
   CHECK(matches({ssh}, p));
-  CHECK_FALSE(matches({not_ssh}, p));
+  CHECK_FALSE(matches({deeper}, p));  // the unit's cgroup is at level 2, not 3
   p.socket_cgroup = "system.slice/ssh.service/child";  // the ancestor at level 2 counts
   CHECK(matches({ssh}, p));
   p.socket_cgroup = "system.slice/cron.service";
   CHECK_FALSE(matches({ssh}, p));
-  CHECK(matches({not_ssh}, p));
   // Shallower than the level: cgroup_ancestor() finds nothing and the expression breaks.
   p.socket_cgroup = "system.slice";
-  CHECK_FALSE(matches({not_ssh}, p));
+  CHECK_FALSE(matches({ssh}, p));
   p.socket_cgroup = "";
-  CHECK_FALSE(matches({not_ssh}, p));
+  CHECK_FALSE(matches({ssh}, p));
+  // A templated unit sits in its own slice, one level deeper.
+  p.socket_cgroup = "system.slice/system-ssh.slice/ssh.service";
+  CHECK_FALSE(matches({ssh}, p));
+  CHECK(matches({deeper}, p));
+  // Below something that is not a slice, it is not the system's unit.
+  p.socket_cgroup = "machine.slice/container.scope/ssh.service";
+  CHECK_FALSE(matches({deeper}, p));
 
   PacketShape out = tcp_in(80);
   CHECK_FALSE(matches({ir::SocketUid{33, false}}, out));

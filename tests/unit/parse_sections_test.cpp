@@ -149,11 +149,12 @@ masquerade = ["wan"]
   CHECK(p.rules[1].from[1].kind == Endpoint::Kind::network);
   CHECK(p.rules[1].limit == Rate{10, Rate::Unit::minute});
   CHECK(p.rules[2].user == 33u);
-  CHECK(p.rules[2].cgroup == "system.slice/nginx.service");
+  CHECK(p.rules[2].unit == "nginx.service");
   CHECK(describe_match(p.rules[1]) == "tcp 22 from lan,10.0.0.0/8");
 
   REQUIRE(p.binds.size() == 2);
-  CHECK(p.binds[0].cgroup == "system.slice/ssh.service");
+  CHECK(p.binds[0].unit == "ssh.service");
+  CHECK(p.binds[0].cgroup.empty());  // found where it runs, not derived from its name
   CHECK(p.binds[1].user == 33u);
 
   REQUIRE(p.forwards.size() == 2);

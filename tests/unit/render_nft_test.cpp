@@ -309,11 +309,8 @@ TEST_CASE("render_nft: socket owner, cgroup, tcp syn, limits and meters") {
         "\t\tmeta skuid 33 accept\n");
   CHECK(one_rule(make_rule({SocketUid{0, true}}, VerdictKind::drop)) ==
         "\t\tmeta skuid != 0 drop\n");
-  CHECK(one_rule(make_rule({SocketCgroup{2, "system.slice/nginx.service", 0, false}},
-                           VerdictKind::accept)) ==
-        "\t\tsocket cgroupv2 level 2 \"system.slice/nginx.service\" accept\n");
-  CHECK(one_rule(make_rule({SocketCgroup{1, "user.slice", 7, true}}, VerdictKind::drop)) ==
-        "\t\tsocket cgroupv2 level 1 != \"user.slice\" drop\n");
+  CHECK(one_rule(make_rule({SocketCgroup{2, "cgroups_web"}}, VerdictKind::accept)) ==
+        "\t\tsocket cgroupv2 level 2 @cgroups_web accept\n");
   CHECK(one_rule(make_rule({TcpSyn{}}, VerdictKind::accept)) == "\t\ttcp flags syn accept\n");
   // nft leaves its default burst of 5 out of listings.
   CHECK(one_rule(make_rule({Limit{10, RateUnit::second, 5, false}}, VerdictKind::accept)) ==
@@ -332,8 +329,26 @@ TEST_CASE("render_nft: socket owner, cgroup, tcp syn, limits and meters") {
                   std::invalid_argument);
   CHECK_THROWS_AS(one_rule(make_rule({MeterOver{"m", Family::ipv4, Limit{}}}, VerdictKind::drop)),
                   std::invalid_argument);
-  CHECK_THROWS_AS(one_rule(make_rule({SocketCgroup{1, "/abs", 1, false}}, VerdictKind::accept)),
+  CHECK_THROWS_AS(one_rule(make_rule({SocketCgroup{1, "bad name"}}, VerdictKind::accept)),
                   std::invalid_argument);
+}
+
+TEST_CASE("render_nft: a set of cgroups lists them by path") {
+  Ruleset ruleset;
+  NamedSet owners;
+  owners.name = "cgroups_web";
+  owners.key = SetKey::cgroupv2;
+  owners.owner = {"nginx.service", ""};
+  ruleset.sets = {owners};
+  // While the unit does not run, the set is empty.
+  CHECK(portier::render_nft(ruleset) ==
+        "table inet portier {\n\tset cgroups_web {\n\t\ttype cgroupsv2\n\t}\n}\n");
+  ruleset.sets[0].cgroups = {{"system.slice/nginx.service", 4242}};
+  CHECK(portier::render_nft(ruleset) ==
+        "table inet portier {\n\tset cgroups_web {\n\t\ttype cgroupsv2\n"
+        "\t\telements = { \"system.slice/nginx.service\" }\n\t}\n}\n");
+  ruleset.sets[0].cgroups = {{"/abs", 1}};
+  CHECK_THROWS_AS(portier::render_nft(ruleset), std::invalid_argument);
 }
 
 TEST_CASE("render_nft: log after counter, and the new verdicts") {
