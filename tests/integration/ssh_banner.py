@@ -7,11 +7,13 @@ comes: started ahead of `systemctl restart`, it measures from the moment that re
 the time it takes to start a Python. Tries to connect (0.2 s connect timeout: a dropped SYN
 costs up to 0.2 s of resolution; 10 ms between tries) until a line starting with "SSH-"
 arrives or SECONDS have passed. Prints one line:
-    banner MS TRIES CONNECTED_MS LINE
+    banner MS TRIES CONNECTED_MS OUTCOMES LINE
         (exit 0; MS: when the banner came, CONNECTED_MS: when that connection was accepted
         (the firewall's part; sshd forks and re-executes itself before it sends the banner),
-        both counted from T0_NS, a CLOCK_REALTIME time in ns)
-    none TRIES OUTCOMES       (exit 1; OUTCOMES counts refused / timeout / closed / ... tries)
+        both counted from T0_NS, a CLOCK_REALTIME time in ns; OUTCOMES: the failed tries before)
+    none TRIES OUTCOMES       (exit 1)
+OUTCOMES counts the failed tries by what happened: "refused=3,timeout=2" (refused: a reset,
+nobody listens or a reject; timeout: the SYN was dropped), or "-" if none failed.
 
 The shipped server policy allows 10 new ssh connections a minute per source address (burst
 5): each try comes from the next address of SOURCES_FILE (one per line, already configured on
@@ -36,6 +38,12 @@ except (FileNotFoundError, ValueError):
 
 t0 = int(sys.stdin.readline() if t0 == "-" else t0)
 outcomes = collections.Counter()
+
+
+def ms(ns):
+    return (ns - t0) // 1000000
+
+
 deadline = time.monotonic() + seconds
 tries = 0
 result = None
@@ -44,6 +52,7 @@ while result is None:
     source = sources[cursor % len(sources)]
     cursor += 1
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    connected = None
     try:
         s.bind((source, 0))
         s.settimeout(0.2)
@@ -58,16 +67,15 @@ while result is None:
             data += chunk
         line = data.split(b"\n")[0].decode(errors="replace").strip()
         if line.startswith("SSH-"):
-            ms = lambda ns: (ns - t0) // 1000000
-            result = "banner %d %d %d %s" % (ms(time.time_ns()), tries, ms(connected), line)
+            result = (ms(time.time_ns()), ms(connected), line)
         else:
-            outcomes["closed-without-banner"] += 1
+            outcomes["no-banner"] += 1
     except ConnectionRefusedError:
         outcomes["refused"] += 1
     except (socket.timeout, TimeoutError):
-        outcomes["timeout"] += 1
+        outcomes["timeout" if connected is None else "no-banner"] += 1
     except OSError as e:
-        outcomes[e.strerror or type(e).__name__] += 1
+        outcomes[(e.strerror or type(e).__name__).replace(" ", "-")] += 1
     finally:
         s.close()
     if result is None:
@@ -77,8 +85,9 @@ while result is None:
 
 with open(cursor_file, "w") as f:
     f.write(str(cursor))
+failed = ",".join("%s=%d" % kv for kv in sorted(outcomes.items())) or "-"
 if result:
-    print(result)
+    print("banner %d %d %d %s %s" % (result[0], tries, result[1], failed, result[2]))
     sys.exit(0)
-print("none %d %s" % (tries, " ".join("%s=%d" % kv for kv in sorted(outcomes.items()))))
+print("none %d %s" % (tries, failed))
 sys.exit(1)
