@@ -149,6 +149,16 @@ note "portierd runs in a namespace of its own on a private dbus-daemon (tests/in
   "There is no nft equivalent of a toggle, so the toggle ratios compare 10,000 rules with 10" \
   "rules, and the bare call with an empty round trip (Peer.Ping)."
 
+section "7. Binds that follow their units"
+run env PORTIER_BUILD_DIR="$BUILD" bash "$SOURCE/bench/binds.sh"
+note "portierd binds tcp/8085 to a unit in a test slice of the cgroup v2 tree; the unit's cgroup" \
+  "is made anew as systemd does on each restart. The window rows time, from the mkdir, portierd's" \
+  "NEWSETELEM (an nftables netlink event seen by the test) and the first connection a peer" \
+  "namespace gets accepted (tests/integration/bind_window.py). The restart rows make and remove" \
+  "the cgroup 1,000 times, waiting each time for the set change, and read portierd's CPU time" \
+  "(utime + stime) and VmRSS around them. There is no nft equivalent: nft has no way to follow" \
+  "a unit, so there is no baseline column."
+
 # --- the document ---------------------------------------------------------------------
 elapsed=$(($(date +%s) - started))
 {

@@ -14,14 +14,13 @@
 #include <string_view>
 
 #include "commands.h"
-#include "output.h"
 #include "daemon_client.h"
+#include "output.h"
 
 namespace portier::cli {
 namespace {
 
 using Facts = std::map<std::string, sdbus::Variant>;
-
 
 // One event: printed as "HH:MM:SS text" or as a JSON object with "time" and "event".
 class Line {

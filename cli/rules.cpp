@@ -26,13 +26,20 @@ int rules(Args args) {
       out.begin_array();
       for (const auto& rule : entries) {
         out.begin_object()
-            .key("name").value(rule.get<0>())
-            .key("enabled").value(rule.get<1>())
-            .key("direction").value(rule.get<2>())
-            .key("action").value(rule.get<3>())
-            .key("match").value(rule.get<4>())
-            .key("packets").value(rule.get<5>())
-            .key("bytes").value(rule.get<6>())
+            .key("name")
+            .value(rule.get<0>())
+            .key("enabled")
+            .value(rule.get<1>())
+            .key("direction")
+            .value(rule.get<2>())
+            .key("action")
+            .value(rule.get<3>())
+            .key("match")
+            .value(rule.get<4>())
+            .key("packets")
+            .value(rule.get<5>())
+            .key("bytes")
+            .value(rule.get<6>())
             .end_object();
       }
       out.end_array();
@@ -45,9 +52,10 @@ int rules(Args args) {
         {"NAME", "STATE", "DIRECTION", "ACTION", "PACKETS", "BYTES", "MATCH"}};
     for (const auto& rule : entries) {
       std::string state = rule.get<1>() ? "enabled" : "disabled";
-      table.push_back({rule.get<0>(), rule.get<1>() ? state : coloured(state, "yellow"), rule.get<2>(),
-                       rule.get<3>(), exact ? std::to_string(rule.get<5>()) : human_count(rule.get<5>()),
-                       exact ? std::to_string(rule.get<6>()) : human_bytes(rule.get<6>()), rule.get<4>()});
+      table.push_back(
+          {rule.get<0>(), rule.get<1>() ? state : coloured(state, "yellow"), rule.get<2>(),
+           rule.get<3>(), exact ? std::to_string(rule.get<5>()) : human_count(rule.get<5>()),
+           exact ? std::to_string(rule.get<6>()) : human_bytes(rule.get<6>()), rule.get<4>()});
     }
     print_table(table);
     // Who may serve bound ports, and whether they run now (their sets, not their rules,

@@ -24,27 +24,38 @@ int status(Args args) {
     auto facts = daemon.GetStatus();
     auto text = [&](const char* key) { return get_or<std::string>(facts, key, ""); };
     auto number = [&](const char* key) -> std::uint64_t {
-      if (auto it = facts.find(key); it != facts.end() && it->second.containsValueOfType<uint32_t>())
+      if (auto it = facts.find(key);
+          it != facts.end() && it->second.containsValueOfType<uint32_t>())
         return it->second.get<uint32_t>();
       return get_or<uint64_t>(facts, key, 0);
     };
     if (json) {
       Json out;
       out.begin_object();
-      for (const char* key : {"version", "policy_path", "table", "mode", "loaded_from"}) out.key(key).value(text(key));
-      for (const char* key : {"rules", "rules_enabled", "timed_rules", "generation", "last_applied_usec"})
+      for (const char* key : {"version", "policy_path", "table", "mode", "loaded_from"})
+        out.key(key).value(text(key));
+      for (const char* key :
+           {"rules", "rules_enabled", "timed_rules", "generation", "last_applied_usec"})
         out.key(key).value(number(key));
-      if (facts.count("confirm_deadline_usec")) out.key("confirm_deadline_usec").value(number("confirm_deadline_usec"));
+      if (facts.count("confirm_deadline_usec"))
+        out.key("confirm_deadline_usec").value(number("confirm_deadline_usec"));
       out.key("owners").begin_array();
       for (const Owner& owner : owners_of(facts))
         out.begin_object()
-            .key("kind").value(owner.kind)
-            .key("name").value(owner.name)
-            .key("owner").value(owner.owner)
-            .key("running").value(owner.running)
-            .key("cgroup").value(owner.cgroup)
-            .key("cgroup_id").value(owner.cgroup_id)
-            .key("since_usec").value(owner.since_usec)
+            .key("kind")
+            .value(owner.kind)
+            .key("name")
+            .value(owner.name)
+            .key("owner")
+            .value(owner.owner)
+            .key("running")
+            .value(owner.running)
+            .key("cgroup")
+            .value(owner.cgroup)
+            .key("cgroup_id")
+            .value(owner.cgroup_id)
+            .key("since_usec")
+            .value(owner.since_usec)
             .end_object();
       out.end_array();
       out.end_object();
@@ -55,10 +66,12 @@ int status(Args args) {
     std::printf("portierd %s: %s\n", text("version").c_str(), coloured("running", "green").c_str());
     std::printf("policy:     %s\n", text("policy_path").c_str());
     std::printf("table:      inet %s\n", text("table").c_str());
-    std::printf("rules:      %llu (%llu enabled, %llu timed)\n", static_cast<unsigned long long>(number("rules")),
+    std::printf("rules:      %llu (%llu enabled, %llu timed)\n",
+                static_cast<unsigned long long>(number("rules")),
                 static_cast<unsigned long long>(number("rules_enabled")),
                 static_cast<unsigned long long>(number("timed_rules")));
-    std::printf("mode:       %s\n", mode == "normal" ? mode.c_str() : coloured(mode, "yellow").c_str());
+    std::printf("mode:       %s\n",
+                mode == "normal" ? mode.c_str() : coloured(mode, "yellow").c_str());
     std::printf("loaded:     %s\n", text("loaded_from").c_str());
     if (auto deadline = number("confirm_deadline_usec"))
       std::printf("confirm by: %s (or it rolls back)\n", format_time(deadline).c_str());

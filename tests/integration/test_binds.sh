@@ -5,9 +5,12 @@
 #    not refused), while that cgroup serves an unbound port fine.
 #  - user= (output): a TCP and a UDP server on 8082 answer when run as nobody (the owner);
 #    run as root, the SYN or the datagram arrives but the answer never leaves.
-#  - a bind whose cgroup does not exist: portierd says where and why
-#    (FILE:LINE:COL: error: 'NAME': cgroup ... does not exist ...), falls back, and
-#    `portierctl status` shows it did not load the policy.
+#  - binds follow their units: a policy naming a cgroup and a unit that do not exist yet
+#    loads (`loaded: policy`, status says they are not running) and nobody may serve their
+#    ports; when the cgroup appears its listener is reachable and others are not; the
+#    unit's cgroup made anew 20 times, a new listener each time, is reachable every time
+#    (bind_window.py prints the window from mkdir to set change and to the first accepted
+#    connection), and the chain's rules and the generation stay as they were.
 # Input and output default to accept, so only the binds can be what stops traffic.
 #
 # portierd and the cgroup listeners enter the namespace with nsenter, not `ip netns exec`,
@@ -116,44 +119,88 @@ unlisten_src "$HOST_NS" udp 8082 4
 
 stop_portierd
 
-# --- A bind whose cgroup does not exist: an error with its place, and a fallback.
-MISSING="$CG_BASE/missing"
-[[ ! -e "$CGROUP2_ROOT/$MISSING" ]] || fail "$CGROUP2_ROOT/$MISSING exists, but this test needs it absent"
-GHOST="$WORKDIR/ghost.toml"
-cat >"$GHOST" <<TOML
+# --- Binds that follow their units: the policy names a cgroup and a unit that do not exist
+# yet. It loads (a missing unit is a state, not an error); their ports are served by nobody
+# until they appear; each appearance changes only the bind's set.
+UNIT_SLICE="portier-test-$TEST_ID-$$.slice"
+UNIT="portier-bindtest-$$.service"
+LATER="$CG_BASE/later"
+[[ ! -e "$CGROUP2_ROOT/$LATER" && ! -e "$CGROUP2_ROOT/$UNIT_SLICE" ]] ||
+  fail "$CGROUP2_ROOT/$LATER or $UNIT_SLICE exists, but this test needs them absent"
+FOLLOW="$WORKDIR/follow.toml"
+cat >"$FOLLOW" <<TOML
 [policy]
 input  = "accept"
 output = "accept"
 
-[[rule]]
-name      = "web-in"
+[[bind]]
+name      = "later-owner"
 protocols = "tcp"
-ports     = [8081]
-action    = "accept"
+ports     = [8084]
+cgroup    = "$LATER"
 
 [[bind]]
-name      = "ghost-owner"
+name      = "unit-owner"
 protocols = "tcp"
-ports     = [8081]
-cgroup    = "$MISSING"
+ports     = [8085]
+unit      = "$UNIT"
 TOML
-ghost_line=$(grep -n '^\[\[bind\]\]' "$GHOST" | cut -d: -f1)
 
-start_portierd_hostfs "$HOST_NS" "$GHOST"
-expected="$GHOST:$ghost_line:1: error: 'ghost-owner': cgroup $MISSING does not exist under $CGROUP2_ROOT"
-assert_contains "$(cat "$PORTIERD_LOG")" "$expected" "portierd's log for a bind on a missing cgroup"
-log "ok: portierd reports $(grep -F "'ghost-owner'" "$PORTIERD_LOG")"
+# `check` warns (and succeeds): the units are not running now.
+check_out=$("$PORTIERCTL" check "$FOLLOW" 2>&1) || fail "portierctl check failed on a policy whose units do not run:
+$check_out"
+unit_line=$(grep -n '^unit ' "$FOLLOW" | cut -d: -f1)
+assert_contains "$check_out" \
+  "$FOLLOW:$((unit_line - 4)):1: warning: bind 'unit-owner': $UNIT is not running now: nobody may serve its ports until it runs" \
+  "portierctl check of a policy whose unit does not run"
+
+start_portierd_hostfs "$HOST_NS" "$FOLLOW"
 pctl status
-assert_rc 0 "portierctl status after the fallback"
-loaded=$(awk '$1 == "loaded:" { print $2 }' <<<"$OUT")
-[[ -n "$loaded" ]] || fail "portierctl status has no 'loaded:' line:
-$OUT"
-[[ "$loaded" != policy ]] ||
-  fail "portierctl status says 'loaded: policy', but the policy's bind names a missing cgroup and cannot have been loaded:
-$OUT"
-# A fresh state dir has no last good policy, so the fallback is the fail-closed one.
-assert_eq fail-closed "$loaded" "'loaded:' in portierctl status after the fallback"
-assert_contains "$(cat "$PORTIERD_LOG")" "loaded the built-in fail-closed policy" "portierd's log after the fallback"
-assert_no_match "$(nft_table "$HOST_NS")" 'ghost-owner|web-in' "the table loaded after the fallback"
-log "ok: portierctl status shows loaded: $loaded"
+assert_rc 0 "portierctl status with no bound cgroup present"
+assert_match "$OUT" '^loaded: +policy$' "portierctl status: a bind on a cgroup not there yet still loads the policy"
+assert_match "$OUT" "bind later-owner: cgroup $LATER not running" "portierctl status names the bound cgroup that is not there"
+assert_match "$OUT" "bind unit-owner: $UNIT not running" "portierctl status names the bound unit that does not run"
+assert_contains "$(cat "$PORTIERD_LOG")" "bind unit-owner: $UNIT is not running: nobody may serve its ports until it runs" \
+  "portierd's log at start"
+# Nobody may serve the port meanwhile, not even from a cgroup that exists.
+listen_in_cgroup "$HOST_NS" tcp 8084 "$CG_BASE/other"
+assert_blocked "$PEER_NS" "$HOST_NS" "$HOST_IP" tcp 8084 "later-owner's cgroup does not exist yet, listener in $CG_BASE/other"
+unlisten "$HOST_NS" tcp 8084
+
+# The cgroup appears: its listener is reachable, one outside it still is not.
+handles_before=$(nsenter --net="/run/netns/$HOST_NS" nft -a list chain inet portier input | grep -c handle)
+make_cgroup "$LATER"
+listen_in_cgroup "$HOST_NS" tcp 8084 "$LATER"
+assert_arrives "$PEER_NS" "$HOST_NS" "$HOST_IP" tcp 8084 "listener in $LATER, made after portierd started"
+unlisten "$HOST_NS" tcp 8084
+listen_in_cgroup "$HOST_NS" tcp 8084 "$CG_BASE/other"
+assert_blocked "$PEER_NS" "$HOST_NS" "$HOST_IP" tcp 8084 "listener in $CG_BASE/other while $LATER exists"
+unlisten "$HOST_NS" tcp 8084
+pctl status
+assert_match "$OUT" "bind later-owner: cgroup $LATER running \\(cgroup $LATER, id $(stat -c %i "$CGROUP2_ROOT/$LATER")\\)" \
+  "portierctl status once the cgroup exists"
+assert_contains "$(nft_table "$HOST_NS")" "set cgroups_later-owner" "the loaded table"
+pctl rules
+assert_match "$OUT" "bind later-owner +cgroup $LATER +running +$(stat -c %i "$CGROUP2_ROOT/$LATER") " "portierctl rules' owner table"
+
+# The unit: made anew 20 times (a restart each), a new listener each time, reachable every
+# time. bind_window.py times each round from the mkdir to the set change and to the first
+# accepted connection.
+make_cgroup "$UNIT_SLICE"
+UNIT_DIR="$CGROUP2_ROOT/$UNIT_SLICE/$UNIT"
+on_exit "rmdir_cgroup '$UNIT_DIR'"
+window=$(nsenter --net="/run/netns/$HOST_NS" "$PYTHON" "$PORTIER_SOURCE_DIR/tests/integration/bind_window.py" \
+  --cgroup "$UNIT_DIR" --port 8085 --peer-ns "/run/netns/$PEER_NS" --address "$HOST_IP" --rounds 20 2>&1) ||
+  fail "a listener of $UNIT was not reachable in every round:
+$window"
+log "$(grep '^window:' <<<"$window")"
+[[ $(grep -c '^round .* first connection accepted' <<<"$window") -eq 20 ]] || fail "expected 20 reachable rounds:
+$window"
+assert_contains "$(cat "$PORTIERD_LOG")" "bind unit-owner: $UNIT started (cgroup id" "portierd's log when the unit starts"
+assert_contains "$(cat "$PORTIERD_LOG")" "bind unit-owner: $UNIT stopped" "portierd's log when the unit stops"
+# Only sets changed: the input chain has the same rules as before, and no new generation.
+handles_after=$(nsenter --net="/run/netns/$HOST_NS" nft -a list chain inet portier input | grep -c handle)
+assert_eq "$handles_before" "$handles_after" "rules in the input chain before and after 20 restarts"
+pctl status
+assert_match "$OUT" '^generation: +1$' "the generation after the binds followed their units (no reload)"
 stop_portierd

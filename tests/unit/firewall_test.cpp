@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -11,6 +12,7 @@
 #include <sstream>
 
 #include "compile_policy.h"
+#include "fake_cgroup_tree.h"
 #include "firewall.h"
 
 using namespace portier;
@@ -91,6 +93,22 @@ class FakeKernel final : public Kernel {
     set_edits.push_back(edit);
     for (ir::NamedSet& set : current.sets) {
       if (set.name != edit.set) continue;
+      if (set.key == ir::SetKey::cgroupv2) {
+        // The kernel knows ids only: paths stay empty here.
+        for (const ir::AddressRange& range : edit.remove) {
+          auto it = std::find_if(set.cgroups.begin(), set.cgroups.end(), [&](const ir::CgroupMember& m) {
+            return ir::cgroup_element(m.id) == range;
+          });
+          REQUIRE(it != set.cgroups.end());
+          set.cgroups.erase(it);
+        }
+        for (const ir::AddressRange& range : edit.add) {
+          std::uint64_t id = 0;
+          std::memcpy(&id, range.first.bytes.data(), sizeof id);
+          set.cgroups.push_back({"", id});
+        }
+        continue;
+      }
       for (const ir::AddressRange& range : edit.remove) std::erase(set.elements, range);
       set.elements.insert(set.elements.end(), edit.add.begin(), edit.add.end());
     }
@@ -152,14 +170,15 @@ struct FakeClock {
 
 // A firewall over the files, as portierd would make it (one per "process").
 struct Daemon {
-  Daemon(FakeKernel& kernel, const Files& files, FakeClock& clock)
+  Daemon(FakeKernel& kernel, const Files& files, FakeClock& clock,
+         const CgroupTree* cgroups = nullptr, SystemTables tables = {})
       : firewall(kernel,
                  FirewallOptions{files.path(),
                                  (files.dir / "state").string(),
                                  {},
-                                 {},
+                                 cgroups,
                                  [&clock] { return clock.now; }},
-                 SystemTables{}) {}
+                 std::move(tables)) {}
   Firewall firewall;
 };
 
@@ -606,4 +625,165 @@ TEST_CASE("our record of a set follows any sequence of element changes, as the k
   daemon.firewall.repair_drift("test");  // loads our record whole: the same elements again
   CHECK(kernel.applied.size() == 2);
   CHECK(sorted_elements(kernel.last()) == before_repair);
+}
+
+namespace {
+
+std::vector<std::uint64_t> cgroup_ids(const ir::Ruleset& ruleset, const std::string& set) {
+  std::vector<std::uint64_t> ids;
+  for (const ir::NamedSet& named : ruleset.sets)
+    if (named.name == set)
+      for (const ir::CgroupMember& member : named.cgroups) ids.push_back(member.id);
+  return ids;
+}
+
+constexpr std::string_view kSshBind =
+    "[[bind]]\nname='ssh-owner'\nprotocols='tcp'\nports=[22]\nunit='ssh.service'\n"
+    "[[rule]]\nname='ssh'\nprotocols='tcp'\nports=[22]\naction='accept'\n";
+
+}  // namespace
+
+TEST_CASE("binds follow their unit: not running is a state; start, restart and stop change only its set") {
+  Files files;
+  files.write(kSshBind);
+  FakeKernel kernel;
+  FakeClock clock;
+  portier::testing::FakeTree tree;
+  tree.make("system.slice", 3);
+  Daemon daemon(kernel, files, clock, &tree);
+
+  // Boot: portierd before ssh.service. The policy loads; nobody may serve port 22 yet.
+  CHECK(daemon.firewall.start().empty());
+  CHECK(daemon.firewall.status().loaded_from == "policy");
+  REQUIRE(kernel.applied.size() == 1);
+  CHECK(cgroup_ids(kernel.last(), "cgroups_ssh-owner").empty());
+  auto owners = daemon.firewall.status().owners;
+  REQUIRE(owners.size() == 1);
+  CHECK(owners[0].kind == "bind");
+  CHECK(owners[0].name == "ssh-owner");
+  CHECK(owners[0].owner == "ssh.service");
+  CHECK_FALSE(owners[0].cgroup);
+  CHECK(owners[0].since == clock.now);
+  CHECK_FALSE(daemon.firewall.follow_cgroups());  // nothing changed
+  CHECK(daemon.firewall.cgroups_to_watch() == std::vector<std::string>{"", "system.slice"});
+
+  // ssh.service starts: one set edit, no other change to the table.
+  const auto generation = daemon.firewall.generation();
+  const auto rules_before = kernel.last().chains;
+  clock.now += std::chrono::seconds(5);
+  tree.make("system.slice/ssh.service", 100);
+  CHECK(daemon.firewall.follow_cgroups());
+  CHECK(kernel.applied.size() == 1);
+  CHECK(kernel.edits.empty());
+  REQUIRE(kernel.set_edits.size() == 1);
+  CHECK(kernel.set_edits[0].set == "cgroups_ssh-owner");
+  CHECK(kernel.set_edits[0].remove.empty());
+  CHECK(kernel.set_edits[0].add == std::vector<ir::AddressRange>{ir::cgroup_element(100)});
+  CHECK(cgroup_ids(kernel.last(), "cgroups_ssh-owner") == std::vector<std::uint64_t>{100});
+  CHECK(kernel.last().chains == rules_before);
+  CHECK(daemon.firewall.generation() == generation);
+  owners = daemon.firewall.status().owners;
+  REQUIRE(owners[0].cgroup);
+  CHECK(*owners[0].cgroup == ir::CgroupMember{"system.slice/ssh.service", 100});
+  CHECK(owners[0].since == clock.now);
+  // The rendering of what is loaded names the cgroup by its path.
+  CHECK(daemon.firewall.ruleset_text().find("elements = { \"system.slice/ssh.service\" }") !=
+        std::string::npos);
+
+  // Its own sub-cgroups change nothing: the level match covers them.
+  tree.make("system.slice/ssh.service/worker", 101);
+  CHECK_FALSE(daemon.firewall.follow_cgroups());
+
+  // systemctl restart ssh: the cgroup goes and comes back with a new id.
+  tree.remove("system.slice/ssh.service/worker");
+  tree.remove("system.slice/ssh.service");
+  CHECK(daemon.firewall.follow_cgroups());
+  CHECK(cgroup_ids(kernel.last(), "cgroups_ssh-owner").empty());
+  tree.make("system.slice/ssh.service", 102);
+  CHECK(daemon.firewall.follow_cgroups());
+  REQUIRE(kernel.set_edits.size() == 3);
+  CHECK(kernel.set_edits[1].remove == std::vector<ir::AddressRange>{ir::cgroup_element(100)});
+  CHECK(kernel.set_edits[2].add == std::vector<ir::AddressRange>{ir::cgroup_element(102)});
+  CHECK(cgroup_ids(kernel.last(), "cgroups_ssh-owner") == std::vector<std::uint64_t>{102});
+  // Both events at once (the watch saw them together): one edit swaps the ids.
+  tree.remove("system.slice/ssh.service");
+  tree.make("system.slice/ssh.service", 103);
+  CHECK(daemon.firewall.follow_cgroups());
+  REQUIRE(kernel.set_edits.size() == 4);
+  CHECK(kernel.set_edits[3].remove == std::vector<ir::AddressRange>{ir::cgroup_element(102)});
+  CHECK(kernel.set_edits[3].add == std::vector<ir::AddressRange>{ir::cgroup_element(103)});
+  CHECK(kernel.applied.size() == 1);
+  CHECK(kernel.edits.empty());
+
+  // A reload finds it where it is now.
+  daemon.firewall.reload();
+  CHECK(cgroup_ids(kernel.last(), "cgroups_ssh-owner") == std::vector<std::uint64_t>{103});
+  // A restart of portierd too, with the unit stopped meanwhile.
+  tree.remove("system.slice/ssh.service");
+  Daemon restarted(kernel, files, clock, &tree);
+  CHECK(restarted.firewall.start().empty());
+  CHECK(restarted.firewall.status().loaded_from == "policy");
+  CHECK(cgroup_ids(kernel.last(), "cgroups_ssh-owner").empty());
+
+  // If the kernel's set is not what we think (say, changed behind our back), the table is
+  // loaded whole, with the owner where it is.
+  tree.make("system.slice/ssh.service", 104);
+  kernel.refuse_sets = true;
+  const auto applied = kernel.applied.size();
+  CHECK(restarted.firewall.follow_cgroups());
+  CHECK(kernel.applied.size() == applied + 1);
+  CHECK(cgroup_ids(kernel.last(), "cgroups_ssh-owner") == std::vector<std::uint64_t>{104});
+}
+
+TEST_CASE("binds: a cgroup owner, and a rule's unit, follow the same way; panic has none") {
+  Files files;
+  files.write(
+      "[[bind]]\nname='lab'\nprotocols='udp'\nports=[53]\ncgroup='/lab/dns/'\n"
+      "[[rule]]\nname='apt'\ndirection='out'\nunit='apt.service'\naction='accept'\n");
+  FakeKernel kernel;
+  FakeClock clock;
+  portier::testing::FakeTree tree;
+  Daemon daemon(kernel, files, clock, &tree);
+  CHECK(daemon.firewall.start().empty());
+  CHECK(daemon.firewall.status().owners.size() == 2);
+  CHECK(daemon.firewall.cgroups_to_watch() == std::vector<std::string>{""});
+  tree.make("lab", 5);
+  CHECK_FALSE(daemon.firewall.follow_cgroups());
+  CHECK(daemon.firewall.cgroups_to_watch() == std::vector<std::string>{"", "lab"});
+  tree.make("lab/dns", 6);
+  tree.make("system.slice", 7);
+  tree.make("system.slice/apt.service", 8);
+  CHECK(daemon.firewall.follow_cgroups());
+  CHECK(cgroup_ids(kernel.last(), "cgroups_lab") == std::vector<std::uint64_t>{6});
+  CHECK(cgroup_ids(kernel.last(), "cgroups_apt") == std::vector<std::uint64_t>{8});
+  for (const OwnerStatus& owner : daemon.firewall.status().owners) {
+    CHECK(owner.cgroup.has_value());
+    CHECK(owner.kind == (owner.name == "apt" ? "rule" : "bind"));
+  }
+  // In panic mode nothing but loopback passes: there is no set to follow.
+  daemon.firewall.set_panic(true, false);
+  tree.remove("lab/dns");
+  CHECK_FALSE(daemon.firewall.follow_cgroups());
+  daemon.firewall.set_panic(false, false);
+  CHECK(cgroup_ids(kernel.last(), "cgroups_lab").empty());
+  CHECK(cgroup_ids(kernel.last(), "cgroups_apt") == std::vector<std::uint64_t>{8});
+}
+
+TEST_CASE("every shipped policy boots as itself with none of its bound units running") {
+  for (const char* name : {"workstation.toml", "server.toml", "home-router.toml"}) {
+    CAPTURE(name);
+    Files files;
+    std::ifstream shipped(fs::path(PORTIER_SOURCE_DIR) / "rules" / "policies" / name);
+    std::stringstream text;
+    text << shipped.rdbuf();
+    REQUIRE(!text.str().empty());
+    files.write(text.str());
+    FakeKernel kernel;
+    FakeClock clock;
+    portier::testing::FakeTree tree;  // an empty tree: nothing runs yet
+    Daemon daemon(kernel, files, clock, &tree, SystemTables::load());
+    CHECK(daemon.firewall.start().empty());
+    CHECK(daemon.firewall.status().loaded_from == "policy");
+    for (const OwnerStatus& owner : daemon.firewall.status().owners) CHECK_FALSE(owner.cgroup);
+  }
 }

@@ -166,6 +166,40 @@ masquerade = ["wan"]
   CHECK(p.masquerade == std::vector<std::string>{"wan"});
 }
 
+TEST_CASE("bind owners: malformed unit names and paths outside the tree are errors") {
+  auto bind = [](const std::string& owner) {
+    return headlines(parse("[[bind]]\nname='b'\nprotocols='tcp'\nports=[22]\n" + owner + "\n"));
+  };
+  CHECK(bind("unit='ssh.service'").empty());
+  CHECK(bind("unit='getty@tty1.service'").empty());
+  CHECK(bind("unit='system-web.slice'").empty());
+  CHECK(bind("unit='ssh'") == std::vector<std::string>{
+                                  "r.toml:5:6: error: 'ssh' has no unit type: did you mean 'ssh.service'?"});
+  CHECK(bind("unit='getty@.service'") ==
+        std::vector<std::string>{"r.toml:5:6: error: 'getty@.service' is a template: name an instance, "
+                                 "such as 'getty@tty1.service'"});
+  CHECK(bind("unit='backup.timer'") ==
+        std::vector<std::string>{"r.toml:5:6: error: a timer unit has no cgroup of its own: name a "
+                                 ".service, .socket, .scope, .slice, .mount or .swap unit"});
+  CHECK(bind("unit='ssh/x.service'") ==
+        std::vector<std::string>{"r.toml:5:6: error: '/' cannot be part of a unit name"});
+  CHECK(bind("cgroup='/lab/allowed/'").empty());
+  CHECK(bind("cgroup='lab/../etc'") ==
+        std::vector<std::string>{"r.toml:5:8: error: 'cgroup' must stay inside the cgroup tree: no '.' "
+                                 "or '..' in the path"});
+  CHECK(bind("cgroup='lab//x'") ==
+        std::vector<std::string>{"r.toml:5:8: error: a cgroup path has no empty parts ('//')"});
+  CHECK(bind("cgroup='/'") ==
+        std::vector<std::string>{"r.toml:5:8: error: 'cgroup' must name a cgroup below the root"});
+  // A rule's unit is checked the same way.
+  CHECK(headlines(parse("[[rule]]\nname='r'\ndirection='out'\nunit='apt'\naction='accept'\n")) ==
+        std::vector<std::string>{"r.toml:4:6: error: 'apt' has no unit type: did you mean 'apt.service'?"});
+  // A set named like a bind's set of cgroups would clash with it in the kernel.
+  CHECK(headlines(parse("[set.cgroups_b]\nfamily='ipv4'\n[[bind]]\nname='b'\nprotocols='tcp'\n"
+                        "ports=[22]\nunit='ssh.service'\n")) ==
+        std::vector<std::string>{"r.toml:3:1: error: name 'cgroups_b' is already used by the set at r.toml:1:6"});
+}
+
 TEST_CASE("bad router policies: each error names its place") {
   SUBCASE("unknown zone with a hint") {
     CHECK(headlines(parse("[zone.lan]\ninterfaces=['br0']\n[[rule]]\nname='a'\nfrom='lna'\naction='drop'\n")) ==
