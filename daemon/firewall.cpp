@@ -809,13 +809,23 @@ void Firewall::repair_drift(const std::string& what) {
   install(Built{full_, disabled_}, "drift-repair");
 }
 
-void Firewall::save_runtime() { runtime_unsaved_ = !options_.state_dir.empty(); }
+void Firewall::save_runtime() {
+  if (options_.state_dir.empty()) return;
+  runtime_unsaved_ = true;
+  ++state_generation_;
+}
 
 void Firewall::flush_state() {
   if (!runtime_unsaved_) return;
   runtime_unsaved_ = false;
   if (!state_writer_) state_writer_ = std::make_unique<StateWriter>(state_file("runtime.toml"));
-  state_writer_->post(write_runtime_state(runtime_));
+  state_writer_->post(write_runtime_state(runtime_), state_generation_);
+}
+
+int Firewall::state_fd() const { return state_writer_ ? state_writer_->fd() : -1; }
+
+std::vector<StateWriter::Outcome> Firewall::take_state_outcomes() {
+  return state_writer_ ? state_writer_->take_outcomes() : std::vector<StateWriter::Outcome>{};
 }
 
 void Firewall::release_memory() {

@@ -21,10 +21,9 @@
 #include "parse_policy.h"
 #include "policy.h"
 #include "runtime_state.h"
+#include "state_writer.h"
 
 namespace portier {
-
-class StateWriter;
 
 /// A policy (file, reload, apply) has errors; what() is the full report.
 class PolicyError : public std::runtime_error {
@@ -119,8 +118,16 @@ class Firewall {
   Firewall& operator=(const Firewall&) = delete;
 
   /// Hands unsaved runtime changes to the state writer, which writes them to the state
-  /// directory on its own thread (the fsync may take a while); called after answering.
+  /// directory on its own thread (the fsync may take a while); called once the calls
+  /// queued on the bus have been handled, so that they share one write.
   void flush_state();
+  /// Counts the runtime changes that are to be written: a call that raised it is answered
+  /// once take_state_outcomes() reports a write of at least this generation.
+  std::uint64_t state_generation() const { return state_generation_; }
+  /// Readable when the state writer finished a write; -1 before the first.
+  int state_fd() const;
+  /// The writes finished since the last call (StateWriter::take_outcomes()).
+  std::vector<StateWriter::Outcome> take_state_outcomes();
   /// Gives freed heap back to the system after a whole load; called after answering.
   void release_memory();
   /// flush_state(), then waits until the state is on disk.
@@ -259,6 +266,7 @@ class Firewall {
   std::vector<std::vector<std::size_t>> map_order_;
   bool kernel_has_full_ = false;
   bool runtime_unsaved_ = false;
+  std::uint64_t state_generation_ = 0;
   bool heap_to_trim_ = false;  // a whole load happened since the last release_memory()
   std::string loaded_from_ = "policy";
   std::uint64_t generation_ = 0;
