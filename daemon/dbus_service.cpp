@@ -332,6 +332,11 @@ std::map<std::string, sdbus::Variant> FirewallService::GetStatus() {
   };
   if (status.confirm_deadline)
     facts.emplace("confirm_deadline_usec", sdbus::Variant(usec_since_epoch(*status.confirm_deadline)));
+  facts.emplace(
+      "policy_file",
+      sdbus::Variant(std::string(status.policy_file_differs.empty() ? "same" : "differs")));
+  if (!status.policy_file_differs.empty())
+    facts.emplace("policy_file_detail", sdbus::Variant(status.policy_file_differs));
   return facts;
 }
 

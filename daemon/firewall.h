@@ -20,6 +20,7 @@
 #include "kernel.h"
 #include "parse_policy.h"
 #include "policy.h"
+#include "policy_file_state.h"
 #include "runtime_state.h"
 #include "state_writer.h"
 
@@ -76,6 +77,9 @@ struct FirewallStatus {
   Mode mode = Mode::normal;
   std::optional<Clock::time_point> confirm_deadline;
   std::string loaded_from;                          // policy, last-good or fail-closed
+  /// Empty when the policy file holds what is loaded (and a restart would load it again);
+  /// else how they differ, what a restart and a reload would load.
+  std::string policy_file_differs;
   std::vector<std::string> sets;                    // names of the policy's named sets
   std::map<std::string, std::string> set_families;  // name -> ipv4, ipv6 or port
 };
@@ -237,6 +241,10 @@ class Firewall {
   std::string state_file(std::string_view name) const;
   void edit_enabled_in_file(const std::string& name, bool enabled);
   void finish_pending(std::string_view reason);
+  /// Writes `text` as the policy file, keeping the text it replaces for rollback().
+  void install_policy_file(const std::string& text);
+  /// rollback() with nothing pending, when the last apply's file can be put back.
+  bool roll_back_policy_file();
 
   Kernel& kernel_;
   FirewallOptions options_;
@@ -269,6 +277,9 @@ class Firewall {
   std::uint64_t state_generation_ = 0;
   bool heap_to_trim_ = false;  // a whole load happened since the last release_memory()
   std::string loaded_from_ = "policy";
+  PolicyFileState policy_file_;
+  // Why the policy file and policy_ differ when no apply is pending; empty: they agree.
+  std::string file_differs_;
   std::uint64_t generation_ = 0;
   Clock::time_point last_applied_;
 
@@ -276,7 +287,9 @@ class Firewall {
     Policy previous;
     std::string path;  // the applied file, to install on confirm
     std::string text;
+    std::map<std::string, std::string> sources;  // its files, for policy_file_.loaded()
     Clock::time_point deadline;
+    std::string file_differs;  // file_differs_ before it, for a rollback
   };
   std::optional<PendingApply> pending_;
   std::unique_ptr<StateWriter>
