@@ -389,7 +389,7 @@ std::string Firewall::start() {
         commit(std::move(last_good.policy), runtime, "start");
         loaded_from_ = "last-good";
         file_differs_ =
-            "it could not be loaded at start (portierd's log says why), so the last good policy "
+            "it could not be loaded at start, portierd's log says why, so the last good policy "
             "is loaded; a restart tries the file again, and so does reload";
         return problems + "loaded the last good policy from " + state_file("last-good.toml") + "\n";
       } catch (const std::exception& failure) {
@@ -599,7 +599,7 @@ void Firewall::rollback() {
   loaded_from_ = "last-good";
   file_differs_ =
       "a rollback loaded the previous good policy, and the file still holds the policy in "
-      "force before it (the last apply did not write the file, or it was edited since): a "
+      "force before it, as the last apply did not write the file or it was edited since; a "
       "restart or reload loads the file";
   if (events_) events_->rolled_back("rollback to the previous good policy");
 }
@@ -1004,7 +1004,7 @@ FirewallStatus Firewall::status() const {
               "restart loads it unconfirmed"
             : "an apply of " + pending_->path +
                   " is waiting for confirmation; the file holds the policy before it, which a "
-                  "rollback or a restart loads (confirm installs the new one as the file)";
+                  "rollback or a restart loads; confirm installs the new one as the file";
   else if (!file_differs_.empty())
     status.policy_file_differs = file_differs_;
   else if (auto edited = policy_file_.edited_since_loaded())
