@@ -58,6 +58,10 @@ int status(Args args) {
             .value(owner.since_usec)
             .end_object();
       out.end_array();
+      if (facts.count("confirm_deadline_usec")) out.key("confirm_deadline_usec").value(number("confirm_deadline_usec"));
+      out.key("policy_file").value(text("policy_file"));
+      if (facts.count("policy_file_detail"))
+        out.key("policy_file_detail").value(text("policy_file_detail"));
       out.end_object();
       std::printf("%s\n", out.str().c_str());
       return kOk;
@@ -73,6 +77,13 @@ int status(Args args) {
     std::printf("mode:       %s\n",
                 mode == "normal" ? mode.c_str() : coloured(mode, "yellow").c_str());
     std::printf("loaded:     %s\n", text("loaded_from").c_str());
+    // What a restart would load: the file, whenever it is not what is loaded now.
+    if (text("policy_file") == "differs")
+      std::printf("policy file: %s (%s)\n",
+                  coloured("differs from what is loaded", "yellow").c_str(),
+                  text("policy_file_detail").c_str());
+    else if (text("policy_file") == "same")
+      std::printf("policy file: same as loaded\n");
     if (auto deadline = number("confirm_deadline_usec"))
       std::printf("confirm by: %s (or it rolls back)\n", format_time(deadline).c_str());
     std::printf("generation: %llu\n", static_cast<unsigned long long>(number("generation")));

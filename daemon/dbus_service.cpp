@@ -42,6 +42,14 @@ auto translated(Operation&& operation) -> decltype(operation()) {
   }
 }
 
+// The change is in the kernel, but a restart would not bring it back: the caller must know.
+sdbus::Error not_saved(const std::string& why) {
+  return sdbus::Error(bus_error::kNotSaved,
+                      "the change is in force, but it could not be saved and a restart of "
+                      "portierd would undo it: " +
+                          why);
+}
+
 void require(bool condition, const std::string& message) {
   if (!condition) throw sdbus::Error(bus_error::kInvalidArgument, message);
 }
@@ -135,21 +143,57 @@ std::string refusal(std::string_view what, uid_t uid, PolkitAnswer answer, bool 
   return why;
 }
 
+}  // namespace
+
+// Makes the change and answers: at once with its error if it fails, else once what it
+// changed in the runtime state is on disk (it is acknowledged only when a crash right
+// after the reply would not lose it). A change that left the runtime state alone (its
+// files, if any, are written before it returns) is answered at once.
 template <typename... Results, typename Change>
-void reply_with(const sdbus::Result<Results...>& result, Change& change) {
+void FirewallService::reply_when_saved(sdbus::Result<Results...>& result, Change& change) {
   try {
-    if constexpr (sizeof...(Results) == 0) {
-      translated(change);
-      result.returnResults();
-    } else {
-      result.returnResults(translated(change));
+    const std::uint64_t before = firewall_.state_generation();
+    // sdbus::Result cannot be copied, and a held reply lives in a std::function.
+    auto held = std::make_shared<sdbus::Result<Results...>>(std::move(result));
+    auto answer = [&]() -> SavedReplies::Reply {
+      if constexpr (sizeof...(Results) == 0) {
+        translated(change);
+        return [held](const std::string* error) {
+          if (error)
+            held->returnError(not_saved(*error));
+          else
+            held->returnResults();
+        };
+      } else {
+        return [held, value = translated(change)](const std::string* error) {
+          if (error)
+            held->returnError(not_saved(*error));
+          else
+            held->returnResults(value);
+        };
+      }
+    };
+    SavedReplies::Reply reply;
+    try {
+      reply = answer();
+    } catch (const sdbus::Error& error) {
+      held->returnError(error);
+      return;
     }
+    const std::uint64_t needed = firewall_.state_generation();
+    if (needed == before)
+      reply(nullptr);
+    else
+      saved_replies_.after(needed, std::move(reply));
   } catch (const sdbus::Error& error) {
-    result.returnError(error);
+    std::fprintf(stderr, "portierd: cannot answer a call: %s\n", error.what());
   }
 }
 
-}  // namespace
+void FirewallService::answer_saved() {
+  for (const StateWriter::Outcome& outcome : firewall_.take_state_outcomes())
+    saved_replies_.settled(outcome.generation, outcome.error);
+}
 
 // polkit decides for non-root callers when it is on the bus; without it only root may
 // change the firewall. A caller that allows interactive authorization (portierctl on a
@@ -162,7 +206,7 @@ void FirewallService::when_authorized(sdbus::Result<Results...>&& result, std::s
   // The bus daemon vouches for the caller's uid, so it can be trusted for this check.
   uid_t uid = message->getCredsUid();
   if (uid == 0) {
-    reply_with(result, change);
+    reply_when_saved(result, change);
     return;
   }
   struct Waiting {
@@ -174,11 +218,11 @@ void FirewallService::when_authorized(sdbus::Result<Results...>&& result, std::s
   std::string sender = message->getSender();
   polkit_.check(
       sender, uid, kPolkitAction, interactive,
-      [waiting, uid, interactive, what = std::string(what)](PolkitAnswer answer) {
+      [this, waiting, uid, interactive, what = std::string(what)](PolkitAnswer answer) {
         // This runs from the event loop, where nothing may escape.
         try {
           if (answer == PolkitAnswer::granted) {
-            reply_with(waiting->result, waiting->change);
+            reply_when_saved(waiting->result, waiting->change);
             return;
           }
           // Whoever was asked for a password has given up waiting (portierctl was ended):
@@ -302,6 +346,11 @@ std::map<std::string, sdbus::Variant> FirewallService::GetStatus() {
                         owner.cgroup ? owner.cgroup->id : 0,
                         owner.since ? usec_since_epoch(*owner.since) : 0);
   facts.emplace("owners", sdbus::Variant(owners));
+  facts.emplace(
+      "policy_file",
+      sdbus::Variant(std::string(status.policy_file_differs.empty() ? "same" : "differs")));
+  if (!status.policy_file_differs.empty())
+    facts.emplace("policy_file_detail", sdbus::Variant(status.policy_file_differs));
   return facts;
 }
 

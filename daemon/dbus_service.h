@@ -13,6 +13,7 @@
 #include "firewall1_adaptor.h"
 #include "packet_log.h"
 #include "polkit_authority.h"
+#include "saved_replies.h"
 
 namespace portier {
 
@@ -30,6 +31,8 @@ inline constexpr const char* kKernelRefused = "org.portier.Firewall1.Error.Kerne
 inline constexpr const char* kInvalidArgument = "org.portier.Firewall1.Error.InvalidArgument";
 inline constexpr const char* kNotPending = "org.portier.Firewall1.Error.NotPending";
 inline constexpr const char* kFailed = "org.portier.Firewall1.Error.Failed";
+/// The change is in force, but its state could not be written (a full disk, say).
+inline constexpr const char* kNotSaved = "org.portier.Firewall1.Error.NotSaved";
 }  // namespace bus_error
 
 using Options = std::map<std::string, sdbus::Variant>;
@@ -43,6 +46,9 @@ class FirewallService final : public sdbus::AdaptorInterfaces<org::portier::Fire
 
   /// Reload from outside the bus (SIGHUP); failures are logged, not thrown.
   void reload_logged();
+  /// Answers the calls whose changes the state writer has now written (Firewall::state_fd()
+  /// became readable).
+  void answer_saved();
 
   // FirewallEvents
   void applied(std::uint64_t generation, std::string_view reason) override;
@@ -95,8 +101,12 @@ class FirewallService final : public sdbus::AdaptorInterfaces<org::portier::Fire
   template <typename... Results, typename Change>
   void when_authorized(sdbus::Result<Results...>&& result, std::string_view what, Change change);
 
+  template <typename... Results, typename Change>
+  void reply_when_saved(sdbus::Result<Results...>& result, Change& change);
+
   Firewall& firewall_;
   PolkitAuthority polkit_;
+  SavedReplies saved_replies_;
   PacketLogLimiter packet_limiter_;
   // The verdict word of each rule's log lines, for the generation they were taken from.
   std::map<std::string, std::string, std::less<>> rule_verdicts_;

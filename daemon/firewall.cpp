@@ -91,7 +91,8 @@ Firewall::Firewall(Kernel& kernel, FirewallOptions options, SystemTables tables)
     : kernel_(kernel),
       options_(std::move(options)),
       bound_(options_.cgroups, options_.now),
-      tables_(std::move(tables)) {}
+      tables_(std::move(tables)),
+      policy_file_(options_.policy_path, options_.state_dir) {}
 
 std::string Firewall::state_file(std::string_view name) const {
   return (std::filesystem::path(options_.state_dir) / name).string();
@@ -358,6 +359,7 @@ std::string Firewall::start() {
     try {
       commit(std::move(parsed.policy), runtime, "start");
       loaded_from_ = "policy";
+      policy_file_.loaded(parsed.sources);
       save_last_good(policy_);
       return problems;
     } catch (const std::exception& failure) {
@@ -371,6 +373,9 @@ std::string Firewall::start() {
       try {
         commit(std::move(last_good.policy), runtime, "start");
         loaded_from_ = "last-good";
+        file_differs_ =
+            "it could not be loaded at start, portierd's log says why, so the last good policy "
+            "is loaded; a restart tries the file again, and so does reload";
         return problems + "loaded the last good policy from " + state_file("last-good.toml") + "\n";
       } catch (const std::exception& failure) {
         problems += failure.what();
@@ -383,6 +388,9 @@ std::string Firewall::start() {
   fail_closed.source = "(built-in fail-closed policy)";
   commit(fail_closed, RuntimeState{}, "start");
   loaded_from_ = "fail-closed";
+  file_differs_ =
+      "neither it nor a last good policy could be loaded at start, so the built-in fail-closed "
+      "policy is loaded; a restart tries the file again, and so does reload";
   return problems + "loaded the built-in fail-closed policy: new inbound connections are dropped\n";
 }
 
@@ -397,6 +405,8 @@ void Firewall::reload() {
                 [&](const auto& toggle) { return !is_toggleable(parsed.policy, toggle.first); });
   commit(std::move(parsed.policy), std::move(runtime), "reload");
   loaded_from_ = "policy";
+  policy_file_.loaded(parsed.sources);
+  file_differs_.clear();
   save_last_good(policy_);
 }
 
@@ -404,7 +414,7 @@ void Firewall::set_rule_enabled(const std::string& name, bool enabled, bool perm
   if (!is_toggleable(policy_, name))
     throw NoSuchRule("no rule or forward named '" + name + "' in the policy");
   if (permanent) {
-    if (loaded_from_ != "policy" || pending_)
+    if (!file_differs_.empty() || pending_)
       throw InvalidRequest(
           "the policy in force is not the policy file: cannot edit it permanently");
     edit_enabled_in_file(name, enabled);
@@ -413,6 +423,7 @@ void Firewall::set_rule_enabled(const std::string& name, bool enabled, bool perm
     ParsedPolicy parsed = parse_policy_file(options_.policy_path, tables_);
     if (!parsed.ok()) throw PolicyError(parsed.report());
     commit(std::move(parsed.policy), std::move(runtime), "toggle");
+    policy_file_.loaded(parsed.sources);
     save_last_good(policy_);
   } else if (kernel_has_full_ && !runtime_.panic) {
     // Nothing else changes: no recompile, only this rule's kernel rules.
@@ -477,14 +488,28 @@ std::uint64_t Firewall::apply_file(const std::string& path,
   ParsedPolicy parsed = parse_policy_file(path, tables_);
   if (!parsed.ok()) throw PolicyError(parsed.report());
   auto text = parsed.sources.at(path);
+  // Once installed, the applied file's text is the policy file's.
+  auto sources = parsed.sources;
+  if (path != options_.policy_path) {
+    auto applied = sources.extract(path);
+    applied.key() = options_.policy_path;
+    sources.insert(std::move(applied));
+  }
   Policy previous = policy_;
   commit(std::move(parsed.policy), runtime_, "apply");
   if (confirm) {
-    pending_ = PendingApply{std::move(previous), path, std::move(text), options_.now() + *confirm};
+    pending_ = PendingApply{.previous = std::move(previous),
+                            .path = path,
+                            .text = std::move(text),
+                            .sources = std::move(sources),
+                            .deadline = options_.now() + *confirm,
+                            .file_differs = file_differs_};
     if (events_) events_->confirm_pending(static_cast<std::uint32_t>(confirm->count()));
   } else {
-    if (path != options_.policy_path) write_file_atomically(options_.policy_path, text);
+    if (path != options_.policy_path) install_policy_file(text);
     loaded_from_ = "policy";
+    policy_file_.loaded(sources);
+    file_differs_.clear();
     save_last_good(policy_);
   }
   return generation_;
@@ -492,15 +517,53 @@ std::uint64_t Firewall::apply_file(const std::string& path,
 
 void Firewall::confirm() {
   if (!pending_) throw NotPending("no apply is waiting for confirmation");
-  if (pending_->path != options_.policy_path)
-    write_file_atomically(options_.policy_path, pending_->text);
+  if (pending_->path != options_.policy_path) install_policy_file(pending_->text);
+  policy_file_.loaded(pending_->sources);
+  file_differs_.clear();
   pending_.reset();
   loaded_from_ = "policy";
   save_last_good(policy_);
 }
 
+void Firewall::install_policy_file(const std::string& text) {
+  auto before = read_text(options_.policy_path);
+  if (before && *before != text) policy_file_.replacing(*before, text);
+  write_file_atomically(options_.policy_path, text);
+}
+
+// The last apply (confirmed, or without --confirm) replaced the policy file: it goes back
+// whole, comments and all, and is loaded from there, so the kernel and the file agree and
+// a restart loads what the rollback chose.
+bool Firewall::roll_back_policy_file() {
+  std::optional<std::string> before = policy_file_.replaced_text();
+  if (!before) return false;
+  std::optional<std::string> applied = read_text(options_.policy_path);
+  write_file_atomically(options_.policy_path, *before);
+  try {
+    ParsedPolicy parsed = parse_policy_file(options_.policy_path, tables_);
+    if (!parsed.ok()) throw PolicyError(parsed.report());
+    commit(std::move(parsed.policy), runtime_, "rollback");
+    policy_file_.loaded(parsed.sources);
+  } catch (const std::exception& failure) {
+    // It no longer loads (a cgroup it names is gone, say): the applied file stays, and the
+    // previous good policy is loaded without it.
+    std::fprintf(stderr,
+                 "portierd: the policy file before the last apply does not load any more, "
+                 "rolling back to the previous good policy alone: %s\n",
+                 failure.what());
+    if (applied) write_file_atomically(options_.policy_path, *applied);
+    return false;
+  }
+  policy_file_.forget_replaced();
+  loaded_from_ = "last-good";  // the policy before the last, as without a file to put back
+  file_differs_.clear();
+  save_last_good(policy_);  // a later start with a broken file falls back to it, too
+  return true;
+}
+
 void Firewall::finish_pending(std::string_view reason) {
   commit(pending_->previous, runtime_, "rollback");
+  file_differs_ = pending_->file_differs;  // the file was left as it was
   pending_.reset();
   if (events_) events_->rolled_back(reason);
 }
@@ -510,11 +573,19 @@ void Firewall::rollback() {
     finish_pending("rollback requested");
     return;
   }
+  if (roll_back_policy_file()) {
+    if (events_) events_->rolled_back("rollback to the previous good policy");
+    return;
+  }
   ParsedPolicy previous = parse_policy_file(state_file("previous-good.toml"), tables_);
   if (options_.state_dir.empty() || !previous.ok())
     throw NotPending("nothing to roll back to: no apply is pending and no previous policy is kept");
   commit(std::move(previous.policy), runtime_, "rollback");
   loaded_from_ = "last-good";
+  file_differs_ =
+      "a rollback loaded the previous good policy, and the file still holds the policy in "
+      "force before it, as the last apply did not write the file or it was edited since; a "
+      "restart or reload loads the file";
   if (events_) events_->rolled_back("rollback to the previous good policy");
 }
 
@@ -796,13 +867,23 @@ void Firewall::repair_drift(const std::string& what) {
   install(Built{full_, disabled_}, "drift-repair");
 }
 
-void Firewall::save_runtime() { runtime_unsaved_ = !options_.state_dir.empty(); }
+void Firewall::save_runtime() {
+  if (options_.state_dir.empty()) return;
+  runtime_unsaved_ = true;
+  ++state_generation_;
+}
 
 void Firewall::flush_state() {
   if (!runtime_unsaved_) return;
   runtime_unsaved_ = false;
   if (!state_writer_) state_writer_ = std::make_unique<StateWriter>(state_file("runtime.toml"));
-  state_writer_->post(write_runtime_state(runtime_));
+  state_writer_->post(write_runtime_state(runtime_), state_generation_);
+}
+
+int Firewall::state_fd() const { return state_writer_ ? state_writer_->fd() : -1; }
+
+std::vector<StateWriter::Outcome> Firewall::take_state_outcomes() {
+  return state_writer_ ? state_writer_->take_outcomes() : std::vector<StateWriter::Outcome>{};
 }
 
 void Firewall::release_memory() {
@@ -901,6 +982,19 @@ FirewallStatus Firewall::status() const {
   status.mode = mode();
   if (pending_) status.confirm_deadline = pending_->deadline;
   status.loaded_from = loaded_from_;
+  if (pending_)
+    status.policy_file_differs =
+        pending_->path == options_.policy_path
+            ? "an apply of it is waiting for confirmation; the file already holds it, so a "
+              "restart loads it unconfirmed"
+            : "an apply of " + pending_->path +
+                  " is waiting for confirmation; the file holds the policy before it, which a "
+                  "rollback or a restart loads; confirm installs the new one as the file";
+  else if (!file_differs_.empty())
+    status.policy_file_differs = file_differs_;
+  else if (auto edited = policy_file_.edited_since_loaded())
+    status.policy_file_differs =
+        *edited + " changed since it was loaded: reload loads it, and so would a restart";
   for (const NamedSet& set : policy_.sets) {
     status.sets.push_back(set.name);
     status.set_families[set.name] = set.family == SetFamily::port   ? "port"

@@ -21,11 +21,11 @@
 #include "kernel.h"
 #include "parse_policy.h"
 #include "policy.h"
+#include "policy_file_state.h"
 #include "runtime_state.h"
+#include "state_writer.h"
 
 namespace portier {
-
-class StateWriter;
 
 /// A policy (file, reload, apply) has errors; what() is the full report.
 class PolicyError : public std::runtime_error {
@@ -87,6 +87,9 @@ struct FirewallStatus {
   Mode mode = Mode::normal;
   std::optional<Clock::time_point> confirm_deadline;
   std::string loaded_from;                          // policy, last-good or fail-closed
+  /// Empty when the policy file holds what is loaded (and a restart would load it again);
+  /// else how they differ, what a restart and a reload would load.
+  std::string policy_file_differs;
   std::vector<std::string> sets;                    // names of the policy's named sets
   std::map<std::string, std::string> set_families;  // name -> ipv4, ipv6 or port
   std::vector<OwnerStatus> owners;             // binds and rules by unit or cgroup
@@ -134,8 +137,16 @@ class Firewall {
   Firewall& operator=(const Firewall&) = delete;
 
   /// Hands unsaved runtime changes to the state writer, which writes them to the state
-  /// directory on its own thread (the fsync may take a while); called after answering.
+  /// directory on its own thread (the fsync may take a while); called once the calls
+  /// queued on the bus have been handled, so that they share one write.
   void flush_state();
+  /// Counts the runtime changes that are to be written: a call that raised it is answered
+  /// once take_state_outcomes() reports a write of at least this generation.
+  std::uint64_t state_generation() const { return state_generation_; }
+  /// Readable when the state writer finished a write; -1 before the first.
+  int state_fd() const;
+  /// The writes finished since the last call (StateWriter::take_outcomes()).
+  std::vector<StateWriter::Outcome> take_state_outcomes();
   /// Gives freed heap back to the system after a whole load; called after answering.
   void release_memory();
   /// flush_state(), then waits until the state is on disk.
@@ -252,6 +263,10 @@ class Firewall {
   std::string state_file(std::string_view name) const;
   void edit_enabled_in_file(const std::string& name, bool enabled);
   void finish_pending(std::string_view reason);
+  /// Writes `text` as the policy file, keeping the text it replaces for rollback().
+  void install_policy_file(const std::string& text);
+  /// rollback() with nothing pending, when the last apply's file can be put back.
+  bool roll_back_policy_file();
 
   OwnerStatus owner_status(const ir::NamedSet& set) const;
 
@@ -284,8 +299,12 @@ class Firewall {
   std::vector<std::vector<std::size_t>> map_order_;
   bool kernel_has_full_ = false;
   bool runtime_unsaved_ = false;
+  std::uint64_t state_generation_ = 0;
   bool heap_to_trim_ = false;  // a whole load happened since the last release_memory()
   std::string loaded_from_ = "policy";
+  PolicyFileState policy_file_;
+  // Why the policy file and policy_ differ when no apply is pending; empty: they agree.
+  std::string file_differs_;
   std::uint64_t generation_ = 0;
   Clock::time_point last_applied_;
 
@@ -293,7 +312,9 @@ class Firewall {
     Policy previous;
     std::string path;  // the applied file, to install on confirm
     std::string text;
+    std::map<std::string, std::string> sources;  // its files, for policy_file_.loaded()
     Clock::time_point deadline;
+    std::string file_differs;  // file_differs_ before it, for a rollback
   };
   std::optional<PendingApply> pending_;
   std::unique_ptr<StateWriter>

@@ -179,8 +179,8 @@ int serve(sdbus::IConnection& bus, portier::FirewallService& service, portier::F
     }
   };
   for (;;) {
-    // Handle everything sd-bus already has queued before sleeping; the replies are out
-    // before the state is written to disk.
+    // Handle everything sd-bus already has queued before sleeping; their changes then go
+    // to disk in one write (flush_state below), and their replies once it is there.
     while (bus.processPendingRequest()) {
     }
     // A commit by others while one of ours ran sends us no notification (we are out of the
@@ -217,13 +217,14 @@ int serve(sdbus::IConnection& bus, portier::FirewallService& service, portier::F
       timeout_ms = timeout_ms < 0 ? summary_ms : std::min(timeout_ms, summary_ms);
     }
     // poll() skips entries with a negative fd.
-    pollfd fds[6] = {{poll_data.fd, poll_data.events, 0},
+    pollfd fds[7] = {{poll_data.fd, poll_data.events, 0},
                      {signal_fd, POLLIN, 0},
                      {timer_fd, POLLIN, 0},
                      {kernel.event_fd(), POLLIN, 0},
                      {packet_log ? packet_log->fd() : -1, POLLIN, 0},
-                     {cgroups.fd(), POLLIN, 0}};
-    if (::poll(fds, 6, timeout_ms) < 0 && errno != EINTR) {
+                     {cgroups.fd(), POLLIN, 0},
+                     {firewall.state_fd(), POLLIN, 0}};
+    if (::poll(fds, 7, timeout_ms) < 0 && errno != EINTR) {
       std::fprintf(stderr, "portierd: poll: %s\n", std::strerror(errno));
       return 1;
     }
@@ -244,6 +245,8 @@ int serve(sdbus::IConnection& bus, portier::FirewallService& service, portier::F
     }
     if (fds[3].fd >= 0 && (fds[3].revents & POLLIN)) repair_drift();
     if (fds[5].revents & POLLIN) cgroups.on_readable();
+    // The state writer finished: the calls whose changes it wrote get their replies.
+    if (fds[6].fd >= 0 && (fds[6].revents & POLLIN)) service.answer_saved();
     // A full receive buffer shows as POLLERR; the read reports (and clears) it.
     if (fds[4].revents & (POLLIN | POLLERR)) {
       try {
@@ -266,6 +269,9 @@ int serve(sdbus::IConnection& bus, portier::FirewallService& service, portier::F
           std::fprintf(stderr, "portierd: %s: exiting, ruleset stays loaded\n",
                        strsignal(static_cast<int>(info.ssi_signo)));
           sd_notify(0, "STOPPING=1");
+          // Calls whose changes are being written still get their answers.
+          firewall.wait_for_state();
+          service.answer_saved();
           ::close(timer_fd);
           return 0;
         }

@@ -7,6 +7,7 @@
 #include <toml++/toml.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <filesystem>
 #include <sstream>
 #include <stdexcept>
@@ -116,11 +117,17 @@ void write_file_atomically(const std::string& path, const std::string& text) {
   std::filesystem::path final_path = path;
   std::filesystem::path temp_path = final_path;
   temp_path += ".tmp";
+  // Whatever fails, the old file stays as it was and no half-written temporary is left
+  // beside it (on a full disk, it would hold the space the next try needs).
+  auto fail = [&](int error, const std::string& what) {
+    ::unlink(temp_path.c_str());
+    throw std::system_error(error, std::generic_category(), what);
+  };
   // An existing file keeps its permissions (a policy file may be world-readable).
   struct stat existing {};
   mode_t mode = ::stat(final_path.c_str(), &existing) == 0 ? (existing.st_mode & 07777) : 0600;
   int fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0) throw std::system_error(errno, std::generic_category(), "cannot write " + temp_path.string());
+  if (fd < 0) fail(errno, "cannot write " + temp_path.string());
   ::fchmod(fd, mode);
   std::size_t written = 0;
   while (written < text.size()) {
@@ -129,20 +136,30 @@ void write_file_atomically(const std::string& path, const std::string& text) {
     if (n < 0) {
       int saved = errno;
       ::close(fd);
-      throw std::system_error(saved, std::generic_category(), "cannot write " + temp_path.string());
+      fail(saved, "cannot write " + temp_path.string());
     }
     written += static_cast<std::size_t>(n);
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0)
-    throw std::system_error(errno, std::generic_category(), "cannot write " + temp_path.string());
-  std::filesystem::rename(temp_path, final_path);
-  // The rename is only durable once the folder's entry is on disk too.
-  int dir = ::open(final_path.parent_path().empty() ? "." : final_path.parent_path().c_str(),
-                   O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir >= 0) {
-    ::fsync(dir);
-    ::close(dir);
+  // Space is only taken at writeback on some file systems: fsync is where a full disk
+  // shows, and a close after it may report it too.
+  if (::fsync(fd) != 0) {
+    int saved = errno;
+    ::close(fd);
+    fail(saved, "cannot write " + temp_path.string());
   }
+  if (::close(fd) != 0) fail(errno, "cannot write " + temp_path.string());
+  if (::rename(temp_path.c_str(), final_path.c_str()) != 0)
+    fail(errno, "cannot rename " + temp_path.string() + " to " + final_path.string());
+  // The rename is only durable once the folder's entry is on disk too.
+  std::string folder = final_path.parent_path().empty() ? "." : final_path.parent_path().string();
+  int dir = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) throw std::system_error(errno, std::generic_category(), "cannot open " + folder);
+  if (::fsync(dir) != 0) {
+    int saved = errno;
+    ::close(dir);
+    throw std::system_error(saved, std::generic_category(), "cannot sync " + folder);
+  }
+  ::close(dir);
 }
 
 }  // namespace portier
