@@ -29,14 +29,6 @@ bool is_toggleable(const Policy& policy, const std::string& name) {
                                                [&](const Forward& f) { return f.name == name; });
 }
 
-std::optional<std::string> read_text(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) return std::nullopt;
-  std::stringstream text;
-  text << file.rdbuf();
-  return text.str();
-}
-
 // A set element as the user wrote it, checked against the set's family.
 bool element_fits(const NamedSet& set, const std::string& element) {
   if (set.family == SetFamily::port) {
@@ -344,7 +336,7 @@ std::string Firewall::start() {
   std::string problems;
   RuntimeState runtime;
   if (!options_.state_dir.empty()) {
-    if (auto text = read_text(state_file("runtime.toml"))) {
+    if (auto text = read_text_file(state_file("runtime.toml"))) {
       try {
         runtime = read_runtime_state(*text, state_file("runtime.toml"), tables_);
       } catch (const std::exception& failure) {
@@ -446,7 +438,7 @@ void Firewall::edit_enabled_in_file(const std::string& name, bool enabled) {
   if (const Rule* rule = policy_.find_rule(name)) where = rule->where;
   for (const Forward& forward : policy_.forwards)
     if (forward.name == name) where = forward.where;
-  auto text = read_text(where.file);
+  auto text = read_text_file(where.file);
   if (!text) throw InvalidRequest("cannot read " + where.file);
   toml::table document = toml::parse(*text, where.file);
   const toml::table* entry = nullptr;
@@ -526,7 +518,7 @@ void Firewall::confirm() {
 }
 
 void Firewall::install_policy_file(const std::string& text) {
-  auto before = read_text(options_.policy_path);
+  auto before = read_text_file(options_.policy_path);
   if (before && *before != text) policy_file_.replacing(*before, text);
   write_file_atomically(options_.policy_path, text);
 }
@@ -537,7 +529,7 @@ void Firewall::install_policy_file(const std::string& text) {
 bool Firewall::roll_back_policy_file() {
   std::optional<std::string> before = policy_file_.replaced_text();
   if (!before) return false;
-  std::optional<std::string> applied = read_text(options_.policy_path);
+  std::optional<std::string> applied = read_text_file(options_.policy_path);
   write_file_atomically(options_.policy_path, *before);
   try {
     ParsedPolicy parsed = parse_policy_file(options_.policy_path, tables_);
@@ -909,7 +901,7 @@ void Firewall::save_last_good(const Policy& policy) const {
   try {
     std::string text = write_policy(policy);
     std::string last = state_file("last-good.toml");
-    if (auto old = read_text(last); old && *old != text)
+    if (auto old = read_text_file(last); old && *old != text)
       write_file_atomically(state_file("previous-good.toml"), *old);
     write_file_atomically(last, text);
   } catch (const std::exception& failure) {

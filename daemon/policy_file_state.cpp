@@ -15,14 +15,6 @@ namespace {
 constexpr const char* kBefore = "policy-before-apply.toml";
 constexpr const char* kApplied = "policy-applied.toml";
 
-std::optional<std::string> read_text(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) return std::nullopt;
-  std::stringstream text;
-  text << file.rdbuf();
-  return text.str();
-}
-
 std::size_t hash_of(const std::string& text) { return std::hash<std::string>()(text); }
 
 }  // namespace
@@ -41,7 +33,7 @@ void PolicyFileState::loaded(const std::map<std::string, std::string>& sources) 
 
 std::optional<std::string> PolicyFileState::edited_since_loaded() const {
   for (const auto& [file, hash] : loaded_) {
-    auto text = read_text(file);
+    auto text = read_text_file(file);
     if (!text || hash_of(*text) != hash) return file;
   }
   return std::nullopt;
@@ -56,9 +48,9 @@ void PolicyFileState::replacing(const std::string& before, const std::string& af
 
 std::optional<std::string> PolicyFileState::replaced_text() const {
   if (state_dir_.empty()) return std::nullopt;
-  auto before = read_text(copy(kBefore));
-  auto applied = read_text(copy(kApplied));
-  auto now = read_text(policy_path_);
+  auto before = read_text_file(copy(kBefore));
+  auto applied = read_text_file(copy(kApplied));
+  auto now = read_text_file(policy_path_);
   if (!before || !applied || !now || *applied != *now) return std::nullopt;
   return before;
 }

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <fstream>
 #include <filesystem>
 #include <sstream>
 #include <stdexcept>
@@ -111,6 +112,14 @@ RuntimeState read_runtime_state(const std::string& text, const std::string& file
   state.added_elements = read_elements(document, "added_element");
   state.removed_elements = read_elements(document, "removed_element");
   return state;
+}
+
+std::optional<std::string> read_text_file(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) return std::nullopt;
+  std::stringstream text;
+  text << file.rdbuf();
+  return text.str();
 }
 
 void write_file_atomically(const std::string& path, const std::string& text) {

@@ -53,4 +53,7 @@ RuntimeState read_runtime_state(const std::string& text, const std::string& file
 /// a temporary file in the same folder, fsync, rename, fsync of the folder.
 void write_file_atomically(const std::string& path, const std::string& text);
 
+/// The whole content of the file at `path`; none if it cannot be opened.
+std::optional<std::string> read_text_file(const std::string& path);
+
 }  // namespace portier

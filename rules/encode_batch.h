@@ -43,8 +43,9 @@ struct EncodedBatch {
 /// verdict maps. Element lists longer than one netlink attribute
 /// holds are split over several messages, so a million-element set still goes in this one
 /// transaction. Sequence numbers start at first_seq (the batch begin message). Throws
-/// std::invalid_argument for an IR the kernel could not express (see render_nft()), an
-/// unresolved cgroup id (SocketCgroup::id == 0), or a lookup of a set the table lacks.
+/// std::invalid_argument for an IR the kernel could not express (see render_nft()), a
+/// socket cgroup match on a set that does not hold cgroups, or a lookup of a set the table
+/// lacks.
 /// Differs from nft's batch only in the flags: every request asks for an ack, and every
 /// NEWRULE for an echo (see EncodedBatch::rule_seqs).
 EncodedBatch encode_replace_batch(const ir::Ruleset& ruleset, std::uint32_t first_seq);
