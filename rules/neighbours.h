@@ -13,9 +13,9 @@
 namespace portier {
 
 struct NeighbourStack {
-  std::string_view name;                    // also the name of its built-in zone
-  std::vector<std::string> interfaces;      // what it creates, out of the box
-  bool guest_services = false;              // its guests get DHCP and DNS from the host
+  std::string_view name;                // also the name of its built-in zone
+  std::vector<std::string> interfaces;  // what it creates, out of the box
+  bool guest_services = false;          // its guests get DHCP and DNS from the host
 };
 
 /// docker, podman, libvirt, kubernetes.

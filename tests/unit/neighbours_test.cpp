@@ -15,7 +15,8 @@ using namespace portier;
 namespace {
 
 ParsedPolicy parse(std::string_view text) {
-  return parse_policy(text, "n.toml", SystemTables{ServiceTable::parse("http 80/tcp\n"), UserTable::parse("")});
+  return parse_policy(text, "n.toml",
+                      SystemTables{ServiceTable::parse("http 80/tcp\n"), UserTable::parse("")});
 }
 
 Policy policy_from(std::string_view text) {
@@ -51,12 +52,13 @@ std::vector<std::string> comments(const ir::Chain& chain) {
 
 TEST_CASE("neighbours: four built-in zones, out of the box") {
   Policy policy = policy_from("[policy]\ninput = \"drop\"\n");
-  CHECK(zone_summary(policy) == std::vector<std::string>{
-                                    "docker/docker builtin: docker0 br-*",
-                                    "podman/podman builtin: podman* cni-podman*",
-                                    "libvirt/libvirt builtin: virbr*",
-                                    "kubernetes/kubernetes builtin: cni0 flannel* cali* cilium* kube-*",
-                                });
+  CHECK(zone_summary(policy) ==
+        std::vector<std::string>{
+            "docker/docker builtin: docker0 br-*",
+            "podman/podman builtin: podman* cni-podman*",
+            "libvirt/libvirt builtin: virbr*",
+            "kubernetes/kubernetes builtin: cni0 flannel* cali* cilium* kube-*",
+        });
 }
 
 TEST_CASE("neighbours: switched off, renamed and extended, given an input default") {
@@ -76,12 +78,13 @@ interfaces = ["docker0", "br-*", "mybridge"]
 input = "reject"
 )");
   // libvirt's zone takes its interfaces; a name the lan zone has is the lan's.
-  CHECK(zone_summary(policy) == std::vector<std::string>{
-                                    "lan: br-lan virbr0",
-                                    "containers/docker: docker0 br-* mybridge",
-                                    "libvirt/libvirt: virbr*",
-                                    "kubernetes/kubernetes builtin: cni0 flannel* cali* cilium* kube-*",
-                                });
+  CHECK(zone_summary(policy) ==
+        std::vector<std::string>{
+            "lan: br-lan virbr0",
+            "containers/docker: docker0 br-* mybridge",
+            "libvirt/libvirt: virbr*",
+            "kubernetes/kubernetes builtin: cni0 flannel* cali* cilium* kube-*",
+        });
   // Written back and read again: the same zones.
   Policy again = policy_from(write_policy(policy));
   std::vector<std::string> before = zone_summary(policy), after = zone_summary(again);
@@ -108,7 +111,8 @@ stack = "docker"
 )");
   CHECK_FALSE(bad.ok());
   const std::string report = bad.report();
-  CHECK(report.find("n.toml:3:1: error: unknown key 'dokcer' in [neighbours] (did you mean 'docker'?)") !=
+  CHECK(report.find(
+            "n.toml:3:1: error: unknown key 'dokcer' in [neighbours] (did you mean 'docker'?)") !=
         std::string::npos);
   CHECK(report.find("n.toml:4:13: error: 'published' must be \"policy\"") != std::string::npos);
   CHECK(report.find("n.toml:7:9: error: unknown stack 'libvrit' (did you mean 'libvirt'?)") !=
@@ -182,7 +186,8 @@ action = "accept"
   // Toggling "web" takes its copies out too.
   ir::Ruleset off = without_owners(ruleset, {"web"});
   std::size_t left = 0;
-  for (const ir::Rule& rule : find_chain(off, kPublishedChain)->rules) left += rule.comment == "web";
+  for (const ir::Rule& rule : find_chain(off, kPublishedChain)->rules)
+    left += rule.comment == "web";
   CHECK(left == 0);
   // The forward chain sends them there, before anything else decides.
   const ir::Chain* forward = find_chain(ruleset, kForwardChain);
@@ -228,9 +233,10 @@ TEST_CASE("neighbours: published_alternatives") {
   host.first.bytes = host.last.bytes = {198, 51, 100, 1};
   ir::AddressIn to{ir::Family::ipv4, true, {host}};
   ir::AddressIn from{ir::Family::ipv4, false, {host}};
-  CHECK(published_alternatives({from, to, tcp, ir::DestPortIn{{{22, 22}}}}) ==
-        std::vector<std::vector<ir::Match>>{
-            {from, ir::CtOriginalAddressIn{ir::Family::ipv4, {host}}, tcp, ir::CtOriginalDestPort{{22, 22}}}});
+  CHECK(
+      published_alternatives({from, to, tcp, ir::DestPortIn{{{22, 22}}}}) ==
+      std::vector<std::vector<ir::Match>>{{from, ir::CtOriginalAddressIn{ir::Family::ipv4, {host}},
+                                           tcp, ir::CtOriginalDestPort{{22, 22}}}});
   CHECK(published_alternatives({ir::AddressInSet{ir::Family::ipv4, true, "s"}}).empty());
   CHECK(published_alternatives({ir::SocketUid{0, false}}).empty());
   CHECK(published_alternatives({}) == std::vector<std::vector<ir::Match>>{{}});
