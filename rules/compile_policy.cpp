@@ -294,7 +294,8 @@ class Compiler {
   void add_rule_segment(ir::Chain& chain, const Rule& rule, std::vector<ir::Match> matches) {
     if (rule.limit) add_meter_rules(chain, rule, matches);
     if (rule.log || policy_.log == LogMode::all)
-      chain.rules.push_back(log_rule(matches, "portier " + rule.name + " ", rule.name + kLogSuffix));
+      chain.rules.push_back(
+          log_rule(matches, "portier " + rule.name + " ", rule.name + kLogSuffix));
     ir::Rule compiled = rule_of(std::move(matches), ir::VerdictKind::accept, rule.name, true);
     compiled.verdict = verdict_for(rule.action, rule.protocols);
     chain.rules.push_back(std::move(compiled));
@@ -398,8 +399,8 @@ class Compiler {
             chain.rules.push_back(rule_of(concat(segment, services), ir::VerdictKind::accept,
                                           zone->name + " guests: dhcp, dns", true));
         if (zone->input) {
-          ir::Rule rule = rule_of(segment, ir::VerdictKind::accept,
-                                  "default input from " + zone->name, true);
+          ir::Rule rule =
+              rule_of(segment, ir::VerdictKind::accept, "default input from " + zone->name, true);
           rule.verdict = verdict_for(*zone->input, {});
           chain.rules.push_back(std::move(rule));
         }
@@ -457,8 +458,8 @@ class Compiler {
   void add_neighbour_forward(ir::Chain& chain) {
     for (const Zone* zone : neighbour_zones(policy_))
       for (Segment& segment : neighbour_segments(policy_, *zone, false))
-        chain.rules.push_back(rule_of(std::move(segment), ir::VerdictKind::accept,
-                                      "left to " + zone->name, true));
+        chain.rules.push_back(
+            rule_of(std::move(segment), ir::VerdictKind::accept, "left to " + zone->name, true));
   }
 
   ir::Chain forward_chain(std::vector<ir::Chain>& zone_chains) {

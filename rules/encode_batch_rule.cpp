@@ -582,8 +582,7 @@ void RuleEncoder::encode_address_ranges(ir::Family family,
   const bool v4 = family == ir::Family::ipv4;
   const std::uint32_t len = ir::address_length(family);
   for (const ir::AddressRange& range : ranges) {
-    if (range.first.family != family || range.last.family != family ||
-        range.last < range.first) {
+    if (range.first.family != family || range.last.family != family || range.last < range.first) {
       throw std::invalid_argument("address range of the wrong family or reversed");
     }
   }

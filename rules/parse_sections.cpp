@@ -123,8 +123,9 @@ void PolicyReader::read_neighbours_section(const toml::table& table, Policy& pol
     else if (text == "open")
       policy.neighbours.published_open = true;
     else
-      error(node->source(), "'published' must be \"policy\" (the input rules decide) or \"open\" "
-                            "(open to everyone, as Docker does it)");
+      error(node->source(),
+            "'published' must be \"policy\" (the input rules decide) or \"open\" "
+            "(open to everyone, as Docker does it)");
   }
 }
 

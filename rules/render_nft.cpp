@@ -267,8 +267,7 @@ std::string matches_text(const std::vector<ir::Match>& matches) {
       append(loopback->outgoing ? "oif \"lo\"" : "iif \"lo\"");
     } else if (const auto* names = std::get_if<ir::InterfaceNameIn>(&match)) {
       const bool alone = names->names.size() == 1;
-      append(std::string(names->outgoing ? "oifname " : "iifname ") +
-             (names->negate ? "!= " : "") +
+      append(std::string(names->outgoing ? "oifname " : "iifname ") + (names->negate ? "!= " : "") +
              list_text(
                  names->names,
                  [alone](const std::string& name) { return quoted_interface(name, alone); },
@@ -299,7 +298,8 @@ std::string matches_text(const std::vector<ir::Match>& matches) {
     } else if (const auto* addresses = std::get_if<ir::AddressIn>(&match)) {
       append(address_match_text(*addresses));
     } else if (const auto* original = std::get_if<ir::CtOriginalDestPort>(&match)) {
-      if (protocols == nullptr) throw std::invalid_argument("a port match must follow a protocol match");
+      if (protocols == nullptr)
+        throw std::invalid_argument("a port match must follow a protocol match");
       append("ct original proto-dst " + port_range_text(original->ports));
     } else if (const auto* before_nat = std::get_if<ir::CtOriginalAddressIn>(&match)) {
       for (const ir::AddressRange& range : before_nat->ranges)

@@ -70,9 +70,9 @@ class Validator {
       if (zone.stack.empty()) continue;
       auto [it, inserted] = owner.emplace(zone.stack, &zone);
       if (!inserted)
-        error(zone.where, "zone '" + zone.name + "' is for stack '" + zone.stack +
-                              "', as zone '" + it->second->name + "' at " +
-                              place(it->second->where) + " already is");
+        error(zone.where, "zone '" + zone.name + "' is for stack '" + zone.stack + "', as zone '" +
+                              it->second->name + "' at " + place(it->second->where) +
+                              " already is");
     }
   }
 

@@ -143,8 +143,8 @@ container_fetch() { in_container "$1" 4 wget -q -O - "$2" 2>/dev/null || true; }
 
 # peer_fetch SOURCE_IP URL_PORT: GET / of the host's published port from I, bound to SOURCE_IP.
 peer_fetch() {
-  printf 'GET / HTTP/1.0\r\n\r\n' | ip netns exec "$I" timeout 4 \
-    socat -t 2 - "TCP:$HOST_IP:$2,bind=$1,connect-timeout=2" 2>/dev/null | tail -n 1 || true
+  printf 'GET / HTTP/1.0\r\n\r\n' | ip netns exec "$I" timeout 3 \
+    socat -t 2 - "TCP:$HOST_IP:$2,bind=$1,connect-timeout=1" 2>/dev/null | tail -n 1 || true
 }
 
 expect_fetch() {  # WHAT EXPECTED GOT
@@ -167,6 +167,8 @@ run_container --name web -p 8080:80 bb httpd -f -p 80 -h /www
 run_container --name cli bb sleep 100000
 run_container --name cli2 --network net2 bb sleep 100000
 record_container_pids
+[[ -n "$(pgrep -P "$DOCKERD_PID" -x docker-proxy || true)" ]] ||
+  fail "no docker-proxy for the published port with --userland-proxy=true"
 WEB_IP=$(docker inspect -f '{{.NetworkSettings.IPAddress}}' web)
 [[ -n "$WEB_IP" ]] || fail "no address for container web"
 log "dockerd up; web at $WEB_IP, published on $HOST_IP:8080"
@@ -313,8 +315,10 @@ for ((i = 0; i < 100; i++)); do
   sleep 0.1
 done
 record_container_pids
-[[ -z "$(ip netns exec "$H" ss -ltnH 'sport = :8080')" ]] ||
-  fail "something listens on 8080 with --userland-proxy=false: $(ip netns exec "$H" ss -ltnp 'sport = :8080')"
+# dockerd itself holds the port open (to reserve it) in both modes; what differs is the
+# docker-proxy that would carry the connections.
+[[ -z "$(pgrep -P "$DOCKERD_PID" -x docker-proxy || true)" ]] ||
+  fail "a docker-proxy runs with --userland-proxy=false"
 check_egress
 check_published
 log "ok: a dockerd restart (now userland-proxy=false) under workstation keeps it working"

@@ -253,13 +253,13 @@ Ruleset neighbours() {
              CtOriginalDestPort{{8443, 8443}}},
             accept(), "both", true),
        rule({}, drop(), "default input", true)}});
-  r.chains.push_back(base_chain(
-      "forward", Hook::forward, 10, false,
-      {rule({CtStatusDnat{}, InterfaceNameIn{true, {"docker0", "virbr0"}, false}},
-            verdict(VerdictKind::jump, "published")),
-       rule({CtStatusDnat{}, InterfaceNameIn{true, {"br-*"}, false},
-             InterfaceNameIn{true, {"br-lan"}, true}},
-            verdict(VerdictKind::jump, "published"))}));
+  r.chains.push_back(
+      base_chain("forward", Hook::forward, 10, false,
+                 {rule({CtStatusDnat{}, InterfaceNameIn{true, {"docker0", "virbr0"}, false}},
+                       verdict(VerdictKind::jump, "published")),
+                  rule({CtStatusDnat{}, InterfaceNameIn{true, {"br-*"}, false},
+                        InterfaceNameIn{true, {"br-lan"}, true}},
+                       verdict(VerdictKind::jump, "published"))}));
   return r;
 }
 

@@ -177,8 +177,8 @@ std::vector<std::string> rule_names(const ir::Ruleset& ruleset) {
     for (const ir::Rule& rule : chain.rules)
       if (!chain.name.starts_with("published") && !rule.comment.starts_with("left to ") &&
           !rule.comment.ends_with(" guests: dhcp, dns"))
-      if (!rule.comment.empty() && !rule.comment.starts_with("default"))
-        names.push_back(rule.comment);
+        if (!rule.comment.empty() && !rule.comment.starts_with("default"))
+          names.push_back(rule.comment);
   return names;
 }
 
