@@ -31,6 +31,9 @@ int status(Args args) {
   if (!args.empty() && !json) return usage_error("status", "takes only --json");
   return with_daemon([&](DaemonClient& daemon) {
     auto facts = daemon.GetStatus();
+    // Neighbour zones with interfaces on the host (older daemons send none).
+    const auto neighbours =
+        get_or<std::map<std::string, std::vector<std::string>>>(facts, "neighbours", {});
     auto text = [&](const char* key) { return get_or<std::string>(facts, key, ""); };
     auto number = [&](const char* key) -> std::uint64_t {
       if (auto it = facts.find(key); it != facts.end() && it->second.containsValueOfType<uint32_t>())
@@ -44,6 +47,9 @@ int status(Args args) {
       for (const char* key : {"rules", "rules_enabled", "timed_rules", "generation", "last_applied_usec"})
         out.key(key).value(number(key));
       if (facts.count("confirm_deadline_usec")) out.key("confirm_deadline_usec").value(number("confirm_deadline_usec"));
+      out.key("neighbours").begin_object();
+      for (const auto& [zone, names] : neighbours) out.key(zone).values(names);
+      out.end_object();
       out.end_object();
       std::printf("%s\n", out.str().c_str());
       return kOk;
@@ -59,6 +65,13 @@ int status(Args args) {
     std::printf("loaded:     %s\n", text("loaded_from").c_str());
     if (auto deadline = number("confirm_deadline_usec"))
       std::printf("confirm by: %s (or it rolls back)\n", format_time(deadline).c_str());
+    std::string seen;
+    for (const auto& [zone, names] : neighbours) {
+      std::string list;
+      for (const std::string& name : names) list += (list.empty() ? "" : ", ") + name;
+      seen += (seen.empty() ? "" : "; ") + zone + " (" + list + ")";
+    }
+    std::printf("neighbours: %s\n", seen.empty() ? "none seen" : seen.c_str());
     std::printf("generation: %llu\n", static_cast<unsigned long long>(number("generation")));
     std::printf("applied:    %s\n", format_time(number("last_applied_usec")).c_str());
     return kOk;

@@ -14,6 +14,7 @@
 #include <unordered_set>
 
 #include "cgroups.h"
+#include "neighbours.h"
 #include "render_nft.h"
 #include "state_writer.h"
 #include "write_policy.h"
@@ -921,6 +922,10 @@ FirewallStatus Firewall::status() const {
                                                                     : "ipv6";
   }
   return status;
+}
+
+NeighboursSeen Firewall::neighbours_seen(const std::vector<std::string>& interfaces) const {
+  return portier::neighbours_seen(policy_, interfaces);
 }
 
 std::string Firewall::ruleset_text() const { return render_nft(loaded_ruleset()); }

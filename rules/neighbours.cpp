@@ -66,4 +66,29 @@ std::vector<const Zone*> neighbour_zones(const Policy& policy) {
   return zones;
 }
 
+std::map<std::string, std::vector<std::string>> neighbours_seen(
+    const Policy& policy, const std::vector<std::string>& interfaces) {
+  auto matches = [](const std::string& pattern, const std::string& name) {
+    return pattern.ends_with('*') ? name.starts_with(pattern.substr(0, pattern.size() - 1))
+                                  : name == pattern;
+  };
+  std::map<std::string, std::vector<std::string>> seen;
+  for (const std::string& name : interfaces) {
+    bool own = false;
+    for (const Zone& zone : policy.zones)
+      if (zone.stack.empty())
+        for (const std::string& pattern : zone.interfaces)
+          own = own || (!pattern.ends_with('*') && pattern == name);
+    if (own) continue;
+    for (const Zone* zone : neighbour_zones(policy))
+      if (std::any_of(zone->interfaces.begin(), zone->interfaces.end(),
+                      [&](const std::string& pattern) { return matches(pattern, name); })) {
+        seen[zone->name].push_back(name);
+        break;
+      }
+  }
+  for (auto& [zone, names] : seen) std::sort(names.begin(), names.end());
+  return seen;
+}
+
 }  // namespace portier

@@ -4,6 +4,7 @@
 // (portier.toml(5), NEIGHBOURS).
 #pragma once
 
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,5 +31,11 @@ void add_neighbour_zones(Policy& policy);
 
 /// The zones of neighbour stacks, in policy order.
 std::vector<const Zone*> neighbour_zones(const Policy& policy);
+
+/// Which of `interfaces` (the host's, by name) belong to which neighbour zone: zone name ->
+/// its interfaces present, sorted; zones with none present are left out. A name a zone of
+/// the policy's own names is that zone's, as in the ruleset.
+std::map<std::string, std::vector<std::string>> neighbours_seen(
+    const Policy& policy, const std::vector<std::string>& interfaces);
 
 }  // namespace portier

@@ -241,3 +241,15 @@ TEST_CASE("neighbours: published_alternatives") {
   CHECK(published_alternatives({ir::SocketUid{0, false}}).empty());
   CHECK(published_alternatives({}) == std::vector<std::vector<ir::Match>>{{}});
 }
+
+TEST_CASE("neighbours: which stacks have interfaces on the host (status)") {
+  Policy policy = policy_from("[zone.lan]\ninterfaces = [\"br-lan\"]\n[neighbours]\npodman = false\n");
+  CHECK(neighbours_seen(policy, {"lo", "eth0", "br-lan", "docker0", "br-5f3a", "virbr0",
+                                 "podman0", "flannel.1", "cni0"}) ==
+        std::map<std::string, std::vector<std::string>>{
+            {"docker", {"br-5f3a", "docker0"}},
+            {"kubernetes", {"cni0", "flannel.1"}},
+            {"libvirt", {"virbr0"}},
+        });
+  CHECK(neighbours_seen(policy, {"lo", "eth0", "br-lan"}).empty());
+}
