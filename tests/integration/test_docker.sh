@@ -283,6 +283,10 @@ run_policy_checks() {  # NAME FULL(1: also reload, restart, panic)
   local policy
   policy=$(policy_copy "$1")
   start_portierd_hostfs "$H" "$policy"
+  # status names the stacks it sees: Docker's default bridge and net2's br-<id>.
+  pctl status
+  assert_rc 0 "status"
+  assert_match "$OUT" '^neighbours: docker \(br-[0-9a-f]+, docker0\)$' "status under $1"
   check_egress
   check_published
   if [[ $2 == 1 ]]; then
@@ -315,6 +319,9 @@ for ((i = 0; i < 100; i++)); do
   sleep 0.1
 done
 record_container_pids
+# The containers came back in some order: addresses may have moved.
+WEB_IP=$(docker inspect -f '{{.NetworkSettings.IPAddress}}' web)
+[[ -n "$WEB_IP" ]] || fail "no address for container web after the dockerd restart"
 # dockerd itself holds the port open (to reserve it) in both modes; what differs is the
 # docker-proxy that would carry the connections.
 [[ -z "$(pgrep -P "$DOCKERD_PID" -x docker-proxy || true)" ]] ||
