@@ -22,6 +22,9 @@ int status(Args args) {
   if (!args.empty() && !json) return usage_error("status", "takes only --json");
   return with_daemon([&](DaemonClient& daemon) {
     auto facts = daemon.GetStatus();
+    // Neighbour zones with interfaces on the host (older daemons send none).
+    const auto neighbours =
+        get_or<std::map<std::string, std::vector<std::string>>>(facts, "neighbours", {});
     auto text = [&](const char* key) { return get_or<std::string>(facts, key, ""); };
     auto number = [&](const char* key) -> std::uint64_t {
       if (auto it = facts.find(key);
@@ -62,6 +65,9 @@ int status(Args args) {
       out.key("policy_file").value(text("policy_file"));
       if (facts.count("policy_file_detail"))
         out.key("policy_file_detail").value(text("policy_file_detail"));
+      out.key("neighbours").begin_object();
+      for (const auto& [zone, names] : neighbours) out.key(zone).values(names);
+      out.end_object();
       out.end_object();
       std::printf("%s\n", out.str().c_str());
       return kOk;
@@ -86,6 +92,13 @@ int status(Args args) {
       std::printf("policy file: same as loaded\n");
     if (auto deadline = number("confirm_deadline_usec"))
       std::printf("confirm by: %s (or it rolls back)\n", format_time(deadline).c_str());
+    std::string seen;
+    for (const auto& [zone, names] : neighbours) {
+      std::string list;
+      for (const std::string& name : names) list += (list.empty() ? "" : ", ") + name;
+      seen += (seen.empty() ? "" : "; ") + zone + " (" + list + ")";
+    }
+    std::printf("neighbours: %s\n", seen.empty() ? "none seen" : seen.c_str());
     std::printf("generation: %llu\n", static_cast<unsigned long long>(number("generation")));
     std::printf("applied:    %s\n", format_time(number("last_applied_usec")).c_str());
     // Each bound unit: whether it runs now, so a closed port has its reason in sight.

@@ -1,6 +1,9 @@
 #include "dbus_service.h"
 
+#include <net/if.h>
+
 #include <cstdio>
+#include <memory>
 #include <set>
 
 #include "explain.h"
@@ -321,6 +324,21 @@ std::optional<std::chrono::steady_clock::time_point> FirewallService::flush_pack
   return packet_limiter_.summary_due();
 }
 
+namespace {
+
+// The names of this network namespace's interfaces (if_nameindex: one netlink dump).
+std::vector<std::string> interface_names() {
+  std::vector<std::string> names;
+  std::unique_ptr<struct if_nameindex, decltype(&if_freenameindex)> list(if_nameindex(),
+                                                                     if_freenameindex);
+  if (!list) return names;
+  for (const struct if_nameindex* entry = list.get(); entry->if_index != 0; ++entry)
+    names.emplace_back(entry->if_name);
+  return names;
+}
+
+}  // namespace
+
 std::map<std::string, sdbus::Variant> FirewallService::GetStatus() {
   FirewallStatus status = firewall_.status();
   std::map<std::string, sdbus::Variant> facts{
@@ -336,6 +354,7 @@ std::map<std::string, sdbus::Variant> FirewallService::GetStatus() {
       {"loaded_from", sdbus::Variant(status.loaded_from)},
       {"sets", sdbus::Variant(status.sets)},
       {"set_families", sdbus::Variant(status.set_families)},
+      {"neighbours", sdbus::Variant(firewall_.neighbours_seen(interface_names()))},
   };
   if (status.confirm_deadline)
     facts.emplace("confirm_deadline_usec", sdbus::Variant(usec_since_epoch(*status.confirm_deadline)));

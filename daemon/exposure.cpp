@@ -86,8 +86,10 @@ class Sources {
     for (const NamedSet& set : policy.sets)
       for (const Cidr& address : set.addresses) policy_ranges_.push_back(to_range(address));
     unzoned_interface_ = pick_unzoned_interface();
+    // The neighbours' built-in zones are their containers and guests, not places people
+    // ask about; a zone the policy writes (or renames) for them is listed.
     for (const Zone& zone : policy.zones)
-      origins_.push_back({zone.name, &zone, zone_interface(zone)});
+      if (!zone.builtin) origins_.push_back({zone.name, &zone, zone_interface(zone)});
     origins_.push_back({kAnywhere, nullptr, unzoned_interface_});
   }
 

@@ -14,6 +14,7 @@
 #include <unordered_set>
 
 #include "cgroups.h"
+#include "neighbours.h"
 #include "render_nft.h"
 #include "state_writer.h"
 #include "write_policy.h"
@@ -1051,6 +1052,10 @@ OwnerStatus Firewall::owner_status(const ir::NamedSet& set) const {
   if (!set.cgroups.empty()) status.cgroup = set.cgroups.front();
   status.since = bound_.since(set.name);
   return status;
+}
+
+NeighboursSeen Firewall::neighbours_seen(const std::vector<std::string>& interfaces) const {
+  return portier::neighbours_seen(policy_, interfaces);
 }
 
 std::string Firewall::ruleset_text() const { return render_nft(loaded_ruleset()); }

@@ -95,6 +95,8 @@ struct FirewallStatus {
   std::vector<OwnerStatus> owners;             // binds and rules by unit or cgroup
 };
 
+/// Which neighbour zones (rules/neighbours.h) have interfaces on the host now.
+using NeighboursSeen = std::map<std::string, std::vector<std::string>>;
 
 /// What a timed rule says, as `portierctl allow` and AddTimedRule give it.
 struct TimedRuleRequest {
@@ -206,6 +208,8 @@ class Firewall {
 
   std::vector<RuleStatus> rules() const;
   FirewallStatus status() const;
+  /// Of the host's interfaces `interfaces`, those of the policy's neighbour zones.
+  NeighboursSeen neighbours_seen(const std::vector<std::string>& interfaces) const;
   std::string ruleset_text() const;
   /// What the kernel has, as IR.
   ir::Ruleset loaded_ruleset() const;

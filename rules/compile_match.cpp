@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "compile_neighbours.h"
 #include "compile_policy.h"
 
 namespace portier {
@@ -115,6 +116,13 @@ std::vector<Segment> endpoint_segments(const Policy& policy, const std::vector<E
                                               : network_segments(zone->networks, destination);
         if (zone->interfaces.empty()) {
           segments.insert(segments.end(), by_network.begin(), by_network.end());
+        } else if (!zone->stack.empty()) {
+          // A neighbour's packets are not dispatched: they are in the base chain, never in
+          // another zone's chain.
+          if (chain.zone == nullptr || chain.zone == zone) {
+            auto both = combine(neighbour_segments(policy, *zone, outgoing), by_network);
+            segments.insert(segments.end(), both.begin(), both.end());
+          }
         } else if (chain.dispatched) {
           // The dispatch already chose this chain by interface: only this zone can match.
           if (chain.zone == zone) segments.insert(segments.end(), by_network.begin(), by_network.end());

@@ -5,7 +5,9 @@
 #include <cstring>
 
 #include "compile_match.h"
+#include "compile_neighbours.h"
 #include "merge_rules.h"
+#include "neighbours.h"
 #include "split_chains.h"
 
 namespace portier {
@@ -95,8 +97,10 @@ class Compiler {
  public:
   Compiler(const Policy& policy, const CompileOptions& options)
       : policy_(policy), options_(options) {
+    // Neighbour zones are not dispatched (compile_neighbours.h).
     for (const Zone& zone : policy.zones)
-      if (!zone.interfaces.empty()) dispatch_zones_.push_back(&zone);
+      if (!zone.interfaces.empty() && zone.stack.empty()) dispatch_zones_.push_back(&zone);
+    has_neighbours_ = !neighbour_zones(policy).empty();
     // Zones are disjoint by interface, so their order does not matter; by name, the ruleset
     // is the same however the policy was written (or written back, see write_policy).
     std::sort(dispatch_zones_.begin(), dispatch_zones_.end(),
@@ -112,6 +116,7 @@ class Compiler {
     add_meter_sets();
     std::vector<ir::Chain> zone_chains;
     ir::Chain input = input_chain(zone_chains);
+    if (publishes()) published_chains(zone_chains);
     ir::Chain forward = forward_chain(zone_chains);
     ir::Chain output = output_chain();
     // The kernel resolves jump and goto targets when a rule is added: targets first.
@@ -301,16 +306,25 @@ class Compiler {
     }
     for (const Segment& segment : combine(from, to)) {
       for (const std::vector<ir::Match>& owner_tail : tails) {
-        std::vector<ir::Match> matches = concat(segment, owner_tail);
-        if (rule.limit) add_meter_rules(chain, rule, matches);
-        if (rule.log || policy_.log == LogMode::all)
-          chain.rules.push_back(
-              log_rule(matches, "portier " + rule.name + " ", rule.name + kLogSuffix));
-        ir::Rule compiled = rule_of(std::move(matches), ir::VerdictKind::accept, rule.name, true);
-        compiled.verdict = verdict_for(rule.action, rule.protocols);
-        chain.rules.push_back(std::move(compiled));
+        if (publishing_) {
+          for (std::vector<ir::Match>& matches : published_alternatives(concat(segment, owner_tail)))
+            add_rule_segment(chain, rule, std::move(matches));
+        } else {
+          add_rule_segment(chain, rule, concat(segment, owner_tail));
+        }
       }
     }
+  }
+
+  // One alternative of a policy rule: its per-source limit, its log line, the rule.
+  void add_rule_segment(ir::Chain& chain, const Rule& rule, std::vector<ir::Match> matches) {
+    if (rule.limit) add_meter_rules(chain, rule, matches);
+    if (rule.log || policy_.log == LogMode::all)
+      chain.rules.push_back(
+          log_rule(matches, "portier " + rule.name + " ", rule.name + kLogSuffix));
+    ir::Rule compiled = rule_of(std::move(matches), ir::VerdictKind::accept, rule.name, true);
+    compiled.verdict = verdict_for(rule.action, rule.protocols);
+    chain.rules.push_back(std::move(compiled));
   }
 
   // New connections over the rule's per-source rate are dropped before the rule accepts.
@@ -390,8 +404,83 @@ class Compiler {
     }
     add_dispatch(chain, "input_");
     add_rules(chain, Direction::in, {nullptr, !dispatch_zones_.empty()});
+    add_neighbour_input(chain);
     add_default(chain, policy_.input, "input", false);
     return chain;
+  }
+
+  // After the policy's input rules, in the base chain (neighbours are not dispatched): the
+  // services the host gives libvirt's guests, and a neighbour zone's own input default.
+  void add_neighbour_input(ir::Chain& chain) {
+    for (const Zone* zone : neighbour_zones(policy_)) {
+      const NeighbourStack* stack = find_stack(zone->stack);
+      for (const Segment& segment : neighbour_segments(policy_, *zone, false)) {
+        if (stack && stack->guest_services)
+          for (const std::vector<ir::Match>& services : guest_service_matches())
+            chain.rules.push_back(rule_of(concat(segment, services), ir::VerdictKind::accept,
+                                          zone->name + " guests: dhcp, dns", true));
+        if (zone->input) {
+          ir::Rule rule =
+              rule_of(segment, ir::VerdictKind::accept, "default input from " + zone->name, true);
+          rule.verdict = verdict_for(*zone->input, {});
+          chain.rules.push_back(std::move(rule));
+        }
+      }
+    }
+  }
+
+  // Neighbours publish ports, and the policy's input rules decide them (not "open").
+  bool publishes() const { return has_neighbours_ && !policy_.neighbours.published_open; }
+
+  // The input rules and defaults again, for connections a neighbour DNATs to one of its
+  // containers: `published` mirrors the input base chain, `published_ZONE` input_ZONE.
+  // Connections that come from a neighbour (a pod to a Kubernetes service, a container to
+  // another's port through the host's address) go back to the forward chain, to be left to
+  // their owner like the rest of its traffic.
+  void published_chains(std::vector<ir::Chain>& zone_chains) {
+    publishing_ = true;
+    ir::Chain chain{kPublishedChain, std::nullopt, {}};
+    for (Segment& segment : neighbour_segments(policy_, false))
+      chain.rules.push_back(rule_of(std::move(segment), ir::VerdictKind::return_));
+    for (const Zone* zone : dispatch_zones_) {
+      ir::Chain zone_chain{kPublishedPrefix + zone->name, std::nullopt, {}};
+      add_rules(zone_chain, Direction::in, {zone, true});
+      add_default(zone_chain, zone->input.value_or(policy_.input), "input from " + zone->name,
+                  true);
+      zone_chains.push_back(std::move(zone_chain));
+    }
+    add_dispatch(chain, kPublishedPrefix);
+    add_rules(chain, Direction::in, {nullptr, !dispatch_zones_.empty()});
+    add_default(chain, policy_.input, "input", true);
+    zone_chains.push_back(std::move(chain));
+    publishing_ = false;
+  }
+
+  // Early in the forward chain: DNATed connections out through a neighbour's interface go
+  // to `published` (or are accepted, with published = "open").
+  void add_published_dispatch(ir::Chain& chain) {
+    if (!has_neighbours_) return;
+    for (Segment& segment : neighbour_segments(policy_, true)) {
+      segment.insert(segment.begin(), ir::CtStatusDnat{});
+      if (publishes()) {
+        ir::Rule rule = rule_of(std::move(segment), ir::VerdictKind::jump);
+        rule.verdict.chain = kPublishedChain;
+        chain.rules.push_back(std::move(rule));
+      } else {
+        chain.rules.push_back(
+            rule_of(std::move(segment), ir::VerdictKind::accept, "published ports open", true));
+      }
+    }
+  }
+
+  // Last in the forward chain, after the policy's forward rules: whatever comes from a
+  // neighbour's interface is its owner's to decide, and its chains (at the standard
+  // priority, before portier's) already did.
+  void add_neighbour_forward(ir::Chain& chain) {
+    for (const Zone* zone : neighbour_zones(policy_))
+      for (Segment& segment : neighbour_segments(policy_, *zone, false))
+        chain.rules.push_back(
+            rule_of(std::move(segment), ir::VerdictKind::accept, "left to " + zone->name, true));
   }
 
   ir::Chain forward_chain(std::vector<ir::Chain>& zone_chains) {
@@ -413,6 +502,7 @@ class Compiler {
     chain.rules.push_back(
         rule_of({ir::CtState{ir::ct_established | ir::ct_related}}, ir::VerdictKind::accept));
     chain.rules.push_back(rule_of({ir::CtState{ir::ct_invalid}}, ir::VerdictKind::drop));
+    add_published_dispatch(chain);
     if (!policy_.forwards.empty())
       chain.rules.push_back(
           rule_of({ir::CtStatusDnat{}}, ir::VerdictKind::accept, "port forwards", true));
@@ -431,6 +521,7 @@ class Compiler {
     }
     add_dispatch(chain, "forward_");
     add_rules(chain, Direction::forward, {nullptr, !dispatch_zones_.empty()});
+    add_neighbour_forward(chain);
     add_default(chain, policy_.forward, "forward", false);
     return chain;
   }
@@ -527,7 +618,9 @@ class Compiler {
 
   const Policy& policy_;
   const CompileOptions& options_;
-  std::vector<const Zone*> dispatch_zones_;  // zones with interfaces, by name
+  std::vector<const Zone*> dispatch_zones_;  // zones with interfaces, by name; no neighbours
+  bool has_neighbours_ = false;              // neighbour zones with interfaces
+  bool publishing_ = false;                  // filling the published chains (add_rule)
   std::vector<ir::NamedSet> meters_;
 };
 

@@ -165,6 +165,12 @@ class RuleEncoder {
   void encode_ports(const std::vector<ir::PortRange>& ports, bool source,
                     const ir::L4ProtoIn* protocols);
   void encode_address(const ir::AddressIn& match);
+  void encode_original_address(const ir::CtOriginalAddressIn& match);
+  // The compares of an address match after `load(len)` put the address (or its first len
+  // bytes) into register 1; `udata` describes the key of the anonymous set, if one is needed.
+  template <typename Load, typename Udata>
+  void encode_address_ranges(ir::Family family, const std::vector<ir::AddressRange>& ranges,
+                             Load load, Udata udata);
   void encode_icmp(const ir::IcmpTypeIn& match);
   void encode_verdict(const ir::Rule& rule, const ir::L4ProtoIn* protocols);
   void encode_vmap(const ir::Verdict& verdict);

@@ -35,6 +35,7 @@ constexpr std::uint32_t kTypeIfname = 41;
 constexpr std::uint32_t kExprVerdict = 1;  // nft's enum expr_types
 constexpr std::uint32_t kExprPayload = 7;
 constexpr std::uint32_t kExprMeta = 9;
+constexpr std::uint32_t kExprCt = 12;
 // nft's enum proto_desc_id.
 constexpr std::uint32_t kProtoDescIcmp = 4;
 constexpr std::uint32_t kProtoDescUdp = 6;
@@ -55,6 +56,9 @@ constexpr std::uint32_t kIp6DaddrField = 9;
 constexpr std::uint8_t kUdataPayloadDesc = 0;
 constexpr std::uint8_t kUdataPayloadField = 1;
 constexpr std::uint8_t kUdataMetaKey = 0;
+constexpr std::uint8_t kUdataCtKey = 0;  // nft's NFTNL_UDATA_CT_KEY, NFTNL_UDATA_CT_DIR
+constexpr std::uint8_t kUdataCtDir = 1;
+constexpr std::uint32_t kCtDirOriginal = 0;  // IP_CT_DIR_ORIGINAL
 
 constexpr const char* kAnonymousSetName = "__set%d";
 constexpr const char* kAnonymousMapName = "__map%d";
@@ -80,6 +84,14 @@ Udata meta_key_udata(std::uint32_t byteorder, std::uint32_t meta_key) {
   auto buf = udata_buffer();
   put_udata(buf.get(), NFTNL_UDATA_SET_KEYBYTEORDER, byteorder);
   put_key_typeof(buf.get(), kExprMeta, {{kUdataMetaKey, meta_key}});
+  return udata_bytes(*buf);
+}
+
+Udata ct_key_udata(bool merge, std::uint32_t ct_key) {
+  auto buf = udata_buffer();
+  put_udata(buf.get(), NFTNL_UDATA_SET_KEYBYTEORDER, kByteorderBigEndian);
+  if (merge) put_udata(buf.get(), NFTNL_UDATA_SET_MERGE_ELEMENTS, 1);
+  put_key_typeof(buf.get(), kExprCt, {{kUdataCtKey, ct_key}, {kUdataCtDir, kCtDirOriginal}});
   return udata_bytes(*buf);
 }
 
@@ -208,12 +220,21 @@ class RuleEncoder::Builder {
     compare(NFT_CMP_NEQ, zero.data(), len);
   }
 
-  void lookup(const SetDefinition& set, bool verdict_map) {
+  void lookup(const SetDefinition& set, bool verdict_map, bool invert = false) {
     nftnl_expr* e = add("lookup");
     nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SREG, NFT_REG_1);
     if (verdict_map) nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_DREG, NFT_REG_VERDICT);
     nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, set.name.c_str());
     nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SET_ID, set.id);
+    if (invert) nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_FLAGS, NFT_LOOKUP_F_INV);
+  }
+
+  // `ct original KEY`: the conntrack entry's original-direction tuple.
+  void ct_original_load(std::uint32_t key) {
+    nftnl_expr* e = add("ct");
+    nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, key);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, NFT_REG_1);
+    nftnl_expr_set_u8(e, NFTNL_EXPR_CT_DIR, static_cast<std::uint8_t>(kCtDirOriginal));
   }
 
   void immediate_data(std::uint32_t reg, const void* data, std::uint32_t len) {
@@ -318,10 +339,11 @@ void RuleEncoder::encode_match(const std::vector<ir::Match>& matches, std::size_
       if (prefix.empty() || prefix.find('*') != std::string::npos) {
         throw std::invalid_argument("invalid interface wildcard '" + first + "'");
       }
-      b.compare(NFT_CMP_EQ, prefix.data(), static_cast<std::uint32_t>(prefix.size()));
+      b.compare(names->negate ? NFT_CMP_NEQ : NFT_CMP_EQ, prefix.data(),
+                static_cast<std::uint32_t>(prefix.size()));
     } else if (names->names.size() == 1) {
       const auto name = ifname_key(first);
-      b.compare(NFT_CMP_EQ, name.data(), kIfnameLength);
+      b.compare(names->negate ? NFT_CMP_NEQ : NFT_CMP_EQ, name.data(), kIfnameLength);
     } else {
       SetDefinition& set = new_set(kAnonymousSetName, "interface set");
       for (const std::string& name : names->names) {
@@ -334,7 +356,7 @@ void RuleEncoder::encode_match(const std::vector<ir::Match>& matches, std::size_
       set.key_len = kIfnameLength;
       set.size = static_cast<std::uint32_t>(names->names.size());
       set.udata = meta_key_udata(kByteorderHostEndian, key);
-      b.lookup(set, false);
+      b.lookup(set, false, names->negate);
     }
   } else if (const auto* state = std::get_if<ir::CtState>(&match)) {
     if (state->mask == 0) throw std::invalid_argument("empty ct state match");
@@ -380,6 +402,24 @@ void RuleEncoder::encode_match(const std::vector<ir::Match>& matches, std::size_
     } else {
       encode_ports(std::get<ir::SourcePortIn>(match).ports, true, latest);
     }
+  } else if (const auto* original = std::get_if<ir::CtOriginalDestPort>(&match)) {
+    bool after_protocol = false;
+    for (std::size_t j = 0; j < index && !after_protocol; ++j)
+      after_protocol = std::holds_alternative<ir::L4ProtoIn>(matches[j]);
+    if (!after_protocol) throw std::invalid_argument("a port match must follow a protocol match");
+    const ir::PortRange& range = original->ports;
+    if (range.last < range.first) throw std::invalid_argument("port range ends before it starts");
+    b.ct_original_load(NFT_CT_PROTO_DST);
+    const auto first = port_bytes(range.first);
+    const auto last = port_bytes(range.last);
+    if (range.first == range.last) {
+      b.compare(NFT_CMP_EQ, first.data(), 2);
+    } else {
+      b.compare(NFT_CMP_GTE, first.data(), 2);
+      b.compare(NFT_CMP_LTE, last.data(), 2);
+    }
+  } else if (const auto* original_address = std::get_if<ir::CtOriginalAddressIn>(&match)) {
+    encode_original_address(*original_address);
   } else if (const auto* addresses = std::get_if<ir::AddressIn>(&match)) {
     encode_address(*addresses);
   } else if (const auto* lookup = std::get_if<ir::AddressInSet>(&match)) {
@@ -511,32 +551,54 @@ void RuleEncoder::encode_ports(const std::vector<ir::PortRange>& ports, bool sou
 }
 
 void RuleEncoder::encode_address(const ir::AddressIn& match) {
-  if (match.ranges.empty()) throw std::invalid_argument("empty address match");
   const bool v4 = match.family == ir::Family::ipv4;
-  const std::uint32_t len = ir::address_length(match.family);
-  for (const ir::AddressRange& range : match.ranges) {
-    if (range.first.family != match.family || range.last.family != match.family ||
-        range.last < range.first) {
+  // In an inet table nft first checks the packet's family (`meta nfproto ipv4`).
+  if (!match.ranges.empty()) require_family(!v4);
+  const std::uint32_t offset = v4 ? (match.destination ? 16 : 12) : (match.destination ? 24 : 8);
+  encode_address_ranges(
+      match.family, match.ranges,
+      // A byte-aligned prefix: nft loads and compares only the network bytes.
+      [&](std::uint32_t len) { builder_->payload_load(NFT_PAYLOAD_NETWORK_HEADER, offset, len); },
+      [&](bool has_range) {
+        const std::uint32_t field = v4 ? (match.destination ? kIpDaddrField : kIpSaddrField)
+                                       : (match.destination ? kIp6DaddrField : kIp6SaddrField);
+        return payload_key_udata(has_range, v4 ? kProtoDescIp : kProtoDescIp6, field);
+      });
+}
+
+// nft adds no `meta nfproto` before `ct original ip daddr`, and a ct load is always of the
+// whole address (the compares of a byte-aligned prefix still look at its bytes alone).
+void RuleEncoder::encode_original_address(const ir::CtOriginalAddressIn& match) {
+  const std::uint32_t key = match.family == ir::Family::ipv4 ? NFT_CT_DST_IP : NFT_CT_DST_IP6;
+  encode_address_ranges(
+      match.family, match.ranges, [&](std::uint32_t) { builder_->ct_original_load(key); },
+      [&](bool has_range) { return ct_key_udata(has_range, key); });
+}
+
+template <typename Load, typename Udata>
+void RuleEncoder::encode_address_ranges(ir::Family family,
+                                        const std::vector<ir::AddressRange>& ranges, Load load,
+                                        Udata udata) {
+  if (ranges.empty()) throw std::invalid_argument("empty address match");
+  const bool v4 = family == ir::Family::ipv4;
+  const std::uint32_t len = ir::address_length(family);
+  for (const ir::AddressRange& range : ranges) {
+    if (range.first.family != family || range.last.family != family || range.last < range.first) {
       throw std::invalid_argument("address range of the wrong family or reversed");
     }
   }
   Builder& b = *builder_;
-  // In an inet table nft first checks the packet's family (`meta nfproto ipv4`).
-  require_family(!v4);
-  const std::uint32_t offset = v4 ? (match.destination ? 16 : 12) : (match.destination ? 24 : 8);
-
-  if (match.ranges.size() == 1) {
-    const ir::AddressRange& range = match.ranges.front();
+  if (ranges.size() == 1) {
+    const ir::AddressRange& range = ranges.front();
     const auto prefix = ir::prefix_length(range);
     if (prefix && *prefix == len * 8) {
-      b.payload_load(NFT_PAYLOAD_NETWORK_HEADER, offset, len);
+      load(len);
       b.compare(NFT_CMP_EQ, range.first.bytes.data(), len);
     } else if (prefix && *prefix % 8 == 0 && *prefix > 0) {
-      // A byte-aligned prefix: nft loads and compares only the network bytes.
-      b.payload_load(NFT_PAYLOAD_NETWORK_HEADER, offset, *prefix / 8);
+      load(*prefix / 8);
       b.compare(NFT_CMP_EQ, range.first.bytes.data(), *prefix / 8);
     } else if (prefix) {
-      b.payload_load(NFT_PAYLOAD_NETWORK_HEADER, offset, len);
+      load(len);
       std::array<std::uint8_t, 16> mask{};
       for (std::uint32_t bit = 0; bit < *prefix; ++bit) {
         mask[bit / 8] = static_cast<std::uint8_t>(mask[bit / 8] | (0x80u >> (bit % 8)));
@@ -550,20 +612,20 @@ void RuleEncoder::encode_address(const ir::AddressIn& match) {
       nftnl_expr_set(bitwise, NFTNL_EXPR_BITWISE_XOR, zero.data(), len);
       b.compare(NFT_CMP_EQ, range.first.bytes.data(), len);
     } else {
-      b.payload_load(NFT_PAYLOAD_NETWORK_HEADER, offset, len);
+      load(len);
       b.compare(NFT_CMP_GTE, range.first.bytes.data(), len);
       b.compare(NFT_CMP_LTE, range.last.bytes.data(), len);
     }
     return;
   }
 
-  b.payload_load(NFT_PAYLOAD_NETWORK_HEADER, offset, len);
+  load(len);
   bool has_range = false;
-  for (const ir::AddressRange& range : match.ranges) has_range |= range.first != range.last;
+  for (const ir::AddressRange& range : ranges) has_range |= range.first != range.last;
   SetDefinition& set = new_set(kAnonymousSetName, "address set");
   std::uint32_t size = 0;
-  for (std::size_t i = 0; i < match.ranges.size(); ++i) {
-    const ir::AddressRange& range = match.ranges[i];
+  for (std::size_t i = 0; i < ranges.size(); ++i) {
+    const ir::AddressRange& range = ranges[i];
     if (has_range) {
       size += add_interval(set.elements, range.first.bytes.data(), range.last.bytes.data(), len,
                            i == 0);
@@ -576,9 +638,7 @@ void RuleEncoder::encode_address(const ir::AddressIn& match) {
   set.key_type = v4 ? kTypeIpAddr : kTypeIp6Addr;
   set.key_len = len;
   set.size = size;
-  const std::uint32_t field = v4 ? (match.destination ? kIpDaddrField : kIpSaddrField)
-                                 : (match.destination ? kIp6DaddrField : kIp6SaddrField);
-  set.udata = payload_key_udata(has_range, v4 ? kProtoDescIp : kProtoDescIp6, field);
+  set.udata = udata(has_range);
   b.lookup(set, false);
 }
 

@@ -116,10 +116,15 @@ class Evaluator {
   }
   bool matches_one(const ir::InterfaceNameIn& match) const {
     // In the input hook there is no outgoing device: the kernel's oifname is "".
-    return interface_matches(match.outgoing ? packet_.out_interface : packet_.in_interface, match.names);
+    return interface_matches(match.outgoing ? packet_.out_interface : packet_.in_interface,
+                             match.names) != match.negate;
   }
   bool matches_one(const ir::CtState& match) const { return (packet_.ct_state & match.mask) != 0; }
   bool matches_one(const ir::CtStatusDnat&) const { return false; }
+  // A shape is a packet as it arrives, before any NAT: it is never one of a DNATed
+  // connection, which is all these two are asked about.
+  bool matches_one(const ir::CtOriginalDestPort&) const { return false; }
+  bool matches_one(const ir::CtOriginalAddressIn&) const { return false; }
   bool matches_one(const ir::L4ProtoIn& match) const {
     return packet_.protocol && std::find(match.protocols.begin(), match.protocols.end(), *packet_.protocol) !=
                                    match.protocols.end();

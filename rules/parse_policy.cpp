@@ -11,6 +11,7 @@
 #include <thread>
 #include <utility>
 
+#include "neighbours.h"
 #include "policy_reader.h"
 
 namespace portier {
@@ -145,6 +146,7 @@ std::optional<std::string> read_text(const std::string& path, std::vector<Diagno
 
 void finish(ParsedPolicy& result) {
   if (!result.ok()) return;  // cross-checks on a half-read policy would only add noise
+  add_neighbour_zones(result.policy);
   auto found = validate_policy(result.policy);
   result.diagnostics.insert(result.diagnostics.end(), found.begin(), found.end());
 }

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <fstream>
 
+#include "neighbours.h"
 #include "policy_reader.h"
 
 namespace portier {
@@ -23,7 +24,7 @@ void PolicyReader::read_document(const toml::table& document, Policy& policy) {
   if (is_drop_in_)
     check_keys(document, {"zone", "set", "rule", "bind", "forward"}, "a drop-in file");
   else
-    check_keys(document, {"policy", "nat", "zone", "set", "rule", "bind", "forward"},
+    check_keys(document, {"policy", "nat", "neighbours", "zone", "set", "rule", "bind", "forward"},
                "the policy file");
   if (!is_drop_in_) {
     if (const toml::node* node = document.get("policy")) {
@@ -37,6 +38,12 @@ void PolicyReader::read_document(const toml::table& document, Policy& policy) {
         read_nat_section(*table, policy);
       else
         error(node->source(), "'nat' must be a table: [nat]");
+    }
+    if (const toml::node* node = document.get("neighbours")) {
+      if (const toml::table* table = node->as_table())
+        read_neighbours_section(*table, policy);
+      else
+        error(node->source(), "'neighbours' must be a table: [neighbours]");
     }
   }
   if (const toml::node* node = document.get("zone")) {
@@ -99,6 +106,29 @@ void PolicyReader::read_nat_section(const toml::table& table, Policy& policy) {
     for (const auto& [zone, item] : strings(*node, "masquerade")) policy.masquerade.push_back(zone);
 }
 
+void PolicyReader::read_neighbours_section(const toml::table& table, Policy& policy) {
+  std::vector<std::string> known;
+  for (const NeighbourStack& stack : neighbour_stacks()) known.emplace_back(stack.name);
+  known.emplace_back("published");
+  check_keys(table, known, "[neighbours]");
+  policy.neighbours.where = at(table.source());
+  for (const NeighbourStack& stack : neighbour_stacks())
+    if (const toml::node* node = table.get(stack.name))
+      if (auto on = boolean(*node, stack.name); on && !*on)
+        policy.neighbours.off.emplace_back(stack.name);
+  if (const toml::node* node = table.get("published")) {
+    auto text = node->value_exact<std::string>();
+    if (text == "policy")
+      policy.neighbours.published_open = false;
+    else if (text == "open")
+      policy.neighbours.published_open = true;
+    else
+      error(node->source(),
+            "'published' must be \"policy\" (the input rules decide) or \"open\" "
+            "(open to everyone, as Docker does it)");
+  }
+}
+
 // toml++ keeps a table's keys sorted; people expect their zones and sets in file order.
 std::vector<std::pair<const toml::key*, const toml::node*>> in_file_order(const toml::table& table) {
   std::vector<std::pair<const toml::key*, const toml::node*>> entries;
@@ -124,7 +154,22 @@ void PolicyReader::read_zones(const toml::table& zones, Policy& policy) {
       continue;
     }
     if (!valid_name(node, zone.name, "zone")) continue;
-    check_keys(*table, {"interfaces", "networks", "input", "forward_to"}, "[zone." + zone.name + "]");
+    check_keys(*table, {"interfaces", "networks", "input", "forward_to", "stack"},
+               "[zone." + zone.name + "]");
+    if (const toml::node* stack = table->get("stack")) {
+      if (auto name = string(*stack, "stack")) {
+        std::vector<std::string> names;
+        for (const NeighbourStack& known : neighbour_stacks()) names.emplace_back(known.name);
+        if (find_stack(*name)) {
+          zone.stack = *name;
+        } else {
+          std::string message = "unknown stack '" + *name + "'";
+          if (auto hint = closest_match(*name, names); !hint.empty())
+            message += " (did you mean '" + hint + "'?)";
+          error(stack->source(), message + ": one of docker, podman, libvirt, kubernetes");
+        }
+      }
+    }
     if (const toml::node* interfaces = table->get("interfaces")) {
       for (const auto& [name, item] : strings(*interfaces, "interfaces")) {
         if (valid_interface_name(name))
@@ -142,7 +187,8 @@ void PolicyReader::read_zones(const toml::table& zones, Policy& policy) {
     if (const toml::node* forward_to = table->get("forward_to"))
       for (const auto& [name, item] : strings(*forward_to, "forward_to"))
         zone.forward_to.push_back(name);
-    if (zone.interfaces.empty())
+    // A stack's zone without interfaces gets the stack's (add_neighbour_zones).
+    if (zone.interfaces.empty() && zone.stack.empty() && !find_stack(zone.name))
       diagnostics_.push_back({Severity::warning, zone.where,
                               "zone '" + zone.name +
                                   "' has no interfaces: it matches by 'networks' only, and "

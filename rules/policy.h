@@ -54,6 +54,20 @@ struct Zone {
   std::vector<Cidr> networks;
   std::optional<Action> input;          // overrides [policy].input for this zone
   std::vector<std::string> forward_to;  // zones new connections may be routed to
+  /// The neighbour stack (neighbours.h) whose interfaces these are: "docker", "podman",
+  /// "libvirt", "kubernetes"; empty for the policy's own zones.
+  std::string stack;
+  bool builtin = false;  // made from the stack's defaults, not written in the policy
+  SourceLocation where;
+};
+
+/// [neighbours]: the other network stacks on the host (container runtimes, libvirt,
+/// Kubernetes) whose bridges portier leaves to them, and what their published ports mean.
+struct Neighbours {
+  std::vector<std::string> off;  // stacks switched off (`docker = false`)
+  /// published = "open": ports they DNAT to their containers are open to everyone, as
+  /// Docker documents it. Default ("policy"): the input rules decide, as for a listener.
+  bool published_open = false;
   SourceLocation where;
 };
 
@@ -127,6 +141,7 @@ struct Policy {
   std::vector<Bind> binds;
   std::vector<Forward> forwards;
   std::vector<std::string> masquerade;  // zones from [nat]
+  Neighbours neighbours;
 
   const Rule* find_rule(std::string_view name) const;
   Rule* find_rule(std::string_view name);

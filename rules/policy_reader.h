@@ -58,6 +58,7 @@ class PolicyReader {
   // parse_sections.cpp
   void read_policy_section(const toml::table& table, Policy& policy);
   void read_nat_section(const toml::table& table, Policy& policy);
+  void read_neighbours_section(const toml::table& table, Policy& policy);
   void read_zones(const toml::table& table, Policy& policy);
   void read_sets(const toml::table& table, Policy& policy);
   void read_set_file(const toml::node& node, NamedSet& set);

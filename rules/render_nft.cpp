@@ -264,7 +264,7 @@ std::string matches_text(const std::vector<ir::Match>& matches) {
       append(loopback->outgoing ? "oif \"lo\"" : "iif \"lo\"");
     } else if (const auto* names = std::get_if<ir::InterfaceNameIn>(&match)) {
       const bool alone = names->names.size() == 1;
-      append(std::string(names->outgoing ? "oifname " : "iifname ") +
+      append(std::string(names->outgoing ? "oifname " : "iifname ") + (names->negate ? "!= " : "") +
              list_text(
                  names->names,
                  [alone](const std::string& name) { return quoted_interface(name, alone); },
@@ -294,6 +294,16 @@ std::string matches_text(const std::vector<ir::Match>& matches) {
       append(ports_text(*protocols, true, sports->ports));
     } else if (const auto* addresses = std::get_if<ir::AddressIn>(&match)) {
       append(address_match_text(*addresses));
+    } else if (const auto* original = std::get_if<ir::CtOriginalDestPort>(&match)) {
+      if (protocols == nullptr)
+        throw std::invalid_argument("a port match must follow a protocol match");
+      append("ct original proto-dst " + port_range_text(original->ports));
+    } else if (const auto* before_nat = std::get_if<ir::CtOriginalAddressIn>(&match)) {
+      for (const ir::AddressRange& range : before_nat->ranges)
+        if (range.first.family != before_nat->family)
+          throw std::invalid_argument("address match mixes IPv4 and IPv6");
+      append("ct original " + family_keyword(before_nat->family) + " daddr " +
+             list_text(before_nat->ranges, address_range_text, "address"));
     } else if (const auto* lookup = std::get_if<ir::AddressInSet>(&match)) {
       append(family_keyword(lookup->family) + (lookup->destination ? " daddr @" : " saddr @") +
              checked_name(lookup->set, "set"));

@@ -50,10 +50,12 @@ struct LoopbackInterface {
 
 /// `iifname "eth0"` / `oifname ...`. One name compiles to a compare; a trailing '*' is a
 /// prefix compare (`iifname "ppp*"`) and stands alone; several exact names become an
-/// anonymous set (`iifname { "br-lan", "eth1" }`).
+/// anonymous set (`iifname { "br-lan", "eth1" }`). With `negate`: `oifname != "br-lan"`,
+/// `oifname != { ... }` (a lookup with the inverted flag).
 struct InterfaceNameIn {
   bool outgoing = false;
   std::vector<std::string> names;  // sorted, unique, not empty; a wildcard only alone
+  bool negate = false;
   friend bool operator==(const InterfaceNameIn&, const InterfaceNameIn&) = default;
 };
 
@@ -75,6 +77,24 @@ struct CtState {
 /// `ct status dnat`: the connection was destination-NATed (a port forward).
 struct CtStatusDnat {
   friend bool operator==(const CtStatusDnat&, const CtStatusDnat&) = default;
+};
+
+/// `ct original proto-dst 8080` / `ct original proto-dst 8000-8010`: the destination port
+/// the connection had before NAT (a published container port, say). One range per rule:
+/// nft 1.0.6 lists an anonymous set of these back as "[invalid type]". Must follow an
+/// L4ProtoIn, as DestPortIn.
+struct CtOriginalDestPort {
+  PortRange ports;
+  friend bool operator==(const CtOriginalDestPort&, const CtOriginalDestPort&) = default;
+};
+
+/// `ct original ip daddr 192.0.2.1` / `ct original ip6 daddr { ... }`: the destination
+/// address the connection had before NAT. nft adds no family dependency for it (conntrack
+/// of the other family makes the expression break, so the rule does not match).
+struct CtOriginalAddressIn {
+  Family family = Family::ipv4;
+  std::vector<AddressRange> ranges;  // as AddressIn
+  friend bool operator==(const CtOriginalAddressIn&, const CtOriginalAddressIn&) = default;
 };
 
 /// `meta l4proto X` (one protocol) or `meta l4proto { X, Y }` (an anonymous set).
@@ -189,7 +209,7 @@ struct MeterOver {
 using Match = std::variant<LoopbackInterface, InterfaceNameIn, CtState, CtStatusDnat, L4ProtoIn,
                            DestPortIn, SourcePortIn, AddressIn, AddressInSet, IcmpTypeIn,
                            SocketCgroup, SocketUid, TcpSyn, Limit, MeterOver, NfProto,
-                           SocketTransparent>;
+                           SocketTransparent, CtOriginalDestPort, CtOriginalAddressIn>;
 
 enum class VerdictKind {
   accept,

@@ -25,6 +25,7 @@ class Validator {
   std::vector<Diagnostic> run() {
     check_unique_names();
     check_interfaces_in_one_zone();
+    check_one_zone_per_stack();
     for (const Zone& zone : policy_.zones)
       for (const std::string& target : zone.forward_to)
         require_zone(target, zone.where, "forward_to of zone '" + zone.name + "'");
@@ -69,6 +70,18 @@ class Validator {
     for (const Forward& forward : policy_.forwards) add(forward.name, "forward", forward.where);
   }
 
+  void check_one_zone_per_stack() {
+    std::map<std::string, const Zone*> owner;
+    for (const Zone& zone : policy_.zones) {
+      if (zone.stack.empty()) continue;
+      auto [it, inserted] = owner.emplace(zone.stack, &zone);
+      if (!inserted)
+        error(zone.where, "zone '" + zone.name + "' is for stack '" + zone.stack + "', as zone '" +
+                              it->second->name + "' at " + place(it->second->where) +
+                              " already is");
+    }
+  }
+
   // Zones are told apart by the interface a packet uses: one interface, one zone.
   void check_interfaces_in_one_zone() {
     std::map<std::string, const Zone*> owner;
@@ -88,7 +101,8 @@ class Validator {
     std::string message = "unknown zone '" + name + "' in " + std::string(used_by);
     if (auto hint = closest_match(name, zone_names_); !hint.empty())
       message += " (did you mean '" + hint + "'?)";
-    else if (zone_names_.empty())
+    else if (std::all_of(policy_.zones.begin(), policy_.zones.end(),
+                         [](const Zone& zone) { return zone.builtin; }))
       message += ": the policy defines no zones ([zone.NAME])";
     error(where, message);
     return nullptr;

@@ -59,9 +59,18 @@ std::string write_policy(const Policy& policy) {
   if (!policy.masquerade.empty())
     document.insert("nat", toml::table{{"masquerade", strings(policy.masquerade)}});
 
+  if (!policy.neighbours.off.empty() || policy.neighbours.published_open) {
+    toml::table neighbours;
+    for (const std::string& stack : policy.neighbours.off) neighbours.insert(stack, false);
+    if (policy.neighbours.published_open) neighbours.insert("published", "open");
+    document.insert("neighbours", std::move(neighbours));
+  }
+
   toml::table zones;
   for (const Zone& zone : policy.zones) {
+    if (zone.builtin) continue;  // parsing makes it again
     toml::table table;
+    if (!zone.stack.empty() && zone.stack != zone.name) table.insert("stack", zone.stack);
     if (!zone.interfaces.empty()) table.insert("interfaces", strings(zone.interfaces));
     if (!zone.networks.empty()) {
       toml::array networks;

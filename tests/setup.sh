@@ -26,6 +26,9 @@ PACKAGES=(
   # test_runtime_polkit(_agent): a real polkitd (and pkcheck, pkttyagent) deciding for
   # non-root callers; gdbus for the calls those tests make by hand
   polkitd libglib2.0-bin
+  # test_docker: a real dockerd (with containerd and runc) in a test namespace, and busybox
+  # for the image it imports (no registry) and the test's web servers
+  docker.io busybox-static
 )
 
 missing=()

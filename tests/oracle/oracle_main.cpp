@@ -224,6 +224,45 @@ Ruleset interfaces() {
   return r;
 }
 
+// What the neighbour zones add: negated interface names, matches on the destination a
+// connection had before NAT (one port or range per rule; addresses alone, as prefixes,
+// ranges and sets of both families).
+Ruleset neighbours() {
+  Ruleset r;
+  r.chains.push_back(Chain{
+      "published",
+      std::nullopt,
+      {rule({InterfaceNameIn{false, {"br-*"}, false}, InterfaceNameIn{false, {"br-lan"}, true}},
+            verdict(VerdictKind::return_)),
+       rule({InterfaceNameIn{false, {"docker0"}, true}}, accept(), "not-one"),
+       rule({InterfaceNameIn{false, {"br-lan", "br-x"}, true}}, accept(), "not-set", true),
+       rule({InterfaceNameIn{true, {"veth*"}, true}}, drop(), "not-wildcard"),
+       rule({tcp(), CtOriginalDestPort{{8080, 8080}}}, accept(), "one-port", true),
+       rule({tcp_udp(), CtOriginalDestPort{{8000, 8010}}}, accept(), "port-range", true),
+       rule({CtOriginalAddressIn{Family::ipv4, {single("198.51.100.1")}}}, accept(), "v4"),
+       rule({CtOriginalAddressIn{Family::ipv4, {range("10.0.0.0", "10.255.255.255")}}}, accept()),
+       rule({CtOriginalAddressIn{Family::ipv4, {range("10.1.2.0", "10.1.3.255")}}}, accept()),
+       rule({CtOriginalAddressIn{Family::ipv4, {range("10.0.0.1", "10.0.0.5")}}}, accept()),
+       rule({CtOriginalAddressIn{Family::ipv4,
+                                 {range("10.0.0.0", "10.255.255.255"), single("192.168.1.1")}}},
+            accept(), "v4-set"),
+       rule({CtOriginalAddressIn{Family::ipv6, {single("fd00::1"), single("fd00::2")}}}, accept(),
+            "v6-set"),
+       rule({AddressIn{Family::ipv4, false, {single("192.0.2.7")}},
+             CtOriginalAddressIn{Family::ipv4, {single("198.51.100.1")}}, tcp(),
+             CtOriginalDestPort{{8443, 8443}}},
+            accept(), "both", true),
+       rule({}, drop(), "default input", true)}});
+  r.chains.push_back(
+      base_chain("forward", Hook::forward, 10, false,
+                 {rule({CtStatusDnat{}, InterfaceNameIn{true, {"docker0", "virbr0"}, false}},
+                       verdict(VerdictKind::jump, "published")),
+                  rule({CtStatusDnat{}, InterfaceNameIn{true, {"br-*"}, false},
+                        InterfaceNameIn{true, {"br-lan"}, true}},
+                       verdict(VerdictKind::jump, "published"))}));
+  return r;
+}
+
 Ruleset addresses() {
   Ruleset r;
   NamedSet block{"blocklist",
@@ -578,6 +617,7 @@ const std::map<std::string, std::function<Ruleset()>>& cases() {
       {"many-rules", many_rules},
       {"interfaces", interfaces},
       {"addresses", addresses},
+      {"neighbours", neighbours},
       {"protocols", protocols},
       {"statements", statements},
       {"nat", nat},

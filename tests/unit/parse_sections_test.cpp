@@ -129,7 +129,9 @@ masquerade = ["wan"]
   const Policy& p = parsed.policy;
   CHECK(p.forward == Action::drop);
   CHECK(p.log == LogMode::denied);
-  REQUIRE(p.zones.size() == 2);
+  // The two of the policy, then the neighbours' four built-in ones.
+  REQUIRE(p.zones.size() == 6);
+  CHECK(p.zones[2].builtin);
   CHECK(p.zones[0].name == "wan");
   CHECK(p.zones[0].interfaces == std::vector<std::string>{"eth0", "ppp*"});
   CHECK(p.zones[1].networks.size() == 2);
