@@ -8,8 +8,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require_root_or_skip
 require_cmd systemd-nspawn debootstrap nsenter flock cmake
 require_binaries
-require_hybrid_cgroups
 source "$(dirname "${BASH_SOURCE[0]}")/lib_container.sh"
+require_hybrid_cgroups
 ensure_rootfs
 
 # --- what cmake --install puts on a machine -------------------------------------------------

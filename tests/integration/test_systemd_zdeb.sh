@@ -9,8 +9,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require_root_or_skip
 require_cmd cmake cpack dpkg-deb dpkg-buildflags file readelf systemd-nspawn debootstrap nsenter flock
 require_binaries
-require_hybrid_cgroups
 source "$(dirname "${BASH_SOURCE[0]}")/lib_container.sh"
+require_hybrid_cgroups
 
 # --- the package build --------------------------------------------------------------------------
 # Kept beside the test build, so that a second run rebuilds only what changed.
@@ -77,7 +77,7 @@ for bin in usr/sbin/portierd usr/bin/portierctl; do
   assert_match "$symbols" '__stack_chk_fail' "the imports of /$bin (-fstack-protector-strong)"
   assert_match "$symbols" '__[a-z]+_chk' "the imports of /$bin (-D_FORTIFY_SOURCE=2)"
   # The symbols are in the -dbgsym package, under the binary's build id.
-  id=$(readelf -nW "$f" | sed -n 's/^ *Build ID: *//p')
+  id=$(readelf -nW "$f" | sed -n 's/.*Build ID: *//p')
   [[ -n "$id" && -f "$WORKDIR/dbgsym/usr/lib/debug/.build-id/${id:0:2}/${id:2}.debug" ]] ||
     fail "no debug symbols for /$bin (build id '$id') in $(basename "$ddeb")"
 done
