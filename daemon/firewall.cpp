@@ -687,8 +687,10 @@ bool Firewall::edit_set_in_place(const NamedSet& set, const std::vector<std::str
                    refused.what());
       return false;
     }
-    ir::NamedSet& loaded = *std::find_if(full_.sets.begin(), full_.sets.end(),
-                                         [&](const ir::NamedSet& s) { return s.name == name; });
+    ir::NamedSet& loaded =
+        *std::find_if(full_.sets.begin(), full_.sets.end(),
+                      // clang 14 cannot capture a structured binding
+                      [&set_name = name](const ir::NamedSet& s) { return s.name == set_name; });
     // Our record of the kernel's set: finding one element in a vector of a million is a
     // scan, so removed ones are only marked, and taken out together later.
     RemovedElements& removed = removed_elements_[name];

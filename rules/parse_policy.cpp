@@ -135,8 +135,11 @@ std::optional<std::string> read_text(const std::string& path, std::vector<Diagno
                                      std::string_view what) {
   std::ifstream file(path, std::ios::binary);
   if (!file) {
-    diagnostics.push_back({Severity::error, {path, 0, 0},
-                           "cannot read " + std::string(what) + ": " + std::strerror(errno)});
+    // The message before the diagnostic: built inside the braced temporary, it makes GCC 12
+    // at -O3 warn (falsely) that the temporary's file name may be destroyed uninitialized on
+    // the path where building the message throws (-Wmaybe-uninitialized).
+    std::string message = "cannot read " + std::string(what) + ": " + std::strerror(errno);
+    diagnostics.push_back(Diagnostic{Severity::error, SourceLocation{path, 0, 0}, std::move(message)});
     return std::nullopt;
   }
   std::stringstream contents;

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# The whole test suite: build, unit and integration tests (integration needs root and is
-# mandatory then), the unit tests again under ASan/UBSan, and a final check that nothing
-# was loaded into this machine's own network namespace.
+# The whole test suite: a Release build with GCC, its unit and integration tests (integration
+# needs root and is mandatory then; test_systemd_zdeb also builds the .deb with Debian's
+# flags), the unit tests again under ASan/UBSan and in a clang build, and a final check that
+# nothing was loaded into this machine's own network namespace. Warnings are errors in every
+# build here (PORTIER_WERROR).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 BUILD_DIR=${BUILD_DIR:-build}
 ASAN_BUILD_DIR=${ASAN_BUILD_DIR:-build-asan}
+CLANG_BUILD_DIR=${CLANG_BUILD_DIR:-build-clang}
 failed=()
 
 if [[ $(id -u) -eq 0 ]]; then
@@ -16,18 +19,29 @@ else
 fi
 
 echo "==> build ($BUILD_DIR)" >&2
-BUILD_DIR=$BUILD_DIR bash tests/setup.sh
+BUILD_DIR=$BUILD_DIR bash tests/setup.sh -DCMAKE_BUILD_TYPE=Release -DPORTIER_WERROR=ON
 
 echo "==> all tests ($BUILD_DIR)" >&2
 ctest --test-dir "$BUILD_DIR" --output-on-failure --no-tests=error || failed+=("ctest in $BUILD_DIR")
 
 echo "==> build with sanitizers ($ASAN_BUILD_DIR)" >&2
-if BUILD_DIR=$ASAN_BUILD_DIR bash tests/setup.sh -DPORTIER_SANITIZE=ON; then
+if BUILD_DIR=$ASAN_BUILD_DIR bash tests/setup.sh -DPORTIER_SANITIZE=ON -DPORTIER_WERROR=ON; then
   echo "==> unit tests under ASan/UBSan ($ASAN_BUILD_DIR)" >&2
   ctest --test-dir "$ASAN_BUILD_DIR" --output-on-failure --no-tests=error -L unit ||
     failed+=("unit tests in $ASAN_BUILD_DIR")
 else
   failed+=("sanitizer build in $ASAN_BUILD_DIR")
+fi
+
+# Debug: the quickest to compile, and clang's warnings come from its front end, whatever -O.
+echo "==> build with clang ($CLANG_BUILD_DIR)" >&2
+if BUILD_DIR=$CLANG_BUILD_DIR bash tests/setup.sh -DCMAKE_CXX_COMPILER=clang++ \
+  -DCMAKE_BUILD_TYPE=Debug -DPORTIER_WERROR=ON; then
+  echo "==> unit tests of the clang build ($CLANG_BUILD_DIR)" >&2
+  ctest --test-dir "$CLANG_BUILD_DIR" --output-on-failure --no-tests=error -L unit ||
+    failed+=("unit tests in $CLANG_BUILD_DIR")
+else
+  failed+=("clang build in $CLANG_BUILD_DIR")
 fi
 
 echo "==> host namespace" >&2

@@ -10,6 +10,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 PACKAGES=(
   build-essential cmake ninja-build pkg-config
+  # the clang build of the suite (Debian 12's clang, 14)
+  clang
+  # cpack -G DEB: `file` finds the binaries whose debug information goes into -dbgsym
+  file
   libnftnl-dev libmnl-dev libtomlplusplus-dev libsdbus-c++-dev libsdbus-c++-bin
   doctest-dev libsystemd-dev
   nftables dbus iproute2 socat procps util-linux
@@ -50,7 +54,7 @@ fi
 BUILD_DIR=${BUILD_DIR:-build}
 if [[ ! -f "$BUILD_DIR/build.ninja" ]]; then
   echo "setup: configuring $BUILD_DIR" >&2
-  # /usr, as a Debian package installs it: cpack of this build makes a proper .deb.
+  # /usr, as a Debian package installs it (test_systemd_service installs this build).
   cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_INSTALL_PREFIX=/usr "$@" >/dev/null
 elif (($#)); then
   # Re-apply explicitly given options to an existing build directory.

@@ -100,6 +100,9 @@ boot_container() {
 }
 
 in_ct() { nsenter -t "$PID1" -a "$@"; }
+ms_since() { echo $((($(date +%s%N) - $1) / 1000000)); }
+journal() { in_ct journalctl -u portierd --no-pager -o cat 2>&1 | tail -n 30; }
+unit_state() { in_ct systemctl show -p ActiveState -p SubState -p Result -p MainPID portierd; }
 
 _poweroff_container() {
   local i

@@ -48,11 +48,7 @@ esac
 
 # --- boot ---------------------------------------------------------------------------------
 boot_container -D "$ROOTFS" --volatile=overlay --private-network "${binds[@]}"
-ms_since() { echo $((($(date +%s%N) - $1) / 1000000)); }
 log "ok: container booted in $BOOT_MS ms (pid 1 is $PID1 on the host, state $BOOT_STATE)"
-
-journal() { in_ct journalctl -u portierd --no-pager -o cat 2>&1 | tail -n 30; }
-unit_state() { in_ct systemctl show -p ActiveState -p SubState -p Result -p MainPID portierd; }
 
 # --- start: Type=notify returns once READY=1 came -----------------------------------------------
 START=$(date +%s%N)
