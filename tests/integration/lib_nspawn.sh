@@ -124,3 +124,29 @@ _remove_ct_cgroups() {
   done
   log "warning: could not remove the cgroups $CT_CGROUP"
 }
+
+# build_package: the .deb as a packager makes it: a build tree configured *without*
+# -DCMAKE_INSTALL_PREFIX=/usr (so /usr/local: the package must force /usr and /etc) and with
+# Debian's flags, beside the test build so that later runs rebuild only what changed, then
+# `cpack -G DEB`. Sets PACKAGE_DEB and PACKAGE_DDEB (its -dbgsym) in $WORKDIR/pkg.
+build_package() {
+  local build=${PORTIER_DEB_BUILD_DIR:-$PORTIER_BUILD_DIR/deb-tree} out prefix start
+  (
+    flock 9
+    if [[ ! -f "$build/build.ninja" ]]; then
+      out=$(cmake -S "$PORTIER_SOURCE_DIR" -B "$build" -G Ninja -DPORTIER_DEBIAN_FLAGS=ON \
+        -DPORTIER_WERROR=ON -DBUILD_TESTING=OFF 2>&1) || fail "configuring $build failed: $out"
+    fi
+    prefix=$(sed -n 's/^CMAKE_INSTALL_PREFIX:PATH=//p' "$build/CMakeCache.txt")
+    [[ "$prefix" != /usr ]] || fail "$build is configured for /usr: it would not show that the package forces it"
+    start=$(date +%s%N)
+    cmake --build "$build" >"$WORKDIR/logs/deb-build.log" 2>&1 ||
+      fail "building $build failed, see deb-build.log: $(grep -m3 -E 'error|warning' "$WORKDIR/logs/deb-build.log")"
+    log "ok: package build $build (prefix $prefix, Debian's flags) up to date in $((($(date +%s%N) - start) / 1000000)) ms"
+  ) 9>"$PORTIER_BUILD_DIR/.deb-tree.lock" || exit 1
+  out=$(cd "$build" && cpack -G DEB -B "$WORKDIR/pkg" 2>&1) || fail "cpack failed: $out"
+  PACKAGE_DEB=$(find "$WORKDIR/pkg" -maxdepth 1 -name 'portier_*_amd64.deb' | head -n1)
+  PACKAGE_DDEB=$(find "$WORKDIR/pkg" -maxdepth 1 -name 'portier-dbgsym_*_amd64.ddeb' | head -n1)
+  [[ -f "$PACKAGE_DEB" ]] || fail "cpack made no portier_*.deb: $out"
+  [[ -f "$PACKAGE_DDEB" ]] || fail "cpack made no portier-dbgsym_*.ddeb: $out"
+}

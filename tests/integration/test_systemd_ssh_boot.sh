@@ -14,18 +14,15 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/lib_nspawn.sh"
 require_root_or_skip
 require_nspawn
-require_cmd cpack dpkg-deb chroot unshare mount
+require_cmd cmake cpack dpkg-deb dpkg-buildflags chroot unshare mount
 require_binaries
 ensure_rootfs
 [[ -f "$ROOTFS/lib/systemd/system/ssh.service" && -n "$(ls "$ROOTFS"/etc/ssh/ssh_host_*_key 2>/dev/null)" ]] ||
   fail "the cached root $ROOTFS has no ssh.service or no ssh host keys (openssh-server missing?)"
 
 # --- the package, installed on an overlay of the cached root -----------------------------------
-prefix=$(sed -n 's/^CMAKE_INSTALL_PREFIX:PATH=//p' "$PORTIER_BUILD_DIR/CMakeCache.txt")
-[[ "$prefix" == /usr ]] || fail "the build is configured for $prefix; a Debian package needs /usr (tests/setup.sh does that)"
-out=$(cd "$PORTIER_BUILD_DIR" && cpack -G DEB -B "$WORKDIR/pkg" 2>&1) || fail "cpack failed: $out"
-deb=$(find "$WORKDIR/pkg" -maxdepth 1 -name 'portier_*_amd64.deb' | head -n1)
-[[ -f "$deb" ]] || fail "cpack made no portier_*.deb: $out"
+build_package
+deb=$PACKAGE_DEB
 
 ROOT="$WORKDIR/root"
 mkdir -p "$ROOT/upper" "$ROOT/work" "$ROOT/merged"

@@ -12,25 +12,10 @@ require_binaries
 source "$(dirname "${BASH_SOURCE[0]}")/lib_nspawn.sh"
 require_nspawn
 
-# --- the package build --------------------------------------------------------------------------
-# Kept beside the test build, so that a second run rebuilds only what changed.
-DEB_BUILD=${PORTIER_DEB_BUILD_DIR:-$PORTIER_BUILD_DIR/deb-tree}
-if [[ ! -f "$DEB_BUILD/build.ninja" ]]; then
-  out=$(cmake -S "$PORTIER_SOURCE_DIR" -B "$DEB_BUILD" -G Ninja -DPORTIER_DEBIAN_FLAGS=ON \
-    -DPORTIER_WERROR=ON -DBUILD_TESTING=OFF 2>&1) || fail "configuring $DEB_BUILD failed: $out"
-fi
-prefix=$(sed -n 's/^CMAKE_INSTALL_PREFIX:PATH=//p' "$DEB_BUILD/CMakeCache.txt")
-[[ "$prefix" != /usr ]] || fail "$DEB_BUILD is configured for /usr: it would not show that the package forces it"
-START=$(date +%s%N)
-cmake --build "$DEB_BUILD" >"$WORKDIR/logs/deb-build.log" 2>&1 ||
-  fail "building $DEB_BUILD failed, see deb-build.log: $(grep -m3 -E 'error|warning' "$WORKDIR/logs/deb-build.log")"
-log "ok: package build $DEB_BUILD (prefix $prefix, Debian's flags) up to date in $((($(date +%s%N) - START) / 1000000)) ms"
-
-out=$(cd "$DEB_BUILD" && cpack -G DEB -B "$WORKDIR/pkg" 2>&1) || fail "cpack failed: $out"
-deb=$(find "$WORKDIR/pkg" -maxdepth 1 -name 'portier_*_amd64.deb' | head -n1)
-ddeb=$(find "$WORKDIR/pkg" -maxdepth 1 -name 'portier-dbgsym_*_amd64.ddeb' | head -n1)
-[[ -f "$deb" ]] || fail "cpack made no portier_*.deb: $out"
-[[ -f "$ddeb" ]] || fail "cpack made no portier-dbgsym_*.ddeb: $out"
+# --- the package build (lib_nspawn.sh) ----------------------------------------------------------
+build_package
+deb=$PACKAGE_DEB
+ddeb=$PACKAGE_DDEB
 
 # --- cpack of a build that cannot give a right package refuses ---------------------------------
 if ! grep -q '^PORTIER_DEBIAN_FLAGS:BOOL=ON' "$PORTIER_BUILD_DIR/CMakeCache.txt"; then
