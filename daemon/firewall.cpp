@@ -13,7 +13,6 @@
 #include <tuple>
 #include <unordered_set>
 
-#include "cgroups.h"
 #include "neighbours.h"
 #include "render_nft.h"
 #include "state_writer.h"

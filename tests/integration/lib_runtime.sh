@@ -67,6 +67,11 @@ restart_portierd() {
 # crash_portierd: SIGKILL to portierd (it gets no chance to clean up), waits for it to go.
 crash_portierd() {
   kill -KILL "$PORTIERD_PID" 2>/dev/null || fail "portierd (pid $PORTIERD_PID) is not running, cannot kill it"
+  portierd_gone
+}
+
+# portierd_gone: waits for a killed portierd to be reaped and to have left the bus.
+portierd_gone() {
   wait "$PORTIERD_PID" 2>/dev/null || true
   local i
   for ((i = 0; i < 50; i++)); do
