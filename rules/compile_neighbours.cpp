@@ -74,6 +74,24 @@ std::vector<std::vector<ir::Match>> published_alternatives(const std::vector<ir:
       alternatives = std::move(widened);
       continue;
     }
+    const bool port_follows = std::any_of(&match + 1, matches.data() + matches.size(),
+                                          [](const ir::Match& later) {
+                                            return std::holds_alternative<ir::DestPortIn>(later);
+                                          });
+    if (const auto* l4 = std::get_if<ir::L4ProtoIn>(&match);
+        l4 && l4->protocols.size() > 1 && port_follows) {
+      // nft 1.0.6 can type `ct original proto-dst` only after a single protocol (after a
+      // set lookup it refuses the text), and anonymous sets are what makes a big table
+      // load slowly (protocol_sets.h): one alternative per protocol instead.
+      std::vector<std::vector<ir::Match>> widened;
+      for (const auto& alternative : alternatives)
+        for (ir::L4Proto protocol : l4->protocols) {
+          widened.push_back(alternative);
+          widened.back().push_back(ir::L4ProtoIn{{protocol}});
+        }
+      alternatives = std::move(widened);
+      continue;
+    }
     ir::Match translated = match;
     if (const auto* address = std::get_if<ir::AddressIn>(&match); address && address->destination)
       translated = ir::CtOriginalAddressIn{address->family, address->ranges};

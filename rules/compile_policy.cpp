@@ -8,6 +8,7 @@
 #include "compile_neighbours.h"
 #include "merge_rules.h"
 #include "neighbours.h"
+#include "protocol_sets.h"
 #include "split_chains.h"
 
 namespace portier {
@@ -744,6 +745,7 @@ ir::Ruleset compile_policy(const Policy& policy, const CompileOptions& options) 
   ir::Ruleset ruleset = Compiler(policy, options).run();
   if (options.merge_rules) merge_rule_runs(ruleset);
   split_long_chains(ruleset);
+  share_protocol_sets(ruleset);
   const std::set<std::string, std::less<>> disabled = disabled_names(policy);
   if (disabled.empty()) return ruleset;
   return without_owners(ruleset, disabled);

@@ -394,6 +394,29 @@ TEST_CASE("timed rules expire, and keep their remaining time across a restart") 
   CHECK_FALSE(restarted.firewall.next_deadline());
 }
 
+TEST_CASE("disabling a timed rule ends it; it cannot be enabled or made permanent") {
+  Files files;
+  files.write(kTwoRules);
+  FakeKernel kernel;
+  FakeClock clock;
+  Daemon daemon(kernel, files, clock);
+  daemon.firewall.start();
+  TimedRuleRequest request;
+  request.protocols = {"tcp"};
+  request.ports = {"8080"};
+  request.duration = std::chrono::hours(1);
+  const std::string name = daemon.firewall.add_timed_rule(request);
+  CHECK(rule_names(kernel.last()) == std::vector<std::string>{"ssh", name});
+  CHECK_THROWS_WITH_AS(daemon.firewall.set_rule_enabled(name, true, false),
+                       doctest::Contains("is on until it ends"), InvalidRequest);
+  CHECK_THROWS_WITH_AS(daemon.firewall.set_rule_enabled(name, false, true),
+                       doctest::Contains("is not in the policy file"), InvalidRequest);
+  daemon.firewall.set_rule_enabled(name, false, false);
+  CHECK(rule_names(kernel.last()) == std::vector<std::string>{"ssh"});
+  CHECK_FALSE(daemon.firewall.next_deadline());
+  CHECK_THROWS_AS(daemon.firewall.set_rule_enabled(name, false, false), NoSuchRule);
+}
+
 TEST_CASE("panic mode drops everything but loopback, and survives a restart") {
   Files files;
   files.write(kTwoRules);
