@@ -59,17 +59,21 @@ std::string name_from(std::span<const std::uint8_t> bytes) {
 
 std::optional<ir::L4Proto> l4proto_from(std::uint8_t number) {
   switch (number) {
-    case 6: return ir::L4Proto::tcp;
-    case 17: return ir::L4Proto::udp;
-    case 132: return ir::L4Proto::sctp;
-    default: return std::nullopt;
+    case 6:
+      return ir::L4Proto::tcp;
+    case 17:
+      return ir::L4Proto::udp;
+    case 132:
+      return ir::L4Proto::sctp;
+    default:
+      return std::nullopt;
   }
 }
 
 // struct nf_nat_range2 (rev 2) / nf_nat_range (rev 1): flags, min_addr, max_addr (union
 // nf_inet_addr, 16 bytes each), min_proto, max_proto (big-endian ports); rev 0 is
 // nf_nat_ipv4_multi_range_compat: rangesize, then flags, min_ip, max_ip, min, max.
-constexpr std::uint32_t kMapIps = 1;         // NF_NAT_RANGE_MAP_IPS
+constexpr std::uint32_t kMapIps = 1;          // NF_NAT_RANGE_MAP_IPS
 constexpr std::uint32_t kProtoSpecified = 2;  // NF_NAT_RANGE_PROTO_SPECIFIED
 
 std::uint32_t u32_at(std::span<const std::uint8_t> bytes, std::size_t offset) {
@@ -114,10 +118,17 @@ class RuleReader {
     Register& reg = registers_[nftnl_expr_get_u32(expr, NFTNL_EXPR_META_DREG)];
     reg = {};
     switch (nftnl_expr_get_u32(expr, NFTNL_EXPR_META_KEY)) {
-      case NFT_META_L4PROTO: reg.what = Loaded::l4proto; break;
-      case NFT_META_NFPROTO: reg.what = Loaded::nfproto; break;
-      case NFT_META_IIFNAME: reg.what = Loaded::iifname; break;
-      default: reg.what = Loaded::other;
+      case NFT_META_L4PROTO:
+        reg.what = Loaded::l4proto;
+        break;
+      case NFT_META_NFPROTO:
+        reg.what = Loaded::nfproto;
+        break;
+      case NFT_META_IIFNAME:
+        reg.what = Loaded::iifname;
+        break;
+      default:
+        reg.what = Loaded::other;
     }
   }
 
@@ -185,7 +196,8 @@ class RuleReader {
 
   void range(const nftnl_expr* expr) {
     const Register& reg = registers_[nftnl_expr_get_u32(expr, NFTNL_EXPR_RANGE_SREG)];
-    if (reg.what == Loaded::dport && nftnl_expr_get_u32(expr, NFTNL_EXPR_RANGE_OP) == NFT_RANGE_EQ) {
+    if (reg.what == Loaded::dport &&
+        nftnl_expr_get_u32(expr, NFTNL_EXPR_RANGE_OP) == NFT_RANGE_EQ) {
       port_.ports = {port_at(data_of(expr, NFTNL_EXPR_RANGE_FROM_DATA)),
                      port_at(data_of(expr, NFTNL_EXPR_RANGE_TO_DATA))};
       has_port_ = true;
@@ -221,10 +233,9 @@ class RuleReader {
     port_.target = address_from(family, address.data);
     if (nftnl_expr_is_set(expr, NFTNL_EXPR_NAT_REG_PROTO_MIN)) {
       const Register& min = registers_[nftnl_expr_get_u32(expr, NFTNL_EXPR_NAT_REG_PROTO_MIN)];
-      const Register& max =
-          nftnl_expr_is_set(expr, NFTNL_EXPR_NAT_REG_PROTO_MAX)
-              ? registers_[nftnl_expr_get_u32(expr, NFTNL_EXPR_NAT_REG_PROTO_MAX)]
-              : min;
+      const Register& max = nftnl_expr_is_set(expr, NFTNL_EXPR_NAT_REG_PROTO_MAX)
+                                ? registers_[nftnl_expr_get_u32(expr, NFTNL_EXPR_NAT_REG_PROTO_MAX)]
+                                : min;
       port_.target_ports = ir::PortRange{port_at(min.data), port_at(max.data)};
     }
     dnat_ = !verdict_;
@@ -278,13 +289,20 @@ int read_expression(nftnl_expr* expr, void* reader) {
 
 std::string family_name(std::uint32_t family) {
   switch (family) {
-    case NFPROTO_IPV4: return "ip";
-    case NFPROTO_IPV6: return "ip6";
-    case NFPROTO_INET: return "inet";
-    case NFPROTO_BRIDGE: return "bridge";
-    case NFPROTO_NETDEV: return "netdev";
-    case NFPROTO_ARP: return "arp";
-    default: return std::to_string(family);
+    case NFPROTO_IPV4:
+      return "ip";
+    case NFPROTO_IPV6:
+      return "ip6";
+    case NFPROTO_INET:
+      return "inet";
+    case NFPROTO_BRIDGE:
+      return "bridge";
+    case NFPROTO_NETDEV:
+      return "netdev";
+    case NFPROTO_ARP:
+      return "arp";
+    default:
+      return std::to_string(family);
   }
 }
 
@@ -292,7 +310,8 @@ std::string family_name(std::uint32_t family) {
 std::string udata_comment(const nftnl_rule* rule) {
   if (!nftnl_rule_is_set(rule, NFTNL_RULE_USERDATA)) return {};
   std::uint32_t len = 0;
-  const auto* data = static_cast<const std::uint8_t*>(nftnl_rule_get_data(rule, NFTNL_RULE_USERDATA, &len));
+  const auto* data =
+      static_cast<const std::uint8_t*>(nftnl_rule_get_data(rule, NFTNL_RULE_USERDATA, &len));
   for (std::uint32_t pos = 0; data != nullptr && pos + 2 <= len;) {
     const std::uint8_t type = data[pos], value_len = data[pos + 1];
     if (pos + 2u + value_len > len) break;
@@ -312,7 +331,8 @@ std::optional<PublishedPort> parse_published_port(const nlmsghdr* message) {
   std::unique_ptr<nftnl_rule, RuleDeleter> rule(nftnl_rule_alloc());
   if (!rule || nftnl_rule_nlmsg_parse(message, rule.get()) < 0) return std::nullopt;
   const std::uint32_t family = nftnl_rule_get_u32(rule.get(), NFTNL_RULE_FAMILY);
-  if (family != NFPROTO_IPV4 && family != NFPROTO_IPV6 && family != NFPROTO_INET) return std::nullopt;
+  if (family != NFPROTO_IPV4 && family != NFPROTO_IPV6 && family != NFPROTO_INET)
+    return std::nullopt;
   RuleReader reader(family == NFPROTO_IPV6 ? ir::Family::ipv6 : ir::Family::ipv4);
   nftnl_expr_foreach(rule.get(), read_expression, &reader);
   std::string comment = udata_comment(rule.get());

@@ -26,8 +26,8 @@ struct PublishedPort {
   /// `ip daddr 127.0.0.1` (docker run -p 127.0.0.1:5353:53): only connections to these
   /// addresses; none: any (Docker's chain is reached for local addresses only).
   std::optional<ir::AddressRange> destination;
-  std::vector<std::string> not_from;  // `iifname != "docker0"`: not for packets in on these
-  ir::Address target;                 // where the connection goes: the container's address
+  std::vector<std::string> not_from;          // `iifname != "docker0"`: not for packets in on these
+  ir::Address target;                         // where the connection goes: the container's address
   std::optional<ir::PortRange> target_ports;  // none: the port stays as it was
   /// Conditions of the rule this decoder does not read (expression names): the port may be
   /// published to fewer connections than the fields above say.

@@ -227,8 +227,8 @@ TEST_CASE("published ports: nft's own dnat expression, with its comment") {
 }
 
 TEST_CASE("published ports: rules that publish no port of the host") {
-  CHECK_FALSE(parse(kDnatNoPort));   // DNAT, but which port leads there is decided elsewhere
-  CHECK_FALSE(parse(kMasquerade));   // source NAT
-  CHECK_FALSE(parse(kJumpDocker));   // a jump
-  CHECK_FALSE(parse(kAccept));       // a filter rule
+  CHECK_FALSE(parse(kDnatNoPort));  // DNAT, but which port leads there is decided elsewhere
+  CHECK_FALSE(parse(kMasquerade));  // source NAT
+  CHECK_FALSE(parse(kJumpDocker));  // a jump
+  CHECK_FALSE(parse(kAccept));      // a filter rule
 }
