@@ -21,8 +21,8 @@ require_root_or_skip
 require_cmd dockerd docker containerd runc busybox nsenter unshare tar iperf3
 
 # H (dockerd, the ruleset) --wan0/eth0-- C (the iperf3 client).
-new_netns H h
-new_netns C c
+new_netns H srv
+new_netns C cli
 ip -n "$H" link add wan0 type veth peer name eth0 netns "$C"
 ip -n "$H" addr add "10.200.$TEST_ID.1/24" dev wan0
 ip -n "$C" addr add "10.200.$TEST_ID.2/24" dev eth0

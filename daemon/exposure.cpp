@@ -331,6 +331,14 @@ std::vector<std::string> bind_warnings(const Policy& policy, const ListeningSock
   return warnings;
 }
 
+// A port on every address that is open from anywhere is what a reader must not miss.
+void warn_if_open_to_all(const std::string& scope, const std::vector<ZoneVerdict>& zones,
+                         const std::string& what, std::vector<std::string>& warnings) {
+  const ZoneVerdict& anywhere = zones.back();
+  if (scope == "wildcard" && anywhere.accepted)
+    warnings.push_back(what + " and is open from anywhere (" + anywhere.decided_by + ")");
+}
+
 std::string scope_of(const ListeningSocket& socket) {
   if (is_zero(socket.address)) return "wildcard";
   return is_loopback(socket.address) ? "loopback" : "address";
@@ -451,11 +459,8 @@ std::vector<PortExposure> port_exposure(const ir::Ruleset& ruleset, const Policy
       exposure.zones.push_back(
           verdict_from(ruleset, explain, sources, origin, socket, host_addresses));
     }
-    const ZoneVerdict& anywhere = exposure.zones.back();
-    if (exposure.scope == "wildcard" && anywhere.accepted)
-      exposure.warnings.push_back("port " + port_name(socket) +
-                                  " listens on all addresses and is open from anywhere (" +
-                                  anywhere.decided_by + ")");
+    warn_if_open_to_all(exposure.scope, exposure.zones,
+                        "port " + port_name(socket) + " listens on all addresses", exposure.warnings);
     report.push_back(std::move(exposure));
   }
   return report;
@@ -540,11 +545,9 @@ std::vector<PublishedExposure> published_exposure(const ir::Ruleset& ruleset, co
             return Outcome{result.verdict == "accept", result.decided_by};
           }));
     }
-    const ZoneVerdict& anywhere = exposure.zones.back();
-    if (exposure.scope == "wildcard" && anywhere.accepted)
-      exposure.warnings.push_back("port " + port_name(port) +
-                                  " is published on all addresses and is open from anywhere (" +
-                                  anywhere.decided_by + ")");
+    warn_if_open_to_all(exposure.scope, exposure.zones,
+                        "port " + port_name(port) + " is published on all addresses",
+                        exposure.warnings);
     report.push_back(std::move(exposure));
   }
   return report;

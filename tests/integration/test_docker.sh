@@ -172,10 +172,12 @@ check_ports_published() {
   printf '%s\n' "$OUT" >"$WORKDIR/logs/ports-proxy-$PROXY-open.txt"
   assert_match "$OUT" "${row}open \(docker-web\)\$" "ports: the published port after enable (proxy $PROXY)"
   pctl explain "${shape[@]}"
+  printf '%s\n' "$OUT" >"$WORKDIR/logs/explain-proxy-$PROXY-open.txt"
   assert_match "$OUT" "^accept by rule docker-web \([^)]*\) in chain published $dnat\$" \
     "explain after enable (proxy $PROXY)"
   pctl disable docker-web
   assert_rc 0 "disable docker-web (ports)"
+  log "ok: ports lists the published port and explain names its rule (proxy $PROXY)"
 }
 
 # A connection from a container that stays open across a reload.

@@ -3,6 +3,7 @@
 // -p 127.0.0.1:5353:53/udp`, plus rules added there by hand with iptables, ip6tables and
 // nft for the shapes Docker writes in other setups (--userland-proxy=true's `! -i docker0`,
 // a port range, IPv6, nft's own nat expression). No socket, no root.
+#include <arpa/inet.h>
 #include <doctest/doctest.h>
 #include <linux/netlink.h>
 
@@ -146,12 +147,9 @@ std::optional<PublishedPort> parse(const char* hex) {
   return parse_published_port(reinterpret_cast<const nlmsghdr*>(bytes.data()));
 }
 
-ir::Address v4(std::uint8_t a, std::uint8_t b, std::uint8_t c, std::uint8_t d) {
+ir::Address v4(const char* text) {
   ir::Address address;
-  address.bytes[0] = a;
-  address.bytes[1] = b;
-  address.bytes[2] = c;
-  address.bytes[3] = d;
+  REQUIRE(inet_pton(AF_INET, text, address.bytes.data()) == 1);
   return address;
 }
 
@@ -167,7 +165,7 @@ TEST_CASE("published ports: docker's DNAT rule for -p 8080:80") {
   CHECK(port->ports == ir::PortRange{8080, 8080});
   CHECK_FALSE(port->destination);
   CHECK(port->not_from.empty());
-  CHECK(port->target == v4(172, 17, 0, 2));
+  CHECK(port->target == v4("172.17.0.2"));
   CHECK(port->target_ports == ir::PortRange{80, 80});
   CHECK(port->comment.empty());
   CHECK(port->unread.empty());
@@ -179,9 +177,9 @@ TEST_CASE("published ports: a port published on one address, over UDP") {
   CHECK(port->protocol == ir::L4Proto::udp);
   CHECK(port->ports == ir::PortRange{5353, 5353});
   REQUIRE(port->destination);
-  CHECK(port->destination->first == v4(127, 0, 0, 1));
-  CHECK(port->destination->last == v4(127, 0, 0, 1));
-  CHECK(port->target == v4(172, 17, 0, 2));
+  CHECK(port->destination->first == v4("127.0.0.1"));
+  CHECK(port->destination->last == v4("127.0.0.1"));
+  CHECK(port->target == v4("172.17.0.2"));
   CHECK(port->target_ports == ir::PortRange{53, 53});
 }
 
@@ -190,14 +188,14 @@ TEST_CASE("published ports: not for packets from the bridge itself (userland pro
   REQUIRE(port);
   CHECK(port->not_from == std::vector<std::string>{"docker0"});
   CHECK(port->ports == ir::PortRange{8081, 8081});
-  CHECK(port->target == v4(172, 17, 0, 3));
+  CHECK(port->target == v4("172.17.0.3"));
 }
 
 TEST_CASE("published ports: a range, the port kept") {
   auto port = parse(kDockerRange);
   REQUIRE(port);
   CHECK(port->ports == ir::PortRange{7000, 7010});
-  CHECK(port->target == v4(172, 17, 0, 4));
+  CHECK(port->target == v4("172.17.0.4"));
   CHECK_FALSE(port->target_ports);
 }
 
@@ -220,7 +218,7 @@ TEST_CASE("published ports: nft's own dnat expression, with its comment") {
   CHECK(port->table == "ip other");
   CHECK(port->chain == "pre");
   CHECK(port->ports == ir::PortRange{9090, 9090});
-  CHECK(port->target == v4(10, 88, 0, 5));
+  CHECK(port->target == v4("10.88.0.5"));
   CHECK(port->target_ports == ir::PortRange{90, 90});
   CHECK(port->comment == "podman web");
   CHECK(port->unread.empty());
