@@ -33,6 +33,13 @@ PACKAGES=(
   # test_docker: a real dockerd (with containerd and runc) in a test namespace, and busybox
   # for the image it imports (no registry) and the test's web servers
   docker.io busybox-static
+  # test_podman: podman (rootful; runc comes with docker.io) with its netavark network
+  # backend and aardvark-dns
+  podman netavark aardvark-dns
+  # test_libvirt: libvirtd with its network driver (libvirt-daemon; not -system, whose
+  # scripts would start a libvirtd in this machine's own namespace), virsh, and the dnsmasq
+  # it runs for its guests
+  libvirt-daemon libvirt-clients dnsmasq-base
 )
 
 missing=()
