@@ -82,7 +82,7 @@ pm() {
 # Container init pids as podman reports them, for the cleanup of a failed run.
 : >"$WORKDIR/container-pids"
 record_container_pids() {
-  pm inspect -f '{{.State.Pid}}' web cli >>"$WORKDIR/container-pids" 2>/dev/null || true
+  pm inspect -f '{{.State.Pid}}' web cli cli2 >>"$WORKDIR/container-pids" 2>/dev/null || true
 }
 # On any exit (before the holder stops): containers away, then whatever of ours is left
 # (conmon, container inits), by pid.
@@ -110,9 +110,14 @@ tar -C "$ROOTFS" -c . | pm import - bb >/dev/null || fail "podman import failed"
 pm run -d --name web -p 8080:80 bb httpd -f -p 80 -h /www >/dev/null ||
   fail "podman run web failed"
 pm run -d --name cli bb sleep 100000 >/dev/null || fail "podman run cli failed"
+# A network of its own has DNS: aardvark-dns answers on its bridge's address, in H.
+pm network create net2 >/dev/null || fail "podman network create net2 failed"
+pm run -d --name cli2 --network net2 bb sleep 100000 >/dev/null || fail "podman run cli2 failed"
 record_container_pids
 WEB_IP=$(pm inspect -f '{{.NetworkSettings.IPAddress}}' web)
 [[ -n "$WEB_IP" ]] || fail "no address for container web"
+CLI2_IP=$(pm inspect -f '{{.NetworkSettings.Networks.net2.IPAddress}}' cli2)
+[[ -n "$CLI2_IP" ]] || fail "no address for container cli2"
 ip -n "$H" link show podman0 >/dev/null 2>&1 || fail "podman made no bridge podman0"
 # netavark's rules are iptables-nft's: DNAT of 8080 in ip nat, its forward chain in ip filter.
 assert_match "$(ip netns exec "$H" nft list table ip nat 2>&1)" 'dnat to [0-9.]+:80' \
@@ -126,6 +131,9 @@ check_egress() {
     echo web=\$(timeout 4 wget -q -O - http://$WEB_IP:80/)" 2>/dev/null || true)
   expect_fetch "cli to the internet" internet-ok "$(sed -n 's/^net=//p' <<<"$got")"
   expect_fetch "cli to web on podman0" container-web "$(sed -n 's/^web=//p' <<<"$got")"
+  got=$(in_container cli2 9 sh -c "nslookup -type=a cli2; wget -q -O - http://$NET_IP:8000/" 2>&1 || true)
+  assert_match "$got" "Address: $CLI2_IP" "cli2 looks up its name with aardvark-dns (policy ${POLICY_NAME:-none})"
+  assert_match "$got" '^internet-ok$' "cli2 (net2) to the internet (policy ${POLICY_NAME:-none})"
 }
 
 POLICY_NAME=
@@ -173,7 +181,7 @@ for p in "${POLICIES[@]}"; do
   start_portierd_hostfs "$H" "$policy"
   pctl status
   assert_rc 0 "status"
-  assert_match "$OUT" '^neighbours: podman \(podman0\)$' "status under $p"
+  assert_match "$OUT" '^neighbours: podman \(podman0, podman1\)$' "status under $p"
   check_egress
   if ((full)); then
     check_published 4s
