@@ -36,9 +36,9 @@ PACKAGES=(
   # test_podman: podman (rootful; runc comes with docker.io) with its netavark network
   # backend and aardvark-dns
   podman netavark aardvark-dns
-  # test_libvirt: libvirtd with its network driver (libvirt-daemon; not -system, whose
-  # scripts would start a libvirtd in this machine's own namespace), virsh, and the dnsmasq
-  # it runs for its guests
+  # test_libvirt: libvirtd with its network driver (libvirt-daemon; libvirt-daemon-system
+  # would add users and may start a libvirtd, its default network on autostart, in this
+  # machine's own namespace), virsh, and the dnsmasq it runs for its guests
   libvirt-daemon libvirt-clients dnsmasq-base
 )
 

@@ -17,6 +17,7 @@
 #   - the guest's other input to the host follows the policy's default (a port of H that
 #     nothing opens is closed from G);
 #   - status names the libvirt bridge;
+#   - (first policy) a new connection from I to the guest is refused;
 #   - (first policy) a reload, a portierd restart and a restart of the libvirt network
 #     (libvirt recreates its rules and dnsmasq) keep it working.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -179,6 +180,10 @@ for p in "${POLICIES[@]}"; do
   check_guest
   assert_blocked "$G" "$H" "$BRIDGE_IP" tcp 2222 "the guest to the host's tcp/2222 under $p (input default)"
   if ((full)); then
+    # New connections from outside to the guest stay refused (libvirt rejects them; portier
+    # accepts nothing of the kind in their place). I routes the guests' network via H.
+    ip -n "$I" route replace 192.168.122.0/24 via "$HOST_IP"
+    assert_blocked "$I" "$G" "$GUEST_IP" tcp 8081 "I to the guest's own address under $p"
     pctl reload
     assert_rc 0 "reload"
     check_guest keep

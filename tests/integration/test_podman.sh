@@ -15,7 +15,9 @@
 #   - the published port (-p 8080:80, netavark's DNAT) is closed from I, open after `enable`
 #     of a rule, closed after `disable`; a rule `from = <address>` admits that address only;
 #     `portierctl allow tcp/8080` opens it; the host itself always reaches it;
-#   - status names the podman bridge;
+#   - status names the podman bridges;
+#   - (first policy) a new connection from I to a container's own address (netavark lets it
+#     through) is refused;
 #   - (first policy) a reload and a portierd restart keep it working, the timed rule expires.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/lib_topology.sh"
@@ -136,8 +138,17 @@ check_egress() {
   assert_match "$got" '^internet-ok$' "cli2 (net2) to the internet (policy ${POLICY_NAME:-none})"
 }
 
+# I to the container's own address, not through the published port (I routes podman's
+# network via H, as a neighbour on the uplink could): netavark's chains let it through.
+ip -n "$I" route add 10.88.0.0/16 via "$HOST_IP"
+direct_fetch() {
+  printf 'GET / HTTP/1.0\r\n\r\n' | ip netns exec "$I" timeout 3 \
+    socat -t 2 - "TCP:$WEB_IP:80,connect-timeout=1" 2>/dev/null | tail -n 1 || true
+}
+
 POLICY_NAME=
 check_egress
+expect_fetch "I to web's own address, no firewall" container-web "$(direct_fetch)"
 expect_fetch "I to the published port" container-web "$(peer_fetch "$PEER_IP" 8080)"
 expect_fetch "the host itself to its published port" container-web "$(host_fetch 8080)"
 log "ok: without portier, egress, container to container and the published port work"
@@ -184,6 +195,7 @@ for p in "${POLICIES[@]}"; do
   assert_match "$OUT" '^neighbours: podman \(podman0, podman1\)$' "status under $p"
   check_egress
   if ((full)); then
+    expect_no_fetch "I to web's own address (nobody published it)" "$(direct_fetch)"
     check_published 4s
     check_allow_expires
     pctl reload
