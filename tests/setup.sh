@@ -38,8 +38,9 @@ PACKAGES=(
   podman netavark aardvark-dns
   # test_libvirt: libvirtd with its network driver (libvirt-daemon; libvirt-daemon-system
   # would add users and may start a libvirtd, its default network on autostart, in this
-  # machine's own namespace), virsh, and the dnsmasq it runs for its guests
-  libvirt-daemon libvirt-clients dnsmasq-base
+  # machine's own namespace), virsh, the dnsmasq it runs for its guests, and a DHCPv6
+  # client for the guest (busybox has none)
+  libvirt-daemon libvirt-clients dnsmasq-base isc-dhcp-client
 )
 
 missing=()

@@ -12,8 +12,8 @@
 # virbr0 through a veth. H's eth0 leads to I, the uplink and the internet (lib_neighbours.sh).
 #
 # Without portier, and then with each shipped policy loaded by portierd in H, checked:
-#   - G gets a DHCP lease from libvirt's dnsmasq, resolves a name through it, and reaches the
-#     internet through libvirt's NAT (I sees the host's address);
+#   - G gets a DHCP and a DHCPv6 lease from libvirt's dnsmasq, resolves a name through it,
+#     and reaches the internet through libvirt's NAT (I sees the host's address);
 #   - the guest's other input to the host follows the policy's default (a port of H that
 #     nothing opens is closed from G);
 #   - status names the libvirt bridge;
@@ -25,7 +25,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib_topology.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/lib_neighbours.sh"
 require_root_or_skip
 require_binaries
-require_cmd libvirtd virsh dnsmasq busybox nsenter unshare socat
+require_cmd libvirtd virsh dnsmasq busybox dhclient nsenter unshare socat
 # server.toml binds port 22 to ssh.service: portierd resolves its cgroup, so it must exist.
 find_cgroup2_root
 make_cgroup system.slice/ssh.service
@@ -56,7 +56,7 @@ kvm:x:64057:
 libvirt:x:64058:
 EOF
 # libvirt's default network (libvirt-daemon-config-network's default.xml), plus a name for
-# the guest to look up.
+# the guest to look up and an IPv6 range (its dnsmasq then also serves DHCPv6).
 cat >"$L/default.xml" <<EOF
 <network>
   <name>default</name>
@@ -65,6 +65,11 @@ cat >"$L/default.xml" <<EOF
   <dns>
     <host ip='$NET_IP'><hostname>internet.test</hostname></host>
   </dns>
+  <ip family='ipv6' address='fd00:122::1' prefix='64'>
+    <dhcp>
+      <range start='fd00:122::100' end='fd00:122::1ff'/>
+    </dhcp>
+  </ip>
   <ip address='192.168.122.1' netmask='255.255.255.0'>
     <dhcp>
       <range start='192.168.122.2' end='192.168.122.254'/>
@@ -119,19 +124,28 @@ start_network() {
 start_network
 log "libvirtd up, network default active on virbr0"
 
-# --- The guest's DHCP client: busybox udhcpc, with a script that applies the lease.
+# --- The guest's DHCP clients: busybox udhcpc, with a script that applies the lease, and
+# for DHCPv6 (busybox has no udhcpc6) ISC's dhclient, with a script that records it. Only
+# IPv4 addresses are flushed: DHCPv6 needs the link-local one.
 cat >"$WORKDIR/udhcpc.script" <<'EOF'
 #!/bin/sh
 case "$1" in
-  deconfig) ip addr flush dev "$interface" ;;
+  deconfig) ip -4 addr flush dev "$interface" ;;
   bound | renew)
-    ip addr flush dev "$interface"
+    ip -4 addr flush dev "$interface"
     ip addr add "$ip/$mask" dev "$interface"
     ip route replace default via "$router" dev "$interface"
     echo "$ip $router $dns" >"$LEASE" ;;
 esac
 EOF
-chmod 755 "$WORKDIR/udhcpc.script"
+# (dhclient gives its script an environment of its own: the path is written in.)
+cat >"$WORKDIR/dhclient6.script" <<EOF
+#!/bin/sh
+case "\$reason" in
+  BOUND6 | RENEW6 | REBIND6) echo "\$new_ip6_address" >"$WORKDIR/lease6" ;;
+esac
+EOF
+chmod 755 "$WORKDIR/udhcpc.script" "$WORKDIR/dhclient6.script"
 
 # check_guest [keep]: a fresh lease (unless "keep": the one it has), a name looked up, the
 # internet reached through the NAT.
@@ -139,14 +153,34 @@ check_guest() {
   local lease
   [[ "${1:-}" != keep ]] || { check_lookup_and_nat; return; }
   rm -f "$WORKDIR/lease"
-  ip -n "$G" addr flush dev eth0
+  ip -n "$G" -4 addr flush dev eth0
   LEASE="$WORKDIR/lease" ip netns exec "$G" timeout 20 busybox udhcpc -i eth0 -n -q -f \
     -t 6 -T 1 -s "$WORKDIR/udhcpc.script" >"$WORKDIR/logs/udhcpc.log" 2>&1 || true
   lease=$(cat "$WORKDIR/lease" 2>/dev/null || true)
   assert_match "$lease" "^192\.168\.122\.[0-9]+ $BRIDGE_IP $BRIDGE_IP\$" \
     "the guest's DHCP lease from libvirt's dnsmasq (policy ${POLICY_NAME:-none}; udhcpc: $(tail -n 3 "$WORKDIR/logs/udhcpc.log"))"
   GUEST_IP=${lease%% *}
+  check_lease6
   check_lookup_and_nat
+}
+
+# A DHCPv6 lease: dhclient -6 in the foreground until it recorded one.
+DHCLIENT_SEQ=0
+check_lease6() {
+  local i lease6
+  rm -f "$WORKDIR/lease6" "$WORKDIR/dhclient6.leases"
+  DHCLIENT_SEQ=$((DHCLIENT_SEQ + 1))
+  spawn "dhclient6-$DHCLIENT_SEQ" ip netns exec "$G" \
+    dhclient -6 -1 -d -v -sf "$WORKDIR/dhclient6.script" -lf "$WORKDIR/dhclient6.leases" \
+    -pf "$WORKDIR/dhclient6.pid" eth0
+  for ((i = 0; i < 150; i++)); do
+    [[ -s "$WORKDIR/lease6" ]] && break
+    sleep 0.1
+  done
+  stop_pid "$SPAWNED_PID" || true
+  lease6=$(cat "$WORKDIR/lease6" 2>/dev/null || true)
+  assert_match "$lease6" '^fd00:122::1[0-9a-f]{2}$' \
+    "the guest's DHCPv6 lease from libvirt's dnsmasq (policy ${POLICY_NAME:-none}; dhclient: $(tail -n 3 "$WORKDIR/logs/dhclient6-$DHCLIENT_SEQ.log"))"
 }
 
 check_lookup_and_nat() {
