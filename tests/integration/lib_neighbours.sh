@@ -6,6 +6,19 @@
 # write reaches this machine's folders, and nothing of this machine's (its system bus, its
 # own containers or networks) is seen by them.
 
+# shipped_policies: sets POLICIES to the shipped policies the neighbour tests run under, and
+# makes what they need: server.toml binds port 22 to ssh.service, and portierd resolves
+# that unit's cgroup, so it must exist.
+shipped_policies() {
+  POLICIES=(workstation server home-router k3s-node)
+  local p
+  for p in "${POLICIES[@]}"; do
+    [[ -f "$PORTIER_SOURCE_DIR/rules/policies/$p.toml" ]] || fail "missing shipped policy $p.toml"
+  done
+  find_cgroup2_root
+  make_cgroup system.slice/ssh.service
+}
+
 # neighbour_uplink: namespaces H (portierd and the stack's daemon) and I (the uplink and the
 # internet), joined by a veth eth0 (H) / up0 (I). H has 10.200.N.1 and its default route via
 # I's 10.200.N.2; I also has 10.200.N.3 on the link and 203.0.113.1 behind it, where a web

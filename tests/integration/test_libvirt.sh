@@ -26,11 +26,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib_neighbours.sh"
 require_root_or_skip
 require_binaries
 require_cmd libvirtd virsh dnsmasq busybox dhclient nsenter unshare socat
-# server.toml binds port 22 to ssh.service: portierd resolves its cgroup, so it must exist.
-find_cgroup2_root
-make_cgroup system.slice/ssh.service
-
-POLICIES=(workstation server home-router k3s-node)
+shipped_policies
 
 neighbour_uplink
 new_netns G g

@@ -27,11 +27,7 @@ require_binaries
 require_cmd podman conmon runc busybox nsenter unshare tar socat
 NETAVARK=/usr/lib/podman/netavark
 [[ -x "$NETAVARK" ]] || skip "podman's netavark ($NETAVARK) is not installed"
-# server.toml binds port 22 to ssh.service: portierd resolves its cgroup, so it must exist.
-find_cgroup2_root
-make_cgroup system.slice/ssh.service
-
-POLICIES=(workstation server home-router k3s-node)
+shipped_policies
 
 neighbour_uplink
 
