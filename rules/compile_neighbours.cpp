@@ -100,11 +100,26 @@ std::vector<std::vector<ir::Match>> published_alternatives(const std::vector<ir:
   return alternatives;
 }
 
-std::vector<std::vector<ir::Match>> guest_service_matches() {
-  return {
-      {ir::L4ProtoIn{{ir::L4Proto::udp}}, ir::DestPortIn{{{53, 53}, {67, 67}, {547, 547}}}},
-      {ir::L4ProtoIn{{ir::L4Proto::tcp}}, ir::DestPortIn{{{53, 53}}}},
-  };
+std::vector<std::vector<ir::Match>> guest_service_matches(const NeighbourStack& stack) {
+  std::vector<ir::PortRange> udp;
+  if (stack.host_dns) udp.push_back({53, 53});
+  if (stack.host_dhcp) {
+    udp.push_back({67, 67});
+    udp.push_back({547, 547});
+  }
+  std::vector<std::vector<ir::Match>> services;
+  if (!udp.empty())
+    services.push_back({ir::L4ProtoIn{{ir::L4Proto::udp}}, ir::DestPortIn{std::move(udp)}});
+  if (stack.host_dns)
+    services.push_back({ir::L4ProtoIn{{ir::L4Proto::tcp}}, ir::DestPortIn{{{53, 53}}}});
+  return services;
+}
+
+std::string guest_service_comment(const std::string& zone, const NeighbourStack& stack) {
+  std::string what;
+  if (stack.host_dhcp) what = "dhcp";
+  if (stack.host_dns) what += what.empty() ? "dns" : ", dns";
+  return zone + " guests: " + what;
 }
 
 }  // namespace portier

@@ -411,15 +411,16 @@ class Compiler {
   }
 
   // After the policy's input rules, in the base chain (neighbours are not dispatched): the
-  // services the host gives libvirt's guests, and a neighbour zone's own input default.
+  // services the host gives libvirt's guests and podman's containers, and a neighbour
+  // zone's own input default.
   void add_neighbour_input(ir::Chain& chain) {
     for (const Zone* zone : neighbour_zones(policy_)) {
       const NeighbourStack* stack = find_stack(zone->stack);
       for (const Segment& segment : neighbour_segments(policy_, *zone, false)) {
-        if (stack && stack->guest_services)
-          for (const std::vector<ir::Match>& services : guest_service_matches())
+        if (stack)
+          for (const std::vector<ir::Match>& services : guest_service_matches(*stack))
             chain.rules.push_back(rule_of(concat(segment, services), ir::VerdictKind::accept,
-                                          zone->name + " guests: dhcp, dns", true));
+                                          guest_service_comment(zone->name, *stack), true));
         if (zone->input) {
           ir::Rule rule =
               rule_of(segment, ir::VerdictKind::accept, "default input from " + zone->name, true);

@@ -195,7 +195,7 @@ std::vector<std::string> rule_names(const ir::Ruleset& ruleset) {
   for (const ir::Chain& chain : ruleset.chains)
     for (const ir::Rule& rule : chain.rules)
       if (!chain.name.starts_with("published") && !rule.comment.starts_with("left to ") &&
-          !rule.comment.ends_with(" guests: dhcp, dns"))
+          rule.comment.find(" guests: ") == std::string::npos)
         if (!rule.comment.empty() && !rule.comment.starts_with("default"))
           names.push_back(rule.comment);
   return names;
