@@ -33,6 +33,9 @@ figures=$(mktemp /tmp/portier-soak-figures.XXXXXX)
 trap 'rm -f "$figures"' EXIT
 log=$(mktemp /tmp/portier-soak-log.XXXXXX)
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
+# What ran: the checkout as the run starts (portierd and portierctl as last built from it).
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+dirty=$(git status --porcelain -- daemon cli rules tests/soak 2>/dev/null | head -1)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 rc=0
 SOAK_REPORT=$figures nice -n 10 bash tests/soak/soak.sh 2>&1 | tee "$log" || rc=$?
@@ -46,9 +49,6 @@ fi
 figure() { awk -v k="$1" '$1 == k { $1 = ""; sub(/^ /, ""); print; exit }' "$figures"; }
 counts=$(figure counts)
 count() { tr ' ' '\n' <<<"$counts" | awk -F= -v k="$1" '$1 == k { print $2 }'; }
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-dirty=$(git status --porcelain -- daemon cli rules tests/soak 2>/dev/null | head -1)
-
 {
   cat <<MD
 # The soak: portierd changed over and over under live traffic
