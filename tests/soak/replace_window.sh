@@ -18,33 +18,8 @@ N=${1:-300}
 TRAFFIC=$PORTIER_SOURCE_DIR/tests/soak/traffic.py
 
 make_router_topology
-# The soak's policies A and B, without their runtime parts: the zones and the forward
-# rules that decide the probes are the same.
-cat >"$WORKDIR/a.toml" <<'TOML'
-[policy]
-input = "drop"
-forward = "drop"
-[zone.wan]
-interfaces = ["eth0"]
-[zone.lan]
-interfaces = ["br-lan"]
-[[rule]]
-name = "probe-allowed"
-direction = "forward"
-from = "wan"
-to = "lan"
-protocols = "udp"
-ports = [6001]
-action = "accept"
-[[rule]]
-name = "deny-7001"
-direction = "forward"
-protocols = "udp"
-ports = [7001]
-action = "drop"
-TOML
-sed -e 's/^input = "drop"/input = "reject"/' -e 's/^forward = "drop"/forward = "reject"/' \
-  "$WORKDIR/a.toml" >"$WORKDIR/b.toml"
+source "$(dirname "${BASH_SOURCE[0]}")/lib_soak.sh"
+write_soak_policies "$WORKDIR"
 for p in a b; do
   "$PORTIERCTL" show --policy "$WORKDIR/$p.toml" >"$WORKDIR/$p-replace.nft" || fail "cannot render $p.toml"
   [[ $(sed -n 2p "$WORKDIR/$p-replace.nft") == "delete table inet portier" ]] ||
