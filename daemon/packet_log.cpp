@@ -16,6 +16,8 @@
 #include <system_error>
 #include <utility>
 
+#include "netlink_message.h"
+
 namespace portier {
 namespace {
 
@@ -170,7 +172,7 @@ template <typename OnPacket, typename OnError>
 void walk_messages(std::span<const std::uint8_t> bytes, OnPacket&& on_packet, OnError&& on_error) {
   const auto* message = reinterpret_cast<const nlmsghdr*>(bytes.data());
   int remaining = static_cast<int>(bytes.size());
-  while (mnl_nlmsg_ok(message, remaining)) {
+  while (netlink_message_ok(message, remaining)) {
     if (message->nlmsg_type == NLMSG_ERROR)
       on_error(message->nlmsg_seq, error_of(message));
     else if (message->nlmsg_type == kPacketType)

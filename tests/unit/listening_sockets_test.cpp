@@ -432,3 +432,14 @@ TEST_CASE("owners: cgroup ids back to paths by walking the hierarchy") {
   CHECK(paths[top] == "");
   CHECK(cgroup_paths("", {ssh}).empty());
 }
+
+// Found by fuzz_sock_diag: an empty datagram memcpy'd from a null pointer (UBSan), and a
+// message length of 2^31 or more walked out of the buffer (netlink_message.h).
+TEST_CASE("sock_diag: an empty datagram and a message claiming 4 GiB") {
+  const SockDiagReply empty = parse_sock_diag_reply({}, ir::L4Proto::tcp);
+  CHECK(empty.sockets.empty());
+  CHECK_FALSE(empty.done);
+  const std::vector<std::uint8_t> huge{0xf0, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  CHECK_THROWS_WITH_AS(parse_sock_diag_reply(huge, ir::L4Proto::udp),
+                       "sock_diag: truncated message in reply", std::runtime_error);
+}
