@@ -248,7 +248,7 @@ void BatchReplies::read(std::span<const std::uint8_t> datagram) {
     if (err->error == 0) continue;
     ++refusals;
     if (!first_refusal || nlh->nlmsg_seq - first_seq_ < first_refusal->seq - first_seq_) {
-      first_refusal = Refusal{nlh->nlmsg_seq, -err->error, extack_message(nlh, err)};
+      first_refusal = Refusal{nlh->nlmsg_seq, netlink_errno(*err), extack_message(nlh, err)};
     }
   }
 }

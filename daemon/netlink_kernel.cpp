@@ -275,7 +275,7 @@ std::uint32_t NetlinkKernel::generation() {
           throw KernelError("the kernel's generation reply is a truncated error");
         }
         const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(reply));
-        throw_system("cannot read the ruleset generation", -err->error);
+        throw_system("cannot read the ruleset generation", netlink_errno(*err));
       }
       const std::optional<std::uint32_t> id = decode_generation(reply);
       if (!id) throw KernelError("the kernel's generation reply has no generation id");

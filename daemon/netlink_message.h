@@ -4,6 +4,8 @@
 
 #include <linux/netlink.h>
 
+#include <cerrno>
+#include <climits>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -16,6 +18,12 @@ namespace portier {
 inline bool netlink_message_ok(const nlmsghdr* nlh, int remaining) {
   return remaining >= static_cast<int>(sizeof(nlmsghdr)) && nlh->nlmsg_len >= sizeof(nlmsghdr) &&
          nlh->nlmsg_len <= static_cast<std::uint32_t>(remaining);
+}
+
+/// The errno of an NLMSG_ERROR (the kernel sends it negated; 0: an ack). INT_MIN, which
+/// has no negation (found by fuzz_sock_diag: UBSan, signed overflow), is EPROTO.
+inline int netlink_errno(const nlmsgerr& error) {
+  return error.error == INT_MIN ? EPROTO : -error.error;
 }
 
 /// Whether libmnl's own walk over `datagram` (mnl_cb_run()) stays inside it: no message

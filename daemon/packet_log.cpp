@@ -164,7 +164,7 @@ LoggedPacket parse_packet(const nlmsghdr* message) {
 int error_of(const nlmsghdr* message) {
   if (message->nlmsg_len < MNL_NLMSG_HDRLEN + sizeof(nlmsgerr))
     throw std::runtime_error("nflog: truncated error message");
-  return -static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(message))->error;
+  return netlink_errno(*static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(message)));
 }
 
 // Calls on_packet for each packet message and on_error(seq, errno) for each error or ack.

@@ -111,7 +111,7 @@ SockDiagReply parse_sock_diag_reply(std::span<const std::uint8_t> bytes, ir::L4P
           throw std::runtime_error("sock_diag: truncated error message");
         const auto* error = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
         if (error->error == 0) break;  // an ack, not expected in a dump but harmless
-        throw std::system_error(-error->error, std::generic_category(),
+        throw std::system_error(netlink_errno(*error), std::generic_category(),
                                 protocol == ir::L4Proto::tcp ? "sock_diag dump of TCP sockets"
                                                              : "sock_diag dump of UDP sockets");
       }

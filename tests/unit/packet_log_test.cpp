@@ -329,3 +329,13 @@ TEST_CASE("nflog: a message claiming 4 GiB is a truncated datagram") {
   CHECK_THROWS_WITH_AS(portier::parse_nflog_messages(huge), "nflog: truncated message",
                        std::runtime_error);
 }
+
+// The same negation as sock_diag's (found there by fuzz_sock_diag): INT_MIN is EPROTO.
+TEST_CASE("nflog: an error of INT_MIN is EPROTO") {
+  std::vector<std::uint8_t> bytes(36, 0);
+  bytes[0] = 36;     // nlmsg_len
+  bytes[4] = 2;      // NLMSG_ERROR
+  bytes[19] = 0x80;  // error = INT_MIN (little-endian)
+  bytes[20] = 16;    // the echoed header's length
+  CHECK_THROWS_AS(portier::parse_nflog_messages(bytes), std::runtime_error);
+}
