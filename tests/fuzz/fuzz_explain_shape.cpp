@@ -1,5 +1,6 @@
 // `portierctl explain` packet-shape words (`tcp 203.0.113.9:40000 -> 139 in wan`), and
-// the explanation of the shapes that parse, against a fixed router policy.
+// the explanation of the shapes that parse, against the golden router policy (zones wan,
+// lan and guest*, forward rules, port forwards).
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -14,69 +15,6 @@ using namespace portier;
 
 namespace {
 
-constexpr const char* kPolicy = R"(
-[policy]
-input = "drop"
-forward = "drop"
-
-[zone.wan]
-interfaces = ["eth0"]
-
-[zone.lan]
-interfaces = ["br-lan", "lan*"]
-input = "accept"
-forward_to = ["wan"]
-
-[set.blocked]
-family = "ipv4"
-elements = ["203.0.113.0/24"]
-
-[set.blocked6]
-family = "ipv6"
-elements = ["2001:db8::/32"]
-
-[[rule]]
-name = "blocklist"
-from = ["@blocked", "@blocked6"]
-action = "drop"
-
-[[rule]]
-name = "ssh"
-protocols = "tcp"
-ports = ["ssh", "8000-8080"]
-from = "lan"
-action = "accept"
-
-[[rule]]
-name = "ping"
-protocols = ["icmp", "icmpv6"]
-action = "accept"
-limit = "10/second"
-
-[[rule]]
-name = "smtp-out"
-direction = "out"
-protocols = "tcp"
-ports = 25
-user = 0
-action = "reject"
-
-[[rule]]
-name = "no-smb"
-direction = "forward"
-to = "wan"
-protocols = ["tcp", "udp"]
-ports = ["137-139", 445]
-action = "drop"
-
-[[forward]]
-name = "web"
-from = "wan"
-protocols = "tcp"
-ports = 8080
-to = "192.168.1.10:80"
-)";
-
 struct Fixture {
   Policy policy;
   ir::Ruleset ruleset;
@@ -84,7 +22,8 @@ struct Fixture {
 
 const Fixture& fixture() {
   static const Fixture fixed = [] {
-    ParsedPolicy parsed = parse_policy(kPolicy, "explain.toml", fuzz::golden_tables());
+    ParsedPolicy parsed =
+        parse_policy_file(PORTIER_GOLDEN_DIR "/router.toml", fuzz::golden_tables());
     if (!parsed.ok()) fuzz::fail("the fixed policy does not parse:\n" + parsed.report());
     ir::Ruleset ruleset = compile_policy(parsed.policy);
     return Fixture{std::move(parsed.policy), std::move(ruleset)};
