@@ -9,11 +9,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <system_error>
 
+#include "netlink_fixtures.h"
 #include "sock_diag.h"
 #include "socket_owners.h"
 
@@ -439,7 +441,7 @@ TEST_CASE("sock_diag: an empty datagram and a message claiming 4 GiB") {
   const SockDiagReply empty = parse_sock_diag_reply({}, ir::L4Proto::tcp);
   CHECK(empty.sockets.empty());
   CHECK_FALSE(empty.done);
-  const std::vector<std::uint8_t> huge{0xf0, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  const std::vector<std::uint8_t> huge = fixtures::message_claiming_4_gib();
   CHECK_THROWS_WITH_AS(parse_sock_diag_reply(huge, ir::L4Proto::udp),
                        "sock_diag: truncated message in reply", std::runtime_error);
 }
@@ -447,13 +449,8 @@ TEST_CASE("sock_diag: an empty datagram and a message claiming 4 GiB") {
 // Found by fuzz_sock_diag (UBSan): the errno of an NLMSG_ERROR was negated, and INT_MIN has
 // no negation.
 TEST_CASE("sock_diag: an error of INT_MIN is EPROTO") {
-  std::vector<std::uint8_t> bytes(36, 0);
-  bytes[0] = 36;     // nlmsg_len
-  bytes[4] = 2;      // NLMSG_ERROR
-  bytes[19] = 0x80;  // error = INT_MIN (little-endian)
-  bytes[20] = 16;    // the echoed header's length
   try {
-    parse_sock_diag_reply(bytes, ir::L4Proto::tcp);
+    parse_sock_diag_reply(fixtures::error_message(INT_MIN), ir::L4Proto::tcp);
     FAIL("no exception");
   } catch (const std::system_error& e) {
     CHECK(e.code().value() == EPROTO);

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "netlink_decode.h"
+#include "netlink_fixtures.h"
 #include "netlink_message.h"
 
 using namespace portier;
@@ -249,7 +250,7 @@ TEST_CASE("netlink decode: notifications count others' transactions on our table
 // length is 2^31 or more passed libmnl's mnl_nlmsg_ok() as a negative int, and
 // mnl_nlmsg_next() then jumped 4 GiB ahead (SEGV).
 TEST_CASE("netlink decode: a message claiming 2^31 bytes or more ends the walk") {
-  const std::vector<std::uint8_t> huge{0xf0, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  const std::vector<std::uint8_t> huge = fixtures::message_claiming_4_gib();
   const std::vector<std::uint32_t> rule_seqs{1};
   BatchReplies replies(0, 0, 5, rule_seqs);
   replies.read(huge);

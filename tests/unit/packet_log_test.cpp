@@ -4,12 +4,14 @@
 
 #include <arpa/inet.h>
 
+#include <climits>
 #include <cstdint>
 #include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "netlink_fixtures.h"
 #include "packet_log.h"
 
 namespace {
@@ -325,17 +327,13 @@ TEST_CASE("nflog relay limit: a burst gets the limit and one summary after the w
 // Found by fuzz_nflog: a message length of 2^31 or more passed libmnl's mnl_nlmsg_ok() as a
 // negative int, and the walk jumped 4 GiB past the datagram (SEGV).
 TEST_CASE("nflog: a message claiming 4 GiB is a truncated datagram") {
-  const std::vector<std::uint8_t> huge{0xf0, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  const std::vector<std::uint8_t> huge = portier::fixtures::message_claiming_4_gib();
   CHECK_THROWS_WITH_AS(portier::parse_nflog_messages(huge), "nflog: truncated message",
                        std::runtime_error);
 }
 
 // The same negation as sock_diag's (found there by fuzz_sock_diag): INT_MIN is EPROTO.
 TEST_CASE("nflog: an error of INT_MIN is EPROTO") {
-  std::vector<std::uint8_t> bytes(36, 0);
-  bytes[0] = 36;     // nlmsg_len
-  bytes[4] = 2;      // NLMSG_ERROR
-  bytes[19] = 0x80;  // error = INT_MIN (little-endian)
-  bytes[20] = 16;    // the echoed header's length
-  CHECK_THROWS_AS(portier::parse_nflog_messages(bytes), std::runtime_error);
+  CHECK_THROWS_AS(portier::parse_nflog_messages(portier::fixtures::error_message(INT_MIN)),
+                  std::runtime_error);
 }
