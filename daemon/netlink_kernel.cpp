@@ -1,23 +1,17 @@
 #include "netlink_kernel.h"
 
-#include <arpa/inet.h>
 #include <libmnl/libmnl.h>
 #include <libnftnl/common.h>
-#include <libnftnl/expr.h>
 #include <libnftnl/rule.h>
-#include <libnftnl/set.h>
 #include <libnftnl/table.h>
-#include <libnftnl/udata.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netlink.h>
 #include <poll.h>
 #include <sys/socket.h>
 
-#include <endian.h>
 #include <linux/netfilter/nfnetlink.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -25,6 +19,8 @@
 #include <string_view>
 
 #include "encode_batch.h"
+#include "netlink_decode.h"
+#include "netlink_message.h"
 
 namespace portier {
 namespace {
@@ -65,162 +61,6 @@ void ensure_socket_buffer(int fd, int option, int force_option, std::size_t want
   }
 }
 
-struct Refusal {
-  std::uint32_t seq = 0;
-  int error = 0;
-  std::string extack;  // the kernel's extended ack message, if it gave one
-};
-
-std::string extack_message(const nlmsghdr* nlh, const nlmsgerr* err) {
-  if ((nlh->nlmsg_flags & NLM_F_ACK_TLVS) == 0) return {};
-  // The TLVs follow the echoed request: just its header when capped, else all of it.
-  std::size_t offset = sizeof(nlmsgerr);
-  if ((nlh->nlmsg_flags & NLM_F_CAPPED) == 0) offset += err->msg.nlmsg_len - sizeof(nlmsghdr);
-  if (offset >= mnl_nlmsg_get_payload_len(nlh)) return {};
-  std::string message;
-  mnl_attr_parse(
-      nlh, static_cast<unsigned int>(offset),
-      [](const nlattr* attr, void* data) {
-        if (mnl_attr_get_type(attr) == NLMSGERR_ATTR_MSG &&
-            mnl_attr_validate(attr, MNL_TYPE_NUL_STRING) >= 0) {
-          *static_cast<std::string*>(data) = mnl_attr_get_str(attr);
-        }
-        return MNL_CB_OK;
-      },
-      &message);
-  return message;
-}
-
-// Whether a notification of the event group is about `table inet NAME`: every nf_tables
-// object message names its table in attribute 1 (NFTA_TABLE_NAME, NFTA_CHAIN_TABLE,
-// NFTA_RULE_TABLE, NFTA_SET_TABLE, NFTA_SET_ELEM_LIST_TABLE, NFTA_OBJ_TABLE,
-// NFTA_FLOWTABLE_TABLE). NEWGEN, which closes every transaction, names none.
-bool concerns_table(const nlmsghdr* nlh, const std::string& table) {
-  if ((nlh->nlmsg_type >> 8) != NFNL_SUBSYS_NFTABLES) return false;
-  if ((nlh->nlmsg_type & 0xff) == NFT_MSG_NEWGEN) return false;
-  if (mnl_nlmsg_get_payload_len(nlh) < sizeof(nfgenmsg)) return false;
-  const auto* header = static_cast<const nfgenmsg*>(mnl_nlmsg_get_payload(nlh));
-  if (header->nfgen_family != NFPROTO_INET) return false;
-  struct Match {
-    const std::string* table;
-    bool found = false;
-  } match{&table};
-  mnl_attr_parse(
-      nlh, sizeof(nfgenmsg),
-      [](const nlattr* attr, void* data) {
-        auto* m = static_cast<Match*>(data);
-        if (mnl_attr_get_type(attr) == 1 && mnl_attr_validate(attr, MNL_TYPE_NUL_STRING) >= 0) {
-          m->found = *m->table == mnl_attr_get_str(attr);
-          return MNL_CB_STOP;
-        }
-        return MNL_CB_OK;
-      },
-      &match);
-  return match.found;
-}
-
-// Userdata is a list of {u8 type, u8 length, value} records; nft's comment of a rule
-// (NFTNL_UDATA_RULE_COMMENT) or of a set element (NFTNL_UDATA_SET_ELEM_COMMENT) is a
-// NUL-terminated value.
-std::string udata_comment(const void* udata, std::uint32_t len, std::uint8_t comment_type) {
-  const auto* data = static_cast<const std::uint8_t*>(udata);
-  std::uint32_t pos = 0;
-  while (data != nullptr && pos + 2 <= len) {
-    const std::uint8_t type = data[pos];
-    const std::uint8_t value_len = data[pos + 1];
-    if (pos + 2 + value_len > len) break;
-    if (type == comment_type) {
-      std::string_view value(reinterpret_cast<const char*>(data + pos + 2), value_len);
-      return std::string(value.substr(0, value.find('\0')));
-    }
-    pos += 2u + value_len;
-  }
-  return {};
-}
-
-// nftnl_expr_foreach() callback: the packets and bytes of a counter expression, into the
-// RuleCounter `out`.
-int take_counter(nftnl_expr* expr, void* out) {
-  const char* name = nftnl_expr_get_str(expr, NFTNL_EXPR_NAME);
-  if (name != nullptr && std::string_view(name) == "counter") {
-    auto* counter = static_cast<RuleCounter*>(out);
-    counter->packets = nftnl_expr_get_u64(expr, NFTNL_EXPR_CTR_PACKETS);
-    counter->bytes = nftnl_expr_get_u64(expr, NFTNL_EXPR_CTR_BYTES);
-  }
-  return 0;
-}
-
-struct RuleParser {
-  struct RuleDeleter {
-    void operator()(nftnl_rule* rule) const { nftnl_rule_free(rule); }
-  };
-
-  static std::string comment_of(const nftnl_rule* rule) {
-    if (!nftnl_rule_is_set(rule, NFTNL_RULE_USERDATA)) return {};
-    std::uint32_t len = 0;
-    const void* data = nftnl_rule_get_data(rule, NFTNL_RULE_USERDATA, &len);
-    return udata_comment(data, len, NFTNL_UDATA_RULE_COMMENT);
-  }
-
-  static int on_message(const nlmsghdr* nlh, void* data) {
-    auto* counters = static_cast<std::vector<RuleCounter>*>(data);
-    std::unique_ptr<nftnl_rule, RuleDeleter> rule(nftnl_rule_alloc());
-    if (!rule || nftnl_rule_nlmsg_parse(nlh, rule.get()) < 0) return MNL_CB_ERROR;
-    RuleCounter counter;
-    if (const char* chain = nftnl_rule_get_str(rule.get(), NFTNL_RULE_CHAIN)) counter.chain = chain;
-    counter.comment = comment_of(rule.get());
-    nftnl_expr_foreach(
-        rule.get(),
-        take_counter,
-        &counter);
-    counters->push_back(std::move(counter));
-    return MNL_CB_OK;
-  }
-};
-
-// The elements of one RuleMap: one counter per element, named by the map and the
-// element's comment (the policy rule). An rbtree map also holds the end boundaries of
-// its ranges, which are no elements of their own.
-struct ElementParser {
-  struct SetDeleter {
-    void operator()(nftnl_set* set) const { nftnl_set_free(set); }
-  };
-
-  std::string map;
-  std::vector<RuleCounter>* counters = nullptr;
-
-  static std::string comment_of(nftnl_set_elem* element) {
-    if (!nftnl_set_elem_is_set(element, NFTNL_SET_ELEM_USERDATA)) return {};
-    std::uint32_t len = 0;
-    const void* data = nftnl_set_elem_get(element, NFTNL_SET_ELEM_USERDATA, &len);
-    return udata_comment(data, len, NFTNL_UDATA_SET_ELEM_COMMENT);
-  }
-
-  static int on_element(nftnl_set_elem* element, void* data) {
-    auto* parser = static_cast<ElementParser*>(data);
-    if (nftnl_set_elem_is_set(element, NFTNL_SET_ELEM_FLAGS) &&
-        (nftnl_set_elem_get_u32(element, NFTNL_SET_ELEM_FLAGS) & NFT_SET_ELEM_INTERVAL_END) != 0) {
-      return 0;
-    }
-    RuleCounter counter;
-    counter.chain = parser->map;
-    counter.comment = comment_of(element);
-    nftnl_set_elem_expr_foreach(
-        element,
-        take_counter,
-        &counter);
-    parser->counters->push_back(std::move(counter));
-    return 0;
-  }
-
-  static int on_message(const nlmsghdr* nlh, void* data) {
-    std::unique_ptr<nftnl_set, SetDeleter> set(nftnl_set_alloc());
-    if (!set || nftnl_set_elems_nlmsg_parse(nlh, set.get()) < 0) return MNL_CB_ERROR;
-    nftnl_set_elem_foreach(set.get(), &ElementParser::on_element, data);
-    return MNL_CB_OK;
-  }
-};
-
 }  // namespace
 
 void NetlinkKernel::SocketCloser::operator()(mnl_socket* socket) const { mnl_socket_close(socket); }
@@ -231,6 +71,7 @@ NetlinkKernel::NetlinkKernel() : socket_(mnl_socket_open(NETLINK_NETFILTER)) {
     throw_system("cannot bind netfilter netlink socket", errno);
   }
   port_id_ = mnl_socket_get_portid(socket_.get());
+  notifications_ = NotificationReader(port_id_);
   // Extended acks carry the kernel's reason text; capped acks keep an error reply from
   // echoing a whole (possibly 64 KiB) request back.
   int on = 1;  // libmnl takes a non-const pointer
@@ -284,7 +125,8 @@ RuleHandles NetlinkKernel::apply(const ir::Ruleset& ruleset) {
 std::vector<std::uint64_t> NetlinkKernel::edit(const std::string& table, const TableEdit& edit) {
   if (edit.removes.empty() && edit.inserts.empty() && edit.maps.empty()) return {};
   std::vector<MapElementChange> map_changes;
-  for (const MapEdit& map : edit.maps) map_changes.push_back({map.map, map.key, map.add, map.remove});
+  for (const MapEdit& map : edit.maps)
+    map_changes.push_back({map.map, map.key, map.add, map.remove});
   std::vector<RuleRemoval> removals;
   removals.reserve(edit.removes.size());
   for (const TableEdit::Remove& remove : edit.removes)
@@ -298,10 +140,10 @@ std::vector<std::uint64_t> NetlinkKernel::edit(const std::string& table, const T
   static const std::vector<ir::RuleMap> no_maps;
   const auto declared = declared_sets_.find(table);
   const auto maps = declared_maps_.find(table);
-  const EncodedBatch batch = encode_edit_batch(
-      table, declared == declared_sets_.end() ? no_sets : declared->second,
-      maps == declared_maps_.end() ? no_maps : maps->second, removals, insertions, map_changes,
-      next_seq_);
+  const EncodedBatch batch =
+      encode_edit_batch(table, declared == declared_sets_.end() ? no_sets : declared->second,
+                        maps == declared_maps_.end() ? no_maps : maps->second, removals, insertions,
+                        map_changes, next_seq_);
   next_seq_ = batch.next_seq;
   return transact(batch, "the edit of table inet " + table);
 }
@@ -367,13 +209,9 @@ std::vector<std::uint64_t> NetlinkKernel::send_batch(const EncodedBatch& batch,
   // nfnetlink runs the whole batch inside our sendmsg() and queues every reply before
   // returning (the echoes at commit, then the acks), so the replies are normally all
   // there; the poll only guards against that changing.
-  std::vector<std::uint64_t> handles(batch.rule_seqs.size(), 0);
-  std::size_t echoed = 0;
+  BatchReplies replies(port_id_, first_seq, seq_span, batch.rule_seqs);
   std::vector<char> buffer(kReceiveBufferSize);
-  std::size_t answered = 0;
-  std::optional<Refusal> first_refusal;
-  std::size_t refusals = 0;
-  while (answered < expected_acks) {
+  while (replies.answered < expected_acks) {
     const ssize_t received = recv(fd, buffer.data(), buffer.size(), MSG_DONTWAIT);
     if (received < 0) {
       if (errno == EINTR) continue;
@@ -382,70 +220,37 @@ std::vector<std::uint64_t> NetlinkKernel::send_batch(const EncodedBatch& batch,
                           " may or may not have been applied");
       }
       if (errno != EAGAIN) throw_system("cannot read kernel replies", errno);
-      if (first_refusal) break;  // a failed batch may leave later messages unanswered
+      if (replies.first_refusal) break;  // a failed batch may leave later messages unanswered
       pollfd waiting{fd, POLLIN, 0};
       const int ready = poll(&waiting, 1, kAckTimeoutMs);
       if (ready < 0 && errno != EINTR) throw_system("cannot wait for kernel replies", errno);
       if (ready == 0) break;
       continue;
     }
-    int remaining = static_cast<int>(received);
-    for (auto* nlh = reinterpret_cast<const nlmsghdr*>(buffer.data()); mnl_nlmsg_ok(nlh, remaining);
-         nlh = mnl_nlmsg_next(nlh, &remaining)) {
-      if (nlh->nlmsg_pid != port_id_) continue;
-      if (nlh->nlmsg_seq - first_seq >= seq_span) continue;  // a stale reply
-      if (nlh->nlmsg_type == ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE)) {
-        // An echo. Rule sequence numbers rise through the batch (and may wrap around).
-        const auto found = std::lower_bound(batch.rule_seqs.begin(), batch.rule_seqs.end(),
-                                            nlh->nlmsg_seq - first_seq,
-                                            [first_seq](std::uint32_t seq, std::uint32_t offset) {
-                                              return seq - first_seq < offset;
-                                            });
-        if (found == batch.rule_seqs.end() || *found != nlh->nlmsg_seq) continue;
-        std::uint64_t& handle = handles[static_cast<std::size_t>(found - batch.rule_seqs.begin())];
-        if (handle == 0) ++echoed;
-        mnl_attr_parse(
-            nlh, sizeof(nfgenmsg),
-            [](const nlattr* attr, void* data) {
-              if (mnl_attr_get_type(attr) == NFTA_RULE_HANDLE &&
-                  mnl_attr_validate(attr, MNL_TYPE_U64) >= 0) {
-                *static_cast<std::uint64_t*>(data) = be64toh(mnl_attr_get_u64(attr));
-              }
-              return MNL_CB_OK;
-            },
-            &handle);
-        continue;
-      }
-      if (nlh->nlmsg_type != NLMSG_ERROR) continue;
-      const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
-      ++answered;
-      if (err->error == 0) continue;
-      ++refusals;
-      if (!first_refusal || nlh->nlmsg_seq - first_seq < first_refusal->seq - first_seq) {
-        first_refusal = Refusal{nlh->nlmsg_seq, -err->error, extack_message(nlh, err)};
-      }
-    }
+    replies.read(
+        {reinterpret_cast<const std::uint8_t*>(buffer.data()), static_cast<std::size_t>(received)});
   }
 
-  if (first_refusal) {
-    const BatchMessage* message = batch.find(first_refusal->seq);
+  if (replies.first_refusal) {
+    const BatchMessage* message = batch.find(replies.first_refusal->seq);
     std::string text = "kernel refused " + (message ? message->what : subject) + ": " +
-                       errno_text(first_refusal->error);
-    if (!first_refusal->extack.empty()) text += " (" + first_refusal->extack + ")";
-    if (refusals > 1) text += " [and " + std::to_string(refusals - 1) + " more refusals]";
+                       errno_text(replies.first_refusal->error);
+    if (!replies.first_refusal->extack.empty()) text += " (" + replies.first_refusal->extack + ")";
+    if (replies.refusals > 1)
+      text += " [and " + std::to_string(replies.refusals - 1) + " more refusals]";
     throw KernelError(text);
   }
-  if (answered < expected_acks) {
-    throw KernelError("kernel answered " + std::to_string(answered) + " of " +
+  if (replies.answered < expected_acks) {
+    throw KernelError("kernel answered " + std::to_string(replies.answered) + " of " +
                       std::to_string(expected_acks) + " messages; " + subject +
                       " may or may not have been applied");
   }
-  if (echoed < handles.size()) {
-    throw KernelError("kernel echoed " + std::to_string(echoed) + " of " +
-                      std::to_string(handles.size()) + " new rules; " + subject +
+  if (replies.echoed < replies.handles.size()) {
+    throw KernelError("kernel echoed " + std::to_string(replies.echoed) + " of " +
+                      std::to_string(replies.handles.size()) + " new rules; " + subject +
                       " was applied, but the rule handles are unknown");
   }
-  return handles;
+  return std::move(replies.handles);
 }
 
 std::uint32_t NetlinkKernel::generation() {
@@ -463,23 +268,16 @@ std::uint32_t NetlinkKernel::generation() {
     }
     int remaining = static_cast<int>(received);
     for (auto* reply = reinterpret_cast<const nlmsghdr*>(buffer.data());
-         mnl_nlmsg_ok(reply, remaining); reply = mnl_nlmsg_next(reply, &remaining)) {
+         netlink_message_ok(reply, remaining); reply = mnl_nlmsg_next(reply, &remaining)) {
       if (reply->nlmsg_seq != seq || reply->nlmsg_pid != port_id_) continue;  // stale
       if (reply->nlmsg_type == NLMSG_ERROR) {
+        if (mnl_nlmsg_get_payload_len(reply) < sizeof(nlmsgerr)) {
+          throw KernelError("the kernel's generation reply is a truncated error");
+        }
         const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(reply));
-        throw_system("cannot read the ruleset generation", -err->error);
+        throw_system("cannot read the ruleset generation", netlink_errno(*err));
       }
-      std::optional<std::uint32_t> id;
-      mnl_attr_parse(
-          reply, sizeof(nfgenmsg),
-          [](const nlattr* attr, void* data) {
-            if (mnl_attr_get_type(attr) == NFTA_GEN_ID &&
-                mnl_attr_validate(attr, MNL_TYPE_U32) >= 0) {
-              *static_cast<std::optional<std::uint32_t>*>(data) = ntohl(mnl_attr_get_u32(attr));
-            }
-            return MNL_CB_OK;
-          },
-          &id);
+      const std::optional<std::uint32_t> id = decode_generation(reply);
       if (!id) throw KernelError("the kernel's generation reply has no generation id");
       return *id;
     }
@@ -531,18 +329,10 @@ bool NetlinkKernel::changed_by_others(const std::string& table) {
       }
       throw_system("cannot read nf_tables events", errno);
     }
-    int remaining = static_cast<int>(received);
-    for (auto* nlh = reinterpret_cast<const nlmsghdr*>(buffer.data()); mnl_nlmsg_ok(nlh, remaining);
-         nlh = mnl_nlmsg_next(nlh, &remaining)) {
-      if (concerns_table(nlh, table) && nlh->nlmsg_pid != port_id_) others_touched_table_ = true;
-      // A transaction's notifications are queued one by one and NEWGEN closes them; we
-      // may wake up halfway. Reporting only at NEWGEN makes one outside transaction one
-      // change, not two (and two repairs).
-      if (nlh->nlmsg_type == ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN) &&
-          others_touched_table_) {
-        changed = true;
-        others_touched_table_ = false;
-      }
+    if (notifications_.read({reinterpret_cast<const std::uint8_t*>(buffer.data()),
+                             static_cast<std::size_t>(received)},
+                            table)) {
+      changed = true;
     }
   }
   return changed;
@@ -569,6 +359,10 @@ bool NetlinkKernel::dump(const std::function<nlmsghdr*(char*, std::uint32_t)>& b
         if (errno == EINTR) continue;
         throw_system("cannot read " + what, errno);
       }
+      if (!mnl_walk_safe({reinterpret_cast<const std::uint8_t*>(buffer.data()),
+                          static_cast<std::size_t>(received)})) {
+        throw KernelError("malformed reply to the request for " + what);
+      }
       result =
           mnl_cb_run(buffer.data(), static_cast<std::size_t>(received), seq, port_id_, parse, data);
     }
@@ -589,18 +383,19 @@ std::vector<RuleCounter> NetlinkKernel::read_counters(const std::string& table,
       [&table](char* buffer, std::uint32_t seq) {
         nlmsghdr* nlh =
             nftnl_nlmsg_build_hdr(buffer, NFT_MSG_GETRULE, NFPROTO_INET, NLM_F_DUMP, seq);
-        std::unique_ptr<nftnl_rule, RuleParser::RuleDeleter> filter(nftnl_rule_alloc());
+        std::unique_ptr<nftnl_rule, decltype(&nftnl_rule_free)> filter(nftnl_rule_alloc(),
+                                                                       &nftnl_rule_free);
         if (!filter) throw std::bad_alloc();
         // The kernel only dumps the rules of this table.
         nftnl_rule_set_str(filter.get(), NFTNL_RULE_TABLE, table.c_str());
         nftnl_rule_nlmsg_build_payload(nlh, filter.get());
         return nlh;
       },
-      &RuleParser::on_message, &counters, [&counters] { counters.clear(); },
+      &append_rule_counter, &counters, [&counters] { counters.clear(); },
       "the rules of table inet " + table);
   if (!found) return {};
   for (const std::string& map : maps) {
-    ElementParser parser{map, &counters};
+    MapCounters parser{map, &counters};
     const bool exists = dump(
         [&table, &map](char* buffer, std::uint32_t seq) {
           nlmsghdr* nlh =
@@ -609,7 +404,7 @@ std::vector<RuleCounter> NetlinkKernel::read_counters(const std::string& table,
           mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_SET, map.c_str());
           return nlh;
         },
-        &ElementParser::on_message, &parser,
+        &append_map_counters, &parser,
         [&counters, start = counters.size()] { counters.resize(start); },
         "the elements of map " + map);
     if (!exists) throw KernelError("table inet " + table + " has no map " + map);
@@ -652,6 +447,10 @@ bool NetlinkKernel::table_exists(const std::string& table) {
     if (received < 0) {
       if (errno == EINTR) continue;
       throw_system("cannot read the kernel's answer about table inet " + table, errno);
+    }
+    if (!mnl_walk_safe({reinterpret_cast<const std::uint8_t*>(buffer.data()),
+                        static_cast<std::size_t>(received)})) {
+      throw KernelError("malformed reply about table inet " + table);
     }
     result = mnl_cb_run(buffer.data(), static_cast<std::size_t>(received), seq, port_id_, nullptr,
                         nullptr);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernel.h"
+#include "netlink_decode.h"
 
 struct mnl_socket;
 struct nlmsghdr;
@@ -74,8 +75,8 @@ class NetlinkKernel final : public Kernel {
   std::uint32_t port_id_ = 0;
   std::uint32_t next_seq_ = 0;
   std::unique_ptr<mnl_socket, SocketCloser> events_;
-  bool others_committed_ = false;      // seen around one of our transactions, not yet reported
-  bool others_touched_table_ = false;  // read others' notifications about it, not yet NEWGEN
+  bool others_committed_ = false;  // seen around one of our transactions, not yet reported
+  NotificationReader notifications_;
   std::vector<char> event_buffer_;
   // The named sets and RuleMaps of each table apply() loaded (without elements), for
   // edit()'s lookups.

@@ -16,6 +16,8 @@
 #include <system_error>
 #include <utility>
 
+#include "netlink_message.h"
+
 namespace portier {
 namespace {
 
@@ -162,7 +164,7 @@ LoggedPacket parse_packet(const nlmsghdr* message) {
 int error_of(const nlmsghdr* message) {
   if (message->nlmsg_len < MNL_NLMSG_HDRLEN + sizeof(nlmsgerr))
     throw std::runtime_error("nflog: truncated error message");
-  return -static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(message))->error;
+  return netlink_errno(*static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(message)));
 }
 
 // Calls on_packet for each packet message and on_error(seq, errno) for each error or ack.
@@ -170,7 +172,7 @@ template <typename OnPacket, typename OnError>
 void walk_messages(std::span<const std::uint8_t> bytes, OnPacket&& on_packet, OnError&& on_error) {
   const auto* message = reinterpret_cast<const nlmsghdr*>(bytes.data());
   int remaining = static_cast<int>(bytes.size());
-  while (mnl_nlmsg_ok(message, remaining)) {
+  while (netlink_message_ok(message, remaining)) {
     if (message->nlmsg_type == NLMSG_ERROR)
       on_error(message->nlmsg_seq, error_of(message));
     else if (message->nlmsg_type == kPacketType)

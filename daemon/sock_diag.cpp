@@ -11,6 +11,8 @@
 #include <string>
 #include <system_error>
 
+#include "netlink_message.h"
+
 namespace portier {
 namespace {
 
@@ -92,13 +94,14 @@ std::vector<std::uint8_t> sock_diag_request(ir::L4Proto protocol, ir::Family fam
 
 SockDiagReply parse_sock_diag_reply(std::span<const std::uint8_t> bytes, ir::L4Proto protocol) {
   SockDiagReply reply;
-  // mnl_nlmsg_ok reads the header in place: copy to aligned storage first, a span from a
+  // netlink_message_ok reads the header in place: copy to aligned storage first, a span from a
   // test fixture need not be aligned for nlmsghdr.
   std::vector<std::uint32_t> aligned((bytes.size() + 3) / 4, 0);
-  std::memcpy(aligned.data(), bytes.data(), bytes.size());
+  // Not for an empty span: memcpy from a null pointer is undefined even for 0 bytes.
+  if (!bytes.empty()) std::memcpy(aligned.data(), bytes.data(), bytes.size());
   int remaining = static_cast<int>(bytes.size());
-  for (auto* nlh = reinterpret_cast<const nlmsghdr*>(aligned.data()); mnl_nlmsg_ok(nlh, remaining);
-       nlh = mnl_nlmsg_next(nlh, &remaining)) {
+  for (auto* nlh = reinterpret_cast<const nlmsghdr*>(aligned.data());
+       netlink_message_ok(nlh, remaining); nlh = mnl_nlmsg_next(nlh, &remaining)) {
     switch (nlh->nlmsg_type) {
       case NLMSG_DONE:
         reply.done = true;
@@ -108,7 +111,7 @@ SockDiagReply parse_sock_diag_reply(std::span<const std::uint8_t> bytes, ir::L4P
           throw std::runtime_error("sock_diag: truncated error message");
         const auto* error = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
         if (error->error == 0) break;  // an ack, not expected in a dump but harmless
-        throw std::system_error(-error->error, std::generic_category(),
+        throw std::system_error(netlink_errno(*error), std::generic_category(),
                                 protocol == ir::L4Proto::tcp ? "sock_diag dump of TCP sockets"
                                                              : "sock_diag dump of UDP sockets");
       }

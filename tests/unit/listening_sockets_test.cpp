@@ -9,11 +9,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <system_error>
 
+#include "netlink_fixtures.h"
 #include "sock_diag.h"
 #include "socket_owners.h"
 
@@ -431,4 +433,26 @@ TEST_CASE("owners: cgroup ids back to paths by walking the hierarchy") {
   CHECK(paths[ssh] == "system.slice/ssh.service");
   CHECK(paths[top] == "");
   CHECK(cgroup_paths("", {ssh}).empty());
+}
+
+// Found by fuzz_sock_diag: an empty datagram memcpy'd from a null pointer (UBSan), and a
+// message length of 2^31 or more walked out of the buffer (netlink_message.h).
+TEST_CASE("sock_diag: an empty datagram and a message claiming 4 GiB") {
+  const SockDiagReply empty = parse_sock_diag_reply({}, ir::L4Proto::tcp);
+  CHECK(empty.sockets.empty());
+  CHECK_FALSE(empty.done);
+  const std::vector<std::uint8_t> huge = fixtures::message_claiming_4_gib();
+  CHECK_THROWS_WITH_AS(parse_sock_diag_reply(huge, ir::L4Proto::udp),
+                       "sock_diag: truncated message in reply", std::runtime_error);
+}
+
+// Found by fuzz_sock_diag (UBSan): the errno of an NLMSG_ERROR was negated, and INT_MIN has
+// no negation.
+TEST_CASE("sock_diag: an error of INT_MIN is EPROTO") {
+  try {
+    parse_sock_diag_reply(fixtures::error_message(INT_MIN), ir::L4Proto::tcp);
+    FAIL("no exception");
+  } catch (const std::system_error& e) {
+    CHECK(e.code().value() == EPROTO);
+  }
 }

@@ -4,12 +4,14 @@
 
 #include <arpa/inet.h>
 
+#include <climits>
 #include <cstdint>
 #include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "netlink_fixtures.h"
 #include "packet_log.h"
 
 namespace {
@@ -116,9 +118,9 @@ TEST_CASE("nflog: an IPv4 TCP packet logged by a rule") {
 
 TEST_CASE("nflog: IPv4 options, ICMP, later fragments, truncated copies") {
   SUBCASE("an IHL of 6 moves the UDP header by the option word") {
-    Bytes ip = {0x46, 0,    0,    32,   0, 0,  0, 0,    64,   17,   0,    0, 192,
-                0,    2,    9,    192,  0, 2,  1, 0x01, 0x01, 0x00, 0x00,  // an option word (NOP
-                                                                           // NOP EOL EOL)
+    Bytes ip = {0x46, 0, 0, 32, 0, 0, 0, 0, 64, 17, 0, 0, 192, 0, 2, 9, 192, 0, 2, 1, 0x01, 0x01,
+                0x00, 0x00,  // an option word (NOP
+                             // NOP EOL EOL)
                 0x14, 0xe9, 0x00, 0x35, 0, 12, 0, 0};
     Bytes attributes;
     attribute(attributes, 10, prefix_attr("portier denied input "));
@@ -320,4 +322,18 @@ TEST_CASE("nflog relay limit: a burst gets the limit and one summary after the w
     for (int i = 0; i < 100; ++i) CHECK(quiet.admit(start + milliseconds(i * 100)));
     CHECK_FALSE(quiet.summary_due().has_value());
   }
+}
+
+// Found by fuzz_nflog: a message length of 2^31 or more passed libmnl's mnl_nlmsg_ok() as a
+// negative int, and the walk jumped 4 GiB past the datagram (SEGV).
+TEST_CASE("nflog: a message claiming 4 GiB is a truncated datagram") {
+  const std::vector<std::uint8_t> huge = portier::fixtures::message_claiming_4_gib();
+  CHECK_THROWS_WITH_AS(portier::parse_nflog_messages(huge), "nflog: truncated message",
+                       std::runtime_error);
+}
+
+// The same negation as sock_diag's (found there by fuzz_sock_diag): INT_MIN is EPROTO.
+TEST_CASE("nflog: an error of INT_MIN is EPROTO") {
+  CHECK_THROWS_AS(portier::parse_nflog_messages(portier::fixtures::error_message(INT_MIN)),
+                  std::runtime_error);
 }

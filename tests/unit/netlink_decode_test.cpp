@@ -1,0 +1,313 @@
+// The decoders of what portierd reads on its NETLINK_NETFILTER sockets, from messages
+// built here (libnftnl builds rules and set elements as the kernel sends them back):
+// batch replies, dumps, the generation reply and notifications. No socket, no root.
+#include <arpa/inet.h>
+#include <doctest/doctest.h>
+#include <libmnl/libmnl.h>
+#include <libnftnl/common.h>
+#include <libnftnl/expr.h>
+#include <libnftnl/rule.h>
+#include <libnftnl/udata.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netlink.h>
+
+#include <endian.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "netlink_decode.h"
+#include "netlink_fixtures.h"
+#include "netlink_message.h"
+
+using namespace portier;
+
+namespace {
+
+constexpr std::uint32_t kPort = 4242;
+constexpr std::uint16_t kNewRule = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE;
+constexpr std::uint16_t kNewGen = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN;
+
+// A datagram of netlink messages, appended one by one.
+struct Datagram {
+  std::vector<std::uint8_t> bytes;
+
+  nlmsghdr* start(std::uint16_t type, std::uint32_t seq, std::uint32_t pid,
+                  std::uint8_t family = NFPROTO_INET) {
+    const std::size_t at = bytes.size();
+    bytes.resize(at + MNL_SOCKET_BUFFER_SIZE);
+    nlmsghdr* nlh = mnl_nlmsg_put_header(bytes.data() + at);
+    nlh->nlmsg_type = type;
+    nlh->nlmsg_seq = seq;
+    nlh->nlmsg_pid = pid;
+    auto* nfg = static_cast<nfgenmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(nfgenmsg)));
+    nfg->nfgen_family = family;
+    return nlh;
+  }
+  // Ends the message `start` returned (the buffer may not grow in between).
+  void finish(const nlmsghdr* nlh) {
+    const auto at =
+        static_cast<std::size_t>(reinterpret_cast<const std::uint8_t*>(nlh) - bytes.data());
+    bytes.resize(at + MNL_ALIGN(nlh->nlmsg_len));
+  }
+  void ack(std::uint32_t seq, std::uint32_t pid, int error, const char* extack = nullptr) {
+    const std::size_t at = bytes.size();
+    bytes.resize(at + 512);
+    nlmsghdr* nlh = mnl_nlmsg_put_header(bytes.data() + at);
+    nlh->nlmsg_type = NLMSG_ERROR;
+    nlh->nlmsg_seq = seq;
+    nlh->nlmsg_pid = pid;
+    nlh->nlmsg_flags = NLM_F_CAPPED;
+    auto* err = static_cast<nlmsgerr*>(mnl_nlmsg_put_extra_header(nlh, sizeof(nlmsgerr)));
+    err->error = -error;
+    err->msg.nlmsg_len = sizeof(nlmsghdr);
+    err->msg.nlmsg_seq = seq;
+    if (extack != nullptr) {
+      nlh->nlmsg_flags |= NLM_F_ACK_TLVS;
+      mnl_attr_put_strz(nlh, NLMSGERR_ATTR_MSG, extack);
+    }
+    finish(nlh);
+  }
+};
+
+// What the kernel echoes for a NEWRULE: the rule with its handle.
+void put_echo(Datagram& d, std::uint32_t seq, std::uint64_t handle) {
+  nlmsghdr* nlh = d.start(kNewRule, seq, kPort);
+  mnl_attr_put_strz(nlh, NFTA_RULE_TABLE, "portier");
+  mnl_attr_put_u64(nlh, NFTA_RULE_HANDLE, htobe64(handle));
+  d.finish(nlh);
+}
+
+// A userdata record {type, length, value}: the comment with its NUL.
+std::vector<std::uint8_t> comment_udata(std::uint8_t type, const std::string& comment) {
+  std::vector<std::uint8_t> udata;
+  udata.push_back(type);
+  udata.push_back(static_cast<std::uint8_t>(comment.size() + 1));
+  for (const char c : comment) udata.push_back(static_cast<std::uint8_t>(c));
+  udata.push_back(0);
+  return udata;
+}
+
+nftnl_expr* counter(std::uint64_t packets, std::uint64_t bytes) {
+  nftnl_expr* expr = nftnl_expr_alloc("counter");
+  nftnl_expr_set_u64(expr, NFTNL_EXPR_CTR_PACKETS, packets);
+  nftnl_expr_set_u64(expr, NFTNL_EXPR_CTR_BYTES, bytes);
+  return expr;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "netlink decode: batch replies count acks, keep the first refusal and the echoed handles") {
+  const std::vector<std::uint32_t> rule_seqs{102, 103};
+  BatchReplies replies(kPort, 100, 5, rule_seqs);
+  Datagram d;
+  put_echo(d, 103, 77);
+  put_echo(d, 102, 76);
+  put_echo(d, 101, 99);  // not a NEWRULE of this batch
+  d.ack(100, kPort, 0);
+  d.ack(104, kPort, ENOENT, "No such file or directory; did you mean table 'portier'?");
+  d.ack(102, kPort, EOPNOTSUPP);
+  d.ack(103, kPort + 1, EPERM);  // another socket's
+  d.ack(105, kPort, EPERM);      // after the batch: stale
+  replies.read(d.bytes);
+  CHECK(replies.handles == std::vector<std::uint64_t>{76, 77});
+  CHECK(replies.echoed == 2);
+  CHECK(replies.answered == 3);
+  CHECK(replies.refusals == 2);
+  REQUIRE(replies.first_refusal);
+  CHECK(replies.first_refusal->seq == 102);
+  CHECK(replies.first_refusal->error == EOPNOTSUPP);
+  CHECK(replies.first_refusal->extack.empty());
+
+  BatchReplies one(kPort, 100, 5, rule_seqs);
+  Datagram refused;
+  refused.ack(104, kPort, ENOENT, "table missing");
+  one.read(refused.bytes);
+  REQUIRE(one.first_refusal);
+  CHECK(one.first_refusal->extack == "table missing");
+}
+
+TEST_CASE("netlink decode: a rule of a dump gives its chain, comment and counter") {
+  nftnl_rule* rule = nftnl_rule_alloc();
+  nftnl_rule_set_str(rule, NFTNL_RULE_TABLE, "portier");
+  nftnl_rule_set_str(rule, NFTNL_RULE_CHAIN, "input");
+  nftnl_rule_set_u32(rule, NFTNL_RULE_FAMILY, NFPROTO_INET);
+  const std::vector<std::uint8_t> udata = comment_udata(NFTNL_UDATA_RULE_COMMENT, "ssh-in");
+  nftnl_rule_set_data(rule, NFTNL_RULE_USERDATA, udata.data(),
+                      static_cast<std::uint32_t>(udata.size()));
+  nftnl_rule_add_expr(rule, counter(12, 3400));
+  Datagram d;
+  nlmsghdr* nlh = d.start(kNewRule, 1, kPort);
+  nftnl_rule_nlmsg_build_payload(nlh, rule);
+  d.finish(nlh);
+  nftnl_rule_free(rule);
+
+  const std::optional<RuleCounter> decoded =
+      decode_rule_counter(reinterpret_cast<const nlmsghdr*>(d.bytes.data()));
+  REQUIRE(decoded);
+  CHECK(decoded->chain == "input");
+  CHECK(decoded->comment == "ssh-in");
+  CHECK(decoded->packets == 12);
+  CHECK(decoded->bytes == 3400);
+}
+
+// As the kernel sends a map's elements: every element an NFTA_LIST_ELEM (libnftnl numbers
+// them 1, 2, ... when it builds a request, which its own parser would refuse).
+TEST_CASE("netlink decode: map elements give one counter each, interval ends none") {
+  Datagram d;
+  nlmsghdr* nlh = d.start((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM, 1, kPort);
+  mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_TABLE, "portier");
+  mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_SET, "input/m1");
+  nlattr* elements = mnl_attr_nest_start(nlh, NFTA_SET_ELEM_LIST_ELEMENTS);
+  auto put_counter = [nlh](std::uint64_t packets, std::uint64_t bytes) {
+    mnl_attr_put_strz(nlh, NFTA_EXPR_NAME, "counter");
+    nlattr* data = mnl_attr_nest_start(nlh, NFTA_EXPR_DATA);
+    mnl_attr_put_u64(nlh, NFTA_COUNTER_BYTES, htobe64(bytes));
+    mnl_attr_put_u64(nlh, NFTA_COUNTER_PACKETS, htobe64(packets));
+    mnl_attr_nest_end(nlh, data);
+  };
+  auto put_element = [nlh](std::uint32_t key, const char* comment, std::uint32_t flags) {
+    nlattr* keys = mnl_attr_nest_start(nlh, NFTA_SET_ELEM_KEY);
+    mnl_attr_put_u32(nlh, NFTA_DATA_VALUE, key);
+    mnl_attr_nest_end(nlh, keys);
+    if (flags != 0) mnl_attr_put_u32(nlh, NFTA_SET_ELEM_FLAGS, htonl(flags));
+    if (comment != nullptr) {
+      const std::vector<std::uint8_t> udata = comment_udata(NFTNL_UDATA_SET_ELEM_COMMENT, comment);
+      mnl_attr_put(nlh, NFTA_SET_ELEM_USERDATA, udata.size(), udata.data());
+    }
+  };
+  nlattr* web = mnl_attr_nest_start(nlh, NFTA_LIST_ELEM);
+  put_element(1, "web", 0);
+  nlattr* expr = mnl_attr_nest_start(nlh, NFTA_SET_ELEM_EXPR);
+  put_counter(5, 500);
+  mnl_attr_nest_end(nlh, expr);
+  mnl_attr_nest_end(nlh, web);
+  nlattr* end = mnl_attr_nest_start(nlh, NFTA_LIST_ELEM);
+  put_element(2, nullptr, NFT_SET_ELEM_INTERVAL_END);
+  mnl_attr_nest_end(nlh, end);
+  nlattr* dns = mnl_attr_nest_start(nlh, NFTA_LIST_ELEM);
+  put_element(3, "dns", 0);
+  nlattr* list = mnl_attr_nest_start(nlh, NFTA_SET_ELEM_EXPRESSIONS);
+  nlattr* one = mnl_attr_nest_start(nlh, NFTA_LIST_ELEM);
+  put_counter(6, 600);
+  mnl_attr_nest_end(nlh, one);
+  mnl_attr_nest_end(nlh, list);
+  mnl_attr_nest_end(nlh, dns);
+  mnl_attr_nest_end(nlh, elements);
+  d.finish(nlh);
+
+  std::vector<RuleCounter> counters{RuleCounter{"input", "before", 1, 2}};
+  REQUIRE(
+      decode_map_counters(reinterpret_cast<const nlmsghdr*>(d.bytes.data()), "input/m1", counters));
+  REQUIRE(counters.size() == 3);
+  CHECK(counters[1].chain == "input/m1");
+  CHECK(counters[1].comment == "web");
+  CHECK(counters[1].packets == 5);
+  CHECK(counters[1].bytes == 500);
+  CHECK(counters[2].comment == "dns");
+  CHECK(counters[2].packets == 6);
+  CHECK(counters[2].bytes == 600);
+}
+
+TEST_CASE("netlink decode: the generation reply") {
+  Datagram d;
+  nlmsghdr* nlh = d.start(kNewGen, 1, kPort, AF_UNSPEC);
+  mnl_attr_put_u32(nlh, NFTA_GEN_ID, htonl(4711));
+  d.finish(nlh);
+  CHECK(decode_generation(reinterpret_cast<const nlmsghdr*>(d.bytes.data())) == 4711u);
+  Datagram empty;
+  empty.finish(empty.start(kNewGen, 1, kPort, AF_UNSPEC));
+  CHECK_FALSE(decode_generation(reinterpret_cast<const nlmsghdr*>(empty.bytes.data())));
+}
+
+TEST_CASE("netlink decode: notifications count others' transactions on our table at NEWGEN") {
+  auto rule_of = [](Datagram& d, std::uint32_t pid, const char* table) {
+    nlmsghdr* nlh = d.start(kNewRule, 0, pid);
+    mnl_attr_put_strz(nlh, NFTA_RULE_TABLE, table);
+    d.finish(nlh);
+  };
+  NotificationReader reader(kPort);
+  Datagram ours, others_table, first_half, second_half;
+  rule_of(ours, kPort, "portier");
+  ours.finish(ours.start(kNewGen, 0, kPort, AF_UNSPEC));
+  CHECK_FALSE(reader.read(ours.bytes, "portier"));
+  rule_of(others_table, kPort + 1, "filter");
+  others_table.finish(others_table.start(kNewGen, 0, kPort + 1, AF_UNSPEC));
+  CHECK_FALSE(reader.read(others_table.bytes, "portier"));
+  // Another process's transaction on our table, read in two parts: one change, at NEWGEN.
+  rule_of(first_half, kPort + 1, "portier");
+  CHECK_FALSE(reader.read(first_half.bytes, "portier"));
+  second_half.finish(second_half.start(kNewGen, 0, kPort + 1, AF_UNSPEC));
+  CHECK(reader.read(second_half.bytes, "portier"));
+  CHECK_FALSE(reader.read(second_half.bytes, "portier"));
+}
+
+// Found by fuzz_netlink (and fuzz_nflog, fuzz_sock_diag for their walks): a message whose
+// length is 2^31 or more passed libmnl's mnl_nlmsg_ok() as a negative int, and
+// mnl_nlmsg_next() then jumped 4 GiB ahead (SEGV).
+TEST_CASE("netlink decode: a message claiming 2^31 bytes or more ends the walk") {
+  const std::vector<std::uint8_t> huge = fixtures::message_claiming_4_gib();
+  const std::vector<std::uint32_t> rule_seqs{1};
+  BatchReplies replies(0, 0, 5, rule_seqs);
+  replies.read(huge);
+  CHECK(replies.answered == 0);
+  NotificationReader reader(kPort);
+  CHECK_FALSE(reader.read(huge, "portier"));
+  CHECK_FALSE(mnl_walk_safe(huge));
+  Datagram ok;
+  ok.ack(1, kPort, 0);
+  CHECK(mnl_walk_safe(ok.bytes));
+}
+
+// Found by fuzz_netlink: libnftnl's nftnl_rule_nlmsg_parse() calls exit() on an attribute
+// of the wrong size ("nf_tables kernel ABI is broken"), here an empty NFTA_RULE_HANDLE;
+// the first input was a NEWSETELEM message of a map dump given to the rule decoder.
+TEST_CASE("netlink decode: a malformed rule or element is refused, the process lives on") {
+  Datagram rule;
+  nlmsghdr* nlh = rule.start(kNewRule, 1, kPort);
+  mnl_attr_put_strz(nlh, NFTA_RULE_TABLE, "portier");
+  mnl_attr_put(nlh, NFTA_RULE_HANDLE, 0, nullptr);
+  rule.finish(nlh);
+  CHECK_FALSE(decode_rule_counter(reinterpret_cast<const nlmsghdr*>(rule.bytes.data())));
+
+  const std::vector<std::uint8_t> element_message{
+      0x34, 0x00, 0x00, 0x00, 0x0c, 0x0a, 0x02, 0x00, 0x04, 0x00, 0x00, 0x00, 0x9a, 0x01, 0x00,
+      0x00, 0x01, 0x00, 0x00, 0x02, 0x0c, 0x00, 0x01, 0x00, 'p',  'o',  'r',  't',  'i',  'e',
+      'r',  0x00, 0x0d, 0x00, 0x02, 0x00, 'i',  'n',  'p',  'u',  't',  '/',  'm',  '2',  0x00,
+      0x00, 0x00, 0x00, 0x04, 0x00, 0x03, 0x00, 0x14, 0x00, 0x00, 0x00, 0x03, 0x00, 0x02, 0x00,
+      0x04, 0x00, 0x00, 0x00, 0x9a, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
+  std::vector<RuleCounter> counters;
+  CHECK(mnl_cb_run(element_message.data(), element_message.size(), 0, 0, append_rule_counter,
+                   &counters) == MNL_CB_ERROR);
+  CHECK(counters.empty());
+
+  Datagram element;
+  nlh = element.start((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM, 1, kPort);
+  nlattr* elements = mnl_attr_nest_start(nlh, NFTA_SET_ELEM_LIST_ELEMENTS);
+  nlattr* one = mnl_attr_nest_start(nlh, NFTA_LIST_ELEM);
+  mnl_attr_put_u16(nlh, NFTA_SET_ELEM_FLAGS, 1);  // a u32 attribute
+  mnl_attr_nest_end(nlh, one);
+  mnl_attr_nest_end(nlh, elements);
+  element.finish(nlh);
+  CHECK_FALSE(
+      decode_map_counters(reinterpret_cast<const nlmsghdr*>(element.bytes.data()), "m", counters));
+}
+
+TEST_CASE("netlink decode: a truncated error is no answer to a batch") {
+  const std::vector<std::uint32_t> rule_seqs;
+  BatchReplies replies(kPort, 100, 2, rule_seqs);
+  std::vector<std::uint8_t> bytes(64);
+  nlmsghdr* nlh = mnl_nlmsg_put_header(bytes.data());
+  nlh->nlmsg_type = NLMSG_ERROR;
+  nlh->nlmsg_seq = 100;
+  nlh->nlmsg_pid = kPort;
+  mnl_nlmsg_put_extra_header(nlh, 4);  // only the errno of a nlmsgerr
+  bytes.resize(nlh->nlmsg_len);
+  replies.read(bytes);
+  CHECK(replies.answered == 0);
+  CHECK_FALSE(replies.first_refusal);
+}
