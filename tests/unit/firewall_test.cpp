@@ -188,6 +188,18 @@ constexpr std::string_view kTwoRules =
     "[[rule]]\nname='web'   # the web\nprotocols='tcp'\nports=[80]\naction='accept'\nenabled=false "
     " # not yet\n";
 
+// portierd started on kTwoRules, where many tests begin (TEST_CASE_FIXTURE).
+struct StartedOnTwoRules {
+  StartedOnTwoRules() {
+    files.write(kTwoRules);
+    daemon.firewall.start();
+  }
+  Files files;
+  FakeKernel kernel;
+  FakeClock clock;
+  Daemon daemon{kernel, files, clock};
+};
+
 // The policy rules in the input, output and forward chains, in order (their copies for
 // published container ports, and the neighbours' fixed rules, left out).
 std::vector<std::string> rule_names(const ir::Ruleset& ruleset) {
@@ -245,13 +257,7 @@ TEST_CASE("a broken policy at start: the last good one, else the built-in fail-c
   CHECK(rule_names(kernel.last()) == std::vector<std::string>{"ssh"});
 }
 
-TEST_CASE("an invalid policy on reload changes nothing in the kernel") {
-  Files files;
-  files.write(kTwoRules);
-  FakeKernel kernel;
-  FakeClock clock;
-  Daemon daemon(kernel, files, clock);
-  daemon.firewall.start();
+TEST_CASE_FIXTURE(StartedOnTwoRules, "an invalid policy on reload changes nothing in the kernel") {
   files.write("[[rule]]\nname='ssh'\naction='alow'\n");
   CHECK_THROWS_WITH_AS(daemon.firewall.reload(),
                        doctest::Contains("policy.toml:3:8: error: unknown action 'alow' for "
@@ -308,13 +314,7 @@ TEST_CASE("runtime toggles apply at once, survive reload and restart, and roll b
   CHECK(rule_names(kernel.last()) == std::vector<std::string>{"web"});
 }
 
-TEST_CASE("--permanent edits the one enabled line, or adds one, keeping comments") {
-  Files files;
-  files.write(kTwoRules);
-  FakeKernel kernel;
-  FakeClock clock;
-  Daemon daemon(kernel, files, clock);
-  daemon.firewall.start();
+TEST_CASE_FIXTURE(StartedOnTwoRules, "--permanent edits the one enabled line, or adds one, keeping comments") {
   daemon.firewall.set_rule_enabled("web", true, true);
   daemon.firewall.set_rule_enabled("ssh", false, true);
   CHECK(files.read("policy.toml") ==
@@ -394,13 +394,7 @@ TEST_CASE("timed rules expire, and keep their remaining time across a restart") 
   CHECK_FALSE(restarted.firewall.next_deadline());
 }
 
-TEST_CASE("disabling a timed rule ends it; it cannot be enabled or made permanent") {
-  Files files;
-  files.write(kTwoRules);
-  FakeKernel kernel;
-  FakeClock clock;
-  Daemon daemon(kernel, files, clock);
-  daemon.firewall.start();
+TEST_CASE_FIXTURE(StartedOnTwoRules, "disabling a timed rule ends it; it cannot be enabled or made permanent") {
   TimedRuleRequest request;
   request.protocols = {"tcp"};
   request.ports = {"8080"};
@@ -525,13 +519,7 @@ TEST_CASE("set elements added again are one element, and one removal takes out a
   CHECK(in_kernel == 2);
 }
 
-TEST_CASE("rules() joins the policy with the kernel's counters, adding up a rule's kernel rules") {
-  Files files;
-  files.write(kTwoRules);
-  FakeKernel kernel;
-  FakeClock clock;
-  Daemon daemon(kernel, files, clock);
-  daemon.firewall.start();
+TEST_CASE_FIXTURE(StartedOnTwoRules, "rules() joins the policy with the kernel's counters, adding up a rule's kernel rules") {
   kernel.counters = {{"input", "", 5, 500},
                      {"input", "ssh", 3, 180},
                      {"input_lan", "ssh", 1, 60},
@@ -550,13 +538,7 @@ TEST_CASE("rules() joins the policy with the kernel's counters, adding up a rule
   CHECK(status.generation == 1);
 }
 
-TEST_CASE("drift repair loads the whole ruleset again, whatever the kernel holds now") {
-  Files files;
-  files.write(kTwoRules);
-  FakeKernel kernel;
-  FakeClock clock;
-  Daemon daemon(kernel, files, clock);
-  daemon.firewall.start();
+TEST_CASE_FIXTURE(StartedOnTwoRules, "drift repair loads the whole ruleset again, whatever the kernel holds now") {
   daemon.firewall.set_rule_enabled("web", true, false);  // an edit, not a replacement
   const ir::Ruleset before = kernel.last();
   REQUIRE(kernel.applied.size() == 1);
