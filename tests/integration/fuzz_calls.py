@@ -21,6 +21,7 @@ than root to a changing method succeeds, or if portierctl exits with a status ou
 import collections
 import os
 import random
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -372,6 +373,9 @@ def fuzz_argv(portierctl, seed, count, mode):
         except subprocess.TimeoutExpired:
             status = "timeout"
         statuses[status] += 1
+        # A sanitizer report (UBSan's goes to stderr) fails the run whatever the status.
+        if status != "timeout" and re.search(rb": runtime error: |^==[0-9]+==ERROR: [A-Za-z]+Sanitizer", result.stderr, re.M):
+            status = f"{status} with a sanitizer report"
         if status not in (0, 1, 2, 3):
             shown = [a if len(a) < 80 else a[:40] + f"...({len(a)} characters)" for a in argv[1:]]
             failures.append(f"#{n} portierctl {shown}: exit {status}: {result.stderr[-500:] if status != 'timeout' else ''}")

@@ -41,6 +41,16 @@ mkdir -p -m 1777 "$SANITIZER_DIR"
 export ASAN_OPTIONS="halt_on_error=1:detect_leaks=1:log_path=$SANITIZER_DIR/asan${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$SANITIZER_DIR/ubsan${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 export LSAN_OPTIONS="log_path=$SANITIZER_DIR/lsan${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+# UBSan linked with ASan (GCC 12) ignores log_path and reports on stderr: the stderr of every
+# portierctl run through _run_capture and the logs of spawned processes are searched too.
+SANITIZER_REPORT_RE=': runtime error: |^==[0-9]+==ERROR: [A-Za-z]+Sanitizer'
+_SANITIZER_SEQ=0
+# keep_sanitizer_report FILE: a copy of FILE into $SANITIZER_DIR if it holds a report.
+keep_sanitizer_report() {
+  grep -Eq "$SANITIZER_REPORT_RE" "$1" 2>/dev/null || return 0
+  _SANITIZER_SEQ=$((_SANITIZER_SEQ + 1))
+  cp "$1" "$SANITIZER_DIR/stderr-$_SANITIZER_SEQ.${1##*/}"
+}
 
 # ---------------------------------------------------------------------------------------
 # Messages, failure, skipping
@@ -109,6 +119,7 @@ _run_cleanups() {
   done
   # After the cleanups: a process stopped there has written its leak report by now.
   local report
+  for report in "$WORKDIR"/logs/*; do keep_sanitizer_report "$report"; done
   for report in "$SANITIZER_DIR"/*; do
     [[ -s "$report" ]] || continue
     printf '[%s] FAIL: sanitizer report %s:\n' "$TEST_NAME" "${report##*/}" >&2
@@ -388,6 +399,7 @@ stop_portierd() {
 _run_capture() {
   RC=0
   "$@" >"$WORKDIR/out" 2>"$WORKDIR/err" || RC=$?
+  keep_sanitizer_report "$WORKDIR/err"
   OUT=$(cat "$WORKDIR/out")
   ERR=$(cat "$WORKDIR/err")
 }

@@ -180,6 +180,7 @@ race_kill() {
     KILL_NOTE="after the answer (no temporary file appeared)"
     grep -q '^killed at' "$WORKDIR/watch.out" && KILL_NOTE="aimed, $(grep '^killed at' "$WORKDIR/watch.out")"
   fi
+  keep_sanitizer_report "$WORKDIR/err"
   ACKED=$((rc == 0))
   portierd_gone
 }
@@ -246,7 +247,9 @@ runtime.toml: $(cat "$STATE/runtime.toml" 2>&1)"
   ((k % 20 == 0)) && log "$k kills so far, state now '$restarted'"
   cur=$restarted
   # Logs of the portierds gone by: only the last ones matter for a post-mortem.
-  rm -f "$WORKDIR/logs/portierd-$((PORTIERD_SEQ - 3)).log" "$WORKDIR/logs/portierd-$((PORTIERD_SEQ - 3))-notify.log"
+  old_log="$WORKDIR/logs/portierd-$((PORTIERD_SEQ - 3)).log"
+  [[ -f "$old_log" ]] && keep_sanitizer_report "$old_log"
+  rm -f "$old_log" "$WORKDIR/logs/portierd-$((PORTIERD_SEQ - 3))-notify.log"
 done
 
 report=
