@@ -22,30 +22,7 @@ log "seed $SEED (PORTIER_MALFORMED_SEED=$SEED repeats this run): $CALLS calls an
 make_ns_pair
 
 POLICY="$WORKDIR/policy.toml"
-cat >"$POLICY" <<'TOML'
-[policy]
-input  = "reject"
-output = "accept"
-
-[set.blocklist]
-family   = "ipv4"
-elements = ["203.0.113.1"]
-
-[set.expiring]
-family   = "ipv4"
-timeout  = "1h"
-
-[[rule]]
-name      = "blocked"
-from      = ["@blocklist", "@expiring"]
-action    = "drop"
-
-[[rule]]
-name      = "web-in"
-protocols = "tcp"
-ports     = [8080]
-action    = "accept"
-TOML
+cp "$PORTIER_SOURCE_DIR/tests/integration/malformed.toml" "$POLICY"  # test_runtime_malformed's
 
 start_portierd "$HOST_NS" "$POLICY"
 # Something in runtime.toml too, so that a lost or rewritten one shows.
