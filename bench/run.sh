@@ -19,6 +19,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libnftnl-dev libmnl-dev libtomlplusplus-dev libsdbus-c++-dev libsdbus-c++-bin libsystemd-dev doctest-dev
   nftables dbus iproute2 util-linux procps python3 systemd iperf3
+  docker.io busybox-static
 )
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -125,6 +126,7 @@ note "A policy with \`[set.blocklist] file = ...\` (one address or /30 per line,
 
 section "5. Per-packet cost: TCP throughput through the home-router policy"
 run bash "$SOURCE/bench/datapath.sh" "$BENCH" "$WORK" 5 4
+run bash "$SOURCE/bench/container.sh" "$BENCH" "$WORK" 5 4
 note "iperf3 (one TCP stream, 5 s a run, 4 runs per side, alternating) from a client namespace" \
   "to a server namespace over a veth pair; the ruleset is in the server's namespace, the traffic" \
   "enters it on its WAN interface. Ruleset: rules/policies/home-router.toml with its interfaces" \
@@ -132,7 +134,14 @@ note "iperf3 (one TCP stream, 5 s a run, 4 runs per side, alternating) from a cl
   "and 1,000 single-port accept rules from the WAN, iperf3 listening on the last one. Baseline:" \
   "an identical namespace pair with no ruleset at all (so no conntrack either). The script checks" \
   "that a port no rule opens is dropped with the ruleset and refused without it. Sender and" \
-  "receiver share the machine's 2 cores, so this measures CPU cost per byte, with noise."
+  "receiver share the machine's 2 cores, so this measures CPU cost per byte, with noise." \
+  "The second row (bench/container.sh): dockerd (tests/integration/lib_docker.sh, --userland-proxy=false)" \
+  "in the server namespace publishes tcp/5201 to a container, iperf3 serves in the container's" \
+  "network namespace, the client connects to the host's address: Docker's DNAT, docker0 and" \
+  "br_netfilter on the way, and portier's \`published\` chain deciding the port. Ruleset:" \
+  "rules/policies/workstation.toml plus a rule opening tcp/5201. Baseline: the same namespaces with" \
+  "Docker's own rules only (portier's table deleted between runs). The script checks that another" \
+  "published port with no rule is dropped with portier and refused without it."
 
 section "6. portierd: toggles, set elements, start to READY=1, RSS"
 run env PORTIER_BUILD_DIR="$BUILD" BENCH_DAEMON_RUNS=7 bash "$SOURCE/bench/daemon.sh"

@@ -20,6 +20,7 @@ struct Explanation {
   std::string chain;
   std::string where;  // FILE:LINE:COL of the deciding policy rule, if a policy rule decided
   std::vector<std::string> trace;
+  std::string published;  // "DNAT to 172.17.0.2:80 by ip nat DOCKER", or empty
 };
 
 
@@ -28,6 +29,7 @@ void print(const Explanation& explanation, bool verbose, bool json) {
     std::string out = "{\"verdict\":" + json_string(explanation.verdict) +
                       ",\"decided_by\":" + json_string(explanation.decided_by) +
                       ",\"chain\":" + json_string(explanation.chain) + ",\"where\":" + json_string(explanation.where) +
+                      ",\"published\":" + json_string(explanation.published) +
                       ",\"trace\":[";
     for (std::size_t i = 0; i < explanation.trace.size(); ++i)
       out += (i ? "," : "") + json_string(explanation.trace[i]);
@@ -40,6 +42,7 @@ void print(const Explanation& explanation, bool verbose, bool json) {
   line += explanation.where.empty() ? explanation.decided_by
                                     : "rule " + explanation.decided_by + " (" + explanation.where + ")";
   if (!explanation.chain.empty()) line += " in chain " + explanation.chain;
+  if (!explanation.published.empty()) line += " (published port: " + explanation.published + ")";
   std::printf("%s\n", line.c_str());
   if (verbose)
     for (const std::string& step : explanation.trace) std::printf("  %s\n", step.c_str());
@@ -53,7 +56,7 @@ int explain_offline(const std::string& path, const std::vector<std::string>& wor
   auto shape = parse_packet_shape(words, parsed.policy, error);
   if (!shape) return usage_error("explain", error);
   ExplainResult result = explain_packet(compile_policy(parsed.policy), *shape);
-  Explanation explanation{result.verdict, result.decided_by, result.chain, {}, result.trace};
+  Explanation explanation{result.verdict, result.decided_by, result.chain, {}, result.trace, {}};
   // As portierd does: only policy rules have a place to point at.
   if (const Rule* rule = parsed.policy.find_rule(result.decided_by))
     explanation.where = rule->where.file + ":" + std::to_string(rule->where.line) + ":" + std::to_string(rule->where.column);
@@ -102,7 +105,7 @@ int explain(Args args) {
     }
     print({field<std::string>(result, "verdict"), field<std::string>(result, "decided_by"),
            field<std::string>(result, "chain"), field<std::string>(result, "where"),
-           field<std::vector<std::string>>(result, "trace")},
+           field<std::vector<std::string>>(result, "trace"), field<std::string>(result, "published")},
           verbose, json);
     return kOk;
   });

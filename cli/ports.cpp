@@ -23,7 +23,10 @@ struct ZoneCell {
 // did not send reads as empty, so an older daemon still prints.
 struct PortRow {
   std::string protocol, family, address, scope, process, user, unit, cgroup;
-  std::uint16_t port = 0;
+  // kind "published": a port another table DNATs to `target` (on interface `via`), by a
+  // rule in `published_by`; an older daemon sends no kind (listeners only).
+  std::string kind, target, via, published_by, comment;
+  std::uint16_t port = 0, port_last = 0;
   std::uint32_t pid = 0, uid = 0;
   std::vector<ZoneCell> zones;
   std::vector<std::string> warnings;
@@ -48,6 +51,13 @@ PortRow row_of(const std::map<std::string, sdbus::Variant>& entry) {
   row.user = field<std::string>(entry, "user");
   row.unit = field<std::string>(entry, "unit");
   row.cgroup = field<std::string>(entry, "cgroup");
+  row.kind = field<std::string>(entry, "kind");
+  if (row.kind.empty()) row.kind = "listener";
+  row.port_last = field<std::uint16_t>(entry, "port_last");
+  row.target = field<std::string>(entry, "target");
+  row.via = field<std::string>(entry, "via");
+  row.published_by = field<std::string>(entry, "published_by");
+  row.comment = field<std::string>(entry, "comment");
   for (const auto& zone :
        field<std::vector<sdbus::Struct<std::string, bool, std::string>>>(entry, "zones"))
     row.zones.push_back({zone.get<0>(), zone.get<1>(), zone.get<2>()});
@@ -60,6 +70,8 @@ void print_json(const std::vector<PortRow>& rows) {
   out.begin_array();
   for (const PortRow& row : rows) {
     out.begin_object()
+        .key("kind")
+        .value(row.kind)
         .key("protocol")
         .value(row.protocol)
         .key("family")
@@ -81,8 +93,19 @@ void print_json(const std::vector<PortRow>& rows) {
         .key("unit")
         .value(row.unit)
         .key("cgroup")
-        .value(row.cgroup)
-        .key("zones")
+        .value(row.cgroup);
+    if (row.kind == "published")
+      out.key("port_last")
+          .value(std::uint64_t{row.port_last})
+          .key("target")
+          .value(row.target)
+          .key("via")
+          .value(row.via)
+          .key("published_by")
+          .value(row.published_by)
+          .key("comment")
+          .value(row.comment);
+    out.key("zones")
         .begin_array();
     for (const ZoneCell& zone : row.zones)
       out.begin_object()
@@ -101,36 +124,66 @@ void print_json(const std::vector<PortRow>& rows) {
 
 std::string or_dash(const std::string& text) { return text.empty() ? "-" : text; }
 
+void add_zone_cells(const PortRow& row, std::vector<std::string>& cells) {
+  for (const ZoneCell& zone : row.zones) {
+    if (!zone.open) {
+      cells.push_back("closed");
+      continue;
+    }
+    // Open from anywhere is what a reader must not miss; open from a zone may be the point.
+    cells.push_back(
+        coloured("open (" + zone.decided_by + ")", zone.zone == "anywhere" ? "red" : "yellow"));
+  }
+}
+
+// The header of a table, then the zone columns of its first row; every row has the same
+// zones in the same order (the policy's zones, then anywhere).
+std::vector<std::string> header_of(std::vector<std::string> header, const PortRow& first) {
+  for (const ZoneCell& zone : first.zones) {
+    std::string name = zone.zone;
+    for (char& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    header.push_back(name);
+  }
+  return header;
+}
+
 void print_text(const std::vector<PortRow>& rows) {
-  // The zone columns come from the first row; every row has the same zones in the same
-  // order (the policy's zones, then anywhere).
-  std::vector<std::string> header = {"PROTO", "ADDRESS", "PORT", "PROCESS", "USER", "UNIT"};
-  if (!rows.empty())
-    for (const ZoneCell& zone : rows.front().zones) {
-      std::string name = zone.zone;
-      for (char& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-      header.push_back(name);
-    }
-  std::vector<std::vector<std::string>> table = {header};
-  for (const PortRow& row : rows) {
-    std::string process = row.process.empty()
-                              ? "-"
-                              : row.process + (row.pid ? "[" + std::to_string(row.pid) + "]" : "");
-    std::string user = row.user.empty() ? std::to_string(row.uid) : row.user;
-    std::vector<std::string> cells = {row.protocol, row.address, std::to_string(row.port),
-                                      process,      user,        or_dash(row.unit)};
-    for (const ZoneCell& zone : row.zones) {
-      if (!zone.open) {
-        cells.push_back("closed");
-        continue;
-      }
-      // Open from anywhere is what a reader must not miss; open from a zone may be the point.
-      cells.push_back(
-          coloured("open (" + zone.decided_by + ")", zone.zone == "anywhere" ? "red" : "yellow"));
-    }
+  std::vector<const PortRow*> listeners, published;
+  for (const PortRow& row : rows) (row.kind == "published" ? published : listeners).push_back(&row);
+
+  std::vector<std::vector<std::string>> table = {
+      header_of({"PROTO", "ADDRESS", "PORT", "PROCESS", "USER", "UNIT"},
+                listeners.empty() ? PortRow{} : *listeners.front())};
+  for (const PortRow* row : listeners) {
+    std::string process =
+        row->process.empty() ? "-"
+                             : row->process + (row->pid ? "[" + std::to_string(row->pid) + "]" : "");
+    std::string user = row->user.empty() ? std::to_string(row->uid) : row->user;
+    std::vector<std::string> cells = {row->protocol, row->address, std::to_string(row->port),
+                                      process,       user,         or_dash(row->unit)};
+    add_zone_cells(*row, cells);
     table.push_back(std::move(cells));
   }
   print_table(table);
+
+  // Ports other tables DNAT to containers and guests: no socket of the host need listen
+  // (dockerd --userland-proxy=false), and the verdict is the forward chain's.
+  if (!published.empty()) {
+    std::printf("\n%s\n", coloured("published by other tables (DNAT):", "bold").c_str());
+    std::vector<std::vector<std::string>> nat = {
+        header_of({"PROTO", "ADDRESS", "PORT", "TO", "VIA", "RULE"}, *published.front())};
+    for (const PortRow* row : published) {
+      std::string port = std::to_string(row->port);
+      if (row->port_last > row->port) port += "-" + std::to_string(row->port_last);
+      std::string rule = row->published_by;
+      if (!row->comment.empty()) rule += " \"" + row->comment + "\"";
+      std::vector<std::string> cells = {row->protocol, row->address, port,
+                                        row->target,   or_dash(row->via), rule};
+      add_zone_cells(*row, cells);
+      nat.push_back(std::move(cells));
+    }
+    print_table(nat);
+  }
 
   bool first = true;
   for (const PortRow& row : rows)

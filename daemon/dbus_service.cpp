@@ -500,6 +500,32 @@ std::string FirewallService::GetRuleset() {
   return translated([&] { return firewall_.ruleset_text(); });
 }
 
+namespace {
+
+std::string address_text(const ir::Address& address) {
+  Cidr cidr;
+  cidr.family = address.family == ir::Family::ipv4 ? Family::ipv4 : Family::ipv6;
+  cidr.bytes = address.bytes;
+  cidr.prefix = static_cast<std::uint8_t>(cidr.size() * 8);
+  return to_string(cidr);
+}
+
+// 172.17.0.2:80, [fd00::2]:443
+std::string endpoint(const ir::Address& address, std::uint16_t port) {
+  const std::string text = address_text(address);
+  return (address.family == ir::Family::ipv6 ? "[" + text + "]" : text) + ":" + std::to_string(port);
+}
+
+const char* protocol_name(ir::L4Proto protocol) {
+  switch (protocol) {
+    case ir::L4Proto::udp: return "udp";
+    case ir::L4Proto::sctp: return "sctp";
+    default: return "tcp";
+  }
+}
+
+}  // namespace
+
 std::map<std::string, sdbus::Variant> FirewallService::Explain(const std::vector<std::string>& words) {
   require(words.size() <= 32, "too many words for a packet shape");
   return translated([&] {
@@ -507,6 +533,14 @@ std::map<std::string, sdbus::Variant> FirewallService::Explain(const std::vector
     std::string error;
     auto shape = parse_packet_shape(words, policy, error);
     if (!shape) throw InvalidRequest(error);
+    // A connection to a port another table publishes is DNATed before portier sees it: it
+    // is decided on forward, by the published chain (the input rules on its original port).
+    std::string published;
+    if (auto dnat = as_published(*shape, firewall_.published_ports(), host_networks())) {
+      published = "DNAT to " + endpoint(dnat->second.target, dnat->first.destination_port) +
+                  " by " + dnat->second.table + " " + dnat->second.chain;
+      shape = dnat->first;
+    }
     ExplainResult result = explain_packet(firewall_.loaded_ruleset(), *shape);
     std::string where;
     if (const Rule* rule = policy.find_rule(result.decided_by))
@@ -514,7 +548,7 @@ std::map<std::string, sdbus::Variant> FirewallService::Explain(const std::vector
     return std::map<std::string, sdbus::Variant>{
         {"verdict", sdbus::Variant(result.verdict)}, {"decided_by", sdbus::Variant(result.decided_by)},
         {"chain", sdbus::Variant(result.chain)},     {"where", sdbus::Variant(where)},
-        {"trace", sdbus::Variant(result.trace)}};
+        {"trace", sdbus::Variant(result.trace)},     {"published", sdbus::Variant(published)}};
   });
 }
 
@@ -523,22 +557,19 @@ void FirewallService::ListPorts(
   // Which process and user hold which socket is for administrators, as `ss -p` is.
   when_authorized(std::move(result), "listing the processes behind open ports", [this] {
     std::vector<std::map<std::string, sdbus::Variant>> ports;
+    const Policy policy = firewall_.policy_in_force();
     for (const PortExposure& exposure :
-         port_exposure(firewall_.loaded_ruleset(), firewall_.policy_in_force(), list_listening_sockets())) {
+         port_exposure(firewall_.loaded_ruleset(), policy, list_listening_sockets())) {
       const ListeningSocket& socket = exposure.socket;
       std::vector<sdbus::Struct<std::string, bool, std::string>> zones;
       for (const ZoneVerdict& zone : exposure.zones)
         zones.emplace_back(zone.zone, zone.accepted, zone.decided_by);
-      Cidr address;
-      address.family = socket.family == ir::Family::ipv4 ? Family::ipv4 : Family::ipv6;
-      address.bytes = socket.address.bytes;
-      address.prefix = static_cast<std::uint8_t>(address.size() * 8);
       ports.push_back({
           {"protocol",
            sdbus::Variant(std::string(socket.protocol == ir::L4Proto::udp ? "udp" : "tcp"))},
           {"family",
            sdbus::Variant(std::string(socket.family == ir::Family::ipv4 ? "ipv4" : "ipv6"))},
-          {"address", sdbus::Variant(to_string(address))},
+          {"address", sdbus::Variant(address_text(socket.address))},
           {"port", sdbus::Variant(socket.port)},
           {"scope", sdbus::Variant(exposure.scope)},
           {"pid", sdbus::Variant(socket.pid)},
@@ -547,6 +578,31 @@ void FirewallService::ListPorts(
           {"user", sdbus::Variant(socket.user)},
           {"unit", sdbus::Variant(socket.unit)},
           {"cgroup", sdbus::Variant(socket.cgroup)},
+          {"zones", sdbus::Variant(zones)},
+          {"warnings", sdbus::Variant(exposure.warnings)},
+          {"kind", sdbus::Variant(std::string("listener"))},
+      });
+    }
+    for (const PublishedExposure& exposure :
+         published_exposure(firewall_.loaded_ruleset(), policy, firewall_.published_ports())) {
+      const PublishedPort& port = exposure.port;
+      std::vector<sdbus::Struct<std::string, bool, std::string>> zones;
+      for (const ZoneVerdict& zone : exposure.zones)
+        zones.emplace_back(zone.zone, zone.accepted, zone.decided_by);
+      ir::Address address = port.destination ? port.destination->first : ir::Address{port.family, {}};
+      const std::uint16_t target = port.target_ports ? port.target_ports->first : port.ports.first;
+      ports.push_back({
+          {"protocol", sdbus::Variant(std::string(protocol_name(port.protocol)))},
+          {"family", sdbus::Variant(std::string(port.family == ir::Family::ipv4 ? "ipv4" : "ipv6"))},
+          {"address", sdbus::Variant(address_text(address))},
+          {"port", sdbus::Variant(port.ports.first)},
+          {"port_last", sdbus::Variant(port.ports.last)},
+          {"scope", sdbus::Variant(exposure.scope)},
+          {"kind", sdbus::Variant(std::string("published"))},
+          {"target", sdbus::Variant(endpoint(port.target, target))},
+          {"via", sdbus::Variant(exposure.via)},
+          {"published_by", sdbus::Variant(port.table + " " + port.chain)},
+          {"comment", sdbus::Variant(port.comment)},
           {"zones", sdbus::Variant(zones)},
           {"warnings", sdbus::Variant(exposure.warnings)},
       });

@@ -9,6 +9,8 @@
 #include <netinet/in.h>
 
 #include <algorithm>
+#include <bit>
+#include <functional>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -211,31 +213,26 @@ Outcome connect(const ir::Ruleset& ruleset, const Explainer& explain, const List
 
 std::string family_name(ir::Family family) { return family == ir::Family::ipv4 ? "IPv4" : "IPv6"; }
 
-ZoneVerdict verdict_from(const ir::Ruleset& ruleset, const Explainer& explain,
-                         const Sources& sources, const Origin& origin,
-                         const ListeningSocket& socket,
-                         const std::vector<ir::Address>& host_addresses) {
-  // Which families reach the socket, and on which of this host's addresses.
-  std::vector<std::pair<ir::Family, std::vector<std::optional<ir::Address>>>> targets;
-  auto host_of = [&](ir::Family family) {
-    std::vector<std::optional<ir::Address>> found;
-    for (const ir::Address& address : host_addresses)
-      if (address.family == family && !is_loopback(address)) found.emplace_back(address);
-    // No address of that family: still ask, with the destination unknown.
-    if (found.empty()) found.emplace_back(std::nullopt);
-    return found;
-  };
-  if (auto v4 = mapped_ipv4(socket.address); v4 && !is_zero(*v4)) {
-    targets.push_back({ir::Family::ipv4, {*v4}});
-  } else if (!is_zero(socket.address)) {
-    targets.push_back({socket.family, {socket.address}});
-  } else {
-    targets.push_back({socket.family, host_of(socket.family)});
-    // An IPv6 wildcard socket without IPV6_V6ONLY also takes IPv4 (as ::ffff:a.b.c.d).
-    if (socket.family == ir::Family::ipv6 && !socket.v6_only)
-      targets.push_back({ir::Family::ipv4, host_of(ir::Family::ipv4)});
-  }
+// Which families a connection can have, each with the host's addresses it can go to.
+using Targets = std::vector<std::pair<ir::Family, std::vector<std::optional<ir::Address>>>>;
+// One connection attempt of `family` from `source` to `destination`.
+using Attempt = std::function<Outcome(ir::Family, const std::optional<ir::Address>& source,
+                                      const std::optional<ir::Address>& destination)>;
 
+std::vector<std::optional<ir::Address>> host_of(ir::Family family,
+                                                const std::vector<ir::Address>& host_addresses) {
+  std::vector<std::optional<ir::Address>> found;
+  for (const ir::Address& address : host_addresses)
+    if (address.family == family && !is_loopback(address)) found.emplace_back(address);
+  // No address of that family: still ask, with the destination unknown.
+  if (found.empty()) found.emplace_back(std::nullopt);
+  return found;
+}
+
+// The verdict for `origin`: accepted when a connection of any family to any of its
+// destinations is, decided by the first that is.
+ZoneVerdict combined_verdict(const Sources& sources, const Origin& origin, const Targets& targets,
+                             const Attempt& attempt) {
   std::vector<std::pair<ir::Family, Outcome>> outcomes;
   for (const auto& [family, destinations] : targets) {
     std::optional<ir::Address> source = sources.source(origin, family);
@@ -246,8 +243,7 @@ ZoneVerdict verdict_from(const ir::Ruleset& ruleset, const Explainer& explain,
     }
     Outcome outcome;
     for (const std::optional<ir::Address>& destination : destinations) {
-      Outcome tried =
-          connect(ruleset, explain, socket, family, source, destination, origin.interface);
+      Outcome tried = attempt(family, source, destination);
       if (outcome.decided_by.empty() || tried.accepted) outcome = tried;
       if (tried.accepted) break;
     }
@@ -265,6 +261,30 @@ ZoneVerdict verdict_from(const ir::Ruleset& ruleset, const Explainer& explain,
     if (!all) verdict.decided_by += " (" + family_name(accepted->first) + " only)";
   }
   return verdict;
+}
+
+ZoneVerdict verdict_from(const ir::Ruleset& ruleset, const Explainer& explain,
+                         const Sources& sources, const Origin& origin,
+                         const ListeningSocket& socket,
+                         const std::vector<ir::Address>& host_addresses) {
+  // Which families reach the socket, and on which of this host's addresses.
+  Targets targets;
+  if (auto v4 = mapped_ipv4(socket.address); v4 && !is_zero(*v4)) {
+    targets.push_back({ir::Family::ipv4, {*v4}});
+  } else if (!is_zero(socket.address)) {
+    targets.push_back({socket.family, {socket.address}});
+  } else {
+    targets.push_back({socket.family, host_of(socket.family, host_addresses)});
+    // An IPv6 wildcard socket without IPV6_V6ONLY also takes IPv4 (as ::ffff:a.b.c.d).
+    if (socket.family == ir::Family::ipv6 && !socket.v6_only)
+      targets.push_back({ir::Family::ipv4, host_of(ir::Family::ipv4, host_addresses)});
+  }
+  return combined_verdict(sources, origin, targets,
+                          [&](ir::Family family, const std::optional<ir::Address>& source,
+                              const std::optional<ir::Address>& destination) {
+                            return connect(ruleset, explain, socket, family, source, destination,
+                                           origin.interface);
+                          });
 }
 
 bool bind_covers(const Bind& bind, const ListeningSocket& socket) {
@@ -311,36 +331,110 @@ std::vector<std::string> bind_warnings(const Policy& policy, const ListeningSock
   return warnings;
 }
 
+// A port on every address that is open from anywhere is what a reader must not miss.
+void warn_if_open_to_all(const std::string& scope, const std::vector<ZoneVerdict>& zones,
+                         const std::string& what, std::vector<std::string>& warnings) {
+  const ZoneVerdict& anywhere = zones.back();
+  if (scope == "wildcard" && anywhere.accepted)
+    warnings.push_back(what + " and is open from anywhere (" + anywhere.decided_by + ")");
+}
+
 std::string scope_of(const ListeningSocket& socket) {
   if (is_zero(socket.address)) return "wildcard";
   return is_loopback(socket.address) ? "loopback" : "address";
+}
+
+std::string port_name(const PublishedPort& port) {
+  std::string name = std::to_string(port.ports.first);
+  if (port.ports.last != port.ports.first) name += "-" + std::to_string(port.ports.last);
+  switch (port.protocol) {
+    case ir::L4Proto::udp: return name + "/udp";
+    case ir::L4Proto::sctp: return name + "/sctp";
+    default: return name + "/tcp";
+  }
+}
+
+bool in_network(const ir::Address& address, const HostNetwork& network) {
+  if (address.family != network.address.family) return false;
+  for (std::size_t bit = 0; bit < network.prefix; ++bit) {
+    const std::uint8_t mask = static_cast<std::uint8_t>(0x80u >> (bit % 8));
+    if ((address.bytes[bit / 8] & mask) != (network.address.bytes[bit / 8] & mask)) return false;
+  }
+  return true;
+}
+
+// The interface a DNAT target is on: the one whose network holds it (a container on
+// docker0's 172.17.0.0/16). Empty if none does.
+std::string interface_of(const ir::Address& target, const std::vector<HostNetwork>& networks) {
+  for (const HostNetwork& network : networks)
+    if (in_network(target, network)) return network.interface;
+  return {};
+}
+
+bool not_from(const PublishedPort& port, const std::string& interface) {
+  return std::find(port.not_from.begin(), port.not_from.end(), interface) != port.not_from.end();
+}
+
+std::uint16_t target_port(const PublishedPort& port, std::uint16_t original) {
+  if (!port.target_ports) return original;
+  // A range maps onto a range port by port (Docker's -p 8000-8010:80-90).
+  const unsigned offset = original - port.ports.first;
+  return static_cast<std::uint16_t>(
+      std::min<unsigned>(port.target_ports->first + offset, port.target_ports->last));
+}
+
+// A new connection to the published port, as portier's forward chain sees it after the
+// DNAT: to the target, out on its interface, with the original destination in conntrack.
+PacketShape forwarded(const PublishedPort& port, const std::string& via, ir::Family family,
+                      const std::optional<ir::Address>& source,
+                      const std::optional<ir::Address>& destination, std::uint16_t original_port,
+                      const std::string& in_interface) {
+  PacketShape packet;
+  packet.direction = Direction::forward;
+  packet.family = family;
+  packet.protocol = port.protocol;
+  packet.source = source;
+  packet.destination = port.target;
+  packet.source_port = kClientPort;
+  packet.destination_port = target_port(port, original_port);
+  packet.in_interface = in_interface;
+  packet.out_interface = via;
+  packet.ct_state = ir::ct_new;
+  packet.dnat_original = PacketShape::Original{destination, original_port};
+  return packet;
+}
+
+std::vector<std::string> published_warnings(const PublishedPort& port, const std::string& via) {
+  std::vector<std::string> warnings;
+  const std::string where = "rule in " + port.table + " " + port.chain;
+  if (!port.unread.empty()) {
+    std::string names;
+    for (const std::string& name : port.unread) names += (names.empty() ? "" : ", ") + name;
+    warnings.push_back("port " + port_name(port) + " is published by a " + where +
+                       " with conditions portier does not read (" + names +
+                       "): it may be open to fewer than shown");
+  }
+  if (via.empty())
+    warnings.push_back("port " + port_name(port) + " is published by a " + where +
+                       " to an address on no interface of this host: the verdicts assume it "
+                       "goes out through no neighbour's interface");
+  return warnings;
 }
 
 struct IfaddrsDeleter {
   void operator()(ifaddrs* list) const { freeifaddrs(list); }
 };
 
+std::uint8_t prefix_of(const std::uint8_t* mask, std::size_t size) {
+  std::uint8_t prefix = 0;
+  for (std::size_t i = 0; i < size; ++i)
+    prefix = static_cast<std::uint8_t>(prefix + std::popcount(mask[i]));
+  return prefix;
+}
+
 std::vector<ir::Address> local_addresses() {
-  ifaddrs* raw = nullptr;
-  if (getifaddrs(&raw) != 0) return {};
-  std::unique_ptr<ifaddrs, IfaddrsDeleter> list(raw);
   std::vector<ir::Address> addresses;
-  for (const ifaddrs* entry = list.get(); entry; entry = entry->ifa_next) {
-    if (!entry->ifa_addr || (entry->ifa_flags & IFF_LOOPBACK)) continue;
-    ir::Address address;
-    if (entry->ifa_addr->sa_family == AF_INET) {
-      address.family = ir::Family::ipv4;
-      std::memcpy(address.bytes.data(),
-                  &reinterpret_cast<const sockaddr_in*>(entry->ifa_addr)->sin_addr, 4);
-    } else if (entry->ifa_addr->sa_family == AF_INET6) {
-      address.family = ir::Family::ipv6;
-      std::memcpy(address.bytes.data(),
-                  &reinterpret_cast<const sockaddr_in6*>(entry->ifa_addr)->sin6_addr, 16);
-    } else {
-      continue;
-    }
-    addresses.push_back(address);
-  }
+  for (const HostNetwork& network : host_networks()) addresses.push_back(network.address);
   return addresses;
 }
 
@@ -365,11 +459,8 @@ std::vector<PortExposure> port_exposure(const ir::Ruleset& ruleset, const Policy
       exposure.zones.push_back(
           verdict_from(ruleset, explain, sources, origin, socket, host_addresses));
     }
-    const ZoneVerdict& anywhere = exposure.zones.back();
-    if (exposure.scope == "wildcard" && anywhere.accepted)
-      exposure.warnings.push_back("port " + port_name(socket) +
-                                  " listens on all addresses and is open from anywhere (" +
-                                  anywhere.decided_by + ")");
+    warn_if_open_to_all(exposure.scope, exposure.zones,
+                        "port " + port_name(socket) + " listens on all addresses", exposure.warnings);
     report.push_back(std::move(exposure));
   }
   return report;
@@ -378,6 +469,115 @@ std::vector<PortExposure> port_exposure(const ir::Ruleset& ruleset, const Policy
 std::vector<PortExposure> port_exposure(const ir::Ruleset& ruleset, const Policy& policy,
                                         const std::vector<ListeningSocket>& sockets) {
   return port_exposure(ruleset, policy, sockets, local_addresses(), explain_packet);
+}
+
+}  // namespace portier
+
+namespace portier {
+
+std::vector<HostNetwork> host_networks() {
+  ifaddrs* raw = nullptr;
+  if (getifaddrs(&raw) != 0) return {};
+  std::unique_ptr<ifaddrs, IfaddrsDeleter> list(raw);
+  std::vector<HostNetwork> networks;
+  for (const ifaddrs* entry = list.get(); entry; entry = entry->ifa_next) {
+    if (!entry->ifa_addr || (entry->ifa_flags & IFF_LOOPBACK)) continue;
+    HostNetwork network;
+    network.interface = entry->ifa_name ? entry->ifa_name : "";
+    if (entry->ifa_addr->sa_family == AF_INET) {
+      network.address.family = ir::Family::ipv4;
+      std::memcpy(network.address.bytes.data(),
+                  &reinterpret_cast<const sockaddr_in*>(entry->ifa_addr)->sin_addr, 4);
+      if (entry->ifa_netmask)
+        network.prefix = prefix_of(reinterpret_cast<const std::uint8_t*>(
+                                       &reinterpret_cast<const sockaddr_in*>(entry->ifa_netmask)->sin_addr),
+                                   4);
+    } else if (entry->ifa_addr->sa_family == AF_INET6) {
+      network.address.family = ir::Family::ipv6;
+      std::memcpy(network.address.bytes.data(),
+                  &reinterpret_cast<const sockaddr_in6*>(entry->ifa_addr)->sin6_addr, 16);
+      if (entry->ifa_netmask)
+        network.prefix = prefix_of(reinterpret_cast<const std::uint8_t*>(
+                                       &reinterpret_cast<const sockaddr_in6*>(entry->ifa_netmask)->sin6_addr),
+                                   16);
+    } else {
+      continue;
+    }
+    networks.push_back(std::move(network));
+  }
+  return networks;
+}
+
+std::vector<PublishedExposure> published_exposure(const ir::Ruleset& ruleset, const Policy& policy,
+                                                  const std::vector<PublishedPort>& ports,
+                                                  const std::vector<HostNetwork>& networks,
+                                                  const Explainer& explain) {
+  const Sources sources(policy);
+  std::vector<ir::Address> host_addresses;
+  for (const HostNetwork& network : networks) host_addresses.push_back(network.address);
+  std::vector<PublishedExposure> report;
+  for (const PublishedPort& port : ports) {
+    PublishedExposure exposure{port, interface_of(port.target, networks), "wildcard", {}, {}};
+    exposure.warnings = published_warnings(port, exposure.via);
+    Targets targets;
+    if (port.destination) {
+      exposure.scope = is_loopback(port.destination->first) ? "loopback" : "address";
+      targets.push_back({port.family, {port.destination->first}});
+    } else {
+      targets.push_back({port.family, host_of(port.family, host_addresses)});
+    }
+    for (const Origin& origin : sources.origins()) {
+      if (exposure.scope == "loopback") {
+        exposure.zones.push_back({origin.name, false, "bound to loopback"});
+        continue;
+      }
+      if (not_from(port, origin.interface)) {
+        exposure.zones.push_back({origin.name, false, "not published on " + origin.interface});
+        continue;
+      }
+      exposure.zones.push_back(combined_verdict(
+          sources, origin, targets,
+          [&](ir::Family family, const std::optional<ir::Address>& source,
+              const std::optional<ir::Address>& destination) {
+            ExplainResult result =
+                explain(ruleset, forwarded(port, exposure.via, family, source, destination,
+                                           port.ports.first, origin.interface));
+            return Outcome{result.verdict == "accept", result.decided_by};
+          }));
+    }
+    warn_if_open_to_all(exposure.scope, exposure.zones,
+                        "port " + port_name(port) + " is published on all addresses",
+                        exposure.warnings);
+    report.push_back(std::move(exposure));
+  }
+  return report;
+}
+
+std::vector<PublishedExposure> published_exposure(const ir::Ruleset& ruleset, const Policy& policy,
+                                                  const std::vector<PublishedPort>& ports) {
+  return published_exposure(ruleset, policy, ports, host_networks(), explain_packet);
+}
+
+std::optional<std::pair<PacketShape, PublishedPort>> as_published(
+    const PacketShape& packet, const std::vector<PublishedPort>& ports,
+    const std::vector<HostNetwork>& networks) {
+  // From the host itself (in lo) a DNATed connection leaves through output, not forward.
+  if (packet.direction != Direction::in || packet.in_interface == "lo") return std::nullopt;
+  for (const PublishedPort& port : ports) {
+    if (port.family != packet.family || packet.protocol != port.protocol) continue;
+    if (packet.destination_port < port.ports.first || packet.destination_port > port.ports.last)
+      continue;
+    if (port.destination && !(packet.destination && in_range(*packet.destination, *port.destination)))
+      continue;
+    if (not_from(port, packet.in_interface)) continue;
+    PacketShape shape =
+        forwarded(port, interface_of(port.target, networks), packet.family, packet.source,
+                  packet.destination, packet.destination_port, packet.in_interface);
+    shape.source_port = packet.source_port;
+    shape.ct_state = packet.ct_state;
+    return std::pair{shape, port};
+  }
+  return std::nullopt;
 }
 
 }  // namespace portier

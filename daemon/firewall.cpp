@@ -403,6 +403,17 @@ void Firewall::reload() {
 }
 
 void Firewall::set_rule_enabled(const std::string& name, bool enabled, bool permanent) {
+  const bool timed = std::any_of(runtime_.timed_rules.begin(), runtime_.timed_rules.end(),
+                                 [&](const TimedRule& t) { return t.rule.name == name; });
+  if (timed && !is_toggleable(policy_, name)) {
+    // A timed rule (`portierctl allow`) is on until it ends: disabling it ends it now.
+    if (enabled) throw InvalidRequest("timed rule '" + name + "' is on until it ends");
+    if (permanent)
+      throw InvalidRequest("timed rule '" + name + "' is not in the policy file");
+    remove_timed_rule(name);
+    if (events_) events_->rule_changed(name, false);
+    return;
+  }
   if (!is_toggleable(policy_, name))
     throw NoSuchRule("no rule or forward named '" + name + "' in the policy");
   if (permanent) {

@@ -213,6 +213,8 @@ class Firewall {
   std::string ruleset_text() const;
   /// What the kernel has, as IR.
   ir::Ruleset loaded_ruleset() const;
+  /// The ports other tables publish to their containers and guests (their DNAT rules).
+  std::vector<PublishedPort> published_ports() const { return kernel_.published_ports(full_.table); }
   /// The policy with the runtime changes (toggles, timed rules, set elements) applied.
   Policy policy_in_force() const { return effective(policy_, runtime_); }
   /// Every rule of the policy in force, timed rules included, without copying the policy.

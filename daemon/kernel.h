@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "published_ports.h"
 #include "ruleset.h"
 
 namespace portier {
@@ -93,6 +94,12 @@ class Kernel {
   /// Reads the pending change notifications; true when one touched `table` and did not
   /// come from this Kernel's own transactions.
   virtual bool changed_by_others(const std::string& table) = 0;
+  /// The ports other tables publish (their DNAT rules, parse_published_port), read from
+  /// every table but `table inet <own_table>`. The default is a kernel with no other tables.
+  virtual std::vector<PublishedPort> published_ports(const std::string& own_table) {
+    static_cast<void>(own_table);
+    return {};
+  }
   virtual ~Kernel() = default;
 };
 

@@ -617,6 +617,26 @@ std::vector<RuleCounter> NetlinkKernel::read_counters(const std::string& table,
   return counters;
 }
 
+std::vector<PublishedPort> NetlinkKernel::published_ports(const std::string& own_table) {
+  struct Found {
+    const std::string* own_table;
+    std::vector<PublishedPort> ports;
+  } found{&own_table, {}};
+  dump(
+      [](char* buffer, std::uint32_t seq) {
+        return nftnl_nlmsg_build_hdr(buffer, NFT_MSG_GETRULE, NFPROTO_UNSPEC, NLM_F_DUMP, seq);
+      },
+      [](const nlmsghdr* nlh, void* data) {
+        auto* out = static_cast<Found*>(data);
+        if (std::optional<PublishedPort> port = parse_published_port(nlh);
+            port && port->table != "inet " + *out->own_table)
+          out->ports.push_back(std::move(*port));
+        return MNL_CB_OK;
+      },
+      &found, [&found] { found.ports.clear(); }, "the rules of all tables");
+  return std::move(found.ports);
+}
+
 bool NetlinkKernel::table_exists(const std::string& table) {
   std::vector<char> buffer(kReceiveBufferSize);
   const std::uint32_t seq = take_seq(1);

@@ -50,6 +50,8 @@ class NetlinkKernel final : public Kernel {
   /// ours ran counts as a change by others, whatever table it touched.
   bool changed_by_others(const std::string& table) override;
   bool table_exists(const std::string& table);
+  /// One GETRULE dump of all families and tables.
+  std::vector<PublishedPort> published_ports(const std::string& own_table) override;
 
  private:
   struct SocketCloser {

@@ -74,6 +74,24 @@ std::vector<std::vector<ir::Match>> published_alternatives(const std::vector<ir:
       alternatives = std::move(widened);
       continue;
     }
+    const bool port_follows = std::any_of(&match + 1, matches.data() + matches.size(),
+                                          [](const ir::Match& later) {
+                                            return std::holds_alternative<ir::DestPortIn>(later);
+                                          });
+    if (const auto* l4 = std::get_if<ir::L4ProtoIn>(&match);
+        l4 && l4->protocols.size() > 1 && port_follows) {
+      // nft 1.0.6 can type `ct original proto-dst` only after a single protocol (after a
+      // set lookup it refuses the text), and anonymous sets are what makes a big table
+      // load slowly (protocol_sets.h): one alternative per protocol instead.
+      std::vector<std::vector<ir::Match>> widened;
+      for (const auto& alternative : alternatives)
+        for (ir::L4Proto protocol : l4->protocols) {
+          widened.push_back(alternative);
+          widened.back().push_back(ir::L4ProtoIn{{protocol}});
+        }
+      alternatives = std::move(widened);
+      continue;
+    }
     ir::Match translated = match;
     if (const auto* address = std::get_if<ir::AddressIn>(&match); address && address->destination)
       translated = ir::CtOriginalAddressIn{address->family, address->ranges};
@@ -82,11 +100,26 @@ std::vector<std::vector<ir::Match>> published_alternatives(const std::vector<ir:
   return alternatives;
 }
 
-std::vector<std::vector<ir::Match>> guest_service_matches() {
-  return {
-      {ir::L4ProtoIn{{ir::L4Proto::udp}}, ir::DestPortIn{{{53, 53}, {67, 67}, {547, 547}}}},
-      {ir::L4ProtoIn{{ir::L4Proto::tcp}}, ir::DestPortIn{{{53, 53}}}},
-  };
+std::vector<std::vector<ir::Match>> guest_service_matches(const NeighbourStack& stack) {
+  std::vector<ir::PortRange> udp;
+  if (stack.host_dns) udp.push_back({53, 53});
+  if (stack.host_dhcp) {
+    udp.push_back({67, 67});
+    udp.push_back({547, 547});
+  }
+  std::vector<std::vector<ir::Match>> services;
+  if (!udp.empty())
+    services.push_back({ir::L4ProtoIn{{ir::L4Proto::udp}}, ir::DestPortIn{std::move(udp)}});
+  if (stack.host_dns)
+    services.push_back({ir::L4ProtoIn{{ir::L4Proto::tcp}}, ir::DestPortIn{{{53, 53}}}});
+  return services;
+}
+
+std::string guest_service_comment(const std::string& zone, const NeighbourStack& stack) {
+  std::string what;
+  if (stack.host_dhcp) what = "dhcp";
+  if (stack.host_dns) what += what.empty() ? "dns" : ", dns";
+  return zone + " guests: " + what;
 }
 
 }  // namespace portier

@@ -10,9 +10,11 @@
 //   as input_ZONE), or accepted with [neighbours] published = "open".
 #pragma once
 
+#include <string>
 #include <vector>
 
 #include "compile_match.h"
+#include "neighbours.h"
 #include "policy.h"
 #include "ruleset.h"
 
@@ -36,8 +38,12 @@ std::vector<Segment> neighbour_segments(const Policy& policy, const Zone& zone, 
 /// set (no ct lookup of a named set here).
 std::vector<std::vector<ir::Match>> published_alternatives(const std::vector<ir::Match>& matches);
 
-/// What guests of libvirt's networks ask the host for: DHCP (67), DHCPv6 (547) and DNS (53)
-/// from its dnsmasq.
-std::vector<std::vector<ir::Match>> guest_service_matches();
+/// What a stack's guests ask the host for (NeighbourStack::host_dhcp, host_dns): DHCP (67)
+/// and DHCPv6 (547) from libvirt's dnsmasq, DNS (53) from it or podman's aardvark-dns. None
+/// for a stack whose guests ask the host for nothing.
+std::vector<std::vector<ir::Match>> guest_service_matches(const NeighbourStack& stack);
+
+/// The comment of those rules: "libvirt guests: dhcp, dns", "podman guests: dns".
+std::string guest_service_comment(const std::string& zone, const NeighbourStack& stack);
 
 }  // namespace portier

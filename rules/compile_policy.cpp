@@ -8,6 +8,7 @@
 #include "compile_neighbours.h"
 #include "merge_rules.h"
 #include "neighbours.h"
+#include "protocol_sets.h"
 #include "split_chains.h"
 
 namespace portier {
@@ -410,15 +411,16 @@ class Compiler {
   }
 
   // After the policy's input rules, in the base chain (neighbours are not dispatched): the
-  // services the host gives libvirt's guests, and a neighbour zone's own input default.
+  // services the host gives libvirt's guests and podman's containers, and a neighbour
+  // zone's own input default.
   void add_neighbour_input(ir::Chain& chain) {
     for (const Zone* zone : neighbour_zones(policy_)) {
       const NeighbourStack* stack = find_stack(zone->stack);
       for (const Segment& segment : neighbour_segments(policy_, *zone, false)) {
-        if (stack && stack->guest_services)
-          for (const std::vector<ir::Match>& services : guest_service_matches())
+        if (stack)
+          for (const std::vector<ir::Match>& services : guest_service_matches(*stack))
             chain.rules.push_back(rule_of(concat(segment, services), ir::VerdictKind::accept,
-                                          zone->name + " guests: dhcp, dns", true));
+                                          guest_service_comment(zone->name, *stack), true));
         if (zone->input) {
           ir::Rule rule =
               rule_of(segment, ir::VerdictKind::accept, "default input from " + zone->name, true);
@@ -744,6 +746,7 @@ ir::Ruleset compile_policy(const Policy& policy, const CompileOptions& options) 
   ir::Ruleset ruleset = Compiler(policy, options).run();
   if (options.merge_rules) merge_rule_runs(ruleset);
   split_long_chains(ruleset);
+  share_protocol_sets(ruleset);
   const std::set<std::string, std::less<>> disabled = disabled_names(policy);
   if (disabled.empty()) return ruleset;
   return without_owners(ruleset, disabled);

@@ -431,6 +431,8 @@ std::uint32_t key_length(ir::SetKey key) {
       return 2;
     case ir::SetKey::cgroupv2:
       return 8;
+    case ir::SetKey::inet_proto:
+      return 1;
   }
   throw std::invalid_argument("unknown set key");
 }
@@ -445,6 +447,8 @@ std::uint32_t key_type(ir::SetKey key) {
       return encode::kTypeInetService;
     case ir::SetKey::cgroupv2:
       return encode::kTypeCgroupV2;
+    case ir::SetKey::inet_proto:
+      return encode::kTypeInetProto;
   }
   throw std::invalid_argument("unknown set key");
 }
@@ -460,6 +464,7 @@ std::vector<SetElement> set_elements(const std::string& name, ir::SetKey key, bo
   for (std::size_t i = 0; i < ranges.size(); ++i) {
     const ir::AddressRange& range = ranges[i];
     if (key != ir::SetKey::inet_service && key != ir::SetKey::cgroupv2 &&
+        key != ir::SetKey::inet_proto &&
         (range.first.family != family || range.last.family != family)) {
       throw std::invalid_argument("set " + name + " holds an address of the other family");
     }
@@ -504,8 +509,11 @@ SetDefinition named_set(const ir::NamedSet& named, std::uint32_t id) {
   set.key_len = key_length(named.key);
   auto udata = encode::udata_buffer();
   const bool cgroups = named.key == ir::SetKey::cgroupv2;
+  // nft's inet_proto datatype has no byte order of its own (one byte): it writes 0.
   encode::put_udata(udata.get(), NFTNL_UDATA_SET_KEYBYTEORDER,
-                    cgroups ? encode::kByteorderHostEndian : encode::kByteorderBigEndian);
+                    cgroups                                 ? encode::kByteorderHostEndian
+                    : named.key == ir::SetKey::inet_proto ? encode::kByteorderInvalid
+                                                            : encode::kByteorderBigEndian);
   set.udata = encode::udata_bytes(*udata);
   if (cgroups) {
     if (!named.elements.empty() || named.interval)

@@ -27,8 +27,10 @@ namespace portier::encode {
 // nft reads them back to print elements. And the byte order nft writes in set userdata.
 inline constexpr std::uint32_t kTypeIpAddr = 7;
 inline constexpr std::uint32_t kTypeIp6Addr = 8;
+inline constexpr std::uint32_t kTypeInetProto = 12;
 inline constexpr std::uint32_t kTypeInetService = 13;
 inline constexpr std::uint32_t kTypeCgroupV2 = 46;  // cgroupsv2: a host-endian 64-bit id
+inline constexpr std::uint32_t kByteorderInvalid = 0;
 inline constexpr std::uint32_t kByteorderHostEndian = 1;
 inline constexpr std::uint32_t kByteorderBigEndian = 2;
 

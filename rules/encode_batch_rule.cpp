@@ -25,7 +25,6 @@ namespace portier::encode {
 namespace {
 
 // More of nft's set key datatypes (encode_batch_internal.h has the address and port ones).
-constexpr std::uint32_t kTypeInetProto = 12;
 constexpr std::uint32_t kTypeIcmpType = 14;
 constexpr std::uint32_t kTypeIcmp6Type = 29;
 constexpr std::uint32_t kTypeIfname = 41;
@@ -372,7 +371,16 @@ void RuleEncoder::encode_match(const std::vector<ir::Match>& matches, std::size_
   } else if (const auto* protocols = std::get_if<ir::L4ProtoIn>(&match)) {
     if (protocols->protocols.empty()) throw std::invalid_argument("empty protocol match");
     b.meta_load(NFT_META_L4PROTO);
-    if (protocols->protocols.size() == 1) {
+    if (!protocols->set.empty()) {
+      protocol_context_.reset();
+      const ir::NamedSet& named = named_.set_of(protocols->set);
+      if (named.key != ir::SetKey::inet_proto || protocols->protocols.size() < 2)
+        throw std::invalid_argument("set " + protocols->set + " does not hold protocols");
+      SetDefinition target;
+      target.name = protocols->set;
+      target.id = named_.id_of(protocols->set);
+      b.lookup(target, false);
+    } else if (protocols->protocols.size() == 1) {
       const auto protocol = static_cast<std::uint8_t>(protocols->protocols.front());
       b.compare(NFT_CMP_EQ, &protocol, sizeof protocol);
       protocol_context_ = protocol;

@@ -120,11 +120,18 @@ class Evaluator {
                              match.names) != match.negate;
   }
   bool matches_one(const ir::CtState& match) const { return (packet_.ct_state & match.mask) != 0; }
-  bool matches_one(const ir::CtStatusDnat&) const { return false; }
-  // A shape is a packet as it arrives, before any NAT: it is never one of a DNATed
-  // connection, which is all these two are asked about.
-  bool matches_one(const ir::CtOriginalDestPort&) const { return false; }
-  bool matches_one(const ir::CtOriginalAddressIn&) const { return false; }
+  bool matches_one(const ir::CtStatusDnat&) const { return packet_.dnat_original.has_value(); }
+  // Asked about DNATed connections only (the rules follow `ct status dnat`): a shape with
+  // no original destination is a connection nobody NATed.
+  bool matches_one(const ir::CtOriginalDestPort& match) const {
+    return packet_.dnat_original && has_ports(packet_) &&
+           in_port_ranges(packet_.dnat_original->destination_port, {match.ports});
+  }
+  bool matches_one(const ir::CtOriginalAddressIn& match) const {
+    return packet_.dnat_original && packet_.dnat_original->destination &&
+           packet_.dnat_original->destination->family == match.family &&
+           in_address_ranges(*packet_.dnat_original->destination, match.ranges);
+  }
   bool matches_one(const ir::L4ProtoIn& match) const {
     return packet_.protocol && std::find(match.protocols.begin(), match.protocols.end(), *packet_.protocol) !=
                                    match.protocols.end();

@@ -29,6 +29,13 @@ struct PacketShape {
   /// such matches do not match.
   std::optional<std::string> socket_cgroup;  // path under the cgroup2 root
   std::optional<std::uint32_t> socket_uid;
+  /// A connection another table DNATed (a published container port): where it was going
+  /// before NAT, for `ct status dnat` and `ct original ...`. None: not NATed.
+  struct Original {
+    std::optional<ir::Address> destination;
+    std::uint16_t destination_port = 0;
+  };
+  std::optional<Original> dnat_original;
 };
 
 struct ExplainResult {

@@ -8,12 +8,14 @@ const std::vector<NeighbourStack>& neighbour_stacks() {
   // Docker: its default bridge and those of `docker network create`; podman: netavark's
   // and CNI's default bridges; libvirt: its NAT and routed networks; Kubernetes: the bridge
   // of the bridge/flannel CNI plugins, flannel's VXLAN device, Calico's and Cilium's
-  // per-pod and host devices, kube-router's and kube-proxy's (IPVS) devices.
+  // per-pod and host devices, kube-router's and kube-proxy's (IPVS) devices. Docker's
+  // embedded DNS and Kubernetes' cluster DNS answer inside the containers' own namespaces;
+  // podman's aardvark-dns and libvirt's dnsmasq listen on the host.
   static const std::vector<NeighbourStack> stacks = {
-      {"docker", {"docker0", "br-*"}, false},
-      {"podman", {"podman*", "cni-podman*"}, false},
-      {"libvirt", {"virbr*"}, true},
-      {"kubernetes", {"cni0", "flannel*", "cali*", "cilium*", "kube-*"}, false},
+      {"docker", {"docker0", "br-*"}, false, false},
+      {"podman", {"podman*", "cni-podman*"}, false, true},
+      {"libvirt", {"virbr*"}, true, true},
+      {"kubernetes", {"cni0", "flannel*", "cali*", "cilium*", "kube-*"}, false, false},
   };
   return stacks;
 }

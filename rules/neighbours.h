@@ -16,7 +16,11 @@ namespace portier {
 struct NeighbourStack {
   std::string_view name;                // also the name of its built-in zone
   std::vector<std::string> interfaces;  // what it creates, out of the box
-  bool guest_services = false;          // its guests get DHCP and DNS from the host
+  // What its guests or containers ask the host itself for, on their bridge: libvirt's
+  // dnsmasq gives leases (DHCP, DHCPv6) and DNS; podman's aardvark-dns answers DNS on the
+  // bridge address of every network with DNS on (the default of `podman network create`).
+  bool host_dhcp = false;
+  bool host_dns = false;
 };
 
 /// docker, podman, libvirt, kubernetes.

@@ -65,22 +65,7 @@ std::string quoted_interface(const std::string& name, bool wildcard_allowed) {
   return quoted(name, "interface name", 15);
 }
 
-const char* protocol_name(ir::L4Proto protocol) {
-  // As nft prints them: the names of /etc/protocols (58 is "ipv6-icmp" there).
-  switch (protocol) {
-    case ir::L4Proto::icmp:
-      return "icmp";
-    case ir::L4Proto::tcp:
-      return "tcp";
-    case ir::L4Proto::udp:
-      return "udp";
-    case ir::L4Proto::icmpv6:
-      return "ipv6-icmp";
-    case ir::L4Proto::sctp:
-      return "sctp";
-  }
-  throw std::invalid_argument("unknown L4 protocol");
-}
+using ir::protocol_name;
 
 // `tcp dport` needs a protocol with ports: nft knows the header of these three.
 const char* port_protocol_name(ir::L4Proto protocol) {
@@ -275,7 +260,11 @@ std::string matches_text(const std::vector<ir::Match>& matches) {
       append("ct status dnat");
     } else if (const auto* l4 = std::get_if<ir::L4ProtoIn>(&match)) {
       protocols = l4;
-      if (!port_follows) {
+      if (!l4->set.empty()) {
+        if (l4->protocols.size() < 2)
+          throw std::invalid_argument("a protocol set stands for two or more protocols");
+        append("meta l4proto @" + checked_name(l4->set, "set"));
+      } else if (!port_follows) {
         append("meta l4proto " + protocol_list_text(*l4));
       } else if (l4->protocols.size() > 1) {
         append("meta l4proto " + protocol_list_text(*l4));
@@ -508,6 +497,11 @@ std::string duration_text(std::uint32_t seconds) {
 }
 
 std::string set_element_text(const ir::NamedSet& set, const ir::AddressRange& element) {
+  if (set.key == ir::SetKey::inet_proto) {
+    if (element.first != element.last)
+      throw std::invalid_argument("set " + set.name + " holds a range of protocols");
+    return protocol_name(static_cast<ir::L4Proto>(element.first.bytes[0]));
+  }
   if (set.key == ir::SetKey::inet_service) {
     auto port = [](const ir::Address& a) {
       return static_cast<std::uint16_t>(a.bytes[0] << 8 | a.bytes[1]);
@@ -531,7 +525,8 @@ std::string cgroup_member_text(const ir::CgroupMember& member) {
 }
 
 std::string set_text(const ir::NamedSet& set) {
-  static constexpr const char* kTypes[] = {"ipv4_addr", "ipv6_addr", "inet_service", "cgroupsv2"};
+  static constexpr const char* kTypes[] = {"ipv4_addr", "ipv6_addr", "inet_service", "cgroupsv2",
+                                           "inet_proto"};
   std::string text = "\tset " + checked_name(set.name, "set") + " {\n\t\ttype " +
                      kTypes[static_cast<int>(set.key)] + "\n";
   if (set.size) text += "\t\tsize " + std::to_string(*set.size) + "\n";

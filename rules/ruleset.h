@@ -17,6 +17,18 @@ namespace portier::ir {
 /// Transport protocols as IP protocol numbers (meta l4proto).
 enum class L4Proto : std::uint8_t { icmp = 1, tcp = 6, udp = 17, icmpv6 = 58, sctp = 132 };
 
+/// A protocol as nft prints it: its name in /etc/protocols (58 is "ipv6-icmp" there).
+inline const char* protocol_name(L4Proto protocol) {
+  switch (protocol) {
+    case L4Proto::icmp: return "icmp";
+    case L4Proto::tcp: return "tcp";
+    case L4Proto::udp: return "udp";
+    case L4Proto::icmpv6: return "ipv6-icmp";
+    case L4Proto::sctp: return "sctp";
+  }
+  return "unknown protocol";
+}
+
 enum class Family { ipv4, ipv6 };
 
 /// An inclusive port range; a single port has first == last.
@@ -97,9 +109,14 @@ struct CtOriginalAddressIn {
   friend bool operator==(const CtOriginalAddressIn&, const CtOriginalAddressIn&) = default;
 };
 
-/// `meta l4proto X` (one protocol) or `meta l4proto { X, Y }` (an anonymous set).
+/// `meta l4proto X` (one protocol), `meta l4proto { X, Y }` (an anonymous set) or, with
+/// `set`, `meta l4proto @l4/tcp_udp`: a lookup in a named set that holds `protocols`.
+/// compile_policy() shares one named set among all rules of the same protocols
+/// (protocol_sets.h): the kernel names every anonymous set by scanning the table's sets,
+/// so thousands of them made a big policy load in quadratic time.
 struct L4ProtoIn {
   std::vector<L4Proto> protocols;  // sorted, unique, not empty
+  std::string set{};               // a named set (SetKey::inet_proto) holding `protocols`
   friend bool operator==(const L4ProtoIn&, const L4ProtoIn&) = default;
 };
 
@@ -300,7 +317,7 @@ struct Chain {
   friend bool operator==(const Chain&, const Chain&) = default;
 };
 
-enum class SetKey { ipv4_addr, ipv6_addr, inet_service, cgroupv2 };
+enum class SetKey { ipv4_addr, ipv6_addr, inet_service, cgroupv2, inet_proto };
 
 /// What a set of cgroup ids stands for: a systemd unit, wherever its cgroup is (a unit's
 /// cgroup is named like the unit, in the slice it runs in), or a cgroup path.
@@ -329,7 +346,8 @@ struct NamedSet {
   std::optional<std::uint32_t> default_timeout_seconds;  // `timeout 1m` of the set
   std::optional<std::uint32_t> size;                     // `size N`
   /// Elements as ranges; for inet_service sets only bytes[0..1] of each address are used
-  /// (the port in network byte order) and `family` is ignored. Sorted, non-overlapping.
+  /// (the port in network byte order) and `family` is ignored, for inet_proto sets only
+  /// bytes[0] (protocol_element()). Sorted, non-overlapping.
   /// Empty for cgroupv2 sets, which hold `cgroups`.
   std::vector<AddressRange> elements;
   /// cgroupv2 sets (`type cgroupsv2`): whose cgroup they hold, and the cgroups in them now
@@ -379,6 +397,13 @@ struct Ruleset {
 inline AddressRange cgroup_element(std::uint64_t id) {
   Address address;
   std::memcpy(address.bytes.data(), &id, sizeof id);
+  return {address, address};
+}
+
+/// A transport protocol as an element of an inet_proto set: its number in bytes[0].
+inline AddressRange protocol_element(L4Proto protocol) {
+  Address address;
+  address.bytes[0] = static_cast<std::uint8_t>(protocol);
   return {address, address};
 }
 

@@ -33,6 +33,14 @@ PACKAGES=(
   # test_docker: a real dockerd (with containerd and runc) in a test namespace, and busybox
   # for the image it imports (no registry) and the test's web servers
   docker.io busybox-static
+  # test_podman: podman (rootful; runc comes with docker.io) with its netavark network
+  # backend and aardvark-dns
+  podman netavark aardvark-dns
+  # test_libvirt: libvirtd with its network driver (libvirt-daemon; libvirt-daemon-system
+  # would add users and may start a libvirtd, its default network on autostart, in this
+  # machine's own namespace), virsh, the dnsmasq it runs for its guests, and a DHCPv6
+  # client for the guest (busybox has none)
+  libvirt-daemon libvirt-clients dnsmasq-base isc-dhcp-client
 )
 
 missing=()

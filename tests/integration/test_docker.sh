@@ -15,10 +15,13 @@
 #     admits that address of I only; the host itself always reaches it;
 #   - a reload, a portierd restart and the dockerd restart keep all of it working, and a
 #     container's established connection survives a reload;
-#   - panic cuts the containers off too.
+#   - panic cuts the containers off too;
+#   - under workstation, `portierctl ports` lists the published port with its verdict before
+#     and after a rule opens it, and `explain` names the rule, in both proxy modes.
 # dockerd starts twice in all (it is slow to start): both proxy modes, one restart.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/lib_topology.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib_docker.sh"
 require_root_or_skip
 require_binaries
 require_cmd dockerd docker containerd runc busybox nsenter unshare tar
@@ -59,84 +62,10 @@ spawn long-net ip netns exec "$I" socat -u "TCP-LISTEN:9000,bind=$NET_IP,reusead
 _wait_listening "$I" tcp 8000
 _wait_listening "$I" tcp 9000
 
-# --- The image: busybox and its applets, a web root.
+# --- The image: busybox and its applets, a web root; dockerd in H (lib_docker.sh).
 ROOTFS="$WORKDIR/rootfs"
-mkdir -p "$ROOTFS/bin" "$ROOTFS/www" "$ROOTFS/tmp"
-cp "$(command -v busybox)" "$ROOTFS/bin/busybox"
-for applet in sh wget httpd timeout sleep nc cat echo ip ls; do ln -s busybox "$ROOTFS/bin/$applet"; done
+mkdir -p "$ROOTFS/www"
 echo container-web >"$ROOTFS/www/index.html"
-
-# --- dockerd in H, in a mount namespace of its own.
-D="$WORKDIR/docker"
-mkdir -p "$D"
-export DOCKER_HOST="unix://$D/d.sock"
-DOCKERD_PID=
-
-# Container init pids as docker reports them, for the cleanup of a failed run.
-: >"$WORKDIR/container-pids"
-
-start_dockerd() {
-  local proxy=$1 i
-  spawn "dockerd-$proxy" nsenter --net="/run/netns/$H" unshare -m --propagation private \
-    dockerd --data-root "$D/root" --exec-root "$D/exec" -H "$DOCKER_HOST" --pidfile "$D/d.pid" \
-    --storage-driver vfs --iptables=true --ip-forward=true --userland-proxy="$proxy" \
-    --bridge=docker0
-  DOCKERD_PID=$SPAWNED_PID
-  for ((i = 0; i < 600; i++)); do
-    timeout 5 docker version >/dev/null 2>&1 && return 0
-    kill -0 "$DOCKERD_PID" 2>/dev/null || fail "dockerd exited at start (see dockerd-$proxy.log)"
-    sleep 0.1
-  done
-  fail "dockerd did not answer within 60 s"
-}
-
-# SIGTERM and wait: it stops its containers and its containerd.
-stop_dockerd() {
-  [[ -n "$DOCKERD_PID" ]] || return 0
-  kill -TERM "$DOCKERD_PID" 2>/dev/null || true
-  local i
-  for ((i = 0; i < 300; i++)); do
-    kill -0 "$DOCKERD_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  stop_pid "$DOCKERD_PID" || true
-  DOCKERD_PID=
-}
-
-# On any exit: containers away, dockerd stopped, then whatever of ours is left (processes
-# naming our folder: containerd, shims; container inits docker told us about), by pid.
-cleanup_docker() {
-  if [[ -n "$DOCKERD_PID" ]] && kill -0 "$DOCKERD_PID" 2>/dev/null; then
-    local ids
-    ids=$(timeout 10 docker ps -aq 2>/dev/null || true)
-    [[ -z "$ids" ]] || timeout -s KILL 30 docker rm -f $ids >/dev/null 2>&1 || true
-  fi
-  stop_dockerd
-  local pid
-  for pid in $(pgrep -f -- "$D/" || true) $(cat "$WORKDIR/container-pids"); do
-    [[ "$pid" != "$$" ]] && kill -KILL "$pid" 2>/dev/null || true
-  done
-  # The mounts were in dockerd's own mount namespace; any that leaked out still go.
-  local mnt
-  for mnt in $(awk -v d="$D/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r); do
-    umount -l "$mnt" 2>/dev/null || true
-  done
-}
-on_exit cleanup_docker
-
-record_container_pids() {
-  local name
-  for name in web cli cli2; do
-    docker inspect -f '{{.State.Pid}}' "$name" >>"$WORKDIR/container-pids" 2>/dev/null || true
-  done
-}
-
-# in_container NAME SECONDS CMD...: runs CMD in a running container, killed after SECONDS.
-in_container() {
-  local name=$1 seconds=$2
-  shift 2
-  timeout -s KILL "$((seconds + 5))" docker exec "$name" timeout "$seconds" "$@"
-}
 
 # container_fetch NAME URL: what a GET of URL from the container printed (empty: nothing).
 container_fetch() { in_container "$1" 4 wget -q -O - "$2" 2>/dev/null || true; }
@@ -157,19 +86,16 @@ expect_no_fetch() {  # WHAT GOT
 # --- Containers: web (published 8080 -> 80) and cli on the default bridge, cli2 on net2.
 PROXY=true
 POLICY_NAME=none
-start_dockerd true
-tar -C "$ROOTFS" -c . | timeout 60 docker import - bb >/dev/null || fail "docker import failed"
+start_dockerd "$H" true
+import_busybox_image bb "$ROOTFS" sh wget httpd timeout sleep nc cat echo ip ls
 timeout 30 docker network create net2 >/dev/null || fail "docker network create net2 failed"
-run_container() {
-  timeout -s KILL 60 docker run -d --restart always "$@" >/dev/null || fail "docker run $* failed"
-}
-run_container --name web -p 8080:80 bb httpd -f -p 80 -h /www
-run_container --name cli bb sleep 100000
-run_container --name cli2 --network net2 bb sleep 100000
-record_container_pids
+run_container --restart always --name web -p 8080:80 bb httpd -f -p 80 -h /www
+run_container --restart always --name cli bb sleep 100000
+run_container --restart always --name cli2 --network net2 bb sleep 100000
+record_container_pids web cli cli2
 [[ -n "$(pgrep -P "$DOCKERD_PID" -x docker-proxy || true)" ]] ||
   fail "no docker-proxy for the published port with --userland-proxy=true"
-WEB_IP=$(docker inspect -f '{{.NetworkSettings.IPAddress}}' web)
+WEB_IP=$(container_ip web)
 [[ -n "$WEB_IP" ]] || fail "no address for container web"
 log "dockerd up; web at $WEB_IP, published on $HOST_IP:8080"
 
@@ -223,6 +149,35 @@ check_published() {
     sleep 0.5
   done
   expect_no_fetch "I to the published port after $timed expired" "$got"
+}
+
+# portierctl ports lists the published port beside the native listeners (with
+# --userland-proxy=false no socket carries it: the DNAT rule in Docker's ip nat DOCKER is
+# what is read), with the verdict from anywhere before and after a rule opens it; explain
+# of a packet to it names the deciding rule, the published chain's copy of the input rule.
+check_ports_published() {
+  local row="^tcp +0\.0\.0\.0 +8080 +${WEB_IP//./\\.}:80 +docker0 +ip nat DOCKER +"
+  local shape=(tcp "$PEER_IP:40000" "->" "$HOST_IP:8080" in eth0)
+  local dnat="\(published port: DNAT to ${WEB_IP//./\\.}:80 by ip nat DOCKER\)"
+  pctl ports
+  assert_rc 0 "ports (proxy $PROXY)"
+  printf '%s\n' "$OUT" >"$WORKDIR/logs/ports-proxy-$PROXY-closed.txt"
+  assert_match "$OUT" "${row}closed\$" "ports: the published port, no rule (proxy $PROXY)"
+  pctl explain "${shape[@]}"
+  assert_rc 0 "explain to the published port (proxy $PROXY)"
+  assert_match "$OUT" "^drop by default input in chain published $dnat\$" "explain, no rule (proxy $PROXY)"
+  pctl enable docker-web
+  assert_rc 0 "enable docker-web (ports)"
+  pctl ports
+  printf '%s\n' "$OUT" >"$WORKDIR/logs/ports-proxy-$PROXY-open.txt"
+  assert_match "$OUT" "${row}open \(docker-web\)\$" "ports: the published port after enable (proxy $PROXY)"
+  pctl explain "${shape[@]}"
+  printf '%s\n' "$OUT" >"$WORKDIR/logs/explain-proxy-$PROXY-open.txt"
+  assert_match "$OUT" "^accept by rule docker-web \([^)]*\) in chain published $dnat\$" \
+    "explain after enable (proxy $PROXY)"
+  pctl disable docker-web
+  assert_rc 0 "disable docker-web (ports)"
+  log "ok: ports lists the published port and explain names its rule (proxy $PROXY)"
 }
 
 # A connection from a container that stays open across a reload.
@@ -289,6 +244,8 @@ run_policy_checks() {  # NAME FULL(1: also reload, restart, panic)
   assert_match "$OUT" '^neighbours: docker \(br-[0-9a-f]+, docker0\)$' "status under $1"
   check_egress
   check_published
+  # proxy=true here; proxy=false after the dockerd restart below.
+  [[ $1 != workstation || $2 != 1 ]] || check_ports_published
   if [[ $2 == 1 ]]; then
     check_established_survives_reload
     check_egress
@@ -313,14 +270,14 @@ policy=$(policy_copy workstation)
 start_portierd_hostfs "$H" "$policy"
 stop_dockerd
 PROXY=false
-start_dockerd false
+start_dockerd "$H" false
 for ((i = 0; i < 100; i++)); do
   [[ "$(docker inspect -f '{{.State.Running}}' web cli cli2 2>/dev/null | sort -u)" == true ]] && break
   sleep 0.1
 done
-record_container_pids
+record_container_pids web cli cli2
 # The containers came back in some order: addresses may have moved.
-WEB_IP=$(docker inspect -f '{{.NetworkSettings.IPAddress}}' web)
+WEB_IP=$(container_ip web)
 [[ -n "$WEB_IP" ]] || fail "no address for container web after the dockerd restart"
 # dockerd itself holds the port open (to reserve it) in both modes; what differs is the
 # docker-proxy that would carry the connections.
@@ -328,6 +285,7 @@ WEB_IP=$(docker inspect -f '{{.NetworkSettings.IPAddress}}' web)
   fail "a docker-proxy runs with --userland-proxy=false"
 check_egress
 check_published
+check_ports_published
 log "ok: a dockerd restart (now userland-proxy=false) under workstation keeps it working"
 stop_portierd
 

@@ -38,6 +38,7 @@
 #include "encode_batch.h"
 #include "kernel_edits.h"
 #include "netlink_kernel.h"
+#include "protocol_sets.h"
 #include "render_nft.h"
 #include "ruleset.h"
 
@@ -360,6 +361,23 @@ Ruleset protocols() {
        rule({IcmpTypeIn{false, {8}}, AddressIn{Family::ipv4, false, {single("10.0.0.1")}}},
             accept(), "icmp-then-address"),
        rule({L4ProtoIn{{L4Proto::icmp}}, IcmpTypeIn{false, {0, 8}}}, accept(), "l4-then-icmp")}));
+  // Named protocol sets, as share_protocol_sets() makes them (an anonymous set above).
+  for (const std::vector<L4Proto>& protocols :
+       {std::vector{L4Proto::tcp, L4Proto::udp}, std::vector{L4Proto::icmp, L4Proto::icmpv6}}) {
+    NamedSet set;
+    set.name = portier::protocol_set_name(protocols);
+    set.key = SetKey::inet_proto;
+    for (L4Proto protocol : protocols) set.elements.push_back(protocol_element(protocol));
+    r.sets.push_back(set);
+  }
+  const L4ProtoIn shared{{L4Proto::tcp, L4Proto::udp}, "l4/tcp_udp"};
+  r.chains.push_back(Chain{
+      "shared", std::nullopt,
+      {rule({shared, ports({{53, 53}})}, accept(), "shared-dport"),
+       rule({shared, SourcePortIn{{{1000, 2000}}}, ports({{53, 53}, {5353, 5353}})}, accept(),
+            "shared-sport-dport"),
+       rule({L4ProtoIn{{L4Proto::icmp, L4Proto::icmpv6}, "l4/icmp_ipv6-icmp"}}, accept(),
+            "shared-alone")}});
   return r;
 }
 

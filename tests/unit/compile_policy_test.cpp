@@ -7,6 +7,8 @@
 
 #include "compile_policy.h"
 #include "parse_policy.h"
+#include "protocol_sets.h"
+#include "render_nft.h"
 
 using namespace portier;
 
@@ -130,11 +132,40 @@ TEST_CASE("a rule over tcp and udp is one kernel rule with merged ports, counter
   const ir::Chain& input = chain(ruleset, "input");
   REQUIRE(input.rules.size() == kFixedInputRules + 1);
   const ir::Rule& rule = input.rules.back();
-  CHECK(rule.matches == std::vector<ir::Match>{ir::L4ProtoIn{{ir::L4Proto::tcp, ir::L4Proto::udp}},
-                                               ir::DestPortIn{{{137, 139}}}});
+  // The two protocols are one lookup in a set that every tcp+udp rule shares.
+  CHECK(rule.matches ==
+        std::vector<ir::Match>{ir::L4ProtoIn{{ir::L4Proto::tcp, ir::L4Proto::udp}, "l4/tcp_udp"},
+                               ir::DestPortIn{{{137, 139}}}});
+  REQUIRE(ruleset.sets.size() == 1);
+  CHECK(ruleset.sets[0].name == "l4/tcp_udp");
+  CHECK(ruleset.sets[0].key == ir::SetKey::inet_proto);
+  CHECK(ruleset.sets[0].elements == std::vector<ir::AddressRange>{
+                                        ir::protocol_element(ir::L4Proto::tcp),
+                                        ir::protocol_element(ir::L4Proto::udp)});
   CHECK(rule.counter);
   CHECK(rule.verdict.kind == ir::VerdictKind::drop);
   CHECK(rule.comment == "netbios-in");
+}
+
+TEST_CASE("rules of the same protocols share one named set; one protocol stays a compare") {
+  std::string text;
+  for (const char* name : {"a", "b", "c"})
+    text += std::string("[[rule]]\nname='") + name +
+            "'\nprotocols=['tcp','udp']\nports=[53]\nfrom='10.0.0.0/8'\naction='accept'\n";
+  text += "[[rule]]\nname='ping'\nprotocols=['icmp','icmpv6']\naction='accept'\n";
+  text += "[[rule]]\nname='web'\nprotocols=['tcp']\nports=[80]\naction='accept'\n";
+  ir::Ruleset ruleset = compile_policy(policy_from(text));
+  std::vector<std::string> names;
+  for (const ir::NamedSet& set : ruleset.sets) names.push_back(set.name);
+  CHECK(names == std::vector<std::string>{"l4/tcp_udp", "l4/icmp_ipv6-icmp"});
+  const std::string nft = render_nft(ruleset);
+  CHECK(nft.find("meta l4proto { ") == std::string::npos);  // no anonymous protocol set left
+  CHECK(nft.find("type inet_proto\n\t\telements = { tcp, udp }") != std::string::npos);
+  CHECK(nft.find("meta l4proto @l4/icmp_ipv6-icmp counter accept comment \"ping\"") !=
+        std::string::npos);
+  CHECK(nft.find("tcp dport 80 counter accept comment \"web\"") != std::string::npos);
+  CHECK(protocol_set_name({ir::L4Proto::tcp, ir::L4Proto::udp, ir::L4Proto::sctp}) ==
+        "l4/tcp_udp_sctp");
 }
 
 TEST_CASE("rules go to their direction's chain in file order; disabled rules are left out") {

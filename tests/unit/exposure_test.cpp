@@ -79,7 +79,9 @@ struct RecordingExplainer {
 ExplainResult accept(std::string by) { return {"accept", std::move(by), "input", {}}; }
 ExplainResult drop(std::string by) { return {"drop", std::move(by), "input", {}}; }
 
-const ZoneVerdict& zone(const PortExposure& exposure, std::string_view name) {
+// For a socket's PortExposure and a published port's PublishedExposure alike.
+template <typename Exposure>
+const ZoneVerdict& zone(const Exposure& exposure, std::string_view name) {
   for (const ZoneVerdict& verdict : exposure.zones)
     if (verdict.zone == name) return verdict;
   FAIL("no zone " << name);
@@ -426,4 +428,118 @@ action = "accept"
   CHECK(report[0].warnings ==
         std::vector<std::string>{
             "port 80/tcp listens on all addresses and is open from anywhere (web-in)"});
+}
+
+namespace {
+
+PublishedPort docker_port(std::uint16_t port, std::uint16_t container_port) {
+  PublishedPort published;
+  published.table = "ip nat";
+  published.chain = "DOCKER";
+  published.ports = {port, port};
+  published.target = ip("172.17.0.2");
+  published.target_ports = ir::PortRange{container_port, container_port};
+  return published;
+}
+
+const std::vector<HostNetwork> kDockerHost = {{"eth0", ip("10.1.0.1"), 24},
+                                              {"docker0", ip("172.17.0.1"), 16}};
+
+const char* kDockerPolicy = R"(
+[policy]
+input = "drop"
+
+[zone.lan]
+interfaces = ["eth0"]
+
+[[rule]]
+name = "web-from-lan"
+from = "lan"
+protocols = "tcp"
+ports = [8080]
+action = "accept"
+)";
+
+}  // namespace
+
+TEST_CASE("published exposure: the DNATed connection, followed on forward") {
+  Policy policy = policy_from(kDockerPolicy);
+  RecordingExplainer recorder{{}, [](const PacketShape&) { return drop("default input"); }};
+  auto report = published_exposure(compile_policy(policy), policy, {docker_port(8080, 80)},
+                                   kDockerHost, recorder.explainer());
+  REQUIRE(report.size() == 1);
+  CHECK(report[0].via == "docker0");
+  CHECK(report[0].scope == "wildcard");
+  REQUIRE(!recorder.asked.empty());
+  const PacketShape& packet = recorder.asked.front();
+  CHECK(packet.direction == Direction::forward);
+  CHECK(packet.in_interface == "eth0");
+  CHECK(packet.out_interface == "docker0");
+  CHECK(text_of(packet.destination) == "172.17.0.2");
+  CHECK(packet.destination_port == 80);
+  REQUIRE(packet.dnat_original);
+  CHECK(packet.dnat_original->destination_port == 8080);
+  CHECK(text_of(packet.dnat_original->destination) == "10.1.0.1");
+}
+
+TEST_CASE("published exposure with explain_packet: the input rules decide, on the original port") {
+  Policy policy = policy_from(kDockerPolicy);
+  ir::Ruleset ruleset = compile_policy(policy);
+  PublishedPort on_loopback = docker_port(5353, 53);
+  on_loopback.protocol = ir::L4Proto::udp;
+  on_loopback.destination = ir::AddressRange{ip("127.0.0.1"), ip("127.0.0.1")};
+  PublishedPort unknown_target = docker_port(9000, 9000);
+  unknown_target.target = ip("192.0.2.77");
+  auto report = published_exposure(ruleset, policy,
+                                   {docker_port(8080, 80), docker_port(8081, 80), on_loopback},
+                                   kDockerHost, explain_packet);
+  REQUIRE(report.size() == 3);
+  CHECK(zone(report[0], "lan").accepted);
+  CHECK(zone(report[0], "lan").decided_by == "web-from-lan");
+  CHECK_FALSE(zone(report[0], "anywhere").accepted);
+  CHECK(zone(report[0], "anywhere").decided_by == "default input");
+  // The rule opens 8080, the port before NAT; 8081 also goes to the container's port 80.
+  CHECK_FALSE(zone(report[1], "lan").accepted);
+  CHECK(zone(report[1], "lan").decided_by == "default input from lan");
+  CHECK(report[2].scope == "loopback");
+  CHECK(zone(report[2], "lan").decided_by == "bound to loopback");
+
+  auto unknown = published_exposure(ruleset, policy, {unknown_target}, kDockerHost, explain_packet);
+  REQUIRE(unknown.size() == 1);
+  CHECK(unknown[0].via.empty());
+  REQUIRE(unknown[0].warnings.size() == 1);
+  CHECK(unknown[0].warnings[0].find("to an address on no interface of this host") != std::string::npos);
+}
+
+TEST_CASE("published exposure: explain's packet to a published port becomes the DNATed one") {
+  PacketShape in;
+  in.protocol = ir::L4Proto::tcp;
+  in.source = ip("10.1.0.9");
+  in.destination = ip("10.1.0.1");
+  in.source_port = 40000;
+  in.destination_port = 8080;
+  in.in_interface = "eth0";
+  PublishedPort port = docker_port(8080, 80);
+  auto dnat = as_published(in, {port}, kDockerHost);
+  REQUIRE(dnat);
+  CHECK(dnat->second == port);
+  CHECK(dnat->first.direction == Direction::forward);
+  CHECK(dnat->first.out_interface == "docker0");
+  CHECK(dnat->first.destination_port == 80);
+  CHECK(dnat->first.dnat_original->destination_port == 8080);
+
+  Policy policy = policy_from(kDockerPolicy);
+  ExplainResult result = explain_packet(compile_policy(policy), dnat->first);
+  CHECK(result.verdict == "accept");
+  CHECK(result.decided_by == "web-from-lan");
+
+  in.destination_port = 8081;
+  CHECK_FALSE(as_published(in, {port}, kDockerHost));
+  in.destination_port = 8080;
+  in.in_interface = "docker0";
+  port.not_from = {"docker0"};
+  CHECK_FALSE(as_published(in, {port}, kDockerHost));
+  in.in_interface = "lo";
+  port.not_from.clear();
+  CHECK_FALSE(as_published(in, {port}, kDockerHost));
 }

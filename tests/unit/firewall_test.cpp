@@ -195,7 +195,7 @@ std::vector<std::string> rule_names(const ir::Ruleset& ruleset) {
   for (const ir::Chain& chain : ruleset.chains)
     for (const ir::Rule& rule : chain.rules)
       if (!chain.name.starts_with("published") && !rule.comment.starts_with("left to ") &&
-          !rule.comment.ends_with(" guests: dhcp, dns"))
+          rule.comment.find(" guests: ") == std::string::npos)
         if (!rule.comment.empty() && !rule.comment.starts_with("default"))
           names.push_back(rule.comment);
   return names;
@@ -392,6 +392,29 @@ TEST_CASE("timed rules expire, and keep their remaining time across a restart") 
   restarted.firewall.on_timer();
   CHECK(rule_names(kernel.last()).empty());
   CHECK_FALSE(restarted.firewall.next_deadline());
+}
+
+TEST_CASE("disabling a timed rule ends it; it cannot be enabled or made permanent") {
+  Files files;
+  files.write(kTwoRules);
+  FakeKernel kernel;
+  FakeClock clock;
+  Daemon daemon(kernel, files, clock);
+  daemon.firewall.start();
+  TimedRuleRequest request;
+  request.protocols = {"tcp"};
+  request.ports = {"8080"};
+  request.duration = std::chrono::hours(1);
+  const std::string name = daemon.firewall.add_timed_rule(request);
+  CHECK(rule_names(kernel.last()) == std::vector<std::string>{"ssh", name});
+  CHECK_THROWS_WITH_AS(daemon.firewall.set_rule_enabled(name, true, false),
+                       doctest::Contains("is on until it ends"), InvalidRequest);
+  CHECK_THROWS_WITH_AS(daemon.firewall.set_rule_enabled(name, false, true),
+                       doctest::Contains("is not in the policy file"), InvalidRequest);
+  daemon.firewall.set_rule_enabled(name, false, false);
+  CHECK(rule_names(kernel.last()) == std::vector<std::string>{"ssh"});
+  CHECK_FALSE(daemon.firewall.next_deadline());
+  CHECK_THROWS_AS(daemon.firewall.set_rule_enabled(name, false, false), NoSuchRule);
 }
 
 TEST_CASE("panic mode drops everything but loopback, and survives a restart") {

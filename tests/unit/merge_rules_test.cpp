@@ -98,7 +98,7 @@ TEST_CASE("without_owners takes a disabled rule's elements out of its map") {
   const ir::Ruleset full = compiled(text, true);
   REQUIRE(full.maps.size() == 1);
   CHECK(full.maps[0].key == std::vector<ir::KeyField>{ir::KeyField::dport});
-  CHECK(render_nft(full).find("meta l4proto { tcp, udp } th dport vmap @input/m1") !=
+  CHECK(render_nft(full).find("meta l4proto @l4/tcp_udp th dport vmap @input/m1") !=
         std::string::npos);
   const ir::Ruleset some = without_owners(full, {"p1", "p4"});
   REQUIRE(some.maps[0].elements.size() == 4);

@@ -227,6 +227,57 @@ TEST_CASE("neighbours: libvirt's guests get DHCP and DNS on input, before the de
                       {virbr, ir::L4ProtoIn{{ir::L4Proto::tcp}}, ir::DestPortIn{{{53, 53}}}}});
 }
 
+// aardvark-dns answers a podman network's containers on its bridge's address, on the host:
+// under input = "drop" they could not look up a name (each other's, or the internet's).
+TEST_CASE("neighbours: podman's containers get DNS on input, before the default; Docker's none") {
+  ir::Ruleset ruleset = compile_policy(policy_from("[policy]\ninput = \"drop\"\n"));
+  const ir::Chain* input = find_chain(ruleset, kInputChain);
+  REQUIRE(input);
+  std::vector<std::vector<ir::Match>> podman;
+  std::vector<std::string> names = comments(*input);
+  for (const ir::Rule& rule : input->rules)
+    if (rule.comment == "podman guests: dns") podman.push_back(rule.matches);
+  const ir::InterfaceNameIn podman_if{false, {"podman*"}, false};
+  const ir::InterfaceNameIn cni{false, {"cni-podman*"}, false};
+  const ir::L4ProtoIn udp{{ir::L4Proto::udp}};
+  const ir::L4ProtoIn tcp{{ir::L4Proto::tcp}};
+  const ir::DestPortIn dns{{{53, 53}}};
+  CHECK(podman ==
+        std::vector<std::vector<ir::Match>>{
+            {podman_if, udp, dns}, {podman_if, tcp, dns}, {cni, udp, dns}, {cni, tcp, dns}});
+  CHECK(std::none_of(names.begin(), names.end(),
+                     [](const std::string& name) { return name.starts_with("docker guests"); }));
+  CHECK(std::none_of(names.begin(), names.end(), [](const std::string& name) {
+    return name.starts_with("kubernetes guests");
+  }));
+  // The accepts come before the input default.
+  const auto last_dns = std::find_if(input->rules.rbegin(), input->rules.rend(), [](const auto& r) {
+    return r.comment == "podman guests: dns";
+  });
+  const auto fallback = std::find_if(input->rules.begin(), input->rules.end(), [](const auto& r) {
+    return r.comment.starts_with("default");
+  });
+  REQUIRE(fallback != input->rules.end());
+  CHECK(last_dns.base() <= fallback);
+}
+
+TEST_CASE("neighbours: guest_service_matches and their comment follow the stack") {
+  const NeighbourStack dns_only{"x", {}, false, true};
+  const NeighbourStack dhcp_only{"y", {}, true, false};
+  const NeighbourStack nothing{"z", {}, false, false};
+  CHECK(guest_service_matches(dns_only) ==
+        std::vector<std::vector<ir::Match>>{
+            {ir::L4ProtoIn{{ir::L4Proto::udp}}, ir::DestPortIn{{{53, 53}}}},
+            {ir::L4ProtoIn{{ir::L4Proto::tcp}}, ir::DestPortIn{{{53, 53}}}}});
+  CHECK(guest_service_matches(dhcp_only) ==
+        std::vector<std::vector<ir::Match>>{
+            {ir::L4ProtoIn{{ir::L4Proto::udp}}, ir::DestPortIn{{{67, 67}, {547, 547}}}}});
+  CHECK(guest_service_matches(nothing).empty());
+  CHECK(guest_service_comment("x", dns_only) == "x guests: dns");
+  CHECK(guest_service_comment("y", dhcp_only) == "y guests: dhcp");
+  CHECK(guest_service_comment("libvirt", *find_stack("libvirt")) == "libvirt guests: dhcp, dns");
+}
+
 TEST_CASE("neighbours: published_alternatives") {
   const ir::L4ProtoIn tcp{{ir::L4Proto::tcp}};
   ir::AddressRange host{};
@@ -243,9 +294,10 @@ TEST_CASE("neighbours: published_alternatives") {
 }
 
 TEST_CASE("neighbours: which stacks have interfaces on the host (status)") {
-  Policy policy = policy_from("[zone.lan]\ninterfaces = [\"br-lan\"]\n[neighbours]\npodman = false\n");
-  CHECK(neighbours_seen(policy, {"lo", "eth0", "br-lan", "docker0", "br-5f3a", "virbr0",
-                                 "podman0", "flannel.1", "cni0"}) ==
+  Policy policy =
+      policy_from("[zone.lan]\ninterfaces = [\"br-lan\"]\n[neighbours]\npodman = false\n");
+  CHECK(neighbours_seen(policy, {"lo", "eth0", "br-lan", "docker0", "br-5f3a", "virbr0", "podman0",
+                                 "flannel.1", "cni0"}) ==
         std::map<std::string, std::vector<std::string>>{
             {"docker", {"br-5f3a", "docker0"}},
             {"kubernetes", {"cni0", "flannel.1"}},
