@@ -516,14 +516,6 @@ std::string endpoint(const ir::Address& address, std::uint16_t port) {
   return (address.family == ir::Family::ipv6 ? "[" + text + "]" : text) + ":" + std::to_string(port);
 }
 
-const char* protocol_name(ir::L4Proto protocol) {
-  switch (protocol) {
-    case ir::L4Proto::udp: return "udp";
-    case ir::L4Proto::sctp: return "sctp";
-    default: return "tcp";
-  }
-}
-
 }  // namespace
 
 std::map<std::string, sdbus::Variant> FirewallService::Explain(const std::vector<std::string>& words) {
@@ -592,7 +584,7 @@ void FirewallService::ListPorts(
       ir::Address address = port.destination ? port.destination->first : ir::Address{port.family, {}};
       const std::uint16_t target = port.target_ports ? port.target_ports->first : port.ports.first;
       ports.push_back({
-          {"protocol", sdbus::Variant(std::string(protocol_name(port.protocol)))},
+          {"protocol", sdbus::Variant(std::string(ir::protocol_name(port.protocol)))},
           {"family", sdbus::Variant(std::string(port.family == ir::Family::ipv4 ? "ipv4" : "ipv6"))},
           {"address", sdbus::Variant(address_text(address))},
           {"port", sdbus::Variant(port.ports.first)},

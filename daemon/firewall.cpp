@@ -776,6 +776,51 @@ ir::Ruleset Firewall::loaded_ruleset() const {
   return loaded;
 }
 
+// The element as portierd lists it, so that one element written two ways is one element.
+static std::string canonical_element(const NamedSet& set, const std::string& element) {
+  if (set.family == SetFamily::port) return std::to_string(std::stoul(element));
+  return to_string(*parse_cidr(element));
+}
+
+Firewall::SetChange Firewall::set_change(const NamedSet& set,
+                                         const std::vector<std::string>& elements, bool add) const {
+  SetChange change;
+  std::unordered_set<std::string> seen;
+  for (const std::string& element : elements)
+    if (std::string canonical = canonical_element(set, element); seen.insert(canonical).second)
+      change.elements.push_back(std::move(canonical));
+  // What the set holds now: the policy's own elements less those removed at run time,
+  // and those added at run time. One pass over each (a set may hold a million).
+  std::unordered_set<std::string_view> wanted(change.elements.begin(), change.elements.end());
+  std::unordered_set<ir::AddressRange, RangeHash> wanted_ranges;
+  for (const std::string& element : change.elements)
+    wanted_ranges.insert(element_range(set, element));
+  auto policy_has = [&](const ir::AddressRange& range) {
+    if (wanted_ranges.count(range)) change.in_policy.insert(range);
+  };
+  if (set.family == SetFamily::port) {
+    for (const PortRange& ports : set.ports)
+      policy_has({ir::port_element(ports.first), ir::port_element(ports.last)});
+  } else {
+    for (const Cidr& cidr : set.addresses) policy_has(to_range(cidr));
+  }
+  std::unordered_set<std::string_view> added, removed;
+  for (const RuntimeElement& e : runtime_.added_elements)
+    if (e.set == set.name && wanted.count(e.element)) added.insert(e.element);
+  for (const RuntimeElement& e : runtime_.removed_elements)
+    if (e.set == set.name && wanted.count(e.element)) removed.insert(e.element);
+  std::vector<std::string> changing;
+  for (std::string& element : change.elements) {
+    bool present = added.count(element) ||
+                   (change.in_policy.count(element_range(set, element)) && !removed.count(element));
+    // Adding what is there, or removing what is not, changes nothing (as `nft add
+    // element` of one the set has); only the others go to the kernel and the record.
+    if (present != add) changing.push_back(std::move(element));
+  }
+  change.elements = std::move(changing);
+  return change;
+}
+
 void Firewall::add_set_elements(const std::string& set_name,
                                 const std::vector<std::string>& elements,
                                 std::optional<std::chrono::seconds> timeout) {
@@ -796,17 +841,23 @@ void Firewall::add_set_elements(const std::string& set_name,
                             : set->family == SetFamily::ipv4 ? "ipv4"
                                                              : "ipv6") +
                            ")");
+  SetChange change = set_change(*set, elements, true);
+  // A call that changes nothing is still answered only once the state it found is on
+  // disk: an earlier call may have made it and still wait for its write.
+  if (change.elements.empty()) return save_runtime();
   auto record = [&](RuntimeState& runtime) {
     // One pass with a lookup table, not a search per element: calls carry up to a million.
-    std::unordered_set<std::string_view> adding(elements.begin(), elements.end());
+    std::unordered_set<std::string_view> adding(change.elements.begin(), change.elements.end());
     std::erase_if(runtime.removed_elements, [&](const RuntimeElement& e) {
       return e.set == set_name && adding.count(e.element) > 0;
     });
-    for (const std::string& element : elements)
-      runtime.added_elements.push_back({set_name, element, expires});
+    // The policy's own elements are back once no longer recorded as removed.
+    for (const std::string& element : change.elements)
+      if (!change.in_policy.count(element_range(*set, element)))
+        runtime.added_elements.push_back({set_name, element, expires});
   };
   // In place, the runtime record is changed without a copy: it may hold a million elements.
-  if (edit_set_in_place(*set, elements, {}, timeout)) {
+  if (edit_set_in_place(*set, change.elements, {}, timeout)) {
     record(runtime_);
     save_runtime();
     applied("set-elements");
@@ -826,22 +877,20 @@ void Firewall::remove_set_elements(const std::string& set_name,
   for (const std::string& element : elements)
     if (!element_fits(*set, element))
       throw InvalidRequest("'" + element + "' is not an element of set '" + set_name + "'");
+  SetChange change = set_change(*set, elements, false);
+  if (change.elements.empty()) return save_runtime();  // as in add_set_elements
   auto record = [&](RuntimeState& runtime) {
-    // Elements added at run time just go; the policy's own are recorded as removed.
-    std::unordered_set<std::string_view> removing(elements.begin(), elements.end());
-    std::unordered_set<std::string_view> were_added;
+    // Elements added at run time just go; the policy's own are recorded as removed (an
+    // element can be both: added at run time, then a reload brought a policy that has it).
+    std::unordered_set<std::string_view> removing(change.elements.begin(), change.elements.end());
     std::erase_if(runtime.added_elements, [&](const RuntimeElement& e) {
-      if (e.set != set_name) return false;
-      auto it = removing.find(e.element);
-      if (it == removing.end()) return false;
-      were_added.insert(*it);  // views into `elements`, which outlive this call's sets
-      return true;
+      return e.set == set_name && removing.count(e.element) > 0;
     });
-    for (const std::string& element : elements)
-      if (!were_added.count(element))
+    for (const std::string& element : change.elements)
+      if (change.in_policy.count(element_range(*set, element)))
         runtime.removed_elements.push_back({set_name, element, std::nullopt});
   };
-  if (edit_set_in_place(*set, {}, elements, std::nullopt)) {
+  if (edit_set_in_place(*set, {}, change.elements, std::nullopt)) {
     record(runtime_);
     save_runtime();
     applied("set-elements");

@@ -258,6 +258,18 @@ class Firewall {
   bool edit_set_in_place(const NamedSet& set, const std::vector<std::string>& add,
                          const std::vector<std::string>& remove,
                          std::optional<std::chrono::seconds> timeout);
+  struct RangeHash {
+    std::size_t operator()(const ir::AddressRange& range) const;
+  };
+  /// Of the elements of one add or remove call on `set` (of the policy in force), the
+  /// ones that change it, canonical and each once: those it does not hold yet (add) or
+  /// holds (remove); and which of them the policy itself lists.
+  struct SetChange {
+    std::vector<std::string> elements;
+    std::unordered_set<ir::AddressRange, RangeHash> in_policy;
+  };
+  SetChange set_change(const NamedSet& set, const std::vector<std::string>& elements,
+                       bool add) const;
   /// Applies `policy` with `runtime`; on success they become the current ones.
   void commit(Policy policy, RuntimeState runtime, std::string_view reason);
   void change_runtime(RuntimeState runtime, std::string_view reason);
@@ -291,9 +303,6 @@ class Firewall {
   RuleHandles handles_;
   // Elements removed at run time from a set of full_ (by kernel set name), still in its
   // elements: take_out_removed() takes them out before full_ is used whole.
-  struct RangeHash {
-    std::size_t operator()(const ir::AddressRange& range) const;
-  };
   using RemovedElements = std::unordered_set<ir::AddressRange, RangeHash>;
   std::map<std::string, RemovedElements, std::less<>> removed_elements_;
   // Where each policy rule's kernel rules are in full_, in chain order, and its elements

@@ -398,14 +398,15 @@ stop_portierd() {
 }
 
 # ---------------------------------------------------------------------------------------
-# portierctl. Each sets OUT, ERR and RC (never fails by itself).
+# portierctl. Each sets OUT, ERR and RC (never fails by itself). Shells that call it at the
+# same time (the soak's workers) each set CAPTURE_TAG, so that they use files of their own.
 
 _run_capture() {
   RC=0
-  "$@" >"$WORKDIR/out" 2>"$WORKDIR/err" || RC=$?
-  keep_sanitizer_report "$WORKDIR/err"
-  OUT=$(cat "$WORKDIR/out")
-  ERR=$(cat "$WORKDIR/err")
+  "$@" >"$WORKDIR/out${CAPTURE_TAG:-}" 2>"$WORKDIR/err${CAPTURE_TAG:-}" || RC=$?
+  keep_sanitizer_report "$WORKDIR/err${CAPTURE_TAG:-}"
+  OUT=$(cat "$WORKDIR/out${CAPTURE_TAG:-}")
+  ERR=$(cat "$WORKDIR/err${CAPTURE_TAG:-}")
 }
 
 pctl() {

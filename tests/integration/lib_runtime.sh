@@ -91,6 +91,21 @@ table_shape() {
   nft_table "$1" | sed -E 's/counter packets [0-9]+ bytes [0-9]+/counter/; s/[[:space:]]*# progname .*$//; s/[[:space:]]+$//'
 }
 
+# kernel_equals_rendering NS NFT_NS WHAT: the kernel's table in NS (counters and owner left
+# out) equals what nft itself makes of portierd's rendering of its current state
+# (`portierctl show`), loaded into the spare namespace NFT_NS.
+kernel_equals_rendering() {
+  local ns=$1 nft_ns=$2 what=$3
+  pctl show
+  assert_rc 0 "portierctl show ($what)"
+  # Without the owner flag: a table owned by nft's own socket would go when nft exits.
+  grep -v '^	flags owner$' <<<"$OUT" >"$WORKDIR/shown.nft"
+  ip netns exec "$nft_ns" nft delete table inet portier 2>/dev/null || true
+  ip netns exec "$nft_ns" nft -f "$WORKDIR/shown.nft" || fail "nft -f of portierctl show failed ($what)"
+  assert_same_text "$(table_shape "$nft_ns" | without_table_owner)" "$(table_shape "$ns" | without_table_owner)" \
+    "nft's listing of portierd's rendering (expected) vs the kernel's table ($what)"
+}
+
 # ---------------------------------------------------------------------------------------
 # Direct D-Bus calls
 

@@ -36,19 +36,6 @@ maps=$(grep -c '^	map input' <<<"$listing")
 ((maps == 15)) || fail "expected the 15 blocks of plain rules as 15 maps, found $maps"
 log "the input chain is in $parts parts, with $maps maps of merged rules"
 
-# kernel_equals_rendering WHAT: the kernel's table (counters and owner left out) equals
-# what nft itself makes of portierd's rendering of its current state.
-kernel_equals_rendering() {
-  pctl show
-  assert_rc 0 "portierctl show ($1)"
-  # Without the owner flag: a table owned by nft's own socket would go when nft exits.
-  grep -v '^	flags owner$' <<<"$OUT" >"$WORKDIR/shown.nft"
-  ip netns exec "$NFT_NS" nft delete table inet portier 2>/dev/null || true
-  ip netns exec "$NFT_NS" nft -f "$WORKDIR/shown.nft" || fail "nft -f of portierctl show failed ($1)"
-  assert_same_text "$(table_shape "$NFT_NS" | without_table_owner)" "$(table_shape "$HOST_NS" | without_table_owner)" \
-    "nft's listing of portierd's rendering (expected) vs the kernel's table after toggles ($1)"
-}
-
 RANDOM=7
 declare -A STATE
 for round in 1 2 3; do
@@ -60,7 +47,7 @@ for round in 1 2 3; do
     assert_rc 0 "portierctl $verb $name"
     STATE[$name]=$verb
   done
-  kernel_equals_rendering "round $round, ${#STATE[@]} rules toggled so far"
+  kernel_equals_rendering "$HOST_NS" "$NFT_NS" "round $round, ${#STATE[@]} rules toggled so far"
   # Every rule toggled so far is in the kernel, or not, as its last toggle said.
   listing=$(nft_table "$HOST_NS")
   for name in "${!STATE[@]}"; do
@@ -88,5 +75,5 @@ for name in r0700 r0760; do
   [[ "$packets" != 0 ]] || fail "portierctl rules shows no packets for $name after a connection through it"
   log "ok: portierctl rules counts $packets packets for $name"
 done
-kernel_equals_rendering "after the traffic checks"
+kernel_equals_rendering "$HOST_NS" "$NFT_NS" "after the traffic checks"
 DONE_MESSAGE="PASS ($RULES rules: $maps maps and $parts parts, 75 random toggles)"

@@ -482,6 +482,49 @@ TEST_CASE("set elements at run time: added, removed, listed, checked, kept acros
   CHECK(restarted.firewall.list_set_elements("block").empty());
 }
 
+TEST_CASE("set elements added again are one element, and one removal takes out any element") {
+  // As the soak adds and removes them: an element added twice is still one element (in
+  // the listing, the runtime record and portierd's record of the kernel), and removing an
+  // element the policy has after adding it again takes it out of the set, not only out of
+  // the kernel.
+  Files files;
+  files.write("[set.block]\nfamily='ipv4'\nelements=['192.0.2.1', '10.0.0.0/8']\n");
+  FakeKernel kernel;
+  FakeClock clock;
+  Daemon daemon(kernel, files, clock);
+  daemon.firewall.start();
+  for (int i = 0; i < 100; ++i)
+    daemon.firewall.add_set_elements("block", {"203.0.113.9", "198.51.100.0/24"}, std::nullopt);
+  CHECK(daemon.firewall.list_set_elements("block") ==
+        std::vector<std::string>{"192.0.2.1", "10.0.0.0/8", "203.0.113.9", "198.51.100.0/24"});
+  daemon.firewall.flush_state();
+  daemon.firewall.wait_for_state();
+  const std::string state = files.read("state/runtime.toml");
+  auto count = [&](std::string_view what) {
+    std::size_t n = 0;
+    for (auto at = state.find(what); at != std::string::npos; at = state.find(what, at + 1)) ++n;
+    return n;
+  };
+  CHECK(count("203.0.113.9") == 1);
+  CHECK(count("198.51.100.0/24") == 1);
+  std::size_t loaded = 0;
+  for (const ir::NamedSet& set : daemon.firewall.loaded_ruleset().sets)
+    loaded += set.elements.size();
+  CHECK(loaded == 4);
+
+  // The policy's own elements, added again at run time, then removed.
+  daemon.firewall.add_set_elements("block", {"192.0.2.1", "10.0.0.0/8"}, std::nullopt);
+  daemon.firewall.remove_set_elements("block", {"192.0.2.1", "10.0.0.0/8"});
+  CHECK(daemon.firewall.list_set_elements("block") ==
+        std::vector<std::string>{"203.0.113.9", "198.51.100.0/24"});
+  daemon.firewall.reload();
+  CHECK(daemon.firewall.list_set_elements("block") ==
+        std::vector<std::string>{"203.0.113.9", "198.51.100.0/24"});
+  std::size_t in_kernel = 0;
+  for (const ir::NamedSet& set : kernel.last().sets) in_kernel += set.elements.size();
+  CHECK(in_kernel == 2);
+}
+
 // Check is open to every caller and portierd runs as root: a set file named in the text
 // would be read as root, its lines echoed back as "not a valid element" (the first lines of
 // /etc/shadow, found by test_runtime_malformed_random's vocabulary), or /dev/zero read
