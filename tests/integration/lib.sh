@@ -29,6 +29,29 @@ WORKDIR=$(mktemp -d "/tmp/portier-$TEST_NAME.XXXXXX")
 chmod 755 "$WORKDIR"
 mkdir -p "$WORKDIR/logs"
 
+# Sanitizers. A build with PORTIER_SANITIZE=ON (ASan+UBSan, -fno-sanitize-recover) stops a
+# process at its first report and writes the report to $SANITIZER_DIR/KIND.PID, whichever
+# user the process runs as (hence 1777: portierctl runs as uid 65534 too); the EXIT trap
+# fails the test if any report is there, so a report in a process whose exit status the
+# test ignores (a killed portierd, a portierctl expected to fail) still fails the run.
+# LeakSanitizer runs at each sanitized process's exit. The options are harmless to
+# binaries built without sanitizers; options given by the caller come last and win.
+SANITIZER_DIR=$WORKDIR/sanitizer
+mkdir -p -m 1777 "$SANITIZER_DIR"
+export ASAN_OPTIONS="halt_on_error=1:detect_leaks=1:log_path=$SANITIZER_DIR/asan${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$SANITIZER_DIR/ubsan${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+export LSAN_OPTIONS="log_path=$SANITIZER_DIR/lsan${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+# UBSan linked with ASan (GCC 12) ignores log_path and reports on stderr: the stderr of every
+# portierctl run through _run_capture and the logs of spawned processes are searched too.
+SANITIZER_REPORT_RE=': runtime error: |^==[0-9]+==ERROR: [A-Za-z]+Sanitizer'
+_SANITIZER_SEQ=0
+# keep_sanitizer_report FILE: a copy of FILE into $SANITIZER_DIR if it holds a report.
+keep_sanitizer_report() {
+  grep -Eq "$SANITIZER_REPORT_RE" "$1" 2>/dev/null || return 0
+  _SANITIZER_SEQ=$((_SANITIZER_SEQ + 1))
+  cp "$1" "$SANITIZER_DIR/stderr-$_SANITIZER_SEQ.${1##*/}"
+}
+
 # ---------------------------------------------------------------------------------------
 # Messages, failure, skipping
 
@@ -93,6 +116,15 @@ _run_cleanups() {
   if ((rc != 0 && rc != 77)); then _dump_logs; fi
   for ((_cleanup_index = ${#_CLEANUPS[@]} - 1; _cleanup_index >= 0; _cleanup_index--)); do
     _run_one_cleanup "${_CLEANUPS[_cleanup_index]}" >/dev/null 2>&1
+  done
+  # After the cleanups: a process stopped there has written its leak report by now.
+  local report
+  for report in "$WORKDIR"/logs/*; do keep_sanitizer_report "$report"; done
+  for report in "$SANITIZER_DIR"/*; do
+    [[ -s "$report" ]] || continue
+    printf '[%s] FAIL: sanitizer report %s:\n' "$TEST_NAME" "${report##*/}" >&2
+    cat "$report" >&2
+    rc=1
   done
   if [[ "${PORTIER_KEEP_TMP:-0}" == 1 ]]; then
     log "kept $WORKDIR"
@@ -301,7 +333,8 @@ EOF
 
 # start_portierd NS POLICY [EXTRA_ARGS...]: starts portierd in namespace NS on the private
 # bus, waits for READY=1 from that very process and for its bus name. Sets PORTIERD_PID,
-# STATE_DIR, PORTIERD_LOG. One portierd per test at a time (they share the bus name).
+# PORTIERD_NOTIFY_PID (its notify listener), STATE_DIR, PORTIERD_LOG. One portierd per test
+# at a time (they share the bus name).
 # A fresh state directory each time, unless PORTIERD_STATE_DIR names one to reuse.
 PORTIERD_SEQ=0
 start_portierd() {
@@ -315,6 +348,7 @@ start_portierd() {
   mkdir -p "$STATE_DIR"
   [[ -f "$WORKDIR/notify.py" ]] || _notify_listener
   spawn "$tag-notify" "$PYTHON" "$WORKDIR/notify.py" "$sock"
+  PORTIERD_NOTIFY_PID=$SPAWNED_PID
   local i
   for ((i = 0; i < 100; i++)); do
     [[ -e "$sock.bound" ]] && break
@@ -359,6 +393,7 @@ start_portierd() {
 stop_portierd() {
   local rc=0
   stop_pid "$PORTIERD_PID" || rc=$?
+  stop_pid "$PORTIERD_NOTIFY_PID" || true
   ((rc == 0)) || fail "portierd exited with status $rc on SIGTERM, expected 0"
 }
 
@@ -369,6 +404,7 @@ stop_portierd() {
 _run_capture() {
   RC=0
   "$@" >"$WORKDIR/out${CAPTURE_TAG:-}" 2>"$WORKDIR/err${CAPTURE_TAG:-}" || RC=$?
+  keep_sanitizer_report "$WORKDIR/err${CAPTURE_TAG:-}"
   OUT=$(cat "$WORKDIR/out${CAPTURE_TAG:-}")
   ERR=$(cat "$WORKDIR/err${CAPTURE_TAG:-}")
 }

@@ -70,9 +70,11 @@ crash_portierd() {
   portierd_gone
 }
 
-# portierd_gone: waits for a killed portierd to be reaped and to have left the bus.
+# portierd_gone: waits for a killed portierd to be reaped and to have left the bus; its
+# notify listener goes too (tests that restart portierd hundreds of times would pile them up).
 portierd_gone() {
   wait "$PORTIERD_PID" 2>/dev/null || true
+  stop_pid "$PORTIERD_NOTIFY_PID" || true
   local i
   for ((i = 0; i < 50; i++)); do
     bus_name_has_owner "$FW_DEST" || return 0

@@ -4,8 +4,8 @@
 # its answer; the next portierd, on the same state directory, has every change answered so
 # far. Then a full state directory (a small tmpfs): the change is in force but portierctl
 # says it could not be saved, and why; portierd logs it; the previous runtime.toml stays
-# whole, with no temporary left beside it; once there is room again, the next change saves
-# both.
+# whole, with no temporary left beside it, also across a SIGKILL and a restart on the still
+# full disk; once there is room again, the next change saves both.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/lib_runtime.sh"
 require_root_or_skip
@@ -157,6 +157,16 @@ assert_contains "$(cat "$full_log")" "runtime changes not saved" "portierd's log
 assert_contains "$(cat "$full_log")" "No space left on device" "portierd's log on a full disk"
 assert_eq disabled "$(rule_field r2 state)" "r2 (in force, though not saved)"
 log "ok: the previous runtime.toml survived whole, and the error was logged"
+# SIGKILL with the disk still full: a new portierd starts on it and has the last saved
+# state (r1 off, r2 on: its change was answered as not saved); a change is refused again.
+crash_portierd
+PORTIERD_STATE_DIR=$FULL start_portierd "$HOST_NS" "$POLICY"
+assert_eq disabled "$(rule_field r1 state)" "r1 after SIGKILL and a restart on the full disk"
+assert_eq enabled "$(rule_field r2 state)" "r2 after SIGKILL and a restart on the full disk (never saved)"
+cmp -s "$WORKDIR/runtime.before" "$FULL/runtime.toml" || fail "runtime.toml changed across the restart on the full disk"
+pctl disable r2
+assert_contains "$ERR" "No space left on device" "portierctl disable r2 after the restart on the full disk"
+log "ok: after SIGKILL on the full disk the previous state survived, and the restarted portierd serves"
 rm -f "$FULL/filler"
 pctl disable r3
 assert_rc 0 "portierctl disable r3 once there is room again"

@@ -14,30 +14,8 @@ require_binaries
 make_ns_pair
 
 POLICY="$WORKDIR/policy.toml"
-cat >"$POLICY" <<'TOML'
-[policy]
-input  = "reject"
-output = "accept"
-
-[set.blocklist]
-family   = "ipv4"
-elements = ["203.0.113.1"]
-
-[set.expiring]
-family   = "ipv4"
-timeout  = "1h"
-
-[[rule]]
-name      = "blocked"
-from      = ["@blocklist", "@expiring"]
-action    = "drop"
-
-[[rule]]
-name      = "web-in"
-protocols = "tcp"
-ports     = [8080]
-action    = "accept"
-TOML
+# Two sets (one with a timeout), a rule using both, and a plain rule.
+cp "$PORTIER_SOURCE_DIR/tests/integration/malformed.toml" "$POLICY"
 
 start_portierd "$HOST_NS" "$POLICY"
 before=$(table_shape "$HOST_NS")

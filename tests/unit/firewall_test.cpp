@@ -519,6 +519,38 @@ TEST_CASE("set elements added again are one element, and one removal takes out a
   CHECK(in_kernel == 2);
 }
 
+// Check is open to every caller and portierd runs as root: a set file named in the text
+// would be read as root, its lines echoed back as "not a valid element" (the first lines of
+// /etc/shadow, found by test_runtime_malformed_random's vocabulary), or /dev/zero read
+// until memory runs out. A check over the bus reads no file.
+TEST_CASE("check reads no set file, whoever sends the text") {
+  Files files;
+  files.write("[policy]\ninput = 'drop'\n");
+  files.write("secret-line-1\nsecret-line-2\n", "secret.txt");
+  FakeKernel kernel;
+  FakeClock clock;
+  Daemon daemon(kernel, files, clock);
+  daemon.firewall.start();
+  for (const std::string& name : {files.path("secret.txt"), std::string("secret.txt")}) {
+    ParsedPolicy checked = daemon.firewall.check(
+        "[set.s]\nfamily = 'ipv4'\nfile = '" + name + "'\n", files.path("check.toml"));
+    CHECK_FALSE(checked.ok());
+    CHECK(checked.report().find("secret-line") == std::string::npos);
+    REQUIRE(checked.diagnostics.size() == 1);
+    CHECK(format_headline(checked.diagnostics[0]) ==
+          files.path("check.toml") +
+              ":3:8: error: set files are not read in a check sent to portierd (it would read "
+              "them as root for anyone); check the policy file itself: portierctl check FILE");
+  }
+  // A set file in a table of sets given inline is found too; other texts check as before.
+  CHECK_FALSE(
+      daemon.firewall.check("set = { s = { family = 'ipv4', file = '/dev/zero' } }\n", "c.toml")
+          .ok());
+  CHECK(
+      daemon.firewall.check("[set.s]\nfamily = 'ipv4'\nelements = ['10.0.0.1']\n", "c.toml").ok());
+  CHECK_FALSE(daemon.firewall.check("[set.s\n", "c.toml").ok());
+}
+
 TEST_CASE_FIXTURE(StartedOnTwoRules, "rules() joins the policy with the kernel's counters, adding up a rule's kernel rules") {
   kernel.counters = {{"input", "", 5, 500},
                      {"input", "ssh", 3, 180},
