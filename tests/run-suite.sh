@@ -12,6 +12,8 @@ BUILD_DIR=${BUILD_DIR:-build}
 ASAN_BUILD_DIR=${ASAN_BUILD_DIR:-build-asan}
 CLANG_BUILD_DIR=${CLANG_BUILD_DIR:-build-clang}
 failed=()
+# step WHAT: a heading, with the seconds since the suite began (what each part costs CI).
+step() { echo "==> $* (at ${SECONDS} s)" >&2; }
 
 if [[ $(id -u) -eq 0 ]]; then
   export PORTIER_REQUIRE_INTEGRATION=1
@@ -19,24 +21,28 @@ else
   echo "run-suite: not root: integration tests will be skipped" >&2
 fi
 
-echo "==> build ($BUILD_DIR)" >&2
+step "build ($BUILD_DIR)"
 BUILD_DIR=$BUILD_DIR bash tests/setup.sh -DCMAKE_BUILD_TYPE=Release -DPORTIER_WERROR=ON
 
-echo "==> all tests ($BUILD_DIR)" >&2
+step "all tests ($BUILD_DIR)"
 # Not the random ones (crash points, random calls): they run under the sanitizers below.
-ctest --test-dir "$BUILD_DIR" --output-on-failure --no-tests=error -LE random || failed+=("ctest in $BUILD_DIR")
+# Two at a time: most integration tests wait on daemons and timers more than they compute
+# (each claims its own namespaces, bus and folders).
+CTEST_JOBS=${PORTIER_CTEST_JOBS:-2}
+ctest --test-dir "$BUILD_DIR" --output-on-failure --no-tests=error -j "$CTEST_JOBS" -LE random ||
+  failed+=("ctest in $BUILD_DIR")
 
-echo "==> build with sanitizers ($ASAN_BUILD_DIR)" >&2
+step "build with sanitizers ($ASAN_BUILD_DIR)"
 if BUILD_DIR=$ASAN_BUILD_DIR bash tests/setup.sh -DPORTIER_SANITIZE=ON -DPORTIER_WERROR=ON; then
-  echo "==> unit tests under ASan/UBSan ($ASAN_BUILD_DIR)" >&2
+  step "unit tests under ASan/UBSan ($ASAN_BUILD_DIR)"
   ctest --test-dir "$ASAN_BUILD_DIR" --output-on-failure --no-tests=error -L unit ||
     failed+=("unit tests in $ASAN_BUILD_DIR")
   # The integration tests of portierd's API and runtime state (label daemon), against the
   # sanitized portierd and portierctl: lib.sh points ASan/UBSan/LSan's reports into each
   # test's folder and fails the test on any. Not as root, they would only skip.
   if [[ $(id -u) -eq 0 ]]; then
-    echo "==> daemon integration tests under ASan/UBSan ($ASAN_BUILD_DIR)" >&2
-    ctest --test-dir "$ASAN_BUILD_DIR" --output-on-failure --no-tests=error -L daemon ||
+    step "daemon integration tests under ASan/UBSan ($ASAN_BUILD_DIR)"
+    ctest --test-dir "$ASAN_BUILD_DIR" --output-on-failure --no-tests=error -j "$CTEST_JOBS" -L daemon ||
       failed+=("daemon integration tests in $ASAN_BUILD_DIR")
   fi
 else
@@ -44,10 +50,10 @@ else
 fi
 
 # Debug: the quickest to compile, and clang's warnings come from its front end, whatever -O.
-echo "==> build with clang ($CLANG_BUILD_DIR)" >&2
+step "build with clang ($CLANG_BUILD_DIR)"
 if BUILD_DIR=$CLANG_BUILD_DIR bash tests/setup.sh -DCMAKE_CXX_COMPILER=clang++ \
   -DCMAKE_BUILD_TYPE=Debug -DPORTIER_WERROR=ON; then
-  echo "==> unit tests of the clang build ($CLANG_BUILD_DIR)" >&2
+  step "unit tests of the clang build ($CLANG_BUILD_DIR)"
   ctest --test-dir "$CLANG_BUILD_DIR" --output-on-failure --no-tests=error -L unit ||
     failed+=("unit tests in $CLANG_BUILD_DIR")
 else
@@ -60,11 +66,11 @@ fi
 # fails. 35 s, not 60: seven targets are four rounds (~152 s), the build ~2 min of CPU on
 # both cores (238 CPU-s measured), and the step must stay within 5 min.
 FUZZ_BUILD_DIR=${FUZZ_BUILD_DIR:-build-fuzz}
-echo "==> fuzz targets, ${FUZZ_SECONDS:-35}s each ($FUZZ_BUILD_DIR)" >&2
+step "fuzz targets, ${FUZZ_SECONDS:-35}s each ($FUZZ_BUILD_DIR)"
 BUILD_DIR=$FUZZ_BUILD_DIR bash tests/fuzz/run.sh --seconds "${FUZZ_SECONDS:-35}" ||
   failed+=("fuzz targets in $FUZZ_BUILD_DIR")
 
-echo "==> host namespace" >&2
+step "host namespace"
 if [[ $(id -u) -eq 0 ]]; then
   if tables=$(nft list tables 2>&1); then
     if grep -q portier <<<"$tables"; then
@@ -81,4 +87,4 @@ if ((${#failed[@]})); then
   printf 'run-suite: FAILED: %s\n' "${failed[@]}" >&2
   exit 1
 fi
-echo "run-suite: all passed" >&2
+echo "run-suite: all passed in ${SECONDS} s" >&2

@@ -103,10 +103,10 @@ host_fetch() {
 
 # expect_fetch WHAT EXPECTED GOT / expect_no_fetch WHAT GOT; the message names $POLICY_NAME.
 expect_fetch() {
-  [[ "$3" == "$2" ]] || fail "$1: expected '$2', got '$3' (policy ${POLICY_NAME:-none})"
+  [[ "$3" == "$2" ]] || fail "$1: expected '$2', got '$3' (policy ${POLICY_NAME:-none}${PROXY:+, proxy $PROXY})"
 }
 expect_no_fetch() {
-  [[ -z "$2" ]] || fail "$1: expected no answer, got '$2' (policy ${POLICY_NAME:-none})"
+  [[ -z "$2" ]] || fail "$1: expected no answer, got '$2' (policy ${POLICY_NAME:-none}${PROXY:+, proxy $PROXY})"
 }
 
 # policy_with_port_rules NAME PORT: prints the path of a copy of shipped policy NAME with two

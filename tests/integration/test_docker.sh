@@ -22,44 +22,19 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/lib_topology.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/lib_docker.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib_neighbours.sh"
 require_root_or_skip
 require_binaries
 require_cmd dockerd docker containerd runc busybox nsenter unshare tar
-# server.toml binds port 22 to ssh.service: portierd resolves its cgroup (so it must
-# exist), and enters H with nsenter to see the cgroup mounts.
-find_cgroup2_root
-make_cgroup system.slice/ssh.service
+shipped_policies  # lib_neighbours.sh
 
-POLICIES=(workstation server home-router k3s-node)
-for p in "${POLICIES[@]}"; do
-  [[ -f "$PORTIER_SOURCE_DIR/rules/policies/$p.toml" ]] || fail "missing shipped policy $p.toml"
-done
-
-# --- Topology: H (portierd, dockerd) --eth0/up0-- I (uplink, internet).
-new_netns H h2
-new_netns I i
-ip -n "$H" link add eth0 type veth peer name up0 netns "$I"
-HOST_IP="10.200.$TEST_ID.1"
-PEER_IP="10.200.$TEST_ID.2"
-PEER2_IP="10.200.$TEST_ID.3"
-NET_IP=203.0.113.1
-ip -n "$H" addr add "$HOST_IP/24" dev eth0
-ip -n "$I" addr add "$PEER_IP/24" dev up0
-ip -n "$I" addr add "$PEER2_IP/24" dev up0
-ip -n "$I" addr add "$NET_IP/32" dev lo
-ip -n "$H" link set eth0 up
-ip -n "$I" link set up0 up
-ip -n "$H" route add default via "$PEER_IP"
-# dockerd turns forwarding on; I routes nothing.
-
-# --- The internet: a web server on 203.0.113.1 and a line collector for long connections.
-mkdir -p "$WORKDIR/www-net"
-echo internet-ok >"$WORKDIR/www-net/index.html"
-spawn httpd-net ip netns exec "$I" busybox httpd -f -p "$NET_IP:8000" -h "$WORKDIR/www-net"
+# --- Topology: H (portierd, dockerd) --eth0/up0-- I (uplink, and the internet's web server
+# on 203.0.113.1), lib_neighbours.sh; dockerd turns forwarding on, I routes nothing. And a
+# line collector for long connections on the internet.
+neighbour_uplink
 : >"$WORKDIR/long.txt"
 spawn long-net ip netns exec "$I" socat -u "TCP-LISTEN:9000,bind=$NET_IP,reuseaddr,fork" \
   "OPEN:$WORKDIR/long.txt,append"
-_wait_listening "$I" tcp 8000
 _wait_listening "$I" tcp 9000
 
 # --- The image: busybox and its applets, a web root; dockerd in H (lib_docker.sh).
@@ -70,18 +45,7 @@ echo container-web >"$ROOTFS/www/index.html"
 # container_fetch NAME URL: what a GET of URL from the container printed (empty: nothing).
 container_fetch() { in_container "$1" 4 wget -q -O - "$2" 2>/dev/null || true; }
 
-# peer_fetch SOURCE_IP URL_PORT: GET / of the host's published port from I, bound to SOURCE_IP.
-peer_fetch() {
-  printf 'GET / HTTP/1.0\r\n\r\n' | ip netns exec "$I" timeout 3 \
-    socat -t 2 - "TCP:$HOST_IP:$2,bind=$1,connect-timeout=1" 2>/dev/null | tail -n 1 || true
-}
-
-expect_fetch() {  # WHAT EXPECTED GOT
-  [[ "$3" == "$2" ]] || fail "$1: expected '$2', got '$3' (policy $POLICY_NAME, proxy $PROXY)"
-}
-expect_no_fetch() {  # WHAT GOT
-  [[ -z "$2" ]] || fail "$1: expected no answer, got '$2' (policy $POLICY_NAME, proxy $PROXY)"
-}
+# peer_fetch, expect_fetch and expect_no_fetch: lib_neighbours.sh.
 
 # --- Containers: web (published 8080 -> 80) and cli on the default bridge, cli2 on net2.
 PROXY=true
