@@ -155,7 +155,9 @@ stop_pid() {
   local pid=$1 i rc=0
   kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || rc=$?; return "$rc"; }
   kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 30; i++)); do
+  # Up to 10 s: portierd finishes its state file's fsync before it exits, and with other
+  # tests beside this one (ctest -j) 3 s was once too little.
+  for ((i = 0; i < 100; i++)); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
@@ -244,6 +246,11 @@ nft_table() { ip netns exec "$1" nft list table inet portier 2>&1 || true; }
 # "# progname portierd" after the table's name and a table-level flags line (one tab deep;
 # set flags are two) followed by a blank line, which change when portierd exits and which
 # `nft -f` from a process that exits at once cannot reproduce. Everything else is kept.
+# without_cgroup_elements: a listing without the elements of its cgroup sets. portierd and
+# `portierctl show` fill them from the live cgroup tree, where tests beside this one (ctest
+# -j) make and remove cgroups such as system.slice/ssh.service at any moment.
+without_cgroup_elements() { sed '/^\t\ttype cgroupsv2$/{n;/^\t\telements = /d}'; }
+
 without_table_owner() {
   sed -E -e 's/^(table [a-z0-9]+ [A-Za-z0-9_-]+ \{) # progname .*/\1/' \
     -e '/^\tflags /{N;/\n$/d;D}'
