@@ -155,9 +155,10 @@ stop_pid() {
   local pid=$1 i rc=0
   kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || rc=$?; return "$rc"; }
   kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  # Up to 10 s: portierd finishes its state file's fsync before it exits, and with other
-  # tests beside this one (ctest -j) 3 s was once too little.
-  for ((i = 0; i < 100; i++)); do
+  # Up to 30 s: portierd finishes its state file's fsync before it exits, and on ext4 an
+  # fsync waits for the other writers' data too: with other tests beside this one (ctest -j:
+  # package builds, dpkg in containers) 3 s and once even 10 s were too little.
+  for ((i = 0; i < 300; i++)); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
