@@ -109,22 +109,23 @@ expect_no_fetch() {
   [[ -z "$2" ]] || fail "$1: expected no answer, got '$2' (policy ${POLICY_NAME:-none}${PROXY:+, proxy $PROXY})"
 }
 
-# policy_with_port_rules NAME PORT: prints the path of a copy of shipped policy NAME with two
-# disabled rules for tcp/PORT: "pub-web" (from anywhere) and "pub-web-peer" (from PEER_IP only).
+# policy_with_port_rules NAME PORT [RULE]: prints the path of a copy of shipped policy NAME
+# with two disabled rules for tcp/PORT: RULE (default "pub-web", from anywhere) and
+# RULE-peer (from PEER_IP only).
 policy_with_port_rules() {
-  local file="$WORKDIR/$1.toml"
+  local file="$WORKDIR/$1.toml" rule=${3:-pub-web}
   cp "$PORTIER_SOURCE_DIR/rules/policies/$1.toml" "$file"
   cat >>"$file" <<EOF
 
 [[rule]]
-name      = "pub-web"
+name      = "$rule"
 protocols = "tcp"
 ports     = $2
 action    = "accept"
 enabled   = false
 
 [[rule]]
-name      = "pub-web-peer"
+name      = "$rule-peer"
 protocols = "tcp"
 ports     = $2
 from      = "$PEER_IP"

@@ -171,36 +171,13 @@ check_panic() {
   expect_fetch "cli to the internet after panic off" internet-ok "$(container_fetch cli "http://$NET_IP:8000/")"
 }
 
-policy_copy() {  # NAME: the shipped policy plus two disabled rules for the published port
-  local file="$WORKDIR/$1.toml"
-  cp "$PORTIER_SOURCE_DIR/rules/policies/$1.toml" "$file"
-  cat >>"$file" <<EOF
-
-[[rule]]
-name      = "docker-web"
-protocols = "tcp"
-ports     = 8080
-action    = "accept"
-enabled   = false
-
-[[rule]]
-name      = "docker-web-peer"
-protocols = "tcp"
-ports     = 8080
-from      = "$PEER_IP"
-action    = "accept"
-enabled   = false
-EOF
-  printf '%s\n' "$file"
-}
-
 check_all_open
 log "ok: without portier, egress, container to container and the published port work"
 
 run_policy_checks() {  # NAME FULL(1: also reload, restart, panic)
   POLICY_NAME=$1
   local policy
-  policy=$(policy_copy "$1")
+  policy=$(policy_with_port_rules "$1" 8080 docker-web)
   start_portierd_hostfs "$H" "$policy"
   # status names the stacks it sees: Docker's default bridge and net2's br-<id>.
   pctl status
@@ -230,7 +207,7 @@ done
 # --- dockerd restarted under portier, now without the userland proxy: no socket listens on
 # 8080, the DNAT alone serves the published port.
 POLICY_NAME=workstation
-policy=$(policy_copy workstation)
+policy=$(policy_with_port_rules workstation 8080 docker-web)
 start_portierd_hostfs "$H" "$policy"
 stop_dockerd
 PROXY=false
