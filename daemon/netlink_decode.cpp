@@ -225,8 +225,10 @@ void BatchReplies::read(std::span<const std::uint8_t> datagram) {
                              return seq - first_seq < offset;
                            });
       if (found == rule_seqs_.end() || *found != nlh->nlmsg_seq) continue;
-      std::uint64_t& handle = handles[static_cast<std::size_t>(found - rule_seqs_.begin())];
-      if (handle == 0) ++echoed;
+      // A rule counts as echoed once, by its first echo that carries a handle: an echo
+      // without one gives nothing to edit the rule by, and a repeated echo is not another
+      // rule (a crafted reply stream repeated both).
+      std::uint64_t echoed_handle = 0;
       mnl_attr_parse(
           nlh, sizeof(nfgenmsg),
           [](const nlattr* attr, void* data) {
@@ -236,7 +238,12 @@ void BatchReplies::read(std::span<const std::uint8_t> datagram) {
             }
             return MNL_CB_OK;
           },
-          &handle);
+          &echoed_handle);
+      std::uint64_t& handle = handles[static_cast<std::size_t>(found - rule_seqs_.begin())];
+      if (handle == 0 && echoed_handle != 0) {
+        handle = echoed_handle;
+        ++echoed;
+      }
       continue;
     }
     if (nlh->nlmsg_type != NLMSG_ERROR) continue;

@@ -66,7 +66,9 @@ std::string write_policy(const Policy& policy) {
     document.insert("neighbours", std::move(neighbours));
   }
 
-  toml::table zones;
+  // Zones and sets are written one section at a time, in the policy's order: a toml::table
+  // sorts its keys, but their order is the policy's (neighbour zones are matched in it).
+  std::vector<toml::table> sections;
   for (const Zone& zone : policy.zones) {
     if (zone.builtin) continue;  // parsing makes it again
     toml::table table;
@@ -79,11 +81,10 @@ std::string write_policy(const Policy& policy) {
     }
     if (zone.input) table.insert("input", std::string(to_string(*zone.input)));
     if (!zone.forward_to.empty()) table.insert("forward_to", strings(zone.forward_to));
-    zones.insert(zone.name, std::move(table));
+    sections.push_back(toml::table{{"zone", toml::table{{zone.name, std::move(table)}}}});
   }
-  if (!zones.empty()) document.insert("zone", std::move(zones));
 
-  toml::table sets;
+
   for (const NamedSet& set : policy.sets) {
     static const char* const kFamilies[] = {"ipv4", "ipv6", "port"};
     toml::table table{{"family", kFamilies[static_cast<int>(set.family)]}};
@@ -95,9 +96,8 @@ std::string write_policy(const Policy& policy) {
       table.insert("elements", std::move(elements));
     }
     if (set.timeout) table.insert("timeout", std::to_string(set.timeout->count()) + "s");
-    sets.insert(set.name, std::move(table));
+    sections.push_back(toml::table{{"set", toml::table{{set.name, std::move(table)}}}});
   }
-  if (!sets.empty()) document.insert("set", std::move(sets));
 
   toml::array rules;
   for (const Rule& rule : policy.rules) {
@@ -147,6 +147,7 @@ std::string write_policy(const Policy& policy) {
   std::ostringstream out;
   out << "# Written by portierd: the last policy the kernel accepted, self-contained.\n"
       << toml::toml_formatter{document} << "\n";
+  for (const toml::table& section : sections) out << "\n" << toml::toml_formatter{section} << "\n";
   return out.str();
 }
 

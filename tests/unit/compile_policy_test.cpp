@@ -72,7 +72,7 @@ TEST_CASE("merge_port_ranges sorts and joins overlapping and adjacent ranges") {
   CHECK(merge_port_ranges({{65535, 65535}, {0, 65534}}) == std::vector<ir::PortRange>{{0, 65535}});
 }
 
-TEST_CASE("address ranges: CIDRs become ranges; adjacent and overlapping ones merge") {
+TEST_CASE("address ranges: CIDRs become ranges: adjacent and overlapping ones merge") {
   Cidr net;
   net.bytes = {10, 0, 0, 0};
   net.prefix = 25;
@@ -147,7 +147,7 @@ TEST_CASE("a rule over tcp and udp is one kernel rule with merged ports, counter
   CHECK(rule.comment == "netbios-in");
 }
 
-TEST_CASE("rules of the same protocols share one named set; one protocol stays a compare") {
+TEST_CASE("rules of the same protocols share one named set: one protocol stays a compare") {
   std::string text;
   for (const char* name : {"a", "b", "c"})
     text += std::string("[[rule]]\nname='") + name +
@@ -168,7 +168,7 @@ TEST_CASE("rules of the same protocols share one named set; one protocol stays a
         "l4/tcp_udp_sctp");
 }
 
-TEST_CASE("rules go to their direction's chain in file order; disabled rules are left out") {
+TEST_CASE("rules go to their direction's chain in file order: disabled rules are left out") {
   ir::Ruleset ruleset = compile_policy(
       policy_from("[[rule]]\nname='a'\nprotocols='tcp'\nports='ssh'\naction='accept'\n"
                   "[[rule]]\nname='b'\ndirection='out'\naction='drop'\n"

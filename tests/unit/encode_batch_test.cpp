@@ -1138,7 +1138,7 @@ TEST_CASE(
                               element({224, 0, 0, 0}, false, 90000)});
 }
 
-TEST_CASE("encode_set_edit_batch: hash sets get plain keys; long lists are split") {
+TEST_CASE("encode_set_edit_batch: hash sets get plain keys: long lists are split") {
   std::vector<AddressRange> add;
   for (std::uint32_t i = 0; i < 6000; ++i) {
     const std::string text = "10." + std::to_string(i / 250) + "." + std::to_string(i % 250) + ".1";

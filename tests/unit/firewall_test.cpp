@@ -394,7 +394,7 @@ TEST_CASE("timed rules expire, and keep their remaining time across a restart") 
   CHECK_FALSE(restarted.firewall.next_deadline());
 }
 
-TEST_CASE_FIXTURE(StartedOnTwoRules, "disabling a timed rule ends it; it cannot be enabled or made permanent") {
+TEST_CASE_FIXTURE(StartedOnTwoRules, "disabling a timed rule ends it: it cannot be enabled or made permanent") {
   TimedRuleRequest request;
   request.protocols = {"tcp"};
   request.ports = {"8080"};
@@ -617,7 +617,7 @@ TEST_CASE("any sequence of toggles leaves the kernel with what a whole load of t
   CHECK(kernel.edits.size() > 100);
 }
 
-TEST_CASE("toggles of merged rules are element edits; the kernel and our record agree in order") {
+TEST_CASE("toggles of merged rules are element edits: the kernel and our record agree in order") {
   // Eight rules of one shape between two others: the eight become one map (merge_rules.h).
   Files files;
   // No neighbour stacks: their copies of input rules for published ports are plain rules,
@@ -734,7 +734,7 @@ constexpr std::string_view kSshBind =
 
 }  // namespace
 
-TEST_CASE("binds follow their unit: not running is a state; start, restart and stop change only its set") {
+TEST_CASE("binds follow their unit: not running is a state: start, restart and stop change only its set") {
   Files files;
   files.write(kSshBind);
   FakeKernel kernel;
@@ -826,7 +826,7 @@ TEST_CASE("binds follow their unit: not running is a state; start, restart and s
   CHECK(cgroup_ids(kernel.last(), "cgroups_ssh-owner") == std::vector<std::uint64_t>{104});
 }
 
-TEST_CASE("binds: a cgroup owner, and a rule's unit, follow the same way; panic has none") {
+TEST_CASE("binds: a cgroup owner, and a rule's unit, follow the same way: panic has none") {
   Files files;
   files.write(
       "[[bind]]\nname='lab'\nprotocols='udp'\nports=[53]\ncgroup='/lab/dns/'\n"

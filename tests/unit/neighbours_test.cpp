@@ -198,7 +198,7 @@ action = "accept"
   CHECK(forward->rules[2].verdict.chain == kPublishedChain);
 }
 
-TEST_CASE("neighbours: published = \"open\" accepts what they DNAT; off, nothing of them is left") {
+TEST_CASE("neighbours: published = \"open\" accepts what they DNAT: off, nothing of them is left") {
   ir::Ruleset open = compile_policy(policy_from("[neighbours]\npublished = \"open\"\n"));
   CHECK_FALSE(find_chain(open, kPublishedChain));
   const ir::Chain* forward = find_chain(open, kForwardChain);
@@ -229,7 +229,7 @@ TEST_CASE("neighbours: libvirt's guests get DHCP and DNS on input, before the de
 
 // aardvark-dns answers a podman network's containers on its bridge's address, on the host:
 // under input = "drop" they could not look up a name (each other's, or the internet's).
-TEST_CASE("neighbours: podman's containers get DNS on input, before the default; Docker's none") {
+TEST_CASE("neighbours: podman's containers get DNS on input, before the default: Docker's none") {
   ir::Ruleset ruleset = compile_policy(policy_from("[policy]\ninput = \"drop\"\n"));
   const ir::Chain* input = find_chain(ruleset, kInputChain);
   REQUIRE(input);
@@ -250,15 +250,23 @@ TEST_CASE("neighbours: podman's containers get DNS on input, before the default;
   CHECK(std::none_of(names.begin(), names.end(), [](const std::string& name) {
     return name.starts_with("kubernetes guests");
   }));
-  // The accepts come before the input default.
-  const auto last_dns = std::find_if(input->rules.rbegin(), input->rules.rend(), [](const auto& r) {
-    return r.comment == "podman guests: dns";
+  // The accepts come before the input default. Here that default is the chain's policy
+  // (drop) with no rule of its own; with denied packets logged, it begins with the log rule.
+  ir::Ruleset logged =
+      compile_policy(policy_from("[policy]\ninput = \"drop\"\nlog = \"denied\"\n"));
+  const ir::Chain* logged_input = find_chain(logged, kInputChain);
+  REQUIRE(logged_input);
+  const auto& rules = logged_input->rules;
+  const auto last_dns = std::find_if(rules.rbegin(), rules.rend(), [](const ir::Rule& rule) {
+    return rule.comment == "podman guests: dns";
   });
-  const auto fallback = std::find_if(input->rules.begin(), input->rules.end(), [](const auto& r) {
-    return r.comment.starts_with("default");
+  const auto denied_log = std::find_if(rules.begin(), rules.end(), [](const ir::Rule& rule) {
+    return rule.log && rule.log->prefix.starts_with("portier denied input");
   });
-  REQUIRE(fallback != input->rules.end());
-  CHECK(last_dns.base() <= fallback);
+  REQUIRE(last_dns != rules.rend());
+  REQUIRE(denied_log != rules.end());
+  CHECK(last_dns.base() <= denied_log);
+  CHECK(denied_log + 1 == rules.end());
 }
 
 TEST_CASE("neighbours: guest_service_matches and their comment follow the stack") {

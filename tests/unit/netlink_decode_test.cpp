@@ -131,6 +131,27 @@ TEST_CASE(
   CHECK(one.first_refusal->extack == "table missing");
 }
 
+// fuzz_netlink's finding c47ca10e: the same NEWRULE echoed several times with a handle of 0
+// counted once per echo, so `echoed` exceeded the rules the batch sent.
+TEST_CASE("netlink decode: an echo counts once per rule, and only with a handle") {
+  const std::vector<std::uint32_t> rule_seqs{102, 103};
+  BatchReplies replies(kPort, 100, 5, rule_seqs);
+  Datagram d;
+  for (int i = 0; i < 4; ++i) put_echo(d, 102, 0);  // no usable handle
+  put_echo(d, 103, 77);
+  put_echo(d, 103, 78);  // a second echo of the same rule
+  replies.read(d.bytes);
+  CHECK(replies.echoed == 1);
+  CHECK(replies.echoed <= replies.handles.size());
+  CHECK(replies.handles == std::vector<std::uint64_t>{0, 77});
+
+  Datagram late;
+  put_echo(late, 102, 76);
+  replies.read(late.bytes);
+  CHECK(replies.echoed == 2);
+  CHECK(replies.handles == std::vector<std::uint64_t>{76, 77});
+}
+
 TEST_CASE("netlink decode: a rule of a dump gives its chain, comment and counter") {
   nftnl_rule* rule = nftnl_rule_alloc();
   nftnl_rule_set_str(rule, NFTNL_RULE_TABLE, "portier");

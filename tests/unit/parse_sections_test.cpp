@@ -300,7 +300,7 @@ TEST_CASE("warnings: shadowed rules, accept after a covering drop, zones without
             "matches everything it does"});
 }
 
-TEST_CASE("drop-ins merge in name order; a name defined twice names both places") {
+TEST_CASE("drop-ins merge in name order: a name defined twice names both places") {
   PolicyDir dir;
   dir.write("policy.toml", "[zone.lan]\ninterfaces=['br0']\n[[rule]]\nname='main'\naction='drop'\nprotocols='udp'\n");
   dir.write("policy.d/20-b.toml", "[[rule]]\nname='b'\nfrom='lan'\nprotocols='tcp'\naction='accept'\n");

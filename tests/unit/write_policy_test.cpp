@@ -32,3 +32,106 @@ TEST_CASE("write_policy round-trips every golden and shipped policy") {
   }
   CHECK(policies >= 10);
 }
+
+// fuzz_policy's finding adf6159d: a policy whose written-back copy compiled to another
+// ruleset.
+TEST_CASE("write_policy: the fuzzer's neighbour-zone policy round-trips") {
+  const fs::path golden = PORTIER_GOLDEN_DIR;
+  const SystemTables tables{ServiceTable::load((golden / "services").string()),
+                            UserTable::load((golden / "passwd").string())};
+  const std::string text = R"toml(# Neighbour stacks: Docker's zone renamed and extended, Kubernetes switched off, podman and
+# li from 10.42.0.0/16, servi.ces from 10.43.0.0/16.
+#
+# What Kubernetes doesof this cluster, on Kubernetes' own interfaces.
+[zone.kubernetes]
+networks = ["10.42.0.0/16", "10.43.0.0/16"]
+
+# Thorward = "drop"
+
+[neighbours]
+kubernetes = false
+
+[zone.lan]
+interfaces = ["br-lan"]
+input = "accept"
+
+[zone.containers]
+stack = "docker"
+interfaces = ["docker0", "br-*", "dockerlan"]
+
+[[rule]]
+name = "web"
+action = "accept"
+protocols = "tcp"
+ports = [80, "8000-8010"]
+
+[[rule]]
+name = "admin"
+action = "accept"
+protocols = "tcp"
+ports = 8443
+from = "192.0.2.7"
+to = "198.51.100.1"
+limit = "10/minute"
+
+[[rule]]
+name = "owned"
+action = "accept"
+direction = "in"
+protocols = "tcp"
+ports = 9000
+unit = "web.service"
+
+[[rule]]
+name = "containers-not-lan"
+direction = "forward"
+from = "containers"
+to = "lan"
+action = "reject"
+)toml";
+  ParsedPolicy original = parse_policy(text, "fuzzed.toml", tables);
+  REQUIRE_MESSAGE(original.ok(), original.report());
+  const std::string written = write_policy(original.policy);
+  ParsedPolicy again = parse_policy(written, "written.toml", tables);
+  REQUIRE_MESSAGE(again.ok(), again.report() << written);
+  CAPTURE(written);
+  CHECK(render_nft_replace(compile_policy(again.policy)) ==
+        render_nft_replace(compile_policy(original.policy)));
+  CHECK(compile_policy(again.policy) == compile_policy(original.policy));
+}
+
+TEST_CASE("write_policy keeps the order of zones and sets") {
+  const fs::path golden = PORTIER_GOLDEN_DIR;
+  const SystemTables tables{ServiceTable::load((golden / "services").string()),
+                            UserTable::load((golden / "passwd").string())};
+  const std::string text = R"toml(
+[zone.wan]
+interfaces = ["eth0"]
+[zone.dmz]
+interfaces = ["eth2"]
+[set.zeta]
+family = "ipv4"
+elements = ["192.0.2.1"]
+[set.alpha]
+family = "port"
+elements = [22]
+)toml";
+  ParsedPolicy original = parse_policy(text, "ordered.toml", tables);
+  REQUIRE_MESSAGE(original.ok(), original.report());
+  ParsedPolicy again = parse_policy(write_policy(original.policy), "written.toml", tables);
+  REQUIRE_MESSAGE(again.ok(), again.report());
+  auto zone_names = [](const Policy& policy) {
+    std::vector<std::string> names;
+    for (const Zone& zone : policy.zones) names.push_back(zone.name);
+    return names;
+  };
+  auto set_names = [](const Policy& policy) {
+    std::vector<std::string> names;
+    for (const NamedSet& set : policy.sets) names.push_back(set.name);
+    return names;
+  };
+  CHECK(zone_names(original.policy).front() == "wan");
+  CHECK(zone_names(again.policy) == zone_names(original.policy));
+  CHECK(set_names(original.policy) == std::vector<std::string>{"zeta", "alpha"});
+  CHECK(set_names(again.policy) == set_names(original.policy));
+}
