@@ -116,6 +116,17 @@ note "portier: parse_policy_file + compile_policy + NetlinkKernel::apply, in one
   "rules all have one shape and disjoint addresses, so portier loads them as 157 verdict maps of" \
   "up to 64 elements (rules/merge_rules.h); its rendering, which \`nft -f\` loads, has the same maps."
 
+section "3a. The reload users run: \`portierctl reload\` and portierd, 10,000 rules"
+run env PORTIER_BUILD_DIR="$BUILD" bash "$SOURCE/bench/reload.sh"
+note "Whole processes, as a user runs them: \`portierctl reload\` against a running portierd (private" \
+  "bus, own namespace) holding the 10,000-rule policy of section 3, beside \`nft -f\` of its rendering" \
+  "(\`portierctl show --policy\`, the form that replaces the table) over the loaded table, and \`nft -f\`" \
+  "of the plain file, in namespaces of their own, alternating, 9 runs. Before each reload the policy" \
+  "file changes between two versions that differ in one rule's port (the renderings alternate the" \
+  "same way): portierd loads nothing when the file compiles to what the kernel has. portierd's CPU row" \
+  "is its utime + stime around each reload (the kernel's work on its netlink batch included)." \
+  "Section 3's rows are the in-process breakdown of the same reload."
+
 section "4. Named interval sets from a set file (100k and 1M elements)"
 run unshare -n "$BENCH" sets --dir "$WORK" --elements 100000 --runs 5 --replace 1
 run unshare -n "$BENCH" sets --dir "$WORK" --elements 1000000 --runs 3
