@@ -62,17 +62,17 @@ fi
 
 # Fuzzing: the libFuzzer targets (tests/fuzz) in a small build of their own, clang with
 # ASan+UBSan and coverage (only the sources they run: ~2 min of the 2 cores), each for
-# FUZZ_SECONDS on its seed corpus, two at a time; any crash, leak or sanitizer report
-# fails. 35 s, not 60: seven targets are four rounds (~152 s), the build ~2 min of CPU on
-# both cores (238 CPU-s measured), and the step must stay within 5 min.
+# FUZZ_SECONDS (60, as issue 14 asks) on its seed corpus, two at a time: seven targets are
+# four rounds (~250 s), after a build of ~2 min of CPU on both cores (238 CPU-s measured);
+# the step takes about 6 min of the suite's 45.
 FUZZ_BUILD_DIR=${FUZZ_BUILD_DIR:-build-fuzz}
-step "fuzz targets, ${FUZZ_SECONDS:-35}s each ($FUZZ_BUILD_DIR)"
+step "fuzz targets, ${FUZZ_SECONDS:-60}s each ($FUZZ_BUILD_DIR)"
 # New findings of the bounded run are printed (input kept, as hex) but do not fail the
 # run: what a random search finds differs from run to run, and a landing should not hang on
 # luck. Each finding is then fixed with a unit test and its input added to the corpus
 # (docs/fuzzing.md lists them). What must never fail again is the committed corpus: every
 # target replays its whole corpus, and that fails the run.
-BUILD_DIR=$FUZZ_BUILD_DIR bash tests/fuzz/run.sh --seconds "${FUZZ_SECONDS:-35}" ||
+BUILD_DIR=$FUZZ_BUILD_DIR bash tests/fuzz/run.sh --seconds "${FUZZ_SECONDS:-60}" ||
   echo "run-suite: WARNING: the fuzzers found new failing inputs (above); not failing the run for them" >&2
 for target in "$FUZZ_BUILD_DIR"/tests/fuzz/fuzz_*; do
   [[ -f $target && -x $target ]] || continue

@@ -9,7 +9,7 @@
 # --seconds: per target (default 600); --jobs: targets at once (default 2); --report:
 # write the figures (execs, exec/s, coverage) as FILE (docs/fuzzing.md). BUILD_DIR (default
 # build-fuzz) is configured with clang and PORTIER_FUZZ and built if needed; the suite
-# (tests/run-suite.sh) runs this with --seconds 35.
+# (tests/run-suite.sh) runs this with --seconds 60.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
