@@ -12,14 +12,33 @@
 using namespace portier;
 namespace fs = std::filesystem;
 
+namespace {
+
+// The services and users of tests/golden, as the golden policies were written against.
+const SystemTables& golden_tables() {
+  static const SystemTables tables{
+      ServiceTable::load((fs::path(PORTIER_GOLDEN_DIR) / "services").string()),
+      UserTable::load((fs::path(PORTIER_GOLDEN_DIR) / "passwd").string())};
+  return tables;
+}
+
+// The names of a policy's zones or sets, in the policy's order.
+template <class Item>
+std::vector<std::string> names(const std::vector<Item>& items) {
+  std::vector<std::string> list;
+  for (const Item& item : items) list.push_back(item.name);
+  return list;
+}
+
+}  // namespace
+
 // Written back and read again, every golden and shipped policy compiles to the same
 // ruleset: the saved last-good policy means what the original meant.
 TEST_CASE("write_policy round-trips every golden and shipped policy") {
-  const fs::path golden = PORTIER_GOLDEN_DIR;
-  const SystemTables tables{ServiceTable::load((golden / "services").string()),
-                            UserTable::load((golden / "passwd").string())};
+  const SystemTables& tables = golden_tables();
   int policies = 0;
-  for (const fs::path& dir : {golden, fs::path(PORTIER_SOURCE_DIR) / "rules" / "policies"}) {
+  for (const fs::path& dir :
+       {fs::path(PORTIER_GOLDEN_DIR), fs::path(PORTIER_SOURCE_DIR) / "rules" / "policies"}) {
     for (const auto& entry : fs::directory_iterator(dir)) {
       if (entry.path().extension() != ".toml") continue;
       CAPTURE(entry.path().string());
@@ -39,9 +58,7 @@ TEST_CASE("write_policy round-trips every golden and shipped policy") {
 // that parses writes back to a policy that parses, writes back to the same text and
 // compiles to the same ruleset, as fuzz_policy asserts.
 TEST_CASE("write_policy round-trips the fuzz corpus of policies") {
-  const fs::path golden = PORTIER_GOLDEN_DIR;
-  const SystemTables tables{ServiceTable::load((golden / "services").string()),
-                            UserTable::load((golden / "passwd").string())};
+  const SystemTables& tables = golden_tables();
   int valid = 0;
   for (const auto& entry :
        fs::directory_iterator(fs::path(PORTIER_SOURCE_DIR) / "tests/fuzz/corpus/fuzz_policy")) {
@@ -63,10 +80,9 @@ TEST_CASE("write_policy round-trips the fuzz corpus of policies") {
 // fuzz_policy's finding adf6159d: a policy whose written-back copy compiled to another
 // ruleset.
 TEST_CASE("write_policy: the fuzzer's neighbour-zone policy round-trips") {
-  const fs::path golden = PORTIER_GOLDEN_DIR;
-  const SystemTables tables{ServiceTable::load((golden / "services").string()),
-                            UserTable::load((golden / "passwd").string())};
-  const std::string text = R"toml(# Neighbour stacks: Docker's zone renamed and extended, Kubernetes switched off, podman and
+  const SystemTables& tables = golden_tables();
+  const std::string text =
+      R"toml(# Neighbour stacks: Docker's zone renamed and extended, Kubernetes switched off, podman and
 # li from 10.42.0.0/16, servi.ces from 10.43.0.0/16.
 #
 # What Kubernetes doesof this cluster, on Kubernetes' own interfaces.
@@ -128,9 +144,7 @@ action = "reject"
 }
 
 TEST_CASE("write_policy keeps the order of zones and sets") {
-  const fs::path golden = PORTIER_GOLDEN_DIR;
-  const SystemTables tables{ServiceTable::load((golden / "services").string()),
-                            UserTable::load((golden / "passwd").string())};
+  const SystemTables& tables = golden_tables();
   const std::string text = R"toml(
 [zone.wan]
 interfaces = ["eth0"]
@@ -147,28 +161,16 @@ elements = [22]
   REQUIRE_MESSAGE(original.ok(), original.report());
   ParsedPolicy again = parse_policy(write_policy(original.policy), "written.toml", tables);
   REQUIRE_MESSAGE(again.ok(), again.report());
-  auto zone_names = [](const Policy& policy) {
-    std::vector<std::string> names;
-    for (const Zone& zone : policy.zones) names.push_back(zone.name);
-    return names;
-  };
-  auto set_names = [](const Policy& policy) {
-    std::vector<std::string> names;
-    for (const NamedSet& set : policy.sets) names.push_back(set.name);
-    return names;
-  };
-  CHECK(zone_names(original.policy).front() == "wan");
-  CHECK(zone_names(again.policy) == zone_names(original.policy));
-  CHECK(set_names(original.policy) == std::vector<std::string>{"zeta", "alpha"});
-  CHECK(set_names(again.policy) == set_names(original.policy));
+  CHECK(names(original.policy.zones).front() == "wan");
+  CHECK(names(again.policy.zones) == names(original.policy.zones));
+  CHECK(names(original.policy.sets) == std::vector<std::string>{"zeta", "alpha"});
+  CHECK(names(again.policy.sets) == names(original.policy.sets));
 }
 
 // Strings with quotes and control characters, a key that is not bare, a bind, a set with
 // a timeout, a forward: each comes back as it was.
 TEST_CASE("write_policy quotes what needs quoting") {
-  const fs::path golden = PORTIER_GOLDEN_DIR;
-  const SystemTables tables{ServiceTable::load((golden / "services").string()),
-                            UserTable::load((golden / "passwd").string())};
+  const SystemTables& tables = golden_tables();
   const std::string text = R"toml(
 [policy]
 input = "drop"
