@@ -1,7 +1,7 @@
 // Decoding what the kernel sends portierd on its NETLINK_NETFILTER sockets: batch acks and
 // rule echoes, the generation reply, rule and set-element dumps, and notifications. Bytes
-// in, structs out, no socket: netlink_kernel.cpp does the I/O, the fuzzer and the unit
-// tests feed these datagrams they built.
+// in, structs out, no socket: NetlinkSocket::talk() feeds them what it receives, the
+// fuzzer and the unit tests datagrams they built.
 #pragma once
 
 #include <cstdint>
