@@ -4,6 +4,7 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <cstdio>
 #include <filesystem>
@@ -155,9 +156,8 @@ void Firewall::install(Built built, std::string_view reason) {
   } catch (const KernelError& refused) {
     // Kernels before 5.12 (owner) or 6.9 (persist) refuse the flags: go on without them.
     std::string what = refused.what();
-    bool flags_refused = built.full.owner && what.find("table") != std::string::npos &&
-                         (what.find("not supported") != std::string::npos ||
-                          what.find("Invalid argument") != std::string::npos);
+    bool flags_refused = built.full.owner && refused.object() == KernelObject::table &&
+                         (refused.error() == EOPNOTSUPP || refused.error() == EINVAL);
     if (!flags_refused) throw;
     std::fprintf(
         stderr,
@@ -303,7 +303,7 @@ void Firewall::toggle_in_place(const std::string& name, bool enabled) {
 
 void Firewall::send_edit(const TableEdit& edit, const std::vector<RulePosition>& inserted,
                          const std::vector<RulePosition>& removed) {
-  std::vector<std::uint64_t> handles = kernel_.edit(full_.table, edit);
+  std::vector<std::uint64_t> handles = kernel_.edit(full_, edit);
   for (const MapEdit& map_edit : edit.maps) {
     // Element indices by map: maps of full_ are few (a map per 128 merged rules).
     std::size_t m = 0;

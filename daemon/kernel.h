@@ -1,11 +1,13 @@
 // The port between the daemon core and the kernel's nf_tables: NetlinkKernel talks to
-// the real kernel, unit tests of the core use a fake.
+// the real kernel, unit tests of the core use a fake. Change notifications have their
+// own port, kernel_changes.h.
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "published_ports.h"
@@ -13,11 +15,30 @@
 
 namespace portier {
 
+/// What a KernelError is about: the kind of the object the kernel refused, or a request
+/// (a dump, a lookup) or the socket itself.
+enum class KernelObject { request, table, chain, set, elements, rule };
+
 /// The kernel refused a transaction (or could not be talked to). what() names the object
-/// and the errno text: `kernel refused rule "x" in chain input: Operation not supported`.
+/// and the errno text: `kernel refused rule "x" in chain input: Operation not supported`;
+/// error() and object() say the same for code to test, without reading the text.
 class KernelError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  /// `error`: the errno the kernel or the socket gave, 0 when there was none (an answer
+  /// missing, a reply that does not parse); `subject`: what was refused or asked for,
+  /// as the text names it (`rule "x" in chain input`, `the rules of table inet portier`).
+  explicit KernelError(const std::string& text, int error = 0,
+                       KernelObject object = KernelObject::request, std::string subject = {})
+      : std::runtime_error(text), error_(error), object_(object), subject_(std::move(subject)) {}
+
+  int error() const noexcept { return error_; }
+  KernelObject object() const noexcept { return object_; }
+  const std::string& subject() const noexcept { return subject_; }
+
+ private:
+  int error_;
+  KernelObject object_;
+  std::string subject_;
 };
 
 /// The counter of one rule, or of one element of a RuleMap, as the kernel reports it.
@@ -58,7 +79,7 @@ struct TableEdit {
   // In order; inserts with the same chain and after_handle end up in this order (each
   // after the one before it), as the kernel places them with NFTA_RULE_POSITION_ID.
   std::vector<Insert> inserts;
-  std::vector<MapEdit> maps;    // elements of RuleMaps, in the same transaction
+  std::vector<MapEdit> maps;  // elements of RuleMaps, in the same transaction
 };
 
 /// A change to the elements of a named set of the loaded table, sent as one transaction.
@@ -76,11 +97,13 @@ class Kernel {
   /// Replaces `table inet <ruleset.table>` atomically: on KernelError the previous table
   /// (or its absence) is left as it was. Returns the handles of the new rules.
   virtual RuleHandles apply(const ir::Ruleset& ruleset) = 0;
-  /// Applies `edit` (rules and map elements) to `table inet <table>` in one transaction
-  /// (all or nothing). Returns
-  /// the handles of the inserted rules, in the order of edit.inserts. Inserted rules may
-  /// need anonymous sets, which go into the same transaction.
-  virtual std::vector<std::uint64_t> edit(const std::string& table, const TableEdit& edit) = 0;
+  /// Applies `edit` (rules and map elements) to `table inet <loaded.table>` in one
+  /// transaction (all or nothing). `loaded` is the ruleset the table holds, as the caller
+  /// last had it applied: its named sets and RuleMaps are what inserted rules may look up
+  /// (their elements and the rules are not read). Returns the handles of the inserted
+  /// rules, in the order of edit.inserts. Inserted rules may need anonymous sets, which go
+  /// into the same transaction.
+  virtual std::vector<std::uint64_t> edit(const ir::Ruleset& loaded, const TableEdit& edit) = 0;
   /// Adds and removes elements of one named set in one transaction (all or nothing),
   /// without reading the set back: its size does not matter.
   virtual void edit_set(const std::string& table, const SetEdit& edit) = 0;
@@ -88,12 +111,6 @@ class Kernel {
   /// RuleMaps (`maps`, by name) with its counter; empty if the table does not exist.
   virtual std::vector<RuleCounter> read_counters(const std::string& table,
                                                  const std::vector<std::string>& maps) = 0;
-  /// A descriptor that becomes readable when nf_tables objects change anywhere in this
-  /// network namespace (-1 if not supported), for noticing changes made by others.
-  virtual int event_fd() = 0;
-  /// Reads the pending change notifications; true when one touched `table` and did not
-  /// come from this Kernel's own transactions.
-  virtual bool changed_by_others(const std::string& table) = 0;
   /// The ports other tables publish (their DNAT rules, parse_published_port), read from
   /// every table but `table inet <own_table>`. The default is a kernel with no other tables.
   virtual std::vector<PublishedPort> published_ports(const std::string& own_table) {

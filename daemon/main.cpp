@@ -145,7 +145,7 @@ class CgroupFollower {
 };
 
 int serve(sdbus::IConnection& bus, portier::FirewallService& service, portier::Firewall& firewall,
-          portier::Kernel& kernel, int signal_fd, CgroupFollower& cgroups) {
+          portier::KernelChanges& changes, int signal_fd, CgroupFollower& cgroups) {
   int timer_fd = timerfd_create(CLOCK_REALTIME, TFD_CLOEXEC | TFD_NONBLOCK);
   // systemd's watchdog wants a sign of life at half its interval at the latest.
   std::uint64_t watchdog_usec = 0;
@@ -166,7 +166,7 @@ int serve(sdbus::IConnection& bus, portier::FirewallService& service, portier::F
   const std::string table = firewall.status().table;
   auto repair_drift = [&] {
     try {
-      if (!kernel.changed_by_others(table)) return;
+      if (!changes.changed_by_others(table)) return;
       auto started = std::chrono::steady_clock::now();
       firewall.repair_drift("nftables change notification");
       auto took = std::chrono::duration_cast<std::chrono::microseconds>(
@@ -184,9 +184,9 @@ int serve(sdbus::IConnection& bus, portier::FirewallService& service, portier::F
     while (bus.processPendingRequest()) {
     }
     // A commit by others while one of ours ran sends us no notification (we are out of the
-    // event group then, see NetlinkKernel::transact); it is only remembered. Ask before
-    // sleeping, or it would wait for the next event.
-    if (kernel.event_fd() >= 0) repair_drift();
+    // event group then, see NetlinkChanges); it is only remembered. Ask before sleeping,
+    // or it would wait for the next event.
+    repair_drift();
     cgroups.after_change();
     firewall.flush_state();
     firewall.release_memory();
@@ -220,7 +220,7 @@ int serve(sdbus::IConnection& bus, portier::FirewallService& service, portier::F
     pollfd fds[7] = {{poll_data.fd, poll_data.events, 0},
                      {signal_fd, POLLIN, 0},
                      {timer_fd, POLLIN, 0},
-                     {kernel.event_fd(), POLLIN, 0},
+                     {changes.fd(), POLLIN, 0},
                      {packet_log ? packet_log->fd() : -1, POLLIN, 0},
                      {cgroups.fd(), POLLIN, 0},
                      {firewall.state_fd(), POLLIN, 0}};
@@ -352,7 +352,8 @@ int run(const Options& options) {
   portier::FirewallService service(*bus, firewall);
   notify_status(firewall, true);
   std::fprintf(stderr, "portierd: serving %s on the system bus\n", portier::kBusName);
-  int status = serve(*bus, service, firewall, kernel, signal_fd, cgroups);
+  portier::NetlinkChanges changes(kernel);
+  int status = serve(*bus, service, firewall, changes, signal_fd, cgroups);
   ::close(signal_fd);
   return status;
 }

@@ -12,6 +12,8 @@
 
 #include <algorithm>
 #include <array>
+#include <climits>
+#include <cstring>
 #include <memory>
 #include <string_view>
 
@@ -203,12 +205,13 @@ constexpr std::array<mnl_attr_data_type, NFTA_SET_ELEM_EXPRESSIONS + 1> kElement
 }  // namespace
 
 BatchReplies::BatchReplies(std::uint32_t port_id, std::uint32_t first_seq, std::uint32_t seq_span,
-                           std::span<const std::uint32_t> rule_seqs)
+                           std::span<const std::uint32_t> rule_seqs, std::size_t expected_acks)
     : handles(rule_seqs.size(), 0),
       port_id_(port_id),
       first_seq_(first_seq),
       seq_span_(seq_span),
-      rule_seqs_(rule_seqs) {}
+      rule_seqs_(rule_seqs),
+      expected_acks_(expected_acks) {}
 
 void BatchReplies::read(std::span<const std::uint8_t> datagram) {
   int remaining = static_cast<int>(datagram.size());
@@ -258,6 +261,50 @@ void BatchReplies::read(std::span<const std::uint8_t> datagram) {
       first_refusal = Refusal{nlh->nlmsg_seq, netlink_errno(*err), extack_message(nlh, err)};
     }
   }
+}
+
+RequestReplies::RequestReplies(std::uint32_t port_id, std::uint32_t seq, Each each)
+    : port_id_(port_id), seq_(seq), each_(std::move(each)) {}
+
+void RequestReplies::read(std::span<const std::uint8_t> datagram) {
+  int remaining = static_cast<int>(datagram.size());
+  auto* nlh = reinterpret_cast<const nlmsghdr*>(datagram.data());
+  for (; netlink_message_ok(nlh, remaining); nlh = mnl_nlmsg_next(nlh, &remaining)) {
+    if (done_) return;  // what follows belongs to no request of ours
+    if (nlh->nlmsg_pid != port_id_ || nlh->nlmsg_seq != seq_) continue;  // a stale reply
+    if ((nlh->nlmsg_flags & NLM_F_DUMP_INTR) != 0) interrupted = true;
+    switch (nlh->nlmsg_type) {
+      case NLMSG_NOOP:
+      case NLMSG_OVERRUN:
+        continue;
+      case NLMSG_DONE: {
+        // The dump's own result (netlink_dump_done()): 0, or the error that ended it early.
+        done_ = true;
+        if (mnl_nlmsg_get_payload_len(nlh) >= sizeof(std::int32_t)) {
+          std::int32_t result = 0;
+          std::memcpy(&result, mnl_nlmsg_get_payload(nlh), sizeof result);
+          if (result < 0) error = result == INT32_MIN ? EPROTO : -result;
+        }
+        continue;
+      }
+      case NLMSG_ERROR: {
+        done_ = true;
+        if (mnl_nlmsg_get_payload_len(nlh) < sizeof(nlmsgerr)) {
+          malformed = true;
+          continue;
+        }
+        const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
+        error = netlink_errno(*err);
+        if (error != 0) extack = extack_message(nlh, err);
+        continue;
+      }
+      default:
+        if (nlh->nlmsg_type < NLMSG_MIN_TYPE) continue;  // a control message of no meaning here
+        if (!interrupted && !malformed && !each_(nlh)) malformed = true;
+    }
+  }
+  // Bytes left that are no whole message: a length field lies (netlink_message_ok()).
+  if (!done_ && remaining >= static_cast<int>(sizeof(nlmsghdr))) malformed = true;
 }
 
 std::optional<std::uint32_t> decode_generation(const nlmsghdr* nlh) {
@@ -327,16 +374,19 @@ bool decode_map_counters(const nlmsghdr* nlh, const std::string& map,
   return true;
 }
 
-int append_rule_counter(const nlmsghdr* nlh, void* data) {
-  std::optional<RuleCounter> counter = decode_rule_counter(nlh);
-  if (!counter) return MNL_CB_ERROR;
-  static_cast<std::vector<RuleCounter>*>(data)->push_back(std::move(*counter));
-  return MNL_CB_OK;
+RequestReplies::Each append_rule_counters(std::vector<RuleCounter>& counters) {
+  return [&counters](const nlmsghdr* nlh) {
+    std::optional<RuleCounter> counter = decode_rule_counter(nlh);
+    if (!counter) return false;
+    counters.push_back(std::move(*counter));
+    return true;
+  };
 }
 
-int append_map_counters(const nlmsghdr* nlh, void* data) {
-  auto* map = static_cast<MapCounters*>(data);
-  return decode_map_counters(nlh, map->map, *map->counters) ? MNL_CB_OK : MNL_CB_ERROR;
+RequestReplies::Each append_map_counters(std::string map, std::vector<RuleCounter>& counters) {
+  return [map = std::move(map), &counters](const nlmsghdr* nlh) {
+    return decode_map_counters(nlh, map, counters);
+  };
 }
 
 bool NotificationReader::read(std::span<const std::uint8_t> datagram, const std::string& table) {

@@ -3,96 +3,78 @@
 #include <libmnl/libmnl.h>
 #include <libnftnl/common.h>
 #include <libnftnl/rule.h>
-#include <libnftnl/table.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netlink.h>
-#include <poll.h>
-#include <sys/socket.h>
 
 #include <linux/netfilter/nfnetlink.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <ctime>
+#include <memory>
 #include <optional>
-#include <string_view>
 
 #include "encode_batch.h"
 #include "netlink_decode.h"
-#include "netlink_message.h"
 
 namespace portier {
 namespace {
 
-// Large enough for any datagram the kernel sends us: dump parts are at most 32 KiB, and
-// error replies are capped to the request header (NETLINK_CAP_ACK).
-constexpr std::size_t kReceiveBufferSize = 64 * 1024;
 // The kernel queues every ack of a batch before delivering the first, each as its own
 // skb (~1 KiB of socket memory accounting); the socket's receive buffer must hold them
 // all or the overflow is dropped.
-constexpr int kReceiveBudgetPerAck = 2048;
-constexpr int kAckTimeoutMs = 5000;
+constexpr std::size_t kReceiveBudgetPerAck = 2048;
 // Room for the notifications of others' transactions between two reads; more than that
 // counts as a change (see changed_by_others()).
 constexpr std::size_t kEventBufferSize = 4 * 1024 * 1024;
 
-std::string errno_text(int error) { return std::strerror(error); }
-
-[[noreturn]] void throw_system(const std::string& what, int error) {
-  throw KernelError(what + ": " + errno_text(error));
-}
-
-int socket_buffer_size(int fd, int option) {
-  int size = 0;
-  socklen_t len = sizeof size;
-  if (getsockopt(fd, SOL_SOCKET, option, &size, &len) < 0) return 0;
-  return size;
-}
-
-// The *FORCE variants pass net.core.[rw]mem_max; we hold CAP_NET_ADMIN anyway, which
-// nf_tables needs. Without it, fall back to what the limit allows.
-void ensure_socket_buffer(int fd, int option, int force_option, std::size_t wanted) {
-  const int size = wanted > INT32_MAX / 2 ? INT32_MAX / 2 : static_cast<int>(wanted);
-  // getsockopt reports twice the value set (the kernel's bookkeeping overhead).
-  if (socket_buffer_size(fd, option) >= 2 * size) return;
-  if (setsockopt(fd, SOL_SOCKET, force_option, &size, sizeof size) < 0) {
-    setsockopt(fd, SOL_SOCKET, option, &size, sizeof size);
+// What a batch message is about, from its type, for KernelError::object().
+KernelObject object_of(std::uint16_t type) {
+  if ((type >> 8) != NFNL_SUBSYS_NFTABLES) return KernelObject::request;
+  switch (type & 0xff) {
+    case NFT_MSG_NEWTABLE:
+    case NFT_MSG_DELTABLE:
+      return KernelObject::table;
+    case NFT_MSG_NEWCHAIN:
+    case NFT_MSG_DELCHAIN:
+      return KernelObject::chain;
+    case NFT_MSG_NEWSET:
+    case NFT_MSG_DELSET:
+      return KernelObject::set;
+    case NFT_MSG_NEWSETELEM:
+    case NFT_MSG_DELSETELEM:
+      return KernelObject::elements;
+    case NFT_MSG_NEWRULE:
+    case NFT_MSG_DELRULE:
+      return KernelObject::rule;
+    default:
+      return KernelObject::request;
   }
+}
+
+std::span<const std::uint8_t> bytes_of(const nlmsghdr* nlh) {
+  return {reinterpret_cast<const std::uint8_t*>(nlh), nlh->nlmsg_len};
+}
+
+[[noreturn]] void throw_system(const std::string& text, int error, const std::string& subject) {
+  throw KernelError(text + ": " + std::strerror(error), error, KernelObject::request, subject);
 }
 
 }  // namespace
 
-void NetlinkKernel::SocketCloser::operator()(mnl_socket* socket) const { mnl_socket_close(socket); }
-
-NetlinkKernel::NetlinkKernel() : socket_(mnl_socket_open(NETLINK_NETFILTER)) {
-  if (!socket_) throw_system("cannot open netfilter netlink socket", errno);
-  if (mnl_socket_bind(socket_.get(), 0, MNL_SOCKET_AUTOPID) < 0) {
-    throw_system("cannot bind netfilter netlink socket", errno);
-  }
-  port_id_ = mnl_socket_get_portid(socket_.get());
-  notifications_ = NotificationReader(port_id_);
+NetlinkKernel::NetlinkKernel() : socket_("netfilter netlink socket") {
   // Extended acks carry the kernel's reason text; capped acks keep an error reply from
   // echoing a whole (possibly 64 KiB) request back.
-  int on = 1;  // libmnl takes a non-const pointer
-  mnl_socket_setsockopt(socket_.get(), NETLINK_EXT_ACK, &on, sizeof on);
-  mnl_socket_setsockopt(socket_.get(), NETLINK_CAP_ACK, &on, sizeof on);
-  // Like nft, start from the clock so that replies to an earlier process using the
-  // same port id cannot be mistaken for ours.
-  next_seq_ = static_cast<std::uint32_t>(std::time(nullptr));
+  socket_.enable(NETLINK_EXT_ACK);
+  socket_.enable(NETLINK_CAP_ACK);
 }
 
 NetlinkKernel::~NetlinkKernel() = default;
 
-std::uint32_t NetlinkKernel::take_seq(std::uint32_t count) {
-  const std::uint32_t first = next_seq_;
-  next_seq_ += count;
-  return first;
-}
-
 RuleHandles NetlinkKernel::apply(const ir::Ruleset& ruleset) {
-  const EncodedBatch batch = encode_replace_batch(ruleset, next_seq_);
-  next_seq_ = batch.next_seq;
+  const EncodedBatch batch = encode_replace_batch(ruleset, socket_.next_seq());
+  socket_.used_seqs_before(batch.next_seq);
   const std::vector<std::uint64_t> flat = transact(batch, "the ruleset");
   RuleHandles handles;
   handles.reserve(ruleset.chains.size());
@@ -102,27 +84,10 @@ RuleHandles NetlinkKernel::apply(const ir::Ruleset& ruleset) {
                          flat.begin() + static_cast<std::ptrdiff_t>(next + chain.rules.size()));
     next += chain.rules.size();
   }
-  std::vector<ir::RuleMap>& maps = declared_maps_[ruleset.table];
-  maps.clear();
-  for (const ir::RuleMap& map : ruleset.maps) maps.push_back(ir::RuleMap{map.name, map.key, {}});
-  std::vector<ir::NamedSet>& declared = declared_sets_[ruleset.table];
-  declared.clear();
-  for (const ir::NamedSet& set : ruleset.sets) {
-    declared.push_back(ir::NamedSet{set.name,
-                                    set.key,
-                                    set.interval,
-                                    set.timeout,
-                                    set.dynamic,
-                                    set.default_timeout_seconds,
-                                    set.size,
-                                    {},
-                                    set.owner,
-                                    {}});
-  }
   return handles;
 }
 
-std::vector<std::uint64_t> NetlinkKernel::edit(const std::string& table, const TableEdit& edit) {
+std::vector<std::uint64_t> NetlinkKernel::edit(const ir::Ruleset& loaded, const TableEdit& edit) {
   if (edit.removes.empty() && edit.inserts.empty() && edit.maps.empty()) return {};
   std::vector<MapElementChange> map_changes;
   for (const MapEdit& map : edit.maps)
@@ -136,52 +101,25 @@ std::vector<std::uint64_t> NetlinkKernel::edit(const std::string& table, const T
   for (const TableEdit::Insert& insert : edit.inserts) {
     insertions.push_back({insert.chain, insert.after_handle, &insert.rule});
   }
-  static const std::vector<ir::NamedSet> no_sets;
-  static const std::vector<ir::RuleMap> no_maps;
-  const auto declared = declared_sets_.find(table);
-  const auto maps = declared_maps_.find(table);
-  const EncodedBatch batch =
-      encode_edit_batch(table, declared == declared_sets_.end() ? no_sets : declared->second,
-                        maps == declared_maps_.end() ? no_maps : maps->second, removals, insertions,
-                        map_changes, next_seq_);
-  next_seq_ = batch.next_seq;
-  return transact(batch, "the edit of table inet " + table);
+  const EncodedBatch batch = encode_edit_batch(loaded.table, loaded.sets, loaded.maps, removals,
+                                               insertions, map_changes, socket_.next_seq());
+  socket_.used_seqs_before(batch.next_seq);
+  return transact(batch, "the edit of table inet " + loaded.table);
 }
 
 void NetlinkKernel::edit_set(const std::string& table, const SetEdit& edit) {
   if (edit.add.empty() && edit.remove.empty()) return;
   const SetElementChange change{edit.set, edit.key,    edit.interval,
                                 edit.add, edit.remove, edit.timeout_seconds};
-  const EncodedBatch batch = encode_set_edit_batch(table, change, next_seq_);
-  next_seq_ = batch.next_seq;
+  const EncodedBatch batch = encode_set_edit_batch(table, change, socket_.next_seq());
+  socket_.used_seqs_before(batch.next_seq);
   transact(batch, "the elements of set " + edit.set);
 }
 
-// Our own transactions are kept off the event socket: with it subscribed, the kernel
-// would build a notification for every rule and element we load (a million-element set
-// overflows any receive buffer, and costs the kernel time even when nobody listens but
-// us). So the socket leaves the group while a batch of ours runs, and the generation
-// counter (bumped by every commit) shows whether anyone else committed meanwhile.
 std::vector<std::uint64_t> NetlinkKernel::transact(const EncodedBatch& batch,
                                                    const std::string& subject) {
-  if (!events_) return send_batch(batch, subject);
-  const std::uint32_t before = generation();
-  listen_to_events(false);
-  bool committed = false;
-  try {
-    std::vector<std::uint64_t> handles = send_batch(batch, subject);
-    committed = true;
-    listen_to_events(true);
-    if (generation() != before + 1) others_committed_ = true;
-    return handles;
-  } catch (...) {
-    if (!committed) {
-      listen_to_events(true);
-      // An aborted batch leaves the generation as it was.
-      if (generation() != before) others_committed_ = true;
-    }
-    throw;
-  }
+  if (changes_ == nullptr) return send_batch(batch, subject);
+  return changes_->own_transaction([&] { return send_batch(batch, subject); });
 }
 
 std::vector<std::uint64_t> NetlinkKernel::send_batch(const EncodedBatch& batch,
@@ -192,194 +130,97 @@ std::vector<std::uint64_t> NetlinkKernel::send_batch(const EncodedBatch& batch,
   std::size_t expected_acks = 0;
   for (const BatchMessage& message : batch.messages) expected_acks += message.wants_ack ? 1 : 0;
 
-  const int fd = mnl_socket_get_fd(socket_.get());
-  ensure_socket_buffer(fd, SO_SNDBUF, SO_SNDBUFFORCE, batch.bytes.size() + 4096);
   // The echoed rules share page-sized buffers; a rule's echo is about as long as the
   // NEWRULE that made it (its anonymous sets are separate messages).
-  ensure_socket_buffer(fd, SO_RCVBUF, SO_RCVBUFFORCE,
-                       (expected_acks + batch.rule_seqs.size() + 16) *
-                           static_cast<std::size_t>(kReceiveBudgetPerAck));
-
-  const ssize_t sent = mnl_socket_sendto(socket_.get(), batch.bytes.data(), batch.bytes.size());
-  if (sent < 0) throw_system("cannot send " + subject + " to the kernel", errno);
-  if (static_cast<std::size_t>(sent) != batch.bytes.size()) {
-    throw KernelError("kernel took only part of the batch for " + subject);
-  }
-
-  // nfnetlink runs the whole batch inside our sendmsg() and queues every reply before
-  // returning (the echoes at commit, then the acks), so the replies are normally all
-  // there; the poll only guards against that changing.
-  BatchReplies replies(port_id_, first_seq, seq_span, batch.rule_seqs);
-  std::vector<char> buffer(kReceiveBufferSize);
-  while (replies.answered < expected_acks) {
-    const ssize_t received = recv(fd, buffer.data(), buffer.size(), MSG_DONTWAIT);
-    if (received < 0) {
-      if (errno == EINTR) continue;
-      if (errno == ENOBUFS) {
-        throw KernelError("kernel replies were lost (receive buffer overflow); " + subject +
-                          " may or may not have been applied");
-      }
-      if (errno != EAGAIN) throw_system("cannot read kernel replies", errno);
-      if (replies.first_refusal) break;  // a failed batch may leave later messages unanswered
-      pollfd waiting{fd, POLLIN, 0};
-      const int ready = poll(&waiting, 1, kAckTimeoutMs);
-      if (ready < 0 && errno != EINTR) throw_system("cannot wait for kernel replies", errno);
-      if (ready == 0) break;
-      continue;
-    }
-    replies.read(
-        {reinterpret_cast<const std::uint8_t*>(buffer.data()), static_cast<std::size_t>(received)});
-  }
+  socket_.ensure_buffers(batch.bytes.size() + 4096,
+                         (expected_acks + batch.rule_seqs.size() + 16) * kReceiveBudgetPerAck);
+  BatchReplies replies(socket_.port_id(), first_seq, seq_span, batch.rule_seqs, expected_acks);
+  socket_.talk(batch.bytes, replies, {subject, true});
 
   if (replies.first_refusal) {
     const BatchMessage* message = batch.find(replies.first_refusal->seq);
-    std::string text = "kernel refused " + (message ? message->what : subject) + ": " +
-                       errno_text(replies.first_refusal->error);
+    const std::string refused = message ? message->what : subject;
+    std::string text =
+        "kernel refused " + refused + ": " + std::strerror(replies.first_refusal->error);
     if (!replies.first_refusal->extack.empty()) text += " (" + replies.first_refusal->extack + ")";
     if (replies.refusals > 1)
       text += " [and " + std::to_string(replies.refusals - 1) + " more refusals]";
-    throw KernelError(text);
+    throw KernelError(text, replies.first_refusal->error,
+                      message ? object_of(message->type) : KernelObject::request, refused);
   }
   if (replies.answered < expected_acks) {
     throw KernelError("kernel answered " + std::to_string(replies.answered) + " of " +
-                      std::to_string(expected_acks) + " messages; " + subject +
-                      " may or may not have been applied");
+                          std::to_string(expected_acks) + " messages; " + subject +
+                          " may or may not have been applied",
+                      0, KernelObject::request, subject);
   }
   if (replies.echoed < replies.handles.size()) {
     throw KernelError("kernel echoed " + std::to_string(replies.echoed) + " of " +
-                      std::to_string(replies.handles.size()) + " new rules; " + subject +
-                      " was applied, but the rule handles are unknown");
+                          std::to_string(replies.handles.size()) + " new rules; " + subject +
+                          " was applied, but the rule handles are unknown",
+                      0, KernelObject::request, subject);
   }
   return std::move(replies.handles);
 }
 
-std::uint32_t NetlinkKernel::generation() {
-  std::vector<char> buffer(kReceiveBufferSize);
-  const std::uint32_t seq = take_seq(1);
-  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buffer.data(), NFT_MSG_GETGEN, AF_UNSPEC, 0, seq);
-  if (mnl_socket_sendto(socket_.get(), nlh, nlh->nlmsg_len) < 0) {
-    throw_system("cannot ask the kernel for the ruleset generation", errno);
-  }
-  for (;;) {
-    const ssize_t received = mnl_socket_recvfrom(socket_.get(), buffer.data(), buffer.size());
-    if (received < 0) {
-      if (errno == EINTR) continue;
-      throw_system("cannot read the ruleset generation", errno);
-    }
-    int remaining = static_cast<int>(received);
-    for (auto* reply = reinterpret_cast<const nlmsghdr*>(buffer.data());
-         netlink_message_ok(reply, remaining); reply = mnl_nlmsg_next(reply, &remaining)) {
-      if (reply->nlmsg_seq != seq || reply->nlmsg_pid != port_id_) continue;  // stale
-      if (reply->nlmsg_type == NLMSG_ERROR) {
-        if (mnl_nlmsg_get_payload_len(reply) < sizeof(nlmsgerr)) {
-          throw KernelError("the kernel's generation reply is a truncated error");
-        }
-        const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(reply));
-        throw_system("cannot read the ruleset generation", netlink_errno(*err));
-      }
-      const std::optional<std::uint32_t> id = decode_generation(reply);
-      if (!id) throw KernelError("the kernel's generation reply has no generation id");
-      return *id;
-    }
-  }
-}
-
-void NetlinkKernel::listen_to_events(bool on) {
-  int group = NFNLGRP_NFTABLES;
-  if (mnl_socket_setsockopt(events_.get(), on ? NETLINK_ADD_MEMBERSHIP : NETLINK_DROP_MEMBERSHIP,
-                            &group, sizeof group) < 0) {
-    throw_system(
-        on ? "cannot listen to nf_tables events" : "cannot stop listening to nf_tables events",
-        errno);
-  }
-}
-
-int NetlinkKernel::event_fd() {
-  if (!events_) {
-    std::unique_ptr<mnl_socket, SocketCloser> events(
-        mnl_socket_open2(NETLINK_NETFILTER, SOCK_NONBLOCK));
-    if (!events) throw_system("cannot open netfilter event socket", errno);
-    if (mnl_socket_bind(events.get(), 0, MNL_SOCKET_AUTOPID) < 0) {
-      throw_system("cannot bind netfilter event socket", errno);
-    }
-    ensure_socket_buffer(mnl_socket_get_fd(events.get()), SO_RCVBUF, SO_RCVBUFFORCE,
-                         kEventBufferSize);
-    events_ = std::move(events);
-    listen_to_events(true);
-  }
-  return mnl_socket_get_fd(events_.get());
-}
-
-bool NetlinkKernel::changed_by_others(const std::string& table) {
-  const int fd = event_fd();
-  bool changed = others_committed_;
-  others_committed_ = false;
-  // Kept: the event loop asks on every turn, mostly to find nothing.
-  std::vector<char>& buffer = event_buffer_;
-  buffer.resize(kReceiveBufferSize);
-  for (;;) {
-    const ssize_t received = recv(fd, buffer.data(), buffer.size(), MSG_DONTWAIT);
-    if (received < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN) break;
-      // Notifications were dropped: they may have concerned our table.
-      if (errno == ENOBUFS) {
-        changed = true;
-        continue;
-      }
-      throw_system("cannot read nf_tables events", errno);
-    }
-    if (notifications_.read({reinterpret_cast<const std::uint8_t*>(buffer.data()),
-                             static_cast<std::size_t>(received)},
-                            table)) {
-      changed = true;
-    }
-  }
-  return changed;
-}
-
-bool NetlinkKernel::dump(const std::function<nlmsghdr*(char*, std::uint32_t)>& build,
-                         int (*parse)(const nlmsghdr*, void*), void* data,
-                         const std::function<void()>& restart, const std::string& what) {
-  // A dump that races with a ruleset change is flagged NLM_F_DUMP_INTR (libmnl turns
-  // that into EINTR); it is simply asked again.
+int NetlinkKernel::request(const std::function<nlmsghdr*(char*, std::uint32_t)>& build,
+                           const RequestReplies::Each& each, const std::function<void()>& restart,
+                           const std::string& what, std::initializer_list<int> answers) {
+  // A dump that races with a ruleset change is flagged NLM_F_DUMP_INTR; it is simply
+  // asked again.
   constexpr int kAttempts = 5;
-  std::vector<char> buffer(kReceiveBufferSize);
+  std::vector<char> buffer(MNL_SOCKET_BUFFER_SIZE);
   for (int attempt = 0; attempt < kAttempts; ++attempt) {
-    const std::uint32_t seq = take_seq(1);
-    nlmsghdr* nlh = build(buffer.data(), seq);
-    if (mnl_socket_sendto(socket_.get(), nlh, nlh->nlmsg_len) < 0) {
-      throw_system("cannot ask the kernel for " + what, errno);
-    }
+    const std::uint32_t seq = socket_.take_seq(1);
+    const nlmsghdr* nlh = build(buffer.data(), seq);
     restart();
-    int result = MNL_CB_OK;
-    while (result > MNL_CB_STOP) {
-      const ssize_t received = mnl_socket_recvfrom(socket_.get(), buffer.data(), buffer.size());
-      if (received < 0) {
-        if (errno == EINTR) continue;
-        throw_system("cannot read " + what, errno);
-      }
-      if (!mnl_walk_safe({reinterpret_cast<const std::uint8_t*>(buffer.data()),
-                          static_cast<std::size_t>(received)})) {
-        throw KernelError("malformed reply to the request for " + what);
-      }
-      result =
-          mnl_cb_run(buffer.data(), static_cast<std::size_t>(received), seq, port_id_, parse, data);
+    RequestReplies replies(socket_.port_id(), seq, each);
+    socket_.talk(bytes_of(nlh), replies, {what, false});
+    if (replies.malformed) {
+      throw KernelError("malformed reply to the request for " + what, EBADMSG,
+                        KernelObject::request, what);
     }
-    if (result == MNL_CB_STOP) return true;
-    if (errno == ENOENT) return false;
-    if (errno != EINTR) throw_system("cannot read " + what, errno);
-    // An interrupted dump may leave more parts queued: drain them before asking again.
-    while (recv(mnl_socket_get_fd(socket_.get()), buffer.data(), buffer.size(), MSG_DONTWAIT) > 0) {
+    if (!replies.done()) {
+      throw KernelError("the kernel did not answer the request for " + what, ETIMEDOUT,
+                        KernelObject::request, what);
     }
+    if (replies.interrupted) continue;
+    if (replies.error == 0) return 0;
+    if (std::find(answers.begin(), answers.end(), replies.error) != answers.end()) {
+      return replies.error;
+    }
+    throw_system("cannot read " + what, replies.error, what);
   }
-  throw KernelError(what + " kept changing while being read");
+  throw KernelError(what + " kept changing while being read", EINTR, KernelObject::request, what);
+}
+
+std::uint32_t NetlinkKernel::generation() {
+  std::optional<std::uint32_t> id;
+  bool replied = false;
+  const std::string what = "the ruleset generation";
+  request(
+      [](char* buffer, std::uint32_t seq) {
+        // With an ack after the NEWGEN reply: every request ends the same way.
+        return nftnl_nlmsg_build_hdr(buffer, NFT_MSG_GETGEN, AF_UNSPEC, NLM_F_ACK, seq);
+      },
+      [&](const nlmsghdr* reply) {
+        replied = true;
+        id = decode_generation(reply);
+        return true;
+      },
+      [] {}, what, {});
+  if (!id) {
+    throw KernelError(replied ? "the kernel's generation reply has no generation id"
+                              : "the kernel sent no generation reply",
+                      0, KernelObject::request, what);
+  }
+  return *id;
 }
 
 std::vector<RuleCounter> NetlinkKernel::read_counters(const std::string& table,
                                                       const std::vector<std::string>& maps) {
   std::vector<RuleCounter> counters;
-  const bool found = dump(
+  const int rules = request(
       [&table](char* buffer, std::uint32_t seq) {
         nlmsghdr* nlh =
             nftnl_nlmsg_build_hdr(buffer, NFT_MSG_GETRULE, NFPROTO_INET, NLM_F_DUMP, seq);
@@ -391,12 +232,12 @@ std::vector<RuleCounter> NetlinkKernel::read_counters(const std::string& table,
         nftnl_rule_nlmsg_build_payload(nlh, filter.get());
         return nlh;
       },
-      &append_rule_counter, &counters, [&counters] { counters.clear(); },
+      append_rule_counters(counters), [&counters] { counters.clear(); },
       "the rules of table inet " + table);
-  if (!found) return {};
+  if (rules == ENOENT) return {};
   for (const std::string& map : maps) {
-    MapCounters parser{map, &counters};
-    const bool exists = dump(
+    const std::size_t start = counters.size();
+    const int elements = request(
         [&table, &map](char* buffer, std::uint32_t seq) {
           nlmsghdr* nlh =
               nftnl_nlmsg_build_hdr(buffer, NFT_MSG_GETSETELEM, NFPROTO_INET, NLM_F_DUMP, seq);
@@ -404,60 +245,88 @@ std::vector<RuleCounter> NetlinkKernel::read_counters(const std::string& table,
           mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_SET, map.c_str());
           return nlh;
         },
-        &append_map_counters, &parser,
-        [&counters, start = counters.size()] { counters.resize(start); },
+        append_map_counters(map, counters), [&counters, start] { counters.resize(start); },
         "the elements of map " + map);
-    if (!exists) throw KernelError("table inet " + table + " has no map " + map);
+    if (elements == ENOENT) {
+      throw KernelError("table inet " + table + " has no map " + map, ENOENT, KernelObject::set,
+                        "map " + map);
+    }
   }
   return counters;
 }
 
 std::vector<PublishedPort> NetlinkKernel::published_ports(const std::string& own_table) {
-  struct Found {
-    const std::string* own_table;
-    std::vector<PublishedPort> ports;
-  } found{&own_table, {}};
-  dump(
+  std::vector<PublishedPort> ports;
+  request(
       [](char* buffer, std::uint32_t seq) {
         return nftnl_nlmsg_build_hdr(buffer, NFT_MSG_GETRULE, NFPROTO_UNSPEC, NLM_F_DUMP, seq);
       },
-      [](const nlmsghdr* nlh, void* data) {
-        auto* out = static_cast<Found*>(data);
-        if (std::optional<PublishedPort> port = parse_published_port(nlh);
-            port && port->table != "inet " + *out->own_table)
-          out->ports.push_back(std::move(*port));
-        return MNL_CB_OK;
-      },
-      &found, [&found] { found.ports.clear(); }, "the rules of all tables");
-  return std::move(found.ports);
+      append_published_ports(own_table, ports), [&ports] { ports.clear(); },
+      "the rules of all tables");
+  return ports;
 }
 
 bool NetlinkKernel::table_exists(const std::string& table) {
-  std::vector<char> buffer(kReceiveBufferSize);
-  const std::uint32_t seq = take_seq(1);
-  nlmsghdr* nlh =
-      nftnl_nlmsg_build_hdr(buffer.data(), NFT_MSG_GETTABLE, NFPROTO_INET, NLM_F_ACK, seq);
-  mnl_attr_put_strz(nlh, NFTA_TABLE_NAME, table.c_str());
-  if (mnl_socket_sendto(socket_.get(), nlh, nlh->nlmsg_len) < 0) {
-    throw_system("cannot ask the kernel for table inet " + table, errno);
-  }
-  int result = MNL_CB_OK;
-  while (result > MNL_CB_STOP) {
-    const ssize_t received = mnl_socket_recvfrom(socket_.get(), buffer.data(), buffer.size());
-    if (received < 0) {
-      if (errno == EINTR) continue;
-      throw_system("cannot read the kernel's answer about table inet " + table, errno);
+  const int found = request(
+      [&table](char* buffer, std::uint32_t seq) {
+        nlmsghdr* nlh =
+            nftnl_nlmsg_build_hdr(buffer, NFT_MSG_GETTABLE, NFPROTO_INET, NLM_F_ACK, seq);
+        mnl_attr_put_strz(nlh, NFTA_TABLE_NAME, table.c_str());
+        return nlh;
+      },
+      [](const nlmsghdr*) { return true; }, [] {}, "table inet " + table);
+  return found == 0;
+}
+
+NetlinkChanges::NetlinkChanges(NetlinkKernel& kernel)
+    : kernel_(kernel),
+      socket_("netfilter event socket", SOCK_NONBLOCK),
+      notifications_(kernel.socket_.port_id()) {
+  socket_.ensure_buffers(0, kEventBufferSize);
+  socket_.listen_to_group(NFNLGRP_NFTABLES, true);
+  kernel_.changes_ = this;
+}
+
+NetlinkChanges::~NetlinkChanges() { kernel_.changes_ = nullptr; }
+
+std::vector<std::uint64_t> NetlinkChanges::own_transaction(
+    const std::function<std::vector<std::uint64_t>()>& commit) {
+  const std::uint32_t before = kernel_.generation();
+  socket_.listen_to_group(NFNLGRP_NFTABLES, false);
+  bool committed = false;
+  try {
+    std::vector<std::uint64_t> handles = commit();
+    committed = true;
+    socket_.listen_to_group(NFNLGRP_NFTABLES, true);
+    if (kernel_.generation() != before + 1) others_committed_ = true;
+    return handles;
+  } catch (...) {
+    if (!committed) {
+      socket_.listen_to_group(NFNLGRP_NFTABLES, true);
+      // An aborted batch leaves the generation as it was.
+      if (kernel_.generation() != before) others_committed_ = true;
     }
-    if (!mnl_walk_safe({reinterpret_cast<const std::uint8_t*>(buffer.data()),
-                        static_cast<std::size_t>(received)})) {
-      throw KernelError("malformed reply about table inet " + table);
-    }
-    result = mnl_cb_run(buffer.data(), static_cast<std::size_t>(received), seq, port_id_, nullptr,
-                        nullptr);
+    throw;
   }
-  if (result == MNL_CB_STOP) return true;
-  if (errno == ENOENT) return false;
-  throw_system("cannot look up table inet " + table, errno);
+}
+
+bool NetlinkChanges::changed_by_others(const std::string& table) {
+  bool changed = others_committed_;
+  others_committed_ = false;
+  for (;;) {
+    const NetlinkSocket::Received received = socket_.receive_queued("nf_tables events");
+    switch (received.status) {
+      case NetlinkSocket::Received::Status::empty:
+        return changed;
+      case NetlinkSocket::Received::Status::overflow:
+        // Notifications were dropped: they may have concerned our table.
+        changed = true;
+        break;
+      case NetlinkSocket::Received::Status::datagram:
+        if (notifications_.read(received.bytes, table)) changed = true;
+        break;
+    }
+  }
 }
 
 }  // namespace portier

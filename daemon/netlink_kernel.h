@@ -1,23 +1,27 @@
-// The daemon's one NETLINK_NETFILTER socket: loads rulesets as single nf_tables
-// transactions and reads rule counters back. The only place that does nf_tables I/O.
+// The daemon's NETLINK_NETFILTER sockets: NetlinkKernel loads rulesets as single
+// nf_tables transactions and reads rule counters back; NetlinkChanges listens to the
+// kernel's change notifications. The only place that does nf_tables I/O; every request
+// goes through NetlinkSocket::talk().
 #pragma once
 
+#include <cerrno>
 #include <cstdint>
 #include <functional>
-#include <map>
-#include <memory>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
 #include "kernel.h"
+#include "kernel_changes.h"
 #include "netlink_decode.h"
+#include "netlink_socket.h"
 
-struct mnl_socket;
 struct nlmsghdr;
 
 namespace portier {
 
 struct EncodedBatch;
+class NetlinkChanges;
 
 /// Not thread-safe: the sequence numbers and replies of one socket serve one caller at a time.
 class NetlinkKernel final : public Kernel {
@@ -34,9 +38,8 @@ class NetlinkKernel final : public Kernel {
   RuleHandles apply(const ir::Ruleset& ruleset) override;
   /// encode_edit_batch(): insertions go after their handle (0: at the start of the chain),
   /// several after the same handle in the order given, then the removals. Rules that look
-  /// up a named set need the table to have been loaded by apply() on this object (the
-  /// set declarations are remembered; std::invalid_argument otherwise).
-  std::vector<std::uint64_t> edit(const std::string& table, const TableEdit& edit) override;
+  /// up a named set find it among loaded.sets (std::invalid_argument if it is not there).
+  std::vector<std::uint64_t> edit(const ir::Ruleset& loaded, const TableEdit& edit) override;
   /// encode_set_edit_batch(): removals, then additions, in one transaction.
   void edit_set(const std::string& table, const SetEdit& edit) override;
   /// The rules (GETRULE dump), then each map's elements (GETSETELEM dump) in kernel order
@@ -44,44 +47,62 @@ class NetlinkKernel final : public Kernel {
   /// elements of their own. A map the table lacks is a KernelError naming it.
   std::vector<RuleCounter> read_counters(const std::string& table,
                                          const std::vector<std::string>& maps) override;
-  /// Opens (on first call) a second socket in the NFNLGRP_NFTABLES group.
-  int event_fd() override;
-  /// Drains the event socket. Our own transactions do not reach it (see the .cpp); a
-  /// lost notification (receive buffer overflow) or another process committing while
-  /// ours ran counts as a change by others, whatever table it touched.
-  bool changed_by_others(const std::string& table) override;
   bool table_exists(const std::string& table);
   /// One GETRULE dump of all families and tables.
   std::vector<PublishedPort> published_ports(const std::string& own_table) override;
 
  private:
-  struct SocketCloser {
-    void operator()(mnl_socket* socket) const;
-  };
-  std::uint32_t take_seq(std::uint32_t count);
+  friend class NetlinkChanges;  // watches our transactions (see NetlinkChanges)
+
   /// Sends the batch, waits for its acks; returns the echoed handles of batch.rule_seqs.
   std::vector<std::uint64_t> transact(const EncodedBatch& batch, const std::string& subject);
   std::vector<std::uint64_t> send_batch(const EncodedBatch& batch, const std::string& subject);
   std::uint32_t generation();
-  /// Runs one dump request built by `build` (given the buffer and its sequence number),
-  /// passing each reply to `parse` (a libmnl callback); when the dump raced with a change
-  /// it calls `restart` and asks again. Returns false if the kernel answered ENOENT.
-  bool dump(const std::function<nlmsghdr*(char*, std::uint32_t)>& build,
-            int (*parse)(const nlmsghdr*, void*), void* data, const std::function<void()>& restart,
-            const std::string& what);
-  void listen_to_events(bool on);
+  /// Sends one request built by `build` (given a buffer of MNL_SOCKET_BUFFER_SIZE bytes
+  /// and its sequence number), passing each reply to `each`; when a dump raced with a
+  /// change it calls `restart` and asks again. Returns the kernel's errno when it is one
+  /// of `answers` (ENOENT: no such object), 0 when it answered; throws KernelError on
+  /// another error or a malformed reply.
+  int request(const std::function<nlmsghdr*(char*, std::uint32_t)>& build,
+              const RequestReplies::Each& each, const std::function<void()>& restart,
+              const std::string& what, std::initializer_list<int> answers = {ENOENT});
 
-  std::unique_ptr<mnl_socket, SocketCloser> socket_;
-  std::uint32_t port_id_ = 0;
-  std::uint32_t next_seq_ = 0;
-  std::unique_ptr<mnl_socket, SocketCloser> events_;
-  bool others_committed_ = false;  // seen around one of our transactions, not yet reported
+  NetlinkSocket socket_;
+  NetlinkChanges* changes_ = nullptr;  // while one watches this kernel's transactions
+};
+
+/// The change notifications of this network namespace's nf_tables (NFNLGRP_NFTABLES), on a
+/// socket of their own. Our own transactions (through `kernel`) are kept off it: with it
+/// subscribed, the kernel would build a notification for every rule and element we load
+/// (a million-element set overflows any receive buffer, and costs the kernel time even
+/// when nobody listens but us). So the socket leaves the group while a batch of ours
+/// runs, and the generation counter (bumped by every commit) shows whether anyone else
+/// committed meanwhile.
+class NetlinkChanges final : public KernelChanges {
+ public:
+  /// Opens the socket, joins the group and watches `kernel`'s transactions; `kernel`
+  /// must outlive this object. Throws KernelError.
+  explicit NetlinkChanges(NetlinkKernel& kernel);
+  ~NetlinkChanges() override;
+  NetlinkChanges(const NetlinkChanges&) = delete;
+  NetlinkChanges& operator=(const NetlinkChanges&) = delete;
+
+  int fd() override { return socket_.fd(); }
+  /// Drains the socket. A lost notification (receive buffer overflow) or another process
+  /// committing while ours ran counts as a change by others, whatever table it touched.
+  bool changed_by_others(const std::string& table) override;
+
+ private:
+  friend class NetlinkKernel;
+  /// Runs `commit` (one transaction of ours) off the group, noting whether others
+  /// committed around it.
+  std::vector<std::uint64_t> own_transaction(
+      const std::function<std::vector<std::uint64_t>()>& commit);
+
+  NetlinkKernel& kernel_;
+  NetlinkSocket socket_;
   NotificationReader notifications_;
-  std::vector<char> event_buffer_;
-  // The named sets and RuleMaps of each table apply() loaded (without elements), for
-  // edit()'s lookups.
-  std::map<std::string, std::vector<ir::NamedSet>> declared_sets_;
-  std::map<std::string, std::vector<ir::RuleMap>> declared_maps_;
+  bool others_committed_ = false;  // seen around one of our transactions, not yet reported
 };
 
 }  // namespace portier

@@ -346,4 +346,13 @@ std::optional<PublishedPort> parse_published_port(const nlmsghdr* message) {
   return port;
 }
 
+std::function<bool(const nlmsghdr*)> append_published_ports(std::string own_table,
+                                                            std::vector<PublishedPort>& ports) {
+  return [own = "inet " + std::move(own_table), &ports](const nlmsghdr* nlh) {
+    if (std::optional<PublishedPort> port = parse_published_port(nlh); port && port->table != own)
+      ports.push_back(std::move(*port));
+    return true;
+  };
+}
+
 }  // namespace portier

@@ -4,6 +4,7 @@
 // NetlinkKernel::published_ports() does the dump.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -41,5 +42,13 @@ struct PublishedPort {
 /// DNAT rules with no destination port (Kubernetes' per-endpoint chains: which port of the
 /// host leads there is decided by a jump elsewhere).
 std::optional<PublishedPort> parse_published_port(const nlmsghdr* message);
+
+/// The reader of each rule of a GETRULE dump of every table (RequestReplies::Each,
+/// netlink_decode.h): the parse_published_port() of each rule that publishes a port,
+/// except the rules of `table inet <own_table>`, appended to `ports` (alive as long as the
+/// returned function). A rule that publishes nothing, or that it cannot read, is skipped:
+/// other tables hold all kinds of rules.
+std::function<bool(const nlmsghdr*)> append_published_ports(std::string own_table,
+                                                            std::vector<PublishedPort>& ports);
 
 }  // namespace portier

@@ -182,12 +182,12 @@ std::string kernel_error_of(const std::function<void()>& action) {
 int edits(const std::string& dir) {
   shell("ip link set lo up");
   NetlinkKernel kernel;
-  kernel.event_fd();
+  NetlinkChanges changes(kernel);
 
   // 1. apply: the handles, one line per rule, for comparison with `nft -a list`.
   Ruleset expected = base();
   const RuleHandles handles = kernel.apply(expected);
-  expect(!kernel.changed_by_others("portier"), "our own apply counts as our own");
+  expect(!changes.changed_by_others("portier"), "our own apply counts as our own");
   {
     std::string text;
     for (std::size_t c = 0; c < expected.chains.size(); ++c) {
@@ -236,9 +236,9 @@ int edits(const std::string& dir) {
   edit.inserts.push_back({"svc", 0, rule({udp(), ports({{69, 69}})}, VerdictKind::accept, "tftp")});
   edit.inserts.push_back(
       {"svc", 0, rule({udp(), ports({{70, 70}})}, VerdictKind::accept, "gopher")});
-  const std::vector<std::uint64_t> inserted = kernel.edit("portier", edit);
+  const std::vector<std::uint64_t> inserted = kernel.edit(expected, edit);
   expect(inserted.size() == edit.inserts.size(), "a handle for every inserted rule");
-  expect(!kernel.changed_by_others("portier"), "our own edit counts as our own");
+  expect(!changes.changed_by_others("portier"), "our own edit counts as our own");
   {
     std::string text;
     for (std::size_t i = 0; i < inserted.size(); ++i) {
@@ -271,12 +271,12 @@ int edits(const std::string& dir) {
   TableEdit bad;
   bad.inserts.push_back({"input", 0, rule({tcp(), ports({{1, 1}})}, VerdictKind::accept, "never")});
   bad.removes.push_back({"input", 999999});
-  write_file(dir + "/edit.error", kernel_error_of([&] { kernel.edit("portier", bad); }) + '\n');
+  write_file(dir + "/edit.error", kernel_error_of([&] { kernel.edit(expected, bad); }) + '\n');
   TableEdit bad_position;
   bad_position.inserts.push_back(
       {"input", 999998, rule({tcp(), ports({{2, 2}})}, VerdictKind::accept, "nowhere")});
   write_file(dir + "/edit.error2",
-             kernel_error_of([&] { kernel.edit("portier", bad_position); }) + '\n');
+             kernel_error_of([&] { kernel.edit(expected, bad_position); }) + '\n');
   shell("nft list table inet portier >'" + dir + "/edit.listing-after-error'");
 
   // 5. Set elements: an interval set (single addresses, a prefix, removal), a big edit split
@@ -324,20 +324,20 @@ int edits(const std::string& dir) {
   write_file(dir + "/set.error",
              kernel_error_of([&] { kernel.edit_set("portier", refused); }) + '\n');
   shell("nft list set inet portier block4 >'" + dir + "/set4.listing'");  // as set1 again
-  expect(!kernel.changed_by_others("portier"), "our own set edits count as our own");
+  expect(!changes.changed_by_others("portier"), "our own set edits count as our own");
 
   // 6. Changes by others: another table does not count, a rule added to ours does, once.
   shell(
       "nft add table inet other && nft add chain inet other c && nft add rule inet other c "
       "counter");
-  expect(!kernel.changed_by_others("portier"), "a change to another table is not ours to see");
+  expect(!changes.changed_by_others("portier"), "a change to another table is not ours to see");
   shell("nft add rule inet portier input counter");
-  expect(kernel.changed_by_others("portier"), "nft add rule by another process is seen");
-  expect(!kernel.changed_by_others("portier"), "a change is reported once");
+  expect(changes.changed_by_others("portier"), "nft add rule by another process is seen");
+  expect(!changes.changed_by_others("portier"), "a change is reported once");
   kernel.apply(base());
-  expect(!kernel.changed_by_others("portier"), "our own apply after theirs counts as our own");
+  expect(!changes.changed_by_others("portier"), "our own apply after theirs counts as our own");
   shell("nft flush chain inet portier svc");
-  expect(kernel.changed_by_others("portier"), "nft flush chain by another process is seen");
+  expect(changes.changed_by_others("portier"), "nft flush chain by another process is seen");
 
   // 7. An owned table: our edits work, others are refused and change nothing.
   Ruleset owned = base();
@@ -346,10 +346,10 @@ int edits(const std::string& dir) {
   TableEdit own_edit;
   own_edit.inserts.push_back(
       {"input", 0, rule({tcp(), ports({{1, 1}})}, VerdictKind::accept, "owned")});
-  kernel.edit("portier", own_edit);
+  kernel.edit(owned, own_edit);
   kernel.edit_set("portier", interval);
   shell("! nft add rule inet portier input counter 2>/dev/null");
-  expect(!kernel.changed_by_others("portier"), "a refused change by others is no change");
+  expect(!changes.changed_by_others("portier"), "a refused change by others is no change");
   shell("nft list table inet portier | grep -q '\"owned\"'");
   std::cout << "edits: all in-process checks passed\n";
   return 0;
@@ -529,10 +529,10 @@ void time_rule_edits(NetlinkKernel& kernel, std::size_t rules, int runs) {
         {"input", middle,
          rule({tcp(), ports({{9, 9}}), CtState{ct_new}}, VerdictKind::accept, "new", true)});
     std::vector<std::uint64_t> added;
-    inserts.push_back(time_ms([&] { added = kernel.edit("portier", insert); }));
+    inserts.push_back(time_ms([&] { added = kernel.edit(ruleset, insert); }));
     TableEdit remove;
     remove.removes.push_back({"input", added.at(0)});
-    removes.push_back(time_ms([&] { kernel.edit("portier", remove); }));
+    removes.push_back(time_ms([&] { kernel.edit(ruleset, remove); }));
   }
   std::printf(
       "edit in a %zu-rule chain: insert one rule %.3f ms, remove one %.3f ms (median of %d)\n",
@@ -585,18 +585,18 @@ int run_time_edits(const std::vector<std::string>& args) {
     for (const std::string& arg : args) sizes.push_back(std::stoul(arg));
   }
   NetlinkKernel kernel;
-  kernel.event_fd();  // as the daemon runs it: subscribed to events
+  NetlinkChanges changes(kernel);  // as the daemon runs it: subscribed to events
   time_handles(kernel, 10000, 9);
   // The echo-less applies went through a socket of their own: someone else's changes.
   std::printf("changed_by_others after the echo-less applies: %s (expected: yes)\n",
-              kernel.changed_by_others("portier") ? "yes" : "no");
+              changes.changed_by_others("portier") ? "yes" : "no");
   time_rule_edits(kernel, 10, 21);
   time_rule_edits(kernel, 10000, 21);
   for (bool interval : {true, false}) {
     for (std::size_t size : sizes) time_set_edits(kernel, size, interval, 9);
   }
   std::printf("changed_by_others after our own edits: %s (expected: no)\n",
-              kernel.changed_by_others("portier") ? "yes" : "no");
+              changes.changed_by_others("portier") ? "yes" : "no");
   return 0;
 }
 

@@ -720,7 +720,7 @@ int run(int argc, char** argv) {
         edit.maps.push_back({map.name, map.key, {}, {}});
         (argument == "add" ? edit.maps[0].add : edit.maps[0].remove).push_back(e);
         portier::NetlinkKernel kernel;
-        kernel.edit(ruleset.table, edit);
+        kernel.edit(ruleset, edit);
         return 0;
       }
     }

@@ -4,9 +4,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <set>
 #include <sstream>
@@ -25,7 +27,8 @@ namespace {
 class FakeKernel final : public Kernel {
  public:
   RuleHandles apply(const ir::Ruleset& ruleset) override {
-    if (refuse) throw KernelError("kernel refused rule \"x\" in chain input: Invalid argument");
+    if (refuse) throw refused_rule();
+    if (refuse_owned && ruleset.owner) throw *refuse_owned;
     applied.push_back(ruleset);
     current = ruleset;
     handles.clear();
@@ -35,8 +38,13 @@ class FakeKernel final : public Kernel {
     }
     return handles;
   }
-  std::vector<std::uint64_t> edit(const std::string&, const TableEdit& edit) override {
-    if (refuse) throw KernelError("kernel refused rule \"x\" in chain input: Invalid argument");
+  std::vector<std::uint64_t> edit(const ir::Ruleset& loaded, const TableEdit& edit) override {
+    if (refuse) throw refused_rule();
+    // The real kernel's edit finds the sets and maps rules look up in `loaded`: they must
+    // be those of the table loaded.
+    CHECK(loaded.table == current.table);
+    CHECK(names_of(loaded.sets) == names_of(current.sets));
+    CHECK(names_of(loaded.maps) == names_of(current.maps));
     edits.push_back(edit);
     for (const TableEdit::Remove& remove : edit.removes) {
       std::size_t c = chain_index(remove.chain);
@@ -89,7 +97,8 @@ class FakeKernel final : public Kernel {
   }
   void edit_set(const std::string&, const SetEdit& edit) override {
     if (refuse || refuse_sets)
-      throw KernelError("kernel refused elements of set \"x\": File exists");
+      throw KernelError("kernel refused elements of set \"x\": File exists", EEXIST,
+                        KernelObject::elements, "elements of set \"x\"");
     set_edits.push_back(edit);
     for (ir::NamedSet& set : current.sets) {
       if (set.name != edit.set) continue;
@@ -113,8 +122,6 @@ class FakeKernel final : public Kernel {
       set.elements.insert(set.elements.end(), edit.add.begin(), edit.add.end());
     }
   }
-  int event_fd() override { return -1; }
-  bool changed_by_others(const std::string&) override { return false; }
   std::vector<RuleCounter> read_counters(const std::string& table,
                                          const std::vector<std::string>& maps) override {
     CHECK(table == "portier");
@@ -134,8 +141,19 @@ class FakeKernel final : public Kernel {
   std::uint64_t next_handle = 0;
   bool refuse = false;
   bool refuse_sets = false;
+  std::optional<KernelError> refuse_owned;  // thrown by apply() of an owned table
 
  private:
+  static KernelError refused_rule() {
+    return KernelError("kernel refused rule \"x\" in chain input: Invalid argument", EINVAL,
+                       KernelObject::rule, "rule \"x\" in chain input");
+  }
+  template <typename Named>
+  static std::vector<std::string> names_of(const std::vector<Named>& objects) {
+    std::vector<std::string> names;
+    for (const Named& object : objects) names.push_back(object.name);
+    return names;
+  }
   std::size_t chain_index(const std::string& name) const {
     for (std::size_t c = 0; c < current.chains.size(); ++c)
       if (current.chains[c].name == name) return c;
@@ -876,5 +894,36 @@ TEST_CASE("every shipped policy boots as itself with none of its bound units run
     CHECK(daemon.firewall.start().empty());
     CHECK(daemon.firewall.status().loaded_from == "policy");
     for (const OwnerStatus& owner : daemon.firewall.status().owners) CHECK_FALSE(owner.cgroup);
+  }
+}
+
+// Kernels before 5.12 refuse the owner flag (EOPNOTSUPP or EINVAL, by version): the table
+// is loaded without it. A refusal of anything but the table, even with that errno, is no
+// such kernel: it fails the load.
+TEST_CASE("an owned table the kernel does not support is loaded without the flags") {
+  for (KernelObject object : {KernelObject::table, KernelObject::rule}) {
+    for (int error : {EOPNOTSUPP, EINVAL}) {
+      CAPTURE(error);
+      CAPTURE(object == KernelObject::table);
+      Files files;
+      files.write(kTwoRules);
+      FakeKernel kernel;
+      kernel.refuse_owned = KernelError(std::string("kernel refused it: ") + std::strerror(error),
+                                        error, object, "it");
+      FakeClock clock;
+      FirewallOptions options{files.path(), (files.dir / "state").string(), {}, nullptr,
+                              [&clock] { return clock.now; }};
+      options.compile.owner = true;
+      Firewall firewall(kernel, options, {});
+      if (object == KernelObject::table) {
+        CHECK(firewall.start().empty());
+        REQUIRE(kernel.applied.size() == 1);
+        CHECK_FALSE(kernel.last().owner);
+        CHECK(rule_names(kernel.last()) == std::vector<std::string>{"ssh"});
+      } else {
+        CHECK_THROWS_AS(firewall.start(), KernelError);
+        CHECK(kernel.applied.empty());
+      }
+    }
   }
 }

@@ -16,6 +16,7 @@
 #include <endian.h>
 
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -73,6 +74,19 @@ struct Datagram {
   }
 };
 
+// What the kernel sends at the end of a dump: NLMSG_DONE with the dump's result.
+void put_done(Datagram& d, std::uint32_t seq, std::uint32_t pid, std::int32_t result) {
+  const std::size_t at = d.bytes.size();
+  d.bytes.resize(at + 64);
+  nlmsghdr* nlh = mnl_nlmsg_put_header(d.bytes.data() + at);
+  nlh->nlmsg_type = NLMSG_DONE;
+  nlh->nlmsg_flags = NLM_F_MULTI;
+  nlh->nlmsg_seq = seq;
+  nlh->nlmsg_pid = pid;
+  std::memcpy(mnl_nlmsg_put_extra_header(nlh, sizeof result), &result, sizeof result);
+  d.finish(nlh);
+}
+
 // What the kernel echoes for a NEWRULE: the rule with its handle.
 void put_echo(Datagram& d, std::uint32_t seq, std::uint64_t handle) {
   nlmsghdr* nlh = d.start(kNewRule, seq, kPort);
@@ -98,12 +112,37 @@ nftnl_expr* counter(std::uint64_t packets, std::uint64_t bytes) {
   return expr;
 }
 
+// One rule of a GETRULE dump part, as the kernel sends it: chain input, a comment, a
+// counter.
+nlmsghdr* put_rule(Datagram& d, std::uint32_t seq, std::uint32_t pid, const std::string& comment,
+                   std::uint64_t packets) {
+  nftnl_rule* rule = nftnl_rule_alloc();
+  nftnl_rule_set_str(rule, NFTNL_RULE_TABLE, "portier");
+  nftnl_rule_set_str(rule, NFTNL_RULE_CHAIN, "input");
+  const std::vector<std::uint8_t> udata = comment_udata(NFTNL_UDATA_RULE_COMMENT, comment);
+  nftnl_rule_set_data(rule, NFTNL_RULE_USERDATA, udata.data(),
+                      static_cast<std::uint32_t>(udata.size()));
+  nftnl_rule_add_expr(rule, counter(packets, packets * 100));
+  nlmsghdr* nlh = d.start(kNewRule, seq, pid);
+  nlh->nlmsg_flags = NLM_F_MULTI;
+  nftnl_rule_nlmsg_build_payload(nlh, rule);
+  d.finish(nlh);
+  nftnl_rule_free(rule);
+  return nlh;
+}
+
+std::vector<std::string> comments(const std::vector<RuleCounter>& counters) {
+  std::vector<std::string> names;
+  for (const RuleCounter& counter : counters) names.push_back(counter.comment);
+  return names;
+}
+
 }  // namespace
 
 TEST_CASE(
     "netlink decode: batch replies count acks, keep the first refusal and the echoed handles") {
   const std::vector<std::uint32_t> rule_seqs{102, 103};
-  BatchReplies replies(kPort, 100, 5, rule_seqs);
+  BatchReplies replies(kPort, 100, 5, rule_seqs, 5);
   Datagram d;
   put_echo(d, 103, 77);
   put_echo(d, 102, 76);
@@ -123,7 +162,7 @@ TEST_CASE(
   CHECK(replies.first_refusal->error == EOPNOTSUPP);
   CHECK(replies.first_refusal->extack.empty());
 
-  BatchReplies one(kPort, 100, 5, rule_seqs);
+  BatchReplies one(kPort, 100, 5, rule_seqs, 5);
   Datagram refused;
   refused.ack(104, kPort, ENOENT, "table missing");
   one.read(refused.bytes);
@@ -273,7 +312,7 @@ TEST_CASE("netlink decode: notifications count others' transactions on our table
 TEST_CASE("netlink decode: a message claiming 2^31 bytes or more ends the walk") {
   const std::vector<std::uint8_t> huge = fixtures::message_claiming_4_gib();
   const std::vector<std::uint32_t> rule_seqs{1};
-  BatchReplies replies(0, 0, 5, rule_seqs);
+  BatchReplies replies(0, 0, 5, rule_seqs, 5);
   replies.read(huge);
   CHECK(replies.answered == 0);
   NotificationReader reader(kPort);
@@ -302,8 +341,9 @@ TEST_CASE("netlink decode: a malformed rule or element is refused, the process l
       0x00, 0x00, 0x00, 0x04, 0x00, 0x03, 0x00, 0x14, 0x00, 0x00, 0x00, 0x03, 0x00, 0x02, 0x00,
       0x04, 0x00, 0x00, 0x00, 0x9a, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
   std::vector<RuleCounter> counters;
-  CHECK(mnl_cb_run(element_message.data(), element_message.size(), 0, 0, append_rule_counter,
-                   &counters) == MNL_CB_ERROR);
+  RequestReplies dump(0x19a, 4, append_rule_counters(counters));  // its port id and seq
+  dump.read(element_message);
+  CHECK(dump.malformed);
   CHECK(counters.empty());
 
   Datagram element;
@@ -320,7 +360,7 @@ TEST_CASE("netlink decode: a malformed rule or element is refused, the process l
 
 TEST_CASE("netlink decode: a truncated error is no answer to a batch") {
   const std::vector<std::uint32_t> rule_seqs;
-  BatchReplies replies(kPort, 100, 2, rule_seqs);
+  BatchReplies replies(kPort, 100, 2, rule_seqs, 2);
   std::vector<std::uint8_t> bytes(64);
   nlmsghdr* nlh = mnl_nlmsg_put_header(bytes.data());
   nlh->nlmsg_type = NLMSG_ERROR;
@@ -331,4 +371,149 @@ TEST_CASE("netlink decode: a truncated error is no answer to a batch") {
   replies.read(bytes);
   CHECK(replies.answered == 0);
   CHECK_FALSE(replies.first_refusal);
+}
+
+// A dump comes in parts, one datagram each, and ends with NLMSG_DONE; replies to an
+// earlier request (a stale sequence number) or to another socket are not its own.
+TEST_CASE("netlink decode: a dump's parts until NLMSG_DONE, stale replies skipped") {
+  std::vector<RuleCounter> counters;
+  RequestReplies dump(kPort, 7, append_rule_counters(counters));
+  Datagram first, second;
+  put_rule(first, 6, kPort, "stale", 1);
+  put_rule(first, 7, kPort, "ssh", 2);
+  put_rule(first, 7, kPort + 1, "theirs", 3);
+  put_rule(first, 7, kPort, "web", 4);
+  dump.read(first.bytes);
+  CHECK_FALSE(dump.done());
+  put_rule(second, 7, kPort, "dns", 5);
+  put_done(second, 7, kPort, 0);
+  put_rule(second, 7, kPort, "after the end", 6);
+  dump.read(second.bytes);
+  CHECK(dump.done());
+  CHECK(dump.error == 0);
+  CHECK_FALSE(dump.interrupted);
+  CHECK_FALSE(dump.malformed);
+  CHECK(comments(counters) == std::vector<std::string>{"ssh", "web", "dns"});
+  CHECK(counters[2].packets == 5);
+  CHECK(counters[2].bytes == 500);
+}
+
+TEST_CASE("netlink decode: a dump that raced with a change is read to its end, then asked again") {
+  std::vector<RuleCounter> counters;
+  RequestReplies dump(kPort, 7, append_rule_counters(counters));
+  Datagram d;
+  put_rule(d, 7, kPort, "ssh", 1);
+  put_rule(d, 7, kPort, "web", 2)->nlmsg_flags |= NLM_F_DUMP_INTR;
+  put_rule(d, 7, kPort, "dns", 3);
+  dump.read(d.bytes);
+  CHECK(dump.interrupted);
+  CHECK_FALSE(dump.done());  // the rest of the dump is still to be read off the socket
+  Datagram end;
+  put_done(end, 7, kPort, 0);
+  dump.read(end.bytes);
+  CHECK(dump.done());
+  CHECK(comments(counters) == std::vector<std::string>{"ssh"});
+}
+
+TEST_CASE("netlink decode: a request answered with an error, an ack, or a dump that failed") {
+  RequestReplies missing(kPort, 9, [](const nlmsghdr*) { return true; });
+  Datagram refused;
+  refused.ack(9, kPort, ENOENT, "table does not exist");
+  missing.read(refused.bytes);
+  CHECK(missing.done());
+  CHECK(missing.error == ENOENT);
+  CHECK(missing.extack == "table does not exist");
+
+  // A get sent with NLM_F_ACK: its reply, then the ack.
+  std::optional<std::uint32_t> generation;
+  RequestReplies get(kPort, 10, [&generation](const nlmsghdr* nlh) {
+    generation = decode_generation(nlh);
+    return true;
+  });
+  Datagram answer;
+  nlmsghdr* nlh = answer.start(kNewGen, 10, kPort, AF_UNSPEC);
+  mnl_attr_put_u32(nlh, NFTA_GEN_ID, htonl(12));
+  answer.finish(nlh);
+  get.read(answer.bytes);
+  CHECK_FALSE(get.done());
+  CHECK(generation == 12u);
+  Datagram ack;
+  ack.ack(10, kPort, 0);
+  get.read(ack.bytes);
+  CHECK(get.done());
+  CHECK(get.error == 0);
+
+  // The kernel ends a dump early with its error in NLMSG_DONE (netlink_dump_done()).
+  std::vector<RuleCounter> counters;
+  RequestReplies failed(kPort, 11, append_rule_counters(counters));
+  Datagram cut;
+  put_rule(cut, 11, kPort, "ssh", 1);
+  put_done(cut, 11, kPort, -ENOBUFS);
+  failed.read(cut.bytes);
+  CHECK(failed.done());
+  CHECK(failed.error == ENOBUFS);
+}
+
+TEST_CASE("netlink decode: a dump reply that does not parse or fit makes the answer malformed") {
+  std::vector<RuleCounter> counters;
+  RequestReplies dump(kPort, 7, append_rule_counters(counters));
+  Datagram d;
+  nlmsghdr* broken = d.start(kNewRule, 7, kPort);
+  mnl_attr_put(broken, NFTA_RULE_HANDLE, 0, nullptr);  // a u64 attribute, empty
+  d.finish(broken);
+  put_rule(d, 7, kPort, "ssh", 1);
+  put_done(d, 7, kPort, 0);
+  dump.read(d.bytes);
+  CHECK(dump.malformed);
+  CHECK(dump.done());  // read to the end all the same
+  CHECK(counters.empty());
+
+  // A message that claims more bytes than its datagram holds.
+  RequestReplies cut(kPort, 7, append_rule_counters(counters));
+  Datagram part;
+  put_rule(part, 7, kPort, "ssh", 1);
+  part.bytes.resize(part.bytes.size() - 8);
+  cut.read(part.bytes);
+  CHECK(cut.malformed);
+  CHECK_FALSE(cut.done());
+  RequestReplies huge(0, 0, append_rule_counters(counters));
+  huge.read(fixtures::message_claiming_4_gib());
+  CHECK(huge.malformed);
+
+  // An error too short to hold its errno ends the request without an answer.
+  RequestReplies truncated(kPort, 100, [](const nlmsghdr*) { return true; });
+  std::vector<std::uint8_t> bytes(64);
+  nlmsghdr* nlh = mnl_nlmsg_put_header(bytes.data());
+  nlh->nlmsg_type = NLMSG_ERROR;
+  nlh->nlmsg_seq = 100;
+  nlh->nlmsg_pid = kPort;
+  mnl_nlmsg_put_extra_header(nlh, 4);
+  bytes.resize(nlh->nlmsg_len);
+  truncated.read(bytes);
+  CHECK(truncated.done());
+  CHECK(truncated.malformed);
+}
+
+TEST_CASE("netlink decode: a map's element dump appends one counter per element") {
+  std::vector<RuleCounter> counters{RuleCounter{"input", "ssh", 1, 2}};
+  RequestReplies dump(kPort, 3, append_map_counters("input/m1", counters));
+  Datagram d;
+  nlmsghdr* nlh = d.start((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM, 3, kPort);
+  mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_TABLE, "portier");
+  mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_SET, "input/m1");
+  nlattr* elements = mnl_attr_nest_start(nlh, NFTA_SET_ELEM_LIST_ELEMENTS);
+  nlattr* element = mnl_attr_nest_start(nlh, NFTA_LIST_ELEM);
+  const std::vector<std::uint8_t> udata = comment_udata(NFTNL_UDATA_SET_ELEM_COMMENT, "web");
+  mnl_attr_put(nlh, NFTA_SET_ELEM_USERDATA, udata.size(), udata.data());
+  mnl_attr_nest_end(nlh, element);
+  mnl_attr_nest_end(nlh, elements);
+  d.finish(nlh);
+  put_done(d, 3, kPort, 0);
+  dump.read(d.bytes);
+  CHECK(dump.done());
+  CHECK_FALSE(dump.malformed);
+  REQUIRE(counters.size() == 2);
+  CHECK(counters[1].chain == "input/m1");
+  CHECK(counters[1].comment == "web");
+  CHECK(counters[1].packets == 0);
 }

@@ -5,6 +5,7 @@
 // a port range, IPv6, nft's own nat expression). No socket, no root.
 #include <arpa/inet.h>
 #include <doctest/doctest.h>
+#include <linux/netfilter.h>
 #include <linux/netlink.h>
 
 #include <string>
@@ -229,4 +230,24 @@ TEST_CASE("published ports: rules that publish no port of the host") {
   CHECK_FALSE(parse(kMasquerade));  // source NAT
   CHECK_FALSE(parse(kJumpDocker));  // a jump
   CHECK_FALSE(parse(kAccept));      // a filter rule
+}
+
+// NetlinkKernel::published_ports() reads one GETRULE dump of every table: every rule goes
+// through here, most publish nothing, and our own table's DNAT rules are not others'.
+TEST_CASE("published ports: a dump of every table gives the ports of all but our own") {
+  std::vector<PublishedPort> ports;
+  const auto each = append_published_ports("other", ports);
+  std::vector<std::uint8_t> docker = bytes_of(kDockerTcp8080);
+  std::vector<std::uint8_t> accept = bytes_of(kAccept);
+  std::vector<std::uint8_t> own = bytes_of(kNftDnat);
+  own[16] = NFPROTO_INET;  // nfgen_family: `inet other`, the own table's name and family
+  for (const std::vector<std::uint8_t>* message : {&docker, &accept, &own})
+    CHECK(each(reinterpret_cast<const nlmsghdr*>(message->data())));
+  REQUIRE(ports.size() == 1);
+  CHECK(ports[0].table == "ip nat");
+  CHECK(ports[0].ports == ir::PortRange{8080, 8080});
+  const std::vector<std::uint8_t> theirs = bytes_of(kNftDnat);  // `ip other`: not ours
+  CHECK(each(reinterpret_cast<const nlmsghdr*>(theirs.data())));
+  REQUIRE(ports.size() == 2);
+  CHECK(ports[1].table == "ip other");
 }
