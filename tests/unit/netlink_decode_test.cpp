@@ -174,7 +174,7 @@ TEST_CASE(
 // counted once per echo, so `echoed` exceeded the rules the batch sent.
 TEST_CASE("netlink decode: an echo counts once per rule, and only with a handle") {
   const std::vector<std::uint32_t> rule_seqs{102, 103};
-  BatchReplies replies(kPort, 100, 5, rule_seqs);
+  BatchReplies replies(kPort, 100, 5, rule_seqs, 5);
   Datagram d;
   for (int i = 0; i < 4; ++i) put_echo(d, 102, 0);  // no usable handle
   put_echo(d, 103, 77);
