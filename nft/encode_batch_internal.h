@@ -115,8 +115,8 @@ std::uint32_t add_interval(std::vector<SetElement>& elements, const std::uint8_t
 /// Named sets and RuleMaps of the ruleset with the ids nft gives them (1, 2, ... in table
 /// order: the sets, then the maps).
 struct NamedSetIds {
-  const std::vector<ir::NamedSet>* sets = nullptr;
-  const std::vector<ir::RuleMap>* maps = nullptr;  // may be null: no maps
+  std::span<const ir::NamedSet> sets;
+  std::span<const ir::RuleMap> maps;
   /// The id of `name`, or throws std::invalid_argument if the table has no such set.
   std::uint32_t id_of(const std::string& name) const;
   const ir::NamedSet& set_of(const std::string& name) const;
