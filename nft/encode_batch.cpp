@@ -24,11 +24,6 @@
 #include "address_range.h"
 #include "encode_batch_internal.h"
 
-// Kernels since 6.9 keep a table whose owner socket closed (Debian 12's headers predate it).
-#ifndef NFT_TABLE_F_PERSIST
-#define NFT_TABLE_F_PERSIST 0x4
-#endif
-
 namespace portier {
 namespace encode {
 
@@ -437,9 +432,9 @@ std::uint32_t key_length(ir::SetKey key) {
 std::uint32_t key_type(ir::SetKey key) {
   switch (key) {
     case ir::SetKey::ipv4_addr:
-      return 7;  // nft's ipv4_addr datatype
+      return encode::kTypeIpAddr;
     case ir::SetKey::ipv6_addr:
-      return 8;  // ipv6_addr
+      return encode::kTypeIp6Addr;
     case ir::SetKey::inet_service:
       return encode::kTypeInetService;
     case ir::SetKey::cgroupv2:

@@ -17,22 +17,15 @@
 #include <string>
 #include <vector>
 
+#include "nft_constants.h"
 #include "ruleset.h"
 
 struct nlmsghdr;
 
 namespace portier::encode {
 
-// nft's numbers for set key datatypes (its enum datatypes): the kernel only stores them,
-// nft reads them back to print elements. And the byte order nft writes in set userdata.
-inline constexpr std::uint32_t kTypeIpAddr = 7;
-inline constexpr std::uint32_t kTypeIp6Addr = 8;
-inline constexpr std::uint32_t kTypeInetProto = 12;
-inline constexpr std::uint32_t kTypeInetService = 13;
-inline constexpr std::uint32_t kTypeCgroupV2 = 46;  // cgroupsv2: a host-endian 64-bit id
-inline constexpr std::uint32_t kByteorderInvalid = 0;
-inline constexpr std::uint32_t kByteorderHostEndian = 1;
-inline constexpr std::uint32_t kByteorderBigEndian = 2;
+// The parts of the encoder write nft's numbers (nft_constants.h) by their short names.
+using namespace portier::nft;
 
 struct NftnlDeleter {
   void operator()(nftnl_rule* p) const { nftnl_rule_free(p); }

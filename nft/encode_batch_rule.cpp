@@ -7,6 +7,8 @@
 #include <libnftnl/rule.h>
 #include <libnftnl/udata.h>
 #include <linux/netfilter.h>
+#include <linux/netfilter/nf_conntrack_common.h>
+#include <linux/netfilter/nf_conntrack_tuple_common.h>
 #include <linux/netfilter/nf_nat.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
@@ -25,46 +27,13 @@
 namespace portier::encode {
 namespace {
 
-// More of nft's set key datatypes (encode_batch_internal.h has the address and port ones).
-constexpr std::uint32_t kTypeIcmpType = 14;
-constexpr std::uint32_t kTypeIcmp6Type = 29;
-constexpr std::uint32_t kTypeIfname = 41;
-
-// Values nft writes into set userdata (NFTNL_UDATA_SET_*) so that `nft list` can
-// reconstruct the key expression of the set; see nft's src/rule.c set udata builder.
-constexpr std::uint32_t kExprVerdict = 1;  // nft's enum expr_types
-constexpr std::uint32_t kExprPayload = 7;
-constexpr std::uint32_t kExprMeta = 9;
-constexpr std::uint32_t kExprCt = 12;
-// nft's enum proto_desc_id.
-constexpr std::uint32_t kProtoDescIcmp = 4;
-constexpr std::uint32_t kProtoDescUdp = 6;
-constexpr std::uint32_t kProtoDescTcp = 8;
-constexpr std::uint32_t kProtoDescSctp = 10;
-constexpr std::uint32_t kProtoDescTh = 11;
-constexpr std::uint32_t kProtoDescIp = 12;
-constexpr std::uint32_t kProtoDescIp6 = 13;
-constexpr std::uint32_t kProtoDescIcmp6 = 14;
-// Header field numbers within those descriptions.
-constexpr std::uint32_t kSportField = 1;  // the same in tcp, udp, sctp and th
-constexpr std::uint32_t kDportField = 2;
-constexpr std::uint32_t kIcmpTypeField = 1;
-constexpr std::uint32_t kIpSaddrField = 11;
-constexpr std::uint32_t kIpDaddrField = 12;
-constexpr std::uint32_t kIp6SaddrField = 8;
-constexpr std::uint32_t kIp6DaddrField = 9;
-constexpr std::uint8_t kUdataPayloadDesc = 0;
-constexpr std::uint8_t kUdataPayloadField = 1;
-constexpr std::uint8_t kUdataMetaKey = 0;
-constexpr std::uint8_t kUdataCtKey = 0;  // nft's NFTNL_UDATA_CT_KEY, NFTNL_UDATA_CT_DIR
-constexpr std::uint8_t kUdataCtDir = 1;
-constexpr std::uint32_t kCtDirOriginal = 0;  // IP_CT_DIR_ORIGINAL
+constexpr std::uint32_t kCtDirOriginal = IP_CT_DIR_ORIGINAL;
 
 constexpr const char* kAnonymousSetName = "__set%d";
 constexpr const char* kAnonymousMapName = "__map%d";
 
-constexpr std::uint32_t kIfnameLength = 16;       // IFNAMSIZ
-constexpr std::uint32_t kCtStatusDnat = 1u << 5;  // IPS_DST_NAT
+constexpr std::uint32_t kIfnameLength = 16;           // IFNAMSIZ
+constexpr std::uint32_t kCtStatusDnat = IPS_DST_NAT;  // an lvalue: compared by address
 constexpr std::uint8_t kTcpFlagSyn = 0x02;
 constexpr std::uint32_t kTcpFlagsOffset = 13;
 constexpr std::uint32_t kTcpOptionMaxseg = 2;
