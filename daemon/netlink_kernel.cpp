@@ -101,8 +101,13 @@ std::vector<std::uint64_t> NetlinkKernel::edit(const ir::Ruleset& loaded, const 
   for (const TableEdit::Insert& insert : edit.inserts) {
     insertions.push_back({insert.chain, insert.after_handle, &insert.rule});
   }
-  const EncodedBatch batch = encode_edit_batch(loaded.table, loaded.sets, loaded.maps, removals,
-                                               insertions, map_changes, socket_.next_seq());
+  const EncodedBatch batch = encode_edit_batch({.table = loaded.table,
+                                                .sets = loaded.sets,
+                                                .maps = loaded.maps,
+                                                .removals = removals,
+                                                .insertions = insertions,
+                                                .map_changes = map_changes,
+                                                .first_seq = socket_.next_seq()});
   socket_.used_seqs_before(batch.next_seq);
   return transact(batch, "the edit of table inet " + loaded.table);
 }

@@ -7,6 +7,7 @@
 #include <libnftnl/rule.h>
 #include <libnftnl/udata.h>
 #include <linux/netfilter.h>
+#include <linux/netfilter/nf_nat.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netlink.h>
 
@@ -72,10 +73,8 @@ std::optional<ir::L4Proto> l4proto_from(std::uint8_t number) {
 
 // struct nf_nat_range2 (rev 2) / nf_nat_range (rev 1): flags, min_addr, max_addr (union
 // nf_inet_addr, 16 bytes each), min_proto, max_proto (big-endian ports); rev 0 is
-// nf_nat_ipv4_multi_range_compat: rangesize, then flags, min_ip, max_ip, min, max.
-constexpr std::uint32_t kMapIps = 1;          // NF_NAT_RANGE_MAP_IPS
-constexpr std::uint32_t kProtoSpecified = 2;  // NF_NAT_RANGE_PROTO_SPECIFIED
-
+// nf_nat_ipv4_multi_range_compat: rangesize, then flags, min_ip, max_ip, min, max. The
+// flags are NF_NAT_RANGE_*.
 std::uint32_t u32_at(std::span<const std::uint8_t> bytes, std::size_t offset) {
   std::uint32_t value = 0;
   if (bytes.size() >= offset + 4) std::memcpy(&value, bytes.data() + offset, 4);
@@ -251,16 +250,16 @@ class RuleReader {
       if (info.size() < 20 || port_.family != ir::Family::ipv4) return;
       flags = u32_at(info, 4);
       port_.target = address_from(ir::Family::ipv4, info.subspan(8, 4));
-      if (flags & kProtoSpecified)
+      if (flags & NF_NAT_RANGE_PROTO_SPECIFIED)
         port_.target_ports = ir::PortRange{port_at(info, 16), port_at(info, 18)};
     } else {
       if (info.size() < 40) return;
       flags = u32_at(info, 0);
       port_.target = address_from(port_.family, info.subspan(4, 16));
-      if (flags & kProtoSpecified)
+      if (flags & NF_NAT_RANGE_PROTO_SPECIFIED)
         port_.target_ports = ir::PortRange{port_at(info, 36), port_at(info, 38)};
     }
-    dnat_ = (flags & kMapIps) != 0 && !verdict_;
+    dnat_ = (flags & NF_NAT_RANGE_MAP_IPS) != 0 && !verdict_;
   }
 
   // iptables' matches that nft does not translate; `-m comment` is the only one read.

@@ -11,6 +11,7 @@
 #include "explain.h"
 
 #include "cgroup_owner.h"
+#include "overloaded.h"
 #include "render_nft.h"
 
 namespace portier {
@@ -23,8 +24,9 @@ constexpr std::size_t kJumpStackSize = 16;
 constexpr std::size_t kMaxRulesVisited = 1'000'000;
 
 bool in_port_ranges(std::uint16_t port, const std::vector<ir::PortRange>& ranges) {
-  return std::any_of(ranges.begin(), ranges.end(),
-                     [port](const ir::PortRange& range) { return range.first <= port && port <= range.last; });
+  return std::any_of(ranges.begin(), ranges.end(), [port](const ir::PortRange& range) {
+    return range.first <= port && port <= range.last;
+  });
 }
 
 bool in_address_ranges(const ir::Address& address, const std::vector<ir::AddressRange>& ranges) {
@@ -37,7 +39,9 @@ bool in_address_ranges(const ir::Address& address, const std::vector<ir::Address
 // nft compares a wildcard name only up to the '*' (a prefix compare of that many bytes).
 bool interface_matches(const std::string& name, const std::vector<std::string>& patterns) {
   return std::any_of(patterns.begin(), patterns.end(), [&name](const std::string& pattern) {
-    if (pattern.ends_with('*')) return std::string_view(name).starts_with(std::string_view(pattern).substr(0, pattern.size() - 1));
+    if (pattern.ends_with('*'))
+      return std::string_view(name).starts_with(
+          std::string_view(pattern).substr(0, pattern.size() - 1));
     return name == pattern;
   });
 }
@@ -65,9 +69,12 @@ bool cgroup_matches(const ir::SocketCgroup& match, const ir::Ruleset& ruleset,
 
 class Evaluator {
  public:
-  Evaluator(const ir::Ruleset& ruleset, const PacketShape& packet) : ruleset_(ruleset), packet_(packet) {}
+  Evaluator(const ir::Ruleset& ruleset, const PacketShape& packet)
+      : ruleset_(ruleset), packet_(packet) {}
 
   bool matches(const ir::Match& match) const {
+    // matches_one() has one overload per kind of match and no template: a new kind does
+    // not compile until the evaluator handles it.
     return std::visit([this](const auto& m) { return matches_one(m); }, match);
   }
 
@@ -78,15 +85,23 @@ class Evaluator {
     for (ir::KeyField field : verdict.map_key) {
       const ir::Address* address = nullptr;
       switch (field) {
-        case ir::KeyField::ip_saddr: address = address_of(ir::Family::ipv4, false); break;
-        case ir::KeyField::ip_daddr: address = address_of(ir::Family::ipv4, true); break;
-        case ir::KeyField::ip6_saddr: address = address_of(ir::Family::ipv6, false); break;
-        case ir::KeyField::ip6_daddr: address = address_of(ir::Family::ipv6, true); break;
+        case ir::KeyField::ip_saddr:
+          address = address_of(ir::Family::ipv4, false);
+          break;
+        case ir::KeyField::ip_daddr:
+          address = address_of(ir::Family::ipv4, true);
+          break;
+        case ir::KeyField::ip6_saddr:
+          address = address_of(ir::Family::ipv6, false);
+          break;
+        case ir::KeyField::ip6_daddr:
+          address = address_of(ir::Family::ipv6, true);
+          break;
         case ir::KeyField::sport:
         case ir::KeyField::dport:
           if (!has_ports(packet_)) return nullptr;
           key.push_back(ir::port_element(field == ir::KeyField::sport ? packet_.source_port
-                                                                       : packet_.destination_port));
+                                                                      : packet_.destination_port));
           continue;
       }
       if (address == nullptr) return nullptr;
@@ -133,8 +148,8 @@ class Evaluator {
            in_address_ranges(*packet_.dnat_original->destination, match.ranges);
   }
   bool matches_one(const ir::L4ProtoIn& match) const {
-    return packet_.protocol && std::find(match.protocols.begin(), match.protocols.end(), *packet_.protocol) !=
-                                   match.protocols.end();
+    return packet_.protocol && std::find(match.protocols.begin(), match.protocols.end(),
+                                         *packet_.protocol) != match.protocols.end();
   }
   bool matches_one(const ir::DestPortIn& match) const {
     return has_ports(packet_) && in_port_ranges(packet_.destination_port, match.ports);
@@ -151,16 +166,19 @@ class Evaluator {
     if (!address) return false;
     for (const ir::NamedSet& set : ruleset_.sets) {
       if (set.name != match.set) continue;
-      const ir::SetKey key = match.family == ir::Family::ipv4 ? ir::SetKey::ipv4_addr : ir::SetKey::ipv6_addr;
+      const ir::SetKey key =
+          match.family == ir::Family::ipv4 ? ir::SetKey::ipv4_addr : ir::SetKey::ipv6_addr;
       return set.key == key && in_address_ranges(*address, set.elements);
     }
     return false;
   }
   bool matches_one(const ir::IcmpTypeIn& match) const {
     // nft adds `meta nfproto ipv4 meta l4proto icmp` (or the IPv6 pair) before the type.
-    const bool right_header = match.v6 ? packet_.family == ir::Family::ipv6 && packet_.protocol == ir::L4Proto::icmpv6
-                                       : packet_.family == ir::Family::ipv4 && packet_.protocol == ir::L4Proto::icmp;
-    return right_header && std::find(match.types.begin(), match.types.end(), packet_.icmp_type) != match.types.end();
+    const bool right_header =
+        match.v6 ? packet_.family == ir::Family::ipv6 && packet_.protocol == ir::L4Proto::icmpv6
+                 : packet_.family == ir::Family::ipv4 && packet_.protocol == ir::L4Proto::icmp;
+    return right_header && std::find(match.types.begin(), match.types.end(), packet_.icmp_type) !=
+                               match.types.end();
   }
   bool matches_one(const ir::SocketCgroup& match) const {
     return cgroup_matches(match, ruleset_, packet_.socket_cgroup);
@@ -196,9 +214,12 @@ const ir::Chain& chain_named(const ir::Ruleset& ruleset, const std::string& name
 
 ir::Hook hook_of(Direction direction) {
   switch (direction) {
-    case Direction::in: return ir::Hook::input;
-    case Direction::out: return ir::Hook::output;
-    case Direction::forward: return ir::Hook::forward;
+    case Direction::in:
+      return ir::Hook::input;
+    case Direction::out:
+      return ir::Hook::output;
+    case Direction::forward:
+      return ir::Hook::forward;
   }
   return ir::Hook::input;
 }
@@ -223,12 +244,37 @@ std::string rule_text(const ir::Rule& rule) {
 std::string describe_fixed_rule(const ir::Rule& rule) {
   if (rule.verdict.kind == ir::VerdictKind::vmap) return "zone dispatch";
   for (const ir::Match& match : rule.matches) {
-    if (std::holds_alternative<ir::LoopbackInterface>(match)) return "loopback";
-    if (const auto* state = std::get_if<ir::CtState>(&match)) {
-      if (state->mask & ir::ct_invalid) return "invalid";
-      if (state->mask & (ir::ct_established | ir::ct_related)) return "established,related";
-    }
-    if (const auto* icmp = std::get_if<ir::IcmpTypeIn>(&match); icmp && icmp->v6) return "icmpv6 essentials";
+    // One overload per kind of match, those that say nothing listed too: a new kind does
+    // not compile until it is decided here whether it names the rule. nullptr: it does not.
+    const char* name = std::visit(
+        overloaded{[](const ir::LoopbackInterface&) -> const char* { return "loopback"; },
+                   [](const ir::CtState& state) -> const char* {
+                     if (state.mask & ir::ct_invalid) return "invalid";
+                     if (state.mask & (ir::ct_established | ir::ct_related))
+                       return "established,related";
+                     return nullptr;
+                   },
+                   [](const ir::IcmpTypeIn& icmp) -> const char* {
+                     return icmp.v6 ? "icmpv6 essentials" : nullptr;
+                   },
+                   [](const ir::InterfaceNameIn&) -> const char* { return nullptr; },
+                   [](const ir::CtStatusDnat&) -> const char* { return nullptr; },
+                   [](const ir::L4ProtoIn&) -> const char* { return nullptr; },
+                   [](const ir::DestPortIn&) -> const char* { return nullptr; },
+                   [](const ir::SourcePortIn&) -> const char* { return nullptr; },
+                   [](const ir::AddressIn&) -> const char* { return nullptr; },
+                   [](const ir::AddressInSet&) -> const char* { return nullptr; },
+                   [](const ir::SocketCgroup&) -> const char* { return nullptr; },
+                   [](const ir::SocketUid&) -> const char* { return nullptr; },
+                   [](const ir::TcpSyn&) -> const char* { return nullptr; },
+                   [](const ir::Limit&) -> const char* { return nullptr; },
+                   [](const ir::MeterOver&) -> const char* { return nullptr; },
+                   [](const ir::NfProto&) -> const char* { return nullptr; },
+                   [](const ir::SocketTransparent&) -> const char* { return nullptr; },
+                   [](const ir::CtOriginalDestPort&) -> const char* { return nullptr; },
+                   [](const ir::CtOriginalAddressIn&) -> const char* { return nullptr; }},
+        match);
+    if (name != nullptr) return name;
   }
   if (rule.verdict.kind == ir::VerdictKind::go_to) return "zone dispatch";
   if (rule.verdict.kind == ir::VerdictKind::reject_tcp_reset ||
@@ -289,7 +335,8 @@ ExplainResult explain_packet(const ir::Ruleset& ruleset, const PacketShape& pack
   };
   auto enter = [&](const ir::Rule& rule, const std::string& target, bool jump) {
     if (jump) {
-      if (returns.size() >= kJumpStackSize) throw std::invalid_argument("jumps nest deeper than the kernel allows");
+      if (returns.size() >= kJumpStackSize)
+        throw std::invalid_argument("jumps nest deeper than the kernel allows");
       returns.push_back({chain, next, caller});
     }
     if (!rule_owner(rule).empty()) caller = {&rule, chain};
@@ -329,7 +376,8 @@ ExplainResult explain_packet(const ir::Ruleset& ruleset, const PacketShape& pack
       return result;
     }
     if (kind == ir::VerdictKind::vmap) {
-      const std::string& name = rule.verdict.vmap_outgoing ? packet.out_interface : packet.in_interface;
+      const std::string& name =
+          rule.verdict.vmap_outgoing ? packet.out_interface : packet.in_interface;
       auto entry = std::find_if(rule.verdict.vmap.begin(), rule.verdict.vmap.end(),
                                 [&name](const ir::VmapEntry& e) { return e.interface == name; });
       if (entry == rule.verdict.vmap.end()) continue;  // a lookup miss breaks the rule
@@ -338,20 +386,31 @@ ExplainResult explain_packet(const ir::Ruleset& ruleset, const PacketShape& pack
     }
     result.trace.push_back(chain->name + ": " + rule_text(rule));
     switch (kind) {
-      case ir::VerdictKind::accept: return decide(rule, *chain, "accept");
-      case ir::VerdictKind::drop: return decide(rule, *chain, "drop");
+      case ir::VerdictKind::accept:
+        return decide(rule, *chain, "accept");
+      case ir::VerdictKind::drop:
+        return decide(rule, *chain, "drop");
       case ir::VerdictKind::reject_tcp_reset:
-      case ir::VerdictKind::reject_icmpx_port_unreachable: return decide(rule, *chain, "reject");
+      case ir::VerdictKind::reject_icmpx_port_unreachable:
+        return decide(rule, *chain, "reject");
       // NAT statements end evaluation with NF_ACCEPT; they only appear in nat chains.
       case ir::VerdictKind::masquerade:
-      case ir::VerdictKind::dnat: return decide(rule, *chain, "accept");
-      case ir::VerdictKind::jump: enter(rule, target, true); break;
-      case ir::VerdictKind::go_to: enter(rule, target, false); break;
-      case ir::VerdictKind::return_: next = chain->rules.size(); break;  // as if at the end
+      case ir::VerdictKind::dnat:
+        return decide(rule, *chain, "accept");
+      case ir::VerdictKind::jump:
+        enter(rule, target, true);
+        break;
+      case ir::VerdictKind::go_to:
+        enter(rule, target, false);
+        break;
+      case ir::VerdictKind::return_:
+        next = chain->rules.size();
+        break;  // as if at the end
       case ir::VerdictKind::none:
       case ir::VerdictKind::clamp_mss:
       case ir::VerdictKind::vmap:
-      case ir::VerdictKind::map_lookup: break;
+      case ir::VerdictKind::map_lookup:
+        break;
     }
   }
   throw std::invalid_argument("chain " + chain->name + " loops (goto cycle)");

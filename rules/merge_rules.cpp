@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "compile_policy.h"
+#include "overloaded.h"
 
 namespace portier {
 namespace {
@@ -54,40 +55,76 @@ bool may_merge(const ir::Rule& rule) {
          !rule.comment.starts_with("default ") && rule.comment.find(' ') == std::string::npos;
 }
 
+// What a match is to a map: a field of its key (with how many ranges the rule gives it),
+// a fixed match (the same in every rule of the map, see Shape), or state of its own that
+// keeps the rule out of maps.
+struct MatchRole {
+  enum Kind { fixed, key, own_state };
+  Kind kind = fixed;
+  ir::KeyField field{};
+  std::size_t ranges = 0;
+};
+
+// One overload per kind of match, the fixed ones listed too: a new kind does not compile
+// until it is given a role here.
+MatchRole role_of(const ir::Match& match) {
+  return std::visit(
+      overloaded{[](const ir::AddressIn& address) {
+                   const bool v4 = address.family == ir::Family::ipv4;
+                   return MatchRole{MatchRole::key,
+                                    address.destination
+                                        ? (v4 ? ir::KeyField::ip_daddr : ir::KeyField::ip6_daddr)
+                                        : (v4 ? ir::KeyField::ip_saddr : ir::KeyField::ip6_saddr),
+                                    address.ranges.size()};
+                 },
+                 [](const ir::DestPortIn& dports) {
+                   return MatchRole{MatchRole::key, ir::KeyField::dport, dports.ports.size()};
+                 },
+                 [](const ir::SourcePortIn& sports) {
+                   return MatchRole{MatchRole::key, ir::KeyField::sport, sports.ports.size()};
+                 },
+                 // A rate per rule.
+                 [](const ir::Limit&) { return MatchRole{MatchRole::own_state}; },
+                 [](const ir::MeterOver&) { return MatchRole{MatchRole::own_state}; },
+                 [](const ir::LoopbackInterface&) { return MatchRole{}; },
+                 [](const ir::InterfaceNameIn&) { return MatchRole{}; },
+                 [](const ir::CtState&) { return MatchRole{}; },
+                 [](const ir::CtStatusDnat&) { return MatchRole{}; },
+                 [](const ir::L4ProtoIn&) { return MatchRole{}; },
+                 [](const ir::AddressInSet&) { return MatchRole{}; },
+                 [](const ir::IcmpTypeIn&) { return MatchRole{}; },
+                 [](const ir::SocketCgroup&) { return MatchRole{}; },
+                 [](const ir::SocketUid&) { return MatchRole{}; },
+                 [](const ir::TcpSyn&) { return MatchRole{}; },
+                 [](const ir::NfProto&) { return MatchRole{}; },
+                 [](const ir::SocketTransparent&) { return MatchRole{}; },
+                 [](const ir::CtOriginalDestPort&) { return MatchRole{}; },
+                 [](const ir::CtOriginalAddressIn&) { return MatchRole{}; }},
+      match);
+}
+
 std::optional<Shape> shape_of(const ir::Rule& rule) {
   if (!may_merge(rule)) return std::nullopt;
   Shape shape;
   for (const ir::Match& match : rule.matches) {
-    if (std::holds_alternative<ir::Limit>(match) || std::holds_alternative<ir::MeterOver>(match))
-      return std::nullopt;  // state of its own: a rate per rule
-    ir::KeyField field{};
-    std::size_t ranges = 0;
-    if (const auto* address = std::get_if<ir::AddressIn>(&match)) {
-      const bool v4 = address->family == ir::Family::ipv4;
-      field = address->destination ? (v4 ? ir::KeyField::ip_daddr : ir::KeyField::ip6_daddr)
-                                   : (v4 ? ir::KeyField::ip_saddr : ir::KeyField::ip6_saddr);
-      ranges = address->ranges.size();
-    } else if (const auto* dports = std::get_if<ir::DestPortIn>(&match)) {
-      field = ir::KeyField::dport;
-      ranges = dports->ports.size();
-    } else if (const auto* sports = std::get_if<ir::SourcePortIn>(&match)) {
-      field = ir::KeyField::sport;
-      ranges = sports->ports.size();
-    } else {
+    const MatchRole role = role_of(match);
+    if (role.kind == MatchRole::own_state) return std::nullopt;
+    if (role.kind == MatchRole::fixed) {
       if (shape.fixed_count == kFixedAtMost) return std::nullopt;
       shape.fixed[shape.fixed_count++] = &match;
       continue;
     }
     if (shape.key_count == kKeyAtMost) return std::nullopt;
-    shape.key[shape.key_count] = field;
+    shape.key[shape.key_count] = role.field;
     shape.key_matches[shape.key_count++] = &match;
-    shape.elements *= ranges;
+    shape.elements *= role.ranges;
     if (shape.elements == 0 || shape.elements > kElementsPerRuleAtMost) return std::nullopt;
   }
   if (shape.key_count == 0) return std::nullopt;
   return shape;
 }
 
+// range_count() and range_at() see only the key matches (role_of() says which).
 std::size_t range_count(const ir::Match& match) {
   if (const auto* address = std::get_if<ir::AddressIn>(&match)) return address->ranges.size();
   if (const auto* dports = std::get_if<ir::DestPortIn>(&match)) return dports->ports.size();
@@ -157,10 +194,32 @@ std::string merged_comment(const std::string& first, const std::string& last,
 // The address family a rule can only match, if it names one: a rule of IPv4 addresses
 // and one of IPv6 addresses never match the same packet.
 std::optional<ir::Family> family_of(const ir::Rule& rule) {
+  using Found = std::optional<ir::Family>;
   for (const ir::Match& match : rule.matches) {
-    if (const auto* address = std::get_if<ir::AddressIn>(&match)) return address->family;
-    if (const auto* lookup = std::get_if<ir::AddressInSet>(&match)) return lookup->family;
-    if (const auto* family = std::get_if<ir::NfProto>(&match)) return family->family;
+    // One overload per kind of match: a new kind does not compile until it says whether it
+    // names a family. CtOriginalAddressIn (an address before DNAT) does not count, as
+    // before this visit was exhaustive.
+    const Found found = std::visit(
+        overloaded{
+            [](const ir::AddressIn& address) { return Found{address.family}; },
+            [](const ir::AddressInSet& lookup) { return Found{lookup.family}; },
+            [](const ir::NfProto& family) { return Found{family.family}; },
+            [](const ir::LoopbackInterface&) { return Found{}; },
+            [](const ir::InterfaceNameIn&) { return Found{}; },
+            [](const ir::CtState&) { return Found{}; },
+            [](const ir::CtStatusDnat&) { return Found{}; },
+            [](const ir::L4ProtoIn&) { return Found{}; },
+            [](const ir::DestPortIn&) { return Found{}; },
+            [](const ir::SourcePortIn&) { return Found{}; },
+            [](const ir::IcmpTypeIn&) { return Found{}; },
+            [](const ir::SocketCgroup&) { return Found{}; },
+            [](const ir::SocketUid&) { return Found{}; }, [](const ir::TcpSyn&) { return Found{}; },
+            [](const ir::Limit&) { return Found{}; }, [](const ir::MeterOver&) { return Found{}; },
+            [](const ir::SocketTransparent&) { return Found{}; },
+            [](const ir::CtOriginalDestPort&) { return Found{}; },
+            [](const ir::CtOriginalAddressIn&) { return Found{}; }},
+        match);
+    if (found) return found;
   }
   return std::nullopt;
 }

@@ -1,12 +1,8 @@
 #include "parse_policy.h"
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <exception>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <optional>
 #include <thread>
 #include <utility>
@@ -57,7 +53,8 @@ namespace {
 // when either half does not parse: the caller then parses the whole text, for the
 // diagnostics of the whole file.
 bool read_halves(std::string_view text, std::size_t split, const std::string& file_name,
-                 const SystemTables& tables, Policy& policy, std::vector<Diagnostic>& diagnostics) {
+                 const SystemTables& tables, const FileReader& files, Policy& policy,
+                 std::vector<Diagnostic>& diagnostics) {
   const std::string_view first_half = text.substr(0, split);
   std::string second_half(static_cast<std::size_t>(std::count(first_half.begin(), first_half.end(), '\n')), '\n');
   second_half += text.substr(split);
@@ -66,7 +63,7 @@ bool read_halves(std::string_view text, std::size_t split, const std::string& fi
   auto read_half = [&](const std::string_view half, Policy& into, std::vector<Diagnostic>& found) {
     try {
       const toml::table document = toml::parse(half, file_name);
-      PolicyReader reader(file_name, tables, false);
+      PolicyReader reader(file_name, tables, files, false);
       reader.read_document(document, into);
       found = reader.take_diagnostics();
       return true;
@@ -109,13 +106,14 @@ bool read_halves(std::string_view text, std::size_t split, const std::string& fi
 
 // Reads one file's text into `policy`; returns false when it could not be parsed at all.
 bool read_file_into(std::string_view text, const std::string& file_name, const SystemTables& tables,
-                    bool is_drop_in, Policy& policy, std::vector<Diagnostic>& diagnostics) {
+                    const FileReader& files, bool is_drop_in, Policy& policy,
+                    std::vector<Diagnostic>& diagnostics) {
   if (const std::size_t split = is_drop_in ? 0 : parse_split_point(text);
-      split != 0 && read_halves(text, split, file_name, tables, policy, diagnostics)) {
+      split != 0 && read_halves(text, split, file_name, tables, files, policy, diagnostics)) {
     policy.files.push_back(file_name);
     return true;
   }
-  PolicyReader reader(file_name, tables, is_drop_in);
+  PolicyReader reader(file_name, tables, files, is_drop_in);
   toml::table document;
   try {
     document = toml::parse(text, file_name);
@@ -131,20 +129,19 @@ bool read_file_into(std::string_view text, const std::string& file_name, const S
   return true;
 }
 
-std::optional<std::string> read_text(const std::string& path, std::vector<Diagnostic>& diagnostics,
-                                     std::string_view what) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) {
+std::optional<std::string> read_text(const FileReader& files, const std::string& path,
+                                     std::vector<Diagnostic>& diagnostics, std::string_view what) {
+  std::string error;
+  std::optional<std::string> text = files.read(path, error);
+  if (!text) {
     // The message before the diagnostic: built inside the braced temporary, it makes GCC 12
     // at -O3 warn (falsely) that the temporary's file name may be destroyed uninitialized on
     // the path where building the message throws (-Wmaybe-uninitialized).
-    std::string message = "cannot read " + std::string(what) + ": " + std::strerror(errno);
-    diagnostics.push_back(Diagnostic{Severity::error, SourceLocation{path, 0, 0}, std::move(message)});
-    return std::nullopt;
+    std::string message = "cannot read " + std::string(what) + ": " + error;
+    diagnostics.push_back(
+        Diagnostic{Severity::error, SourceLocation{path, 0, 0}, std::move(message)});
   }
-  std::stringstream contents;
-  contents << file.rdbuf();
-  return contents.str();
+  return text;
 }
 
 void finish(ParsedPolicy& result) {
@@ -168,21 +165,21 @@ std::string ParsedPolicy::report() const {
 }
 
 ParsedPolicy parse_policy(std::string_view text, const std::string& file_name,
-                          const SystemTables& tables) {
+                          const SystemTables& tables, const FileReader& files) {
   ParsedPolicy result;
   result.sources.emplace(file_name, std::string(text));
   result.policy.source = file_name;
-  read_file_into(text, file_name, tables, false, result.policy, result.diagnostics);
+  read_file_into(text, file_name, tables, files, false, result.policy, result.diagnostics);
   finish(result);
   return result;
 }
 
 ParsedPolicy parse_policy_fragment(std::string_view text, const std::string& file_name,
-                                   const SystemTables& tables) {
+                                   const SystemTables& tables, const FileReader& files) {
   ParsedPolicy result;
   result.sources.emplace(file_name, std::string(text));
   result.policy.source = file_name;
-  read_file_into(text, file_name, tables, true, result.policy, result.diagnostics);
+  read_file_into(text, file_name, tables, files, true, result.policy, result.diagnostics);
   return result;
 }
 
@@ -191,24 +188,24 @@ std::string drop_in_dir(const std::string& path) {
   return (p.parent_path() / (p.stem().string() + ".d")).string();
 }
 
-ParsedPolicy parse_policy_file(const std::string& path, const SystemTables& tables) {
+ParsedPolicy parse_policy_file(const std::string& path, const SystemTables& tables,
+                               const FileReader& files) {
   ParsedPolicy result;
   result.policy.source = path;
-  auto text = read_text(path, result.diagnostics, "policy");
+  auto text = read_text(files, path, result.diagnostics, "policy");
   if (!text) return result;
   result.sources.emplace(path, *text);
-  read_file_into(*text, path, tables, false, result.policy, result.diagnostics);
+  read_file_into(*text, path, tables, files, false, result.policy, result.diagnostics);
 
   std::vector<fs::path> drop_ins;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(drop_in_dir(path), ec))
-    if (entry.path().extension() == ".toml") drop_ins.push_back(entry.path());
+  for (const std::string& entry : files.list(drop_in_dir(path)))
+    if (fs::path(entry).extension() == ".toml") drop_ins.push_back(entry);
   std::sort(drop_ins.begin(), drop_ins.end());
   for (const fs::path& drop_in : drop_ins) {
-    auto drop_in_text = read_text(drop_in.string(), result.diagnostics, "drop-in");
+    auto drop_in_text = read_text(files, drop_in.string(), result.diagnostics, "drop-in");
     if (!drop_in_text) continue;
     result.sources.emplace(drop_in.string(), *drop_in_text);
-    read_file_into(*drop_in_text, drop_in.string(), tables, true, result.policy,
+    read_file_into(*drop_in_text, drop_in.string(), tables, files, true, result.policy,
                    result.diagnostics);
   }
   finish(result);

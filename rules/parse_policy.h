@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "diagnostic.h"
+#include "file_reader.h"
 #include "policy.h"
 #include "services.h"
 
@@ -30,17 +31,20 @@ std::size_t parse_split_point(std::string_view text);
 /// Parses and validates one policy `text`; `file_name` is what diagnostics call it
 /// (and what a set's relative `file` is resolved against).
 ParsedPolicy parse_policy(std::string_view text, const std::string& file_name,
-                          const SystemTables& tables);
+                          const SystemTables& tables, const FileReader& files = disk_files());
 
 /// Parses policy text without the cross-checks of validate_policy(): for a piece of a
 /// policy (a runtime rule) whose zones and sets live in the policy it joins.
 ParsedPolicy parse_policy_fragment(std::string_view text, const std::string& file_name,
-                                   const SystemTables& tables);
+                                   const SystemTables& tables,
+                                   const FileReader& files = disk_files());
 
 /// Reads `path` and its drop-ins: every `*.toml` in the folder named like the file
 /// without `.toml` plus `.d` (`/etc/portier/policy.toml` -> `/etc/portier/policy.d/`),
 /// merged in name order. Drop-ins may add zones, sets, rules, binds and forwards.
-ParsedPolicy parse_policy_file(const std::string& path, const SystemTables& tables);
+/// Every file (the policy, its drop-ins, set files) is read through `files`.
+ParsedPolicy parse_policy_file(const std::string& path, const SystemTables& tables,
+                               const FileReader& files = disk_files());
 
 /// The drop-in folder of a policy file.
 std::string drop_in_dir(const std::string& path);

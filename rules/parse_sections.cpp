@@ -2,7 +2,6 @@
 // [[bind]], [[forward]].
 #include <algorithm>
 #include <charconv>
-#include <fstream>
 
 #include "neighbours.h"
 #include "policy_reader.h"
@@ -243,24 +242,29 @@ void PolicyReader::read_sets(const toml::table& sets, Policy& policy) {
 }
 
 // A set file is one element per line with '#' comments. It may hold a million lines,
-// so it is read line by line with a cheap parser, and its errors name its own lines.
+// so its lines are read with a cheap parser, and its errors name its own lines.
 void PolicyReader::read_set_file(const toml::node& node, NamedSet& set) {
   auto name = string(node, "file");
   if (!name) return;
   set.file = *name;
   std::filesystem::path path = *name;
   if (path.is_relative()) path = std::filesystem::path(file_name_).parent_path() / path;
-  std::ifstream file(path);
-  if (!file) {
+  std::string why;  // unused: the message names the file only, as it always has
+  const std::optional<std::string> contents = files_.read(path.string(), why);
+  if (!contents) {
     error(node.source(), "cannot read set file '" + path.string() + "'");
     return;
   }
-  std::string line;
   int line_number = 0;
   int errors = 0;
-  while (std::getline(file, line)) {
+  // Line by line as std::getline() splits: at each '\n', and a last line without one.
+  for (std::size_t start = 0; start < contents->size();) {
+    const std::size_t newline = contents->find('\n', start);
+    const std::size_t line_end = newline == std::string::npos ? contents->size() : newline;
+    std::string_view line = std::string_view(*contents).substr(start, line_end - start);
+    start = line_end + 1;
     ++line_number;
-    if (auto hash = line.find('#'); hash != std::string::npos) line.erase(hash);
+    if (auto hash = line.find('#'); hash != std::string_view::npos) line = line.substr(0, hash);
     auto begin = line.find_first_not_of(" \t\r");
     if (begin == std::string::npos) continue;
     auto end = line.find_last_not_of(" \t\r");

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "diagnostic.h"
+#include "file_reader.h"
 #include "policy.h"
 #include "services.h"
 
@@ -19,15 +20,15 @@ namespace portier {
 
 class PolicyReader {
  public:
-  PolicyReader(std::string file_name, const SystemTables& tables, bool is_drop_in)
-      : file_name_(std::move(file_name)), tables_(tables), is_drop_in_(is_drop_in) {}
+  PolicyReader(std::string file_name, const SystemTables& tables, const FileReader& files,
+               bool is_drop_in)
+      : file_name_(std::move(file_name)), tables_(tables), files_(files), is_drop_in_(is_drop_in) {}
 
   /// Reads every section of `document` into `policy` (appending zones, rules, ...).
   void read_document(const toml::table& document, Policy& policy);
 
   SourceLocation at(const toml::source_region& region) const {
-    return {file_name_, static_cast<int>(region.begin.line),
-            static_cast<int>(region.begin.column)};
+    return {file_name_, static_cast<int>(region.begin.line), static_cast<int>(region.begin.column)};
   }
   void error(const toml::source_region& region, std::string message);
   void error_at(SourceLocation where, std::string message);
@@ -69,13 +70,15 @@ class PolicyReader {
   void each_table_of(const toml::node& node, std::string_view key, Each&& each);
 
   std::optional<std::uint16_t> port_number(std::string_view text, const toml::source_region& where);
-  std::optional<PortRange> port_text(const std::string& text, const std::vector<Protocol>& protocols,
+  std::optional<PortRange> port_text(const std::string& text,
+                                     const std::vector<Protocol>& protocols,
                                      const toml::source_region& where);
   std::optional<PortRange> service(const std::string& name, const std::vector<Protocol>& protocols,
                                    const toml::source_region& where);
 
   std::string file_name_;
   const SystemTables& tables_;
+  const FileReader& files_;  // set files
   bool is_drop_in_;
   std::vector<Diagnostic> diagnostics_;
 };

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "address_range.h"
+#include "overloaded.h"
 
 namespace portier {
 namespace {
@@ -241,78 +242,89 @@ std::string matches_text(const std::vector<ir::Match>& matches) {
     const bool port_follows =
         i + 1 < matches.size() && (std::holds_alternative<ir::DestPortIn>(matches[i + 1]) ||
                                    std::holds_alternative<ir::SourcePortIn>(matches[i + 1]));
-    if (const auto* transparent = std::get_if<ir::SocketTransparent>(&match)) {
-      append(transparent->value ? "socket transparent 1" : "socket transparent 0");
-    } else if (const auto* family = std::get_if<ir::NfProto>(&match)) {
-      append(family->family == ir::Family::ipv4 ? "meta nfproto ipv4" : "meta nfproto ipv6");
-    } else if (const auto* loopback = std::get_if<ir::LoopbackInterface>(&match)) {
-      append(loopback->outgoing ? "oif \"lo\"" : "iif \"lo\"");
-    } else if (const auto* names = std::get_if<ir::InterfaceNameIn>(&match)) {
-      const bool alone = names->names.size() == 1;
-      append(std::string(names->outgoing ? "oifname " : "iifname ") + (names->negate ? "!= " : "") +
-             list_text(
-                 names->names,
-                 [alone](const std::string& name) { return quoted_interface(name, alone); },
-                 "interface"));
-    } else if (const auto* state = std::get_if<ir::CtState>(&match)) {
-      append(ct_state_text(*state));
-    } else if (std::holds_alternative<ir::CtStatusDnat>(match)) {
-      append("ct status dnat");
-    } else if (const auto* l4 = std::get_if<ir::L4ProtoIn>(&match)) {
-      protocols = l4;
-      if (!l4->set.empty()) {
-        if (l4->protocols.size() < 2)
-          throw std::invalid_argument("a protocol set stands for two or more protocols");
-        append("meta l4proto @" + checked_name(l4->set, "set"));
-      } else if (!port_follows) {
-        append("meta l4proto " + protocol_list_text(*l4));
-      } else if (l4->protocols.size() > 1) {
-        append("meta l4proto " + protocol_list_text(*l4));
-      } else if (l4->protocols.empty()) {
-        throw std::invalid_argument("empty protocol match");
-      }
-    } else if (const auto* dports = std::get_if<ir::DestPortIn>(&match)) {
-      if (protocols == nullptr || i == 0) {
-        throw std::invalid_argument("a port match must follow a protocol match");
-      }
-      append(ports_text(*protocols, false, dports->ports));
-    } else if (const auto* sports = std::get_if<ir::SourcePortIn>(&match)) {
-      if (protocols == nullptr || i == 0) {
-        throw std::invalid_argument("a port match must follow a protocol match");
-      }
-      append(ports_text(*protocols, true, sports->ports));
-    } else if (const auto* addresses = std::get_if<ir::AddressIn>(&match)) {
-      append(address_match_text(*addresses));
-    } else if (const auto* original = std::get_if<ir::CtOriginalDestPort>(&match)) {
-      if (protocols == nullptr)
-        throw std::invalid_argument("a port match must follow a protocol match");
-      append("ct original proto-dst " + port_range_text(original->ports));
-    } else if (const auto* before_nat = std::get_if<ir::CtOriginalAddressIn>(&match)) {
-      for (const ir::AddressRange& range : before_nat->ranges)
-        if (range.first.family != before_nat->family)
-          throw std::invalid_argument("address match mixes IPv4 and IPv6");
-      append("ct original " + family_keyword(before_nat->family) + " daddr " +
-             list_text(before_nat->ranges, address_range_text, "address"));
-    } else if (const auto* lookup = std::get_if<ir::AddressInSet>(&match)) {
-      append(family_keyword(lookup->family) + (lookup->destination ? " daddr @" : " saddr @") +
-             checked_name(lookup->set, "set"));
-    } else if (const auto* icmp = std::get_if<ir::IcmpTypeIn>(&match)) {
-      const bool v6 = icmp->v6;
-      append(std::string(v6 ? "icmpv6 type " : "icmp type ") +
-             list_text(
-                 icmp->types, [v6](std::uint8_t type) { return icmp_type_name(v6, type); },
-                 "ICMP type"));
-    } else if (const auto* cgroup = std::get_if<ir::SocketCgroup>(&match)) {
-      append(cgroup_text(*cgroup));
-    } else if (const auto* uid = std::get_if<ir::SocketUid>(&match)) {
-      append(std::string("meta skuid ") + (uid->negate ? "!= " : "") + std::to_string(uid->uid));
-    } else if (std::holds_alternative<ir::TcpSyn>(match)) {
-      append("tcp flags syn");
-    } else if (const auto* limit = std::get_if<ir::Limit>(&match)) {
-      append(limit_text(*limit));
-    } else if (const auto* meter = std::get_if<ir::MeterOver>(&match)) {
-      append(meter_text(*meter));
-    }
+    // One overload per kind of match: a new kind does not compile until it is rendered here.
+    std::visit(
+        overloaded{
+            [&](const ir::SocketTransparent& transparent) {
+              append(transparent.value ? "socket transparent 1" : "socket transparent 0");
+            },
+            [&](const ir::NfProto& family) {
+              append(family.family == ir::Family::ipv4 ? "meta nfproto ipv4" : "meta nfproto ipv6");
+            },
+            [&](const ir::LoopbackInterface& loopback) {
+              append(loopback.outgoing ? "oif \"lo\"" : "iif \"lo\"");
+            },
+            [&](const ir::InterfaceNameIn& names) {
+              const bool alone = names.names.size() == 1;
+              append(std::string(names.outgoing ? "oifname " : "iifname ") +
+                     (names.negate ? "!= " : "") +
+                     list_text(
+                         names.names,
+                         [alone](const std::string& name) { return quoted_interface(name, alone); },
+                         "interface"));
+            },
+            [&](const ir::CtState& state) { append(ct_state_text(state)); },
+            [&](const ir::CtStatusDnat&) { append("ct status dnat"); },
+            [&](const ir::L4ProtoIn& l4) {
+              protocols = &l4;
+              if (!l4.set.empty()) {
+                if (l4.protocols.size() < 2)
+                  throw std::invalid_argument("a protocol set stands for two or more protocols");
+                append("meta l4proto @" + checked_name(l4.set, "set"));
+              } else if (!port_follows) {
+                append("meta l4proto " + protocol_list_text(l4));
+              } else if (l4.protocols.size() > 1) {
+                append("meta l4proto " + protocol_list_text(l4));
+              } else if (l4.protocols.empty()) {
+                throw std::invalid_argument("empty protocol match");
+              }
+            },
+            [&](const ir::DestPortIn& dports) {
+              if (protocols == nullptr || i == 0) {
+                throw std::invalid_argument("a port match must follow a protocol match");
+              }
+              append(ports_text(*protocols, false, dports.ports));
+            },
+            [&](const ir::SourcePortIn& sports) {
+              if (protocols == nullptr || i == 0) {
+                throw std::invalid_argument("a port match must follow a protocol match");
+              }
+              append(ports_text(*protocols, true, sports.ports));
+            },
+            [&](const ir::AddressIn& addresses) { append(address_match_text(addresses)); },
+            [&](const ir::CtOriginalDestPort& original) {
+              if (protocols == nullptr)
+                throw std::invalid_argument("a port match must follow a protocol match");
+              append("ct original proto-dst " + port_range_text(original.ports));
+            },
+            [&](const ir::CtOriginalAddressIn& before_nat) {
+              for (const ir::AddressRange& range : before_nat.ranges)
+                if (range.first.family != before_nat.family)
+                  throw std::invalid_argument("address match mixes IPv4 and IPv6");
+              append("ct original " + family_keyword(before_nat.family) + " daddr " +
+                     list_text(before_nat.ranges, address_range_text, "address"));
+            },
+            [&](const ir::AddressInSet& lookup) {
+              append(family_keyword(lookup.family) +
+                     (lookup.destination ? " daddr @" : " saddr @") +
+                     checked_name(lookup.set, "set"));
+            },
+            [&](const ir::IcmpTypeIn& icmp) {
+              const bool v6 = icmp.v6;
+              append(std::string(v6 ? "icmpv6 type " : "icmp type ") +
+                     list_text(
+                         icmp.types, [v6](std::uint8_t type) { return icmp_type_name(v6, type); },
+                         "ICMP type"));
+            },
+            [&](const ir::SocketCgroup& cgroup) { append(cgroup_text(cgroup)); },
+            [&](const ir::SocketUid& uid) {
+              append(std::string("meta skuid ") + (uid.negate ? "!= " : "") +
+                     std::to_string(uid.uid));
+            },
+            [&](const ir::TcpSyn&) { append("tcp flags syn"); },
+            [&](const ir::Limit& limit) { append(limit_text(limit)); },
+            [&](const ir::MeterOver& meter) { append(meter_text(meter)); }},
+        match);
   }
   return text;
 }
@@ -387,7 +399,8 @@ std::string verdict_text(const ir::Verdict& verdict) {
 }
 
 std::string key_field_text(ir::KeyField field, const ir::L4ProtoIn* protocols) {
-  if (field != ir::KeyField::sport && field != ir::KeyField::dport) return ir::key_field_name(field);
+  if (field != ir::KeyField::sport && field != ir::KeyField::dport)
+    return ir::key_field_name(field);
   if (protocols == nullptr || protocols->protocols.empty()) {
     throw std::invalid_argument("a port key field must follow a protocol match");
   }

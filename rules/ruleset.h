@@ -1,5 +1,5 @@
 // The ruleset IR: what portier loads into the kernel, independent of how it is sent.
-// compile_policy() produces it; render_nft() prints it as nft text and encode_batch()
+// compile_policy() produces it; render_nft() prints it as nft text and encode_batch() (nft/)
 // turns it into a libnftnl netlink batch. Both back ends must build the same kernel
 // objects from it: `nft list table inet portier` after either is the same text.
 #pragma once

@@ -1023,8 +1023,11 @@ TEST_CASE("encode_edit_batch: insertions by position, then removals by handle") 
       {"svc", 0, &svc},        // another chain: at its start again
   };
   const std::vector<portier::RuleRemoval> removals = {{"input", 7}, {"svc", 9}};
-  const auto batch =
-      portier::encode_edit_batch("portier", loaded.sets, {}, removals, insertions, {}, 100);
+  const auto batch = portier::encode_edit_batch({.table = "portier",
+                                                 .sets = loaded.sets,
+                                                 .removals = removals,
+                                                 .insertions = insertions,
+                                                 .first_seq = 100});
   const auto messages = split(batch);
   const std::vector<std::uint16_t> expected_types = {
       NFNL_MSG_BATCH_BEGIN, nft(NFT_MSG_NEWRULE), nft(NFT_MSG_NEWSET),  nft(NFT_MSG_NEWSETELEM),
@@ -1089,16 +1092,19 @@ TEST_CASE("encode_edit_batch: insertions by position, then removals by handle") 
 TEST_CASE("encode_edit_batch: refuses what it cannot send") {
   const Rule lookup = make_rule({AddressInSet{Family::ipv4, false, "nope"}}, VerdictKind::drop);
   const std::vector<portier::RuleInsertion> insertion = {{"input", 0, &lookup}};
-  CHECK_THROWS_WITH_AS(portier::encode_edit_batch("portier", {}, {}, {}, insertion, {}, 1),
-                       "no set named 'nope' in the table", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      portier::encode_edit_batch({.table = "portier", .insertions = insertion, .first_seq = 1}),
+      "no set named 'nope' in the table", std::invalid_argument);
   const std::vector<portier::RuleRemoval> no_handle = {{"input", 0}};
-  CHECK_THROWS_WITH_AS(portier::encode_edit_batch("portier", {}, {}, no_handle, {}, {}, 1),
-                       "rule removal without a handle", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      portier::encode_edit_batch({.table = "portier", .removals = no_handle, .first_seq = 1}),
+      "rule removal without a handle", std::invalid_argument);
   const std::vector<portier::RuleInsertion> no_rule = {{"input", 0, nullptr}};
-  CHECK_THROWS_AS(portier::encode_edit_batch("portier", {}, {}, {}, no_rule, {}, 1),
-                  std::invalid_argument);
+  CHECK_THROWS_AS(
+      portier::encode_edit_batch({.table = "portier", .insertions = no_rule, .first_seq = 1}),
+      std::invalid_argument);
   // Nothing to do is an empty transaction.
-  const auto empty = portier::encode_edit_batch("portier", {}, {}, {}, {}, {}, 1);
+  const auto empty = portier::encode_edit_batch({.table = "portier", .first_seq = 1});
   CHECK(split(empty).size() == 2);
   CHECK(empty.rule_seqs.empty());
 }
@@ -1466,14 +1472,16 @@ TEST_CASE("encode_replace_batch: port before address, and two addresses, in regi
                                                   "lookup reg 1 set n id 2 dreg 0"});
 }
 
-TEST_CASE("encode_edit_batch of map elements: removals by key, then additions with verdict and comment") {
+TEST_CASE(
+    "encode_edit_batch of map elements: removals by key, then additions with verdict and comment") {
   const std::vector<MapElement> add = {
       {{span("10.0.0.1", "10.0.0.1"), ports(22, 22)}, VerdictKind::accept, "r1"}};
   const std::vector<MapElement> remove = {
       {{span("10.1.0.0", "10.1.0.255"), ports(80, 90)}, VerdictKind::drop, "r2"}};
   const portier::MapElementChange change{
       "input/m1", {KeyField::ip_saddr, KeyField::dport}, add, remove};
-  const auto batch = portier::encode_edit_batch("portier", {}, {}, {}, {}, {&change, 1}, 10);
+  const auto batch = portier::encode_edit_batch(
+      {.table = "portier", .map_changes = {&change, 1}, .first_seq = 10});
   const auto messages = split(batch);
   REQUIRE(messages.size() == 4);
   CHECK(messages[1].type == nft(NFT_MSG_DELSETELEM));
@@ -1495,7 +1503,8 @@ TEST_CASE("encode_edit_batch of map elements: removals by key, then additions wi
   const std::vector<MapElement> web = {{{ports(80, 90)}, VerdictKind::drop, "web"}};
   // The batch must outlive the messages split() points into.
   const portier::MapElementChange web_change{"input/m3", {KeyField::dport}, web, web};
-  const auto single_batch = portier::encode_edit_batch("portier", {}, {}, {}, {}, {&web_change, 1}, 1);
+  const auto single_batch = portier::encode_edit_batch(
+      {.table = "portier", .map_changes = {&web_change, 1}, .first_seq = 1});
   const auto single = split(single_batch);
   REQUIRE(single.size() == 4);
   CHECK(map_elements_of(single[1].nlh) ==
@@ -1504,7 +1513,9 @@ TEST_CASE("encode_edit_batch of map elements: removals by key, then additions wi
         std::vector<SentMapElement>{{"0050", "", false, NF_DROP, comment_udata("web")},
                                     {"005b", "", true, -1, {}}});
   const portier::MapElementChange nothing{"input/m3", {KeyField::dport}, {}, {}};
-  CHECK(split(portier::encode_edit_batch("portier", {}, {}, {}, {}, {&nothing, 1}, 1)).size() == 2);
+  CHECK(split(portier::encode_edit_batch(
+                  {.table = "portier", .map_changes = {&nothing, 1}, .first_seq = 1}))
+            .size() == 2);
 }
 
 TEST_CASE("RuleMaps: refuses what the kernel could not hold") {
@@ -1553,13 +1564,17 @@ TEST_CASE("RuleMaps: refuses what the kernel could not hold") {
   // An edit inserting a lookup needs the map's declaration.
   const Rule lookup = merged_ruleset().chains[0].rules[0];
   const std::vector<portier::RuleInsertion> insertion = {{"input", 0, &lookup}};
-  CHECK_THROWS_WITH_AS(portier::encode_edit_batch("portier", {}, {}, {}, insertion, {}, 1),
-                       "no map named 'input/m1' in the table", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      portier::encode_edit_batch({.table = "portier", .insertions = insertion, .first_seq = 1}),
+      "no map named 'input/m1' in the table", std::invalid_argument);
   const Ruleset loaded = merged_ruleset();
   const Rule copy = loaded.chains[0].rules[0];
   const std::vector<portier::RuleInsertion> insert_copy = {{"input", 0, &copy}};
-  CHECK(of_type(split(portier::encode_edit_batch("portier", loaded.sets, loaded.maps, {},
-                                                 insert_copy, {}, 1)),
+  CHECK(of_type(split(portier::encode_edit_batch({.table = "portier",
+                                                  .sets = loaded.sets,
+                                                  .maps = loaded.maps,
+                                                  .insertions = insert_copy,
+                                                  .first_seq = 1})),
                 NFT_MSG_NEWRULE)
             .size() == 1);
 }

@@ -1,5 +1,12 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "file_reader.h"
 #include "parse_policy.h"
 
 using namespace portier;
@@ -240,4 +247,71 @@ TEST_CASE("a huge value gets its error without a hint") {
   CHECK(parsed.diagnostics[0].message.ends_with("for tcp (not in /etc/services)"));
   CHECK(closest_match(huge, {"aaa"}).empty());
   CHECK(closest_match("htps", {"https", std::string(100, 'h')}) == "https");
+}
+
+namespace {
+
+// The files of a policy in memory (rules/file_reader.h): what parse_policy_file() asked
+// for is recorded, so a test sees that nothing went to the disk.
+class FakeFiles final : public FileReader {
+ public:
+  std::map<std::string, std::string> files;
+  mutable std::vector<std::string> asked;
+
+  std::optional<std::string> read(const std::string& path, std::string& error) const override {
+    asked.push_back(path);
+    const auto found = files.find(path);
+    if (found == files.end()) {
+      error = "No such file or directory";
+      return std::nullopt;
+    }
+    return found->second;
+  }
+  std::vector<std::string> list(const std::string& dir) const override {
+    asked.push_back(dir + "/");
+    std::vector<std::string> entries;
+    for (const auto& [path, text] : files)
+      if (path.starts_with(dir + "/")) entries.push_back(path);
+    std::reverse(entries.begin(), entries.end());  // no order promised: the parser sorts
+    return entries;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("parse_policy_file reads the policy, its drop-ins and set files through a FileReader") {
+  FakeFiles fake;
+  fake.files["/virtual/policy.toml"] =
+      "[set.bad]\nfamily='ipv4'\nfile='bad.txt'\n[[rule]]\nname='main'\naction='drop'\n"
+      "from='@bad'\n";
+  fake.files["/virtual/bad.txt"] = "# blocked\n203.0.113.0/24\n198.51.100.7";
+  fake.files["/virtual/policy.d/20-b.toml"] =
+      "[[rule]]\nname='b'\nprotocols='tcp'\naction='accept'\n";
+  fake.files["/virtual/policy.d/10-a.toml"] =
+      "[[rule]]\nname='a'\nprotocols='udp'\naction='accept'\n";
+  fake.files["/virtual/policy.d/notes.txt"] = "not toml";
+
+  ParsedPolicy parsed = parse_policy_file("/virtual/policy.toml", test_tables(), fake);
+  REQUIRE_MESSAGE(parsed.ok(), parsed.report());
+  REQUIRE(parsed.policy.rules.size() == 3);
+  CHECK(parsed.policy.rules[0].name == "main");
+  CHECK(parsed.policy.rules[1].name == "a");
+  CHECK(parsed.policy.rules[2].name == "b");
+  REQUIRE(parsed.policy.sets.size() == 1);
+  REQUIRE(parsed.policy.sets[0].addresses.size() == 2);
+  CHECK(to_string(parsed.policy.sets[0].addresses[1]) == "198.51.100.7");
+  CHECK(fake.asked == std::vector<std::string>{"/virtual/policy.toml", "/virtual/bad.txt",
+                                               "/virtual/policy.d/", "/virtual/policy.d/10-a.toml",
+                                               "/virtual/policy.d/20-b.toml"});
+
+  // What the reader cannot give is reported as the disk's errors were.
+  fake.files.erase("/virtual/bad.txt");
+  parsed = parse_policy_file("/virtual/policy.toml", test_tables(), fake);
+  REQUIRE(!parsed.ok());
+  CHECK(format_headline(parsed.diagnostics.at(0)) ==
+        "/virtual/policy.toml:3:6: error: cannot read set file '/virtual/bad.txt'");
+  parsed = parse_policy_file("/virtual/missing.toml", test_tables(), fake);
+  REQUIRE(parsed.diagnostics.size() == 1);
+  CHECK(format_headline(parsed.diagnostics[0]) ==
+        "/virtual/missing.toml: error: cannot read policy: No such file or directory");
 }

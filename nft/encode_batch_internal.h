@@ -17,22 +17,15 @@
 #include <string>
 #include <vector>
 
+#include "nft_constants.h"
 #include "ruleset.h"
 
 struct nlmsghdr;
 
 namespace portier::encode {
 
-// nft's numbers for set key datatypes (its enum datatypes): the kernel only stores them,
-// nft reads them back to print elements. And the byte order nft writes in set userdata.
-inline constexpr std::uint32_t kTypeIpAddr = 7;
-inline constexpr std::uint32_t kTypeIp6Addr = 8;
-inline constexpr std::uint32_t kTypeInetProto = 12;
-inline constexpr std::uint32_t kTypeInetService = 13;
-inline constexpr std::uint32_t kTypeCgroupV2 = 46;  // cgroupsv2: a host-endian 64-bit id
-inline constexpr std::uint32_t kByteorderInvalid = 0;
-inline constexpr std::uint32_t kByteorderHostEndian = 1;
-inline constexpr std::uint32_t kByteorderBigEndian = 2;
+// The parts of the encoder write nft's numbers (nft_constants.h) by their short names.
+using namespace portier::nft;
 
 struct NftnlDeleter {
   void operator()(nftnl_rule* p) const { nftnl_rule_free(p); }
@@ -115,8 +108,8 @@ std::uint32_t add_interval(std::vector<SetElement>& elements, const std::uint8_t
 /// Named sets and RuleMaps of the ruleset with the ids nft gives them (1, 2, ... in table
 /// order: the sets, then the maps).
 struct NamedSetIds {
-  const std::vector<ir::NamedSet>* sets = nullptr;
-  const std::vector<ir::RuleMap>* maps = nullptr;  // may be null: no maps
+  std::span<const ir::NamedSet> sets;
+  std::span<const ir::RuleMap> maps;
   /// The id of `name`, or throws std::invalid_argument if the table has no such set.
   std::uint32_t id_of(const std::string& name) const;
   const ir::NamedSet& set_of(const std::string& name) const;

@@ -72,6 +72,20 @@ struct MapElementChange {
   std::span<const ir::MapElement> remove;
 };
 
+/// What encode_edit_batch() is to change in the loaded `table inet TABLE`, and the
+/// sequence number its batch begin message gets.
+struct EditBatchRequest {
+  // Each member has an initializer: GCC (-Wmissing-field-initializers) warns of any left out
+  // of a designated initializer otherwise, and callers name only what they change.
+  std::string_view table{};
+  std::span<const ir::NamedSet> sets{};  // the table's named sets (their elements are not needed)
+  std::span<const ir::RuleMap> maps{};   // the table's RuleMaps (their elements are not needed)
+  std::span<const RuleRemoval> removals{};
+  std::span<const RuleInsertion> insertions{};
+  std::span<const MapElementChange> map_changes{};
+  std::uint32_t first_seq = 0;
+};
+
 /// One transaction changing `table inet NAME` in place: the insertions (each preceded by
 /// its anonymous sets), then the removals, so an insertion may follow a rule the same
 /// edit removes. Insertions with the same chain and after_handle end up in the order
@@ -88,12 +102,7 @@ struct MapElementChange {
 /// without the leading end element at zero, as encode_set_edit_batch()), a concatenation
 /// as key and key end. Throws std::invalid_argument as encode_replace_batch(), or for an
 /// element a map cannot hold.
-EncodedBatch encode_edit_batch(const std::string& table, const std::vector<ir::NamedSet>& sets,
-                               const std::vector<ir::RuleMap>& maps,
-                               std::span<const RuleRemoval> removals,
-                               std::span<const RuleInsertion> insertions,
-                               std::span<const MapElementChange> map_changes,
-                               std::uint32_t first_seq);
+EncodedBatch encode_edit_batch(const EditBatchRequest& request);
 
 /// Elements to add to and remove from a named set of the loaded table.
 struct SetElementChange {

@@ -16,11 +16,6 @@
 namespace portier::encode {
 namespace {
 
-// How a concatenation's type combines nft's datatypes: each further field shifts the
-// type so far by TYPE_BITS (6) and adds its own.
-constexpr std::uint32_t kTypeBits = 6;
-constexpr std::uint32_t kExprConcat = 13;  // nft's enum expr_types
-
 std::uint32_t padded(std::uint32_t len) { return (len + 3) / 4 * 4; }
 
 std::string field_name(ir::KeyField field) { return ir::key_field_name(field); }
@@ -165,7 +160,8 @@ SetDefinition rule_map(const ir::RuleMap& map, std::uint32_t id) {
   // have their own) and, for a concatenation, a typeof of an empty concat expression;
   // the verdict data's byte order; and that the data are not intervals.
   auto udata = udata_buffer();
-  put_udata(udata.get(), NFTNL_UDATA_SET_KEYBYTEORDER, concat ? 0 : kByteorderBigEndian);
+  put_udata(udata.get(), NFTNL_UDATA_SET_KEYBYTEORDER,
+            concat ? kByteorderInvalid : kByteorderBigEndian);
   put_udata(udata.get(), NFTNL_UDATA_SET_DATABYTEORDER, 0);
   if (concat) {
     set.flags |= NFT_SET_CONCAT;

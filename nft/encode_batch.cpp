@@ -24,11 +24,6 @@
 #include "address_range.h"
 #include "encode_batch_internal.h"
 
-// Kernels since 6.9 keep a table whose owner socket closed (Debian 12's headers predate it).
-#ifndef NFT_TABLE_F_PERSIST
-#define NFT_TABLE_F_PERSIST 0x4
-#endif
-
 namespace portier {
 namespace encode {
 
@@ -84,7 +79,7 @@ std::uint32_t add_interval(std::vector<SetElement>& elements, const std::uint8_t
 }
 
 const ir::NamedSet& NamedSetIds::set_of(const std::string& name) const {
-  for (const ir::NamedSet& set : *sets) {
+  for (const ir::NamedSet& set : sets) {
     if (set.name == name) return set;
   }
   throw std::invalid_argument("no set named '" + name + "' in the table");
@@ -92,22 +87,19 @@ const ir::NamedSet& NamedSetIds::set_of(const std::string& name) const {
 
 std::uint32_t NamedSetIds::id_of(const std::string& name) const {
   const ir::NamedSet& set = set_of(name);
-  return static_cast<std::uint32_t>(&set - sets->data()) + 1;
+  return static_cast<std::uint32_t>(&set - sets.data()) + 1;
 }
 
 const ir::RuleMap& NamedSetIds::map_of(const std::string& name) const {
-  if (maps != nullptr) {
-    for (const ir::RuleMap& map : *maps) {
-      if (map.name == name) return map;
-    }
+  for (const ir::RuleMap& map : maps) {
+    if (map.name == name) return map;
   }
   throw std::invalid_argument("no map named '" + name + "' in the table");
 }
 
 std::uint32_t NamedSetIds::map_id_of(const std::string& name) const {
   const ir::RuleMap& map = map_of(name);
-  return static_cast<std::uint32_t>(sets->size() + static_cast<std::size_t>(&map - maps->data())) +
-         1;
+  return static_cast<std::uint32_t>(sets.size() + static_cast<std::size_t>(&map - maps.data())) + 1;
 }
 
 }  // namespace encode
@@ -440,9 +432,9 @@ std::uint32_t key_length(ir::SetKey key) {
 std::uint32_t key_type(ir::SetKey key) {
   switch (key) {
     case ir::SetKey::ipv4_addr:
-      return 7;  // nft's ipv4_addr datatype
+      return encode::kTypeIpAddr;
     case ir::SetKey::ipv6_addr:
-      return 8;  // ipv6_addr
+      return encode::kTypeIp6Addr;
     case ir::SetKey::inet_service:
       return encode::kTypeInetService;
     case ir::SetKey::cgroupv2:
@@ -511,15 +503,16 @@ SetDefinition named_set(const ir::NamedSet& named, std::uint32_t id) {
   const bool cgroups = named.key == ir::SetKey::cgroupv2;
   // nft's inet_proto datatype has no byte order of its own (one byte): it writes 0.
   encode::put_udata(udata.get(), NFTNL_UDATA_SET_KEYBYTEORDER,
-                    cgroups                                 ? encode::kByteorderHostEndian
+                    cgroups                               ? encode::kByteorderHostEndian
                     : named.key == ir::SetKey::inet_proto ? encode::kByteorderInvalid
-                                                            : encode::kByteorderBigEndian);
+                                                          : encode::kByteorderBigEndian);
   set.udata = encode::udata_bytes(*udata);
   if (cgroups) {
     if (!named.elements.empty() || named.interval)
       throw std::invalid_argument("set " + named.name + " of cgroups holds addresses");
     std::vector<ir::AddressRange> ids;
-    for (const ir::CgroupMember& member : named.cgroups) ids.push_back(ir::cgroup_element(member.id));
+    for (const ir::CgroupMember& member : named.cgroups)
+      ids.push_back(ir::cgroup_element(member.id));
     set.elements = set_elements(named.name, named.key, false, ids, true);
   } else {
     set.elements = set_elements(named.name, named.key, named.interval, named.elements, true);
@@ -568,7 +561,7 @@ EncodedBatch encode_replace_batch(const ir::Ruleset& ruleset, std::uint32_t firs
   // rules: rules may jump to chains listed after them.
   for (const ir::Chain& chain : ruleset.chains) add_chain(writer, ruleset.table, chain);
 
-  const encode::NamedSetIds named{&ruleset.sets, &ruleset.maps};
+  const encode::NamedSetIds named{ruleset.sets, ruleset.maps};
   for (std::size_t i = 0; i < ruleset.sets.size(); ++i) {
     for (std::size_t j = 0; j < i; ++j) {
       if (ruleset.sets[j].name == ruleset.sets[i].name) {
@@ -632,19 +625,17 @@ void write_map_edit(BatchWriter& writer, const std::string& table, const MapElem
 
 }  // namespace
 
-EncodedBatch encode_edit_batch(const std::string& table, const std::vector<ir::NamedSet>& sets,
-                               const std::vector<ir::RuleMap>& maps,
-                               std::span<const RuleRemoval> removals,
-                               std::span<const RuleInsertion> insertions,
-                               std::span<const MapElementChange> map_changes,
-                               std::uint32_t first_seq) {
+EncodedBatch encode_edit_batch(const EditBatchRequest& request) {
+  const std::string table(request.table);
+  const std::span<const RuleInsertion> insertions = request.insertions;
   check_name(table, "table");
-  BatchWriter writer(first_seq);
-  const encode::NamedSetIds named{&sets, &maps};
+  BatchWriter writer(request.first_seq);
+  const encode::NamedSetIds named{request.sets, request.maps};
   // Anonymous sets are numbered after the named ones, as in a replacement: lookups of a
   // named set carry its name (which the kernel resolves first) and a set id that must not
   // be mistaken for one of this transaction's anonymous sets.
-  std::uint32_t next_set_id = static_cast<std::uint32_t>(sets.size() + maps.size()) + 1;
+  std::uint32_t next_set_id =
+      static_cast<std::uint32_t>(request.sets.size() + request.maps.size()) + 1;
   for (std::size_t i = 0; i < insertions.size(); ++i) {
     const RuleInsertion& insertion = insertions[i];
     if (insertion.rule == nullptr) throw std::invalid_argument("rule insertion without a rule");
@@ -688,7 +679,7 @@ EncodedBatch encode_edit_batch(const std::string& table, const std::vector<ir::N
     }
     writer.advance();
   }
-  for (const RuleRemoval& removal : removals) {
+  for (const RuleRemoval& removal : request.removals) {
     const std::string chain(removal.chain);
     check_name(chain, "chain");
     if (removal.handle == 0) throw std::invalid_argument("rule removal without a handle");
@@ -700,7 +691,7 @@ EncodedBatch encode_edit_batch(const std::string& table, const std::vector<ir::N
     mnl_attr_put_u64(nlh, NFTA_RULE_HANDLE, htobe64(removal.handle));
     writer.advance();
   }
-  for (const MapElementChange& change : map_changes) write_map_edit(writer, table, change);
+  for (const MapElementChange& change : request.map_changes) write_map_edit(writer, table, change);
   return std::move(writer).finish();
 }
 

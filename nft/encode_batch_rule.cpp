@@ -7,6 +7,8 @@
 #include <libnftnl/rule.h>
 #include <libnftnl/udata.h>
 #include <linux/netfilter.h>
+#include <linux/netfilter/nf_conntrack_common.h>
+#include <linux/netfilter/nf_conntrack_tuple_common.h>
 #include <linux/netfilter/nf_nat.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
@@ -20,50 +22,18 @@
 
 #include "address_range.h"
 #include "encode_batch_internal.h"
+#include "overloaded.h"
 
 namespace portier::encode {
 namespace {
 
-// More of nft's set key datatypes (encode_batch_internal.h has the address and port ones).
-constexpr std::uint32_t kTypeIcmpType = 14;
-constexpr std::uint32_t kTypeIcmp6Type = 29;
-constexpr std::uint32_t kTypeIfname = 41;
-
-// Values nft writes into set userdata (NFTNL_UDATA_SET_*) so that `nft list` can
-// reconstruct the key expression of the set; see nft's src/rule.c set udata builder.
-constexpr std::uint32_t kExprVerdict = 1;  // nft's enum expr_types
-constexpr std::uint32_t kExprPayload = 7;
-constexpr std::uint32_t kExprMeta = 9;
-constexpr std::uint32_t kExprCt = 12;
-// nft's enum proto_desc_id.
-constexpr std::uint32_t kProtoDescIcmp = 4;
-constexpr std::uint32_t kProtoDescUdp = 6;
-constexpr std::uint32_t kProtoDescTcp = 8;
-constexpr std::uint32_t kProtoDescSctp = 10;
-constexpr std::uint32_t kProtoDescTh = 11;
-constexpr std::uint32_t kProtoDescIp = 12;
-constexpr std::uint32_t kProtoDescIp6 = 13;
-constexpr std::uint32_t kProtoDescIcmp6 = 14;
-// Header field numbers within those descriptions.
-constexpr std::uint32_t kSportField = 1;  // the same in tcp, udp, sctp and th
-constexpr std::uint32_t kDportField = 2;
-constexpr std::uint32_t kIcmpTypeField = 1;
-constexpr std::uint32_t kIpSaddrField = 11;
-constexpr std::uint32_t kIpDaddrField = 12;
-constexpr std::uint32_t kIp6SaddrField = 8;
-constexpr std::uint32_t kIp6DaddrField = 9;
-constexpr std::uint8_t kUdataPayloadDesc = 0;
-constexpr std::uint8_t kUdataPayloadField = 1;
-constexpr std::uint8_t kUdataMetaKey = 0;
-constexpr std::uint8_t kUdataCtKey = 0;  // nft's NFTNL_UDATA_CT_KEY, NFTNL_UDATA_CT_DIR
-constexpr std::uint8_t kUdataCtDir = 1;
-constexpr std::uint32_t kCtDirOriginal = 0;  // IP_CT_DIR_ORIGINAL
+constexpr std::uint32_t kCtDirOriginal = IP_CT_DIR_ORIGINAL;
 
 constexpr const char* kAnonymousSetName = "__set%d";
 constexpr const char* kAnonymousMapName = "__map%d";
 
-constexpr std::uint32_t kIfnameLength = 16;       // IFNAMSIZ
-constexpr std::uint32_t kCtStatusDnat = 1u << 5;  // IPS_DST_NAT
+constexpr std::uint32_t kIfnameLength = 16;           // IFNAMSIZ
+constexpr std::uint32_t kCtStatusDnat = IPS_DST_NAT;  // an lvalue: compared by address
 constexpr std::uint8_t kTcpFlagSyn = 0x02;
 constexpr std::uint32_t kTcpFlagsOffset = 13;
 constexpr std::uint32_t kTcpOptionMaxseg = 2;
@@ -319,181 +289,197 @@ void RuleEncoder::encode(const ir::Rule& rule) {
 void RuleEncoder::encode_match(const std::vector<ir::Match>& matches, std::size_t& index) {
   const ir::Match& match = matches[index];
   Builder& b = *builder_;
-  if (const auto* family = std::get_if<ir::NfProto>(&match)) {
-    require_family(family->family == ir::Family::ipv6);
-  } else if (const auto* loopback = std::get_if<ir::LoopbackInterface>(&match)) {
-    // Loopback is ifindex 1 in every namespace, so nft resolves "lo" to a constant.
-    b.meta_load(loopback->outgoing ? NFT_META_OIF : NFT_META_IIF);
-    const std::uint32_t loopback_index = 1;
-    b.compare(NFT_CMP_EQ, &loopback_index, sizeof loopback_index);
-  } else if (const auto* names = std::get_if<ir::InterfaceNameIn>(&match)) {
-    if (names->names.empty()) throw std::invalid_argument("empty interface match");
-    const std::uint32_t key = names->outgoing ? NFT_META_OIFNAME : NFT_META_IIFNAME;
-    b.meta_load(key);
-    const std::string& first = names->names.front();
-    if (names->names.size() == 1 && !first.empty() && first.back() == '*') {
-      // A wildcard compares only the bytes before the '*', without the NUL.
-      const std::string prefix = first.substr(0, first.size() - 1);
-      ifname_key(prefix.empty() ? first : prefix);  // validates
-      if (prefix.empty() || prefix.find('*') != std::string::npos) {
-        throw std::invalid_argument("invalid interface wildcard '" + first + "'");
-      }
-      b.compare(names->negate ? NFT_CMP_NEQ : NFT_CMP_EQ, prefix.data(),
-                static_cast<std::uint32_t>(prefix.size()));
-    } else if (names->names.size() == 1) {
-      const auto name = ifname_key(first);
-      b.compare(names->negate ? NFT_CMP_NEQ : NFT_CMP_EQ, name.data(), kIfnameLength);
-    } else {
-      SetDefinition& set = new_set(kAnonymousSetName, "interface set");
-      for (const std::string& name : names->names) {
-        if (name.find('*') != std::string::npos) {
-          throw std::invalid_argument("a wildcard interface name must stand alone");
-        }
-        set.elements.push_back(plain_element(ifname_key(name).data(), kIfnameLength));
-      }
-      set.key_type = kTypeIfname;
-      set.key_len = kIfnameLength;
-      set.size = static_cast<std::uint32_t>(names->names.size());
-      set.udata = meta_key_udata(kByteorderHostEndian, key);
-      b.lookup(set, false, names->negate);
-    }
-  } else if (const auto* state = std::get_if<ir::CtState>(&match)) {
-    if (state->mask == 0) throw std::invalid_argument("empty ct state match");
-    nftnl_expr* ct = b.add("ct");
-    nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_KEY, NFT_CT_STATE);
-    nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_DREG, NFT_REG_1);
-    b.any_bit(&state->mask, sizeof state->mask);
-  } else if (std::holds_alternative<ir::CtStatusDnat>(match)) {
-    nftnl_expr* ct = b.add("ct");
-    nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_KEY, NFT_CT_STATUS);
-    nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_DREG, NFT_REG_1);
-    b.any_bit(&kCtStatusDnat, sizeof kCtStatusDnat);
-  } else if (const auto* protocols = std::get_if<ir::L4ProtoIn>(&match)) {
-    if (protocols->protocols.empty()) throw std::invalid_argument("empty protocol match");
-    b.meta_load(NFT_META_L4PROTO);
-    if (!protocols->set.empty()) {
-      protocol_context_.reset();
-      const ir::NamedSet& named = named_.set_of(protocols->set);
-      if (named.key != ir::SetKey::inet_proto || protocols->protocols.size() < 2)
-        throw std::invalid_argument("set " + protocols->set + " does not hold protocols");
-      SetDefinition target;
-      target.name = protocols->set;
-      target.id = named_.id_of(protocols->set);
-      b.lookup(target, false);
-    } else if (protocols->protocols.size() == 1) {
-      const auto protocol = static_cast<std::uint8_t>(protocols->protocols.front());
-      b.compare(NFT_CMP_EQ, &protocol, sizeof protocol);
-      protocol_context_ = protocol;
-    } else {
-      protocol_context_.reset();
-      SetDefinition& set = new_set(kAnonymousSetName, "protocol set");
-      for (ir::L4Proto protocol : protocols->protocols) {
-        const auto key = static_cast<std::uint8_t>(protocol);
-        set.elements.push_back(plain_element(&key, 1));
-      }
-      set.key_type = kTypeInetProto;
-      set.key_len = 1;
-      set.size = static_cast<std::uint32_t>(protocols->protocols.size());
-      set.udata = meta_key_udata(kByteorderHostEndian, NFT_META_L4PROTO);
-      b.lookup(set, false);
-    }
-  } else if (std::holds_alternative<ir::DestPortIn>(match) ||
-             std::holds_alternative<ir::SourcePortIn>(match)) {
-    // The port field belongs to the latest protocol match before it.
+  // The port field belongs to the latest protocol match before it.
+  auto latest_protocol = [&]() {
     const ir::L4ProtoIn* latest = nullptr;
     for (std::size_t j = index; j-- > 0 && latest == nullptr;) {
       latest = std::get_if<ir::L4ProtoIn>(&matches[j]);
     }
     if (latest == nullptr) throw std::invalid_argument("a port match must follow a protocol match");
-    if (const auto* dports = std::get_if<ir::DestPortIn>(&match)) {
-      encode_ports(dports->ports, false, latest);
-    } else {
-      encode_ports(std::get<ir::SourcePortIn>(match).ports, true, latest);
-    }
-  } else if (const auto* original = std::get_if<ir::CtOriginalDestPort>(&match)) {
-    bool after_protocol = false;
-    for (std::size_t j = 0; j < index && !after_protocol; ++j)
-      after_protocol = std::holds_alternative<ir::L4ProtoIn>(matches[j]);
-    if (!after_protocol) throw std::invalid_argument("a port match must follow a protocol match");
-    const ir::PortRange& range = original->ports;
-    if (range.last < range.first) throw std::invalid_argument("port range ends before it starts");
-    b.ct_original_load(NFT_CT_PROTO_DST);
-    const auto first = port_bytes(range.first);
-    const auto last = port_bytes(range.last);
-    if (range.first == range.last) {
-      b.compare(NFT_CMP_EQ, first.data(), 2);
-    } else {
-      b.compare(NFT_CMP_GTE, first.data(), 2);
-      b.compare(NFT_CMP_LTE, last.data(), 2);
-    }
-  } else if (const auto* original_address = std::get_if<ir::CtOriginalAddressIn>(&match)) {
-    encode_original_address(*original_address);
-  } else if (const auto* addresses = std::get_if<ir::AddressIn>(&match)) {
-    encode_address(*addresses);
-  } else if (const auto* lookup = std::get_if<ir::AddressInSet>(&match)) {
-    const ir::NamedSet& named = named_.set_of(lookup->set);
-    const bool v4 = lookup->family == ir::Family::ipv4;
-    if (named.key != (v4 ? ir::SetKey::ipv4_addr : ir::SetKey::ipv6_addr)) {
-      throw std::invalid_argument("set " + lookup->set + " does not hold addresses of that family");
-    }
-    require_family(!v4);
-    b.payload_load(NFT_PAYLOAD_NETWORK_HEADER,
-                   v4 ? (lookup->destination ? 16 : 12) : (lookup->destination ? 24 : 8),
-                   v4 ? 4 : 16);
-    SetDefinition target;
-    target.name = lookup->set;
-    target.id = named_.id_of(lookup->set);
-    b.lookup(target, false);
-  } else if (const auto* icmp = std::get_if<ir::IcmpTypeIn>(&match)) {
-    encode_icmp(*icmp);
-  } else if (const auto* cgroup = std::get_if<ir::SocketCgroup>(&match)) {
-    if (named_.set_of(cgroup->set).key != ir::SetKey::cgroupv2) {
-      throw std::invalid_argument("set " + cgroup->set + " does not hold cgroups");
-    }
-    nftnl_expr* socket = b.add("socket");
-    nftnl_expr_set_u32(socket, NFTNL_EXPR_SOCKET_KEY, NFT_SOCKET_CGROUPV2);
-    nftnl_expr_set_u32(socket, NFTNL_EXPR_SOCKET_DREG, NFT_REG_1);
-    nftnl_expr_set_u32(socket, NFTNL_EXPR_SOCKET_LEVEL, cgroup->level);
-    SetDefinition target;
-    target.name = cgroup->set;
-    target.id = named_.id_of(cgroup->set);
-    b.lookup(target, false);
-  } else if (const auto* transparent = std::get_if<ir::SocketTransparent>(&match)) {
-    nftnl_expr* socket = b.add("socket");
-    nftnl_expr_set_u32(socket, NFTNL_EXPR_SOCKET_KEY, NFT_SOCKET_TRANSPARENT);
-    nftnl_expr_set_u32(socket, NFTNL_EXPR_SOCKET_DREG, NFT_REG_1);
-    const std::uint32_t value = transparent->value ? 1 : 0;
-    b.compare(NFT_CMP_EQ, &value, sizeof value);
-  } else if (const auto* uid = std::get_if<ir::SocketUid>(&match)) {
-    b.meta_load(NFT_META_SKUID);
-    b.compare(uid->negate ? NFT_CMP_NEQ : NFT_CMP_EQ, &uid->uid, sizeof uid->uid);
-  } else if (std::holds_alternative<ir::TcpSyn>(match)) {
-    require_protocol(ir::L4Proto::tcp);
-    b.payload_load(NFT_PAYLOAD_TRANSPORT_HEADER, kTcpFlagsOffset, 1);
-    b.any_bit(&kTcpFlagSyn, sizeof kTcpFlagSyn);
-  } else if (const auto* limit = std::get_if<ir::Limit>(&match)) {
-    b.limit(*limit, b.add("limit"));
-  } else if (const auto* meter = std::get_if<ir::MeterOver>(&match)) {
-    if (!meter->limit.over) throw std::invalid_argument("a meter matches only over its rate");
-    const ir::NamedSet& named = named_.set_of(meter->set);
-    const bool v4 = meter->family == ir::Family::ipv4;
-    if (named.key != (v4 ? ir::SetKey::ipv4_addr : ir::SetKey::ipv6_addr)) {
-      throw std::invalid_argument("meter set " + meter->set + " does not hold that family");
-    }
-    require_family(!v4);
-    b.payload_load(NFT_PAYLOAD_NETWORK_HEADER, v4 ? 12 : 8, v4 ? 4 : 16);
-    nftnl_expr* dynset = b.add("dynset");
-    nftnl_expr_set_u32(dynset, NFTNL_EXPR_DYNSET_SREG_KEY, NFT_REG_1);
-    nftnl_expr_set_str(dynset, NFTNL_EXPR_DYNSET_SET_NAME, meter->set.c_str());
-    nftnl_expr_set_u32(dynset, NFTNL_EXPR_DYNSET_SET_ID, named_.id_of(meter->set));
-    nftnl_expr_set_u32(dynset, NFTNL_EXPR_DYNSET_OP, NFT_DYNSET_OP_UPDATE);
-    auto limit_expr = owned(nftnl_expr_alloc("limit"));
-    b.limit(meter->limit, limit_expr.get());
-    // The dynset takes ownership of its embedded expression.
-    nftnl_expr_set(dynset, NFTNL_EXPR_DYNSET_EXPR, limit_expr.release(), 0);
-  } else {
-    throw std::invalid_argument("unknown match");
-  }
+    return latest;
+  };
+  // One overload per kind of match: a new kind does not compile until it is encoded here.
+  std::visit(
+      overloaded{
+          [&](const ir::NfProto& family) { require_family(family.family == ir::Family::ipv6); },
+          [&](const ir::LoopbackInterface& loopback) {
+            // Loopback is ifindex 1 in every namespace, so nft resolves "lo" to a constant.
+            b.meta_load(loopback.outgoing ? NFT_META_OIF : NFT_META_IIF);
+            const std::uint32_t loopback_index = 1;
+            b.compare(NFT_CMP_EQ, &loopback_index, sizeof loopback_index);
+          },
+          [&](const ir::InterfaceNameIn& names) {
+            if (names.names.empty()) throw std::invalid_argument("empty interface match");
+            const std::uint32_t key = names.outgoing ? NFT_META_OIFNAME : NFT_META_IIFNAME;
+            b.meta_load(key);
+            const std::string& first = names.names.front();
+            if (names.names.size() == 1 && !first.empty() && first.back() == '*') {
+              // A wildcard compares only the bytes before the '*', without the NUL.
+              const std::string prefix = first.substr(0, first.size() - 1);
+              ifname_key(prefix.empty() ? first : prefix);  // validates
+              if (prefix.empty() || prefix.find('*') != std::string::npos) {
+                throw std::invalid_argument("invalid interface wildcard '" + first + "'");
+              }
+              b.compare(names.negate ? NFT_CMP_NEQ : NFT_CMP_EQ, prefix.data(),
+                        static_cast<std::uint32_t>(prefix.size()));
+            } else if (names.names.size() == 1) {
+              const auto name = ifname_key(first);
+              b.compare(names.negate ? NFT_CMP_NEQ : NFT_CMP_EQ, name.data(), kIfnameLength);
+            } else {
+              SetDefinition& set = new_set(kAnonymousSetName, "interface set");
+              for (const std::string& name : names.names) {
+                if (name.find('*') != std::string::npos) {
+                  throw std::invalid_argument("a wildcard interface name must stand alone");
+                }
+                set.elements.push_back(plain_element(ifname_key(name).data(), kIfnameLength));
+              }
+              set.key_type = kTypeIfname;
+              set.key_len = kIfnameLength;
+              set.size = static_cast<std::uint32_t>(names.names.size());
+              set.udata = meta_key_udata(kByteorderHostEndian, key);
+              b.lookup(set, false, names.negate);
+            }
+          },
+          [&](const ir::CtState& state) {
+            if (state.mask == 0) throw std::invalid_argument("empty ct state match");
+            nftnl_expr* ct = b.add("ct");
+            nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_KEY, NFT_CT_STATE);
+            nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_DREG, NFT_REG_1);
+            b.any_bit(&state.mask, sizeof state.mask);
+          },
+          [&](const ir::CtStatusDnat&) {
+            nftnl_expr* ct = b.add("ct");
+            nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_KEY, NFT_CT_STATUS);
+            nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_DREG, NFT_REG_1);
+            b.any_bit(&kCtStatusDnat, sizeof kCtStatusDnat);
+          },
+          [&](const ir::L4ProtoIn& protocols) {
+            if (protocols.protocols.empty()) throw std::invalid_argument("empty protocol match");
+            b.meta_load(NFT_META_L4PROTO);
+            if (!protocols.set.empty()) {
+              protocol_context_.reset();
+              const ir::NamedSet& named = named_.set_of(protocols.set);
+              if (named.key != ir::SetKey::inet_proto || protocols.protocols.size() < 2)
+                throw std::invalid_argument("set " + protocols.set + " does not hold protocols");
+              SetDefinition target;
+              target.name = protocols.set;
+              target.id = named_.id_of(protocols.set);
+              b.lookup(target, false);
+            } else if (protocols.protocols.size() == 1) {
+              const auto protocol = static_cast<std::uint8_t>(protocols.protocols.front());
+              b.compare(NFT_CMP_EQ, &protocol, sizeof protocol);
+              protocol_context_ = protocol;
+            } else {
+              protocol_context_.reset();
+              SetDefinition& set = new_set(kAnonymousSetName, "protocol set");
+              for (ir::L4Proto protocol : protocols.protocols) {
+                const auto key = static_cast<std::uint8_t>(protocol);
+                set.elements.push_back(plain_element(&key, 1));
+              }
+              set.key_type = kTypeInetProto;
+              set.key_len = 1;
+              set.size = static_cast<std::uint32_t>(protocols.protocols.size());
+              set.udata = meta_key_udata(kByteorderHostEndian, NFT_META_L4PROTO);
+              b.lookup(set, false);
+            }
+          },
+          [&](const ir::DestPortIn& dports) {
+            encode_ports(dports.ports, false, latest_protocol());
+          },
+          [&](const ir::SourcePortIn& sports) {
+            encode_ports(sports.ports, true, latest_protocol());
+          },
+          [&](const ir::CtOriginalDestPort& original) {
+            bool after_protocol = false;
+            for (std::size_t j = 0; j < index && !after_protocol; ++j)
+              after_protocol = std::holds_alternative<ir::L4ProtoIn>(matches[j]);
+            if (!after_protocol)
+              throw std::invalid_argument("a port match must follow a protocol match");
+            const ir::PortRange& range = original.ports;
+            if (range.last < range.first)
+              throw std::invalid_argument("port range ends before it starts");
+            b.ct_original_load(NFT_CT_PROTO_DST);
+            const auto first = port_bytes(range.first);
+            const auto last = port_bytes(range.last);
+            if (range.first == range.last) {
+              b.compare(NFT_CMP_EQ, first.data(), 2);
+            } else {
+              b.compare(NFT_CMP_GTE, first.data(), 2);
+              b.compare(NFT_CMP_LTE, last.data(), 2);
+            }
+          },
+          [&](const ir::CtOriginalAddressIn& original_address) {
+            encode_original_address(original_address);
+          },
+          [&](const ir::AddressIn& addresses) { encode_address(addresses); },
+          [&](const ir::AddressInSet& lookup) {
+            const ir::NamedSet& named = named_.set_of(lookup.set);
+            const bool v4 = lookup.family == ir::Family::ipv4;
+            if (named.key != (v4 ? ir::SetKey::ipv4_addr : ir::SetKey::ipv6_addr)) {
+              throw std::invalid_argument("set " + lookup.set +
+                                          " does not hold addresses of that family");
+            }
+            require_family(!v4);
+            b.payload_load(NFT_PAYLOAD_NETWORK_HEADER,
+                           v4 ? (lookup.destination ? 16 : 12) : (lookup.destination ? 24 : 8),
+                           v4 ? 4 : 16);
+            SetDefinition target;
+            target.name = lookup.set;
+            target.id = named_.id_of(lookup.set);
+            b.lookup(target, false);
+          },
+          [&](const ir::IcmpTypeIn& icmp) { encode_icmp(icmp); },
+          [&](const ir::SocketCgroup& cgroup) {
+            if (named_.set_of(cgroup.set).key != ir::SetKey::cgroupv2) {
+              throw std::invalid_argument("set " + cgroup.set + " does not hold cgroups");
+            }
+            nftnl_expr* socket = b.add("socket");
+            nftnl_expr_set_u32(socket, NFTNL_EXPR_SOCKET_KEY, NFT_SOCKET_CGROUPV2);
+            nftnl_expr_set_u32(socket, NFTNL_EXPR_SOCKET_DREG, NFT_REG_1);
+            nftnl_expr_set_u32(socket, NFTNL_EXPR_SOCKET_LEVEL, cgroup.level);
+            SetDefinition target;
+            target.name = cgroup.set;
+            target.id = named_.id_of(cgroup.set);
+            b.lookup(target, false);
+          },
+          [&](const ir::SocketTransparent& transparent) {
+            nftnl_expr* socket = b.add("socket");
+            nftnl_expr_set_u32(socket, NFTNL_EXPR_SOCKET_KEY, NFT_SOCKET_TRANSPARENT);
+            nftnl_expr_set_u32(socket, NFTNL_EXPR_SOCKET_DREG, NFT_REG_1);
+            const std::uint32_t value = transparent.value ? 1 : 0;
+            b.compare(NFT_CMP_EQ, &value, sizeof value);
+          },
+          [&](const ir::SocketUid& uid) {
+            b.meta_load(NFT_META_SKUID);
+            b.compare(uid.negate ? NFT_CMP_NEQ : NFT_CMP_EQ, &uid.uid, sizeof uid.uid);
+          },
+          [&](const ir::TcpSyn&) {
+            require_protocol(ir::L4Proto::tcp);
+            b.payload_load(NFT_PAYLOAD_TRANSPORT_HEADER, kTcpFlagsOffset, 1);
+            b.any_bit(&kTcpFlagSyn, sizeof kTcpFlagSyn);
+          },
+          [&](const ir::Limit& limit) { b.limit(limit, b.add("limit")); },
+          [&](const ir::MeterOver& meter) {
+            if (!meter.limit.over)
+              throw std::invalid_argument("a meter matches only over its rate");
+            const ir::NamedSet& named = named_.set_of(meter.set);
+            const bool v4 = meter.family == ir::Family::ipv4;
+            if (named.key != (v4 ? ir::SetKey::ipv4_addr : ir::SetKey::ipv6_addr)) {
+              throw std::invalid_argument("meter set " + meter.set + " does not hold that family");
+            }
+            require_family(!v4);
+            b.payload_load(NFT_PAYLOAD_NETWORK_HEADER, v4 ? 12 : 8, v4 ? 4 : 16);
+            nftnl_expr* dynset = b.add("dynset");
+            nftnl_expr_set_u32(dynset, NFTNL_EXPR_DYNSET_SREG_KEY, NFT_REG_1);
+            nftnl_expr_set_str(dynset, NFTNL_EXPR_DYNSET_SET_NAME, meter.set.c_str());
+            nftnl_expr_set_u32(dynset, NFTNL_EXPR_DYNSET_SET_ID, named_.id_of(meter.set));
+            nftnl_expr_set_u32(dynset, NFTNL_EXPR_DYNSET_OP, NFT_DYNSET_OP_UPDATE);
+            auto limit_expr = owned(nftnl_expr_alloc("limit"));
+            b.limit(meter.limit, limit_expr.get());
+            // The dynset takes ownership of its embedded expression.
+            nftnl_expr_set(dynset, NFTNL_EXPR_DYNSET_EXPR, limit_expr.release(), 0);
+          }},
+      match);
 }
 
 // nft adds a dependency only when the rule does not already establish it: after
