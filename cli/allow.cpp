@@ -6,6 +6,7 @@
 
 #include "commands.h"
 #include "daemon_client.h"
+#include "firewall1_api.h"
 
 namespace portier::cli {
 
@@ -59,12 +60,13 @@ int allow(Args args) {
   }
   if (!duration) return usage_error("allow", "needs --for DURATION: a timed rule always ends");
   return with_daemon([&](DaemonClient& daemon) {
-    Options rule{{"direction", sdbus::Variant(direction)},
-                 {"duration_seconds", sdbus::Variant(*duration)}};
-    if (!protocols.empty()) rule.emplace("protocols", sdbus::Variant(protocols));
-    if (!ports.empty()) rule.emplace("ports", sdbus::Variant(ports));
-    if (!from.empty()) rule.emplace("from", sdbus::Variant(from));
-    if (!to.empty()) rule.emplace("to", sdbus::Variant(to));
+    namespace key = bus_key::timed_rule;
+    Options rule{{key::kDirection, sdbus::Variant(direction)},
+                 {key::kDurationSeconds, sdbus::Variant(*duration)}};
+    if (!protocols.empty()) rule.emplace(key::kProtocols, sdbus::Variant(protocols));
+    if (!ports.empty()) rule.emplace(key::kPorts, sdbus::Variant(ports));
+    if (!from.empty()) rule.emplace(key::kFrom, sdbus::Variant(from));
+    if (!to.empty()) rule.emplace(key::kTo, sdbus::Variant(to));
     std::string name = daemon.AddTimedRule(rule);
     std::printf("%s added: it removes itself in %u s\n", name.c_str(), *duration);
     return kOk;

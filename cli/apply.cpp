@@ -6,6 +6,7 @@
 
 #include "commands.h"
 #include "daemon_client.h"
+#include "firewall1_api.h"
 
 namespace portier::cli {
 
@@ -37,7 +38,9 @@ int apply(Args args) {
   }
   return with_daemon([&](DaemonClient& daemon) {
     Options options;
-    if (confirm) options.emplace("confirm_seconds", sdbus::Variant(static_cast<uint32_t>(*confirm)));
+    if (confirm)
+      options.emplace(bus_key::apply::kConfirmSeconds,
+                      sdbus::Variant(static_cast<uint32_t>(*confirm)));
     auto generation = daemon.Apply(absolute, options);
     if (confirm)
       std::printf("%s applied (generation %llu). Run `portierctl confirm` within %lu s to keep it;\n"

@@ -3,6 +3,7 @@
 
 #include "commands.h"
 #include "daemon_client.h"
+#include "firewall1_api.h"
 
 namespace portier::cli {
 
@@ -21,7 +22,8 @@ int complete(Args args) {
       for (const auto& rule : daemon.ListRules()) std::printf("%s\n", rule.get<0>().c_str());
     } else {
       auto facts = daemon.GetStatus();
-      if (auto it = facts.find("sets"); it != facts.end() && it->second.containsValueOfType<std::vector<std::string>>())
+      if (auto it = facts.find(bus_key::status::kSets);
+          it != facts.end() && it->second.containsValueOfType<std::vector<std::string>>())
         for (const std::string& set : it->second.get<std::vector<std::string>>()) std::printf("%s\n", set.c_str());
     }
   } catch (const sdbus::Error&) {

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "commands.h"
+#include "firewall1_api.h"
 
 namespace portier::cli {
 namespace {
@@ -36,7 +37,7 @@ struct RawMessage : sdbus::Message {
 
 template <typename... Args>
 sdbus::MethodReply DaemonClient::call_authorized(const char* method, const Args&... args) {
-  auto call = getProxy().createMethodCall(INTERFACE_NAME, method);
+  auto call = getProxy().createMethodCall(kInterfaceName, method);
   ((call << args), ...);
   if (!may_ask_password()) return getProxy().callMethod(call);
   if (!agent_tried_) {
@@ -97,8 +98,7 @@ std::vector<std::map<std::string, sdbus::Variant>> DaemonClient::ListPorts() {
   return ports;
 }
 
-DaemonClient::DaemonClient()
-    : ProxyInterfaces(system_bus(), "org.portier.Firewall1", "/org/portier/Firewall1") {
+DaemonClient::DaemonClient() : ProxyInterfaces(system_bus(), kBusName, kObjectPath) {
   registerProxy();
 }
 
@@ -109,11 +109,12 @@ int report_bus_error(const sdbus::Error& error) {
   if (name == "org.freedesktop.DBus.Error.ServiceUnknown" ||
       name == "org.freedesktop.DBus.Error.NameHasNoOwner") {
     std::fprintf(stderr,
-                 "portierctl: portierd is not running (nobody owns org.portier.Firewall1 on the "
-                 "system bus).\nStart it with: systemctl start portierd\n");
+                 "portierctl: portierd is not running (nobody owns %s on the "
+                 "system bus).\nStart it with: systemctl start portierd\n",
+                 kBusName);
     return kDaemonUnreachable;
   }
-  if (name.rfind("org.portier.Firewall1.Error.", 0) == 0) {
+  if (name.rfind(bus_error::kPrefix, 0) == 0) {
     std::fprintf(stderr, "portierctl: %s\n", error.getMessage().c_str());
     return kFailure;
   }

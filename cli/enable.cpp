@@ -4,6 +4,7 @@
 
 #include "commands.h"
 #include "daemon_client.h"
+#include "firewall1_api.h"
 
 namespace portier::cli {
 namespace {
@@ -23,7 +24,8 @@ int toggle(std::string_view command, Args args, bool enabled) {
   }
   if (name.empty()) return usage_error(command, "needs a rule NAME");
   return with_daemon([&](DaemonClient& daemon) {
-    daemon.SetRuleEnabled(name, enabled, {{"permanent", sdbus::Variant(permanent)}});
+    daemon.SetRuleEnabled(name, enabled,
+                          {{bus_key::toggle::kPermanent, sdbus::Variant(permanent)}});
     std::printf("%s %s (%s)\n", name.c_str(), enabled ? "enabled" : "disabled",
                 permanent ? "in the policy file too" : "at run time; the policy file is unchanged");
     return kOk;

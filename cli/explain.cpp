@@ -7,6 +7,7 @@
 #include "compile_policy.h"
 #include "daemon_client.h"
 #include "explain.h"
+#include "firewall1_api.h"
 #include "output.h"
 #include "parse_policy.h"
 
@@ -56,10 +57,10 @@ int explain_offline(const std::string& path, const std::vector<std::string>& wor
   auto shape = parse_packet_shape(words, parsed.policy, error);
   if (!shape) return usage_error("explain", error);
   ExplainResult result = explain_packet(compile_policy(parsed.policy), *shape);
-  Explanation explanation{result.verdict, result.decided_by, result.chain, {}, result.trace, {}};
   // As portierd does: only policy rules have a place to point at.
-  if (const Rule* rule = parsed.policy.find_rule(result.decided_by))
-    explanation.where = rule->where.file + ":" + std::to_string(rule->where.line) + ":" + std::to_string(rule->where.column);
+  Explanation explanation{result.verdict, result.decided_by,
+                          result.chain,   decided_where(parsed.policy, result),
+                          result.trace,   {}};
   print(explanation, verbose, json);
   return kOk;
 }
@@ -99,13 +100,15 @@ int explain(Args args) {
       result = daemon.Explain(words);
     } catch (const sdbus::Error& error) {
       // A shape portierd cannot read is a usage error, as it is offline with --policy.
-      if (error.getName() == "org.portier.Firewall1.Error.InvalidArgument")
+      if (error.getName() == bus_error::kInvalidArgument)
         return usage_error("explain", error.getMessage());
       throw;
     }
-    print({field<std::string>(result, "verdict"), field<std::string>(result, "decided_by"),
-           field<std::string>(result, "chain"), field<std::string>(result, "where"),
-           field<std::vector<std::string>>(result, "trace"), field<std::string>(result, "published")},
+    namespace key = bus_key::explain;
+    print({field<std::string>(result, key::kVerdict), field<std::string>(result, key::kDecidedBy),
+           field<std::string>(result, key::kChain), field<std::string>(result, key::kWhere),
+           field<std::vector<std::string>>(result, key::kTrace),
+           field<std::string>(result, key::kPublished)},
           verbose, json);
     return kOk;
   });

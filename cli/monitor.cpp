@@ -15,6 +15,7 @@
 
 #include "commands.h"
 #include "daemon_client.h"
+#include "firewall1_api.h"
 #include "output.h"
 
 namespace portier::cli {
@@ -84,36 +85,38 @@ std::string endpoint(const Facts& packet, const char* address, const char* port)
   std::string text = fact<std::string>(packet, address, "?");
   auto number = fact<std::uint16_t>(packet, port);
   if (number == 0) return text;
-  if (fact<std::string>(packet, "family") == "ipv6") text = "[" + text + "]";
+  if (fact<std::string>(packet, bus_key::packet::kFamily) == "ipv6") text = "[" + text + "]";
   return text + ":" + std::to_string(number);
 }
 
 // "dropped tcp 10.200.1.2:40000 -> 10.200.1.1:139 in veth0 by netbios-in"
 std::string describe_packet(const Facts& packet) {
-  std::string protocol = fact<std::string>(packet, "protocol");
-  std::string text = fact<std::string>(packet, "verdict", "logged") + " " +
+  namespace key = bus_key::packet;
+  std::string protocol = fact<std::string>(packet, key::kProtocol);
+  std::string text = fact<std::string>(packet, key::kVerdict, "logged") + " " +
                      (protocol.empty() ? "packet" : protocol) + " " +
-                     endpoint(packet, "source", "sport") + " -> " +
-                     endpoint(packet, "destination", "dport");
-  if (auto it = packet.find("icmp_type");
+                     endpoint(packet, key::kSource, key::kSport) + " -> " +
+                     endpoint(packet, key::kDestination, key::kDport);
+  if (auto it = packet.find(key::kIcmpType);
       it != packet.end() && it->second.containsValueOfType<std::uint8_t>())
     text += " type " + std::to_string(it->second.get<std::uint8_t>());
-  if (auto in = fact<std::string>(packet, "in"); !in.empty()) text += " in " + in;
-  if (auto out = fact<std::string>(packet, "out"); !out.empty()) text += " out " + out;
-  std::string rule = fact<std::string>(packet, "rule"), chain = fact<std::string>(packet, "chain");
+  if (auto in = fact<std::string>(packet, key::kIn); !in.empty()) text += " in " + in;
+  if (auto out = fact<std::string>(packet, key::kOut); !out.empty()) text += " out " + out;
+  std::string rule = fact<std::string>(packet, key::kRule),
+              chain = fact<std::string>(packet, key::kChain);
   if (!rule.empty())
     text += " by " + rule;
   else if (!chain.empty())
     text += " by " + chain + " default";
   else
-    text += " by \"" + fact<std::string>(packet, "prefix") + "\"";
+    text += " by \"" + fact<std::string>(packet, key::kPrefix) + "\"";
   return text;
 }
 
 class Monitor final : public sdbus::ProxyInterfaces<org::portier::Firewall1_proxy> {
  public:
   Monitor(sdbus::IConnection& bus, bool json)
-      : ProxyInterfaces(bus, "org.portier.Firewall1", "/org/portier/Firewall1"), json_(json) {
+      : ProxyInterfaces(bus, kBusName, kObjectPath), json_(json) {
     registerProxy();
   }
   ~Monitor() { unregisterProxy(); }
@@ -161,8 +164,8 @@ class Monitor final : public sdbus::ProxyInterfaces<org::portier::Firewall1_prox
         .print();
   }
   void onPacketLogged(const Facts& packet) override {
-    if (packet.count("suppressed") > 0) {
-      auto count = fact<std::uint64_t>(packet, "suppressed");
+    if (packet.count(bus_key::packet::kSuppressed) > 0) {
+      auto count = fact<std::uint64_t>(packet, bus_key::packet::kSuppressed);
       Line(json_, "suppressed")
           .field("count", count)
           .says(std::to_string(count) + " more logged packets suppressed")
@@ -239,9 +242,9 @@ int monitor(Args args) {
     // The signal matches are in place; now make sure someone will send them, and say so
     // (scripts wait for this line before they change anything).
     Facts status = monitor.GetStatus();
-    auto generation = fact<std::uint64_t>(status, "generation");
-    std::string mode = fact<std::string>(status, "mode"),
-                policy = fact<std::string>(status, "policy_path");
+    auto generation = fact<std::uint64_t>(status, bus_key::status::kGeneration);
+    std::string mode = fact<std::string>(status, bus_key::status::kMode),
+                policy = fact<std::string>(status, bus_key::status::kPolicyPath);
     Line(json, "monitoring")
         .field("generation", generation)
         .field("mode", mode)

@@ -2,13 +2,15 @@
 
 #include <ctime>
 
+#include "firewall1_api.h"
+
 namespace portier::cli {
 
 std::vector<Owner> owners_of(const std::map<std::string, sdbus::Variant>& status) {
   using Entry =
       sdbus::Struct<std::string, std::string, std::string, bool, std::string, uint64_t, uint64_t>;
   std::vector<Owner> owners;
-  auto it = status.find("owners");
+  auto it = status.find(bus_key::status::kOwners);
   // An older portierd has no owners: nothing to show.
   if (it == status.end() || !it->second.containsValueOfType<std::vector<Entry>>()) return owners;
   for (const Entry& entry : it->second.get<std::vector<Entry>>())

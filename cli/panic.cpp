@@ -3,6 +3,7 @@
 
 #include "commands.h"
 #include "daemon_client.h"
+#include "firewall1_api.h"
 
 namespace portier::cli {
 
@@ -13,7 +14,7 @@ int panic(Args args) {
   if ((state != "on" && state != "off") || (args.size() == 2 && (!keep || state == "off")))
     return usage_error("panic", "needs on [--keep-established] or off");
   return with_daemon([&](DaemonClient& daemon) {
-    daemon.SetPanic(state == "on", {{"keep_established", sdbus::Variant(keep)}});
+    daemon.SetPanic(state == "on", {{bus_key::panic::kKeepEstablished, sdbus::Variant(keep)}});
     std::printf(state == "on" ? "panic mode on: everything but loopback%s is dropped\n"
                               : "panic mode off: the policy is back%s\n",
                 state == "on" && keep ? " and existing connections" : "");

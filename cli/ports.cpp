@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "daemon_client.h"
+#include "firewall1_api.h"
 #include "output.h"
 
 namespace portier::cli {
@@ -39,29 +40,30 @@ T field(const std::map<std::string, sdbus::Variant>& entry, const char* key) {
 }
 
 PortRow row_of(const std::map<std::string, sdbus::Variant>& entry) {
+  namespace key = bus_key::port;
   PortRow row;
-  row.protocol = field<std::string>(entry, "protocol");
-  row.family = field<std::string>(entry, "family");
-  row.address = field<std::string>(entry, "address");
-  row.port = field<std::uint16_t>(entry, "port");
-  row.scope = field<std::string>(entry, "scope");
-  row.pid = field<std::uint32_t>(entry, "pid");
-  row.process = field<std::string>(entry, "process");
-  row.uid = field<std::uint32_t>(entry, "uid");
-  row.user = field<std::string>(entry, "user");
-  row.unit = field<std::string>(entry, "unit");
-  row.cgroup = field<std::string>(entry, "cgroup");
-  row.kind = field<std::string>(entry, "kind");
-  if (row.kind.empty()) row.kind = "listener";
-  row.port_last = field<std::uint16_t>(entry, "port_last");
-  row.target = field<std::string>(entry, "target");
-  row.via = field<std::string>(entry, "via");
-  row.published_by = field<std::string>(entry, "published_by");
-  row.comment = field<std::string>(entry, "comment");
+  row.protocol = field<std::string>(entry, key::kProtocol);
+  row.family = field<std::string>(entry, key::kFamily);
+  row.address = field<std::string>(entry, key::kAddress);
+  row.port = field<std::uint16_t>(entry, key::kPort);
+  row.scope = field<std::string>(entry, key::kScope);
+  row.pid = field<std::uint32_t>(entry, key::kPid);
+  row.process = field<std::string>(entry, key::kProcess);
+  row.uid = field<std::uint32_t>(entry, key::kUid);
+  row.user = field<std::string>(entry, key::kUser);
+  row.unit = field<std::string>(entry, key::kUnit);
+  row.cgroup = field<std::string>(entry, key::kCgroup);
+  row.kind = field<std::string>(entry, key::kKind);
+  if (row.kind.empty()) row.kind = key::kKindListener;
+  row.port_last = field<std::uint16_t>(entry, key::kPortLast);
+  row.target = field<std::string>(entry, key::kTarget);
+  row.via = field<std::string>(entry, key::kVia);
+  row.published_by = field<std::string>(entry, key::kPublishedBy);
+  row.comment = field<std::string>(entry, key::kComment);
   for (const auto& zone :
-       field<std::vector<sdbus::Struct<std::string, bool, std::string>>>(entry, "zones"))
+       field<std::vector<sdbus::Struct<std::string, bool, std::string>>>(entry, key::kZones))
     row.zones.push_back({zone.get<0>(), zone.get<1>(), zone.get<2>()});
-  row.warnings = field<std::vector<std::string>>(entry, "warnings");
+  row.warnings = field<std::vector<std::string>>(entry, key::kWarnings);
   return row;
 }
 
@@ -94,7 +96,7 @@ void print_json(const std::vector<PortRow>& rows) {
         .value(row.unit)
         .key("cgroup")
         .value(row.cgroup);
-    if (row.kind == "published")
+    if (row.kind == bus_key::port::kKindPublished)
       out.key("port_last")
           .value(std::uint64_t{row.port_last})
           .key("target")
@@ -149,7 +151,8 @@ std::vector<std::string> header_of(std::vector<std::string> header, const PortRo
 
 void print_text(const std::vector<PortRow>& rows) {
   std::vector<const PortRow*> listeners, published;
-  for (const PortRow& row : rows) (row.kind == "published" ? published : listeners).push_back(&row);
+  for (const PortRow& row : rows)
+    (row.kind == bus_key::port::kKindPublished ? published : listeners).push_back(&row);
 
   std::vector<std::vector<std::string>> table = {
       header_of({"PROTO", "ADDRESS", "PORT", "PROCESS", "USER", "UNIT"},

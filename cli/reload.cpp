@@ -2,6 +2,7 @@
 
 #include "commands.h"
 #include "daemon_client.h"
+#include "firewall1_api.h"
 
 namespace portier::cli {
 
@@ -12,10 +13,10 @@ int reload(Args args) {
     // that fell back, an edit): the file replaces it.
     // (With an apply pending, portierd refuses to reload and says so.)
     auto facts = daemon.GetStatus();
-    auto mode = facts.find("mode");
+    auto mode = facts.find(bus_key::status::kMode);
     bool pending = mode != facts.end() && mode->second.containsValueOfType<std::string>() &&
-                   mode->second.get<std::string>() == "pending-confirm";
-    if (auto it = facts.find("policy_file_detail");
+                   mode->second.get<std::string>() == bus_key::status::kModePendingConfirm;
+    if (auto it = facts.find(bus_key::status::kPolicyFileDetail);
         !pending && it != facts.end() && it->second.containsValueOfType<std::string>())
       std::printf("the policy file differs from what is loaded (%s): loading the file\n",
                   it->second.get<std::string>().c_str());

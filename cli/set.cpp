@@ -12,6 +12,7 @@
 #include "commands.h"
 #include "daemon_client.h"
 #include "element_file.h"
+#include "firewall1_api.h"
 #include "output.h"
 #include "progress.h"
 
@@ -80,7 +81,8 @@ int send(DaemonClient& daemon, const Request& request, std::vector<std::string> 
   };
   if (show_progress) show(0);
   Options options;
-  if (request.timeout) options.emplace("timeout_seconds", sdbus::Variant(*request.timeout));
+  if (request.timeout)
+    options.emplace(bus_key::set_elements::kTimeoutSeconds, sdbus::Variant(*request.timeout));
   for (std::size_t call = 0; call < calls; ++call) {
     const std::size_t first = call * kElementsPerCall,
                       last = std::min(total, first + kElementsPerCall);
@@ -140,7 +142,7 @@ int read_and_send(const Request& request, const std::string& path) {
     // The set's family, when portierd says it: a file of the wrong one is refused here,
     // naming its first line, before anything is sent.
     auto facts = daemon.GetStatus();
-    if (auto it = facts.find("set_families");
+    if (auto it = facts.find(bus_key::status::kSetFamilies);
         it != facts.end() && it->second.containsValueOfType<std::map<std::string, std::string>>()) {
       auto families = it->second.get<std::map<std::string, std::string>>();
       if (auto family = families.find(request.set);

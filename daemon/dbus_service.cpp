@@ -6,8 +6,7 @@
 #include <memory>
 #include <set>
 
-#include "explain.h"
-#include "exposure.h"
+#include "inspect.h"
 
 namespace portier {
 namespace {
@@ -285,22 +284,23 @@ void FirewallService::emit_packet_logged(const LoggedPacket& packet) {
     if (auto it = rule_verdicts_.find(prefix.rule); it != rule_verdicts_.end()) verdict = it->second;
   }
   if (verdict.empty()) verdict = "logged";
+  namespace key = bus_key::packet;
   std::map<std::string, sdbus::Variant> facts{
-      {"prefix", sdbus::Variant(packet.prefix)},
-      {"rule", sdbus::Variant(prefix.rule)},
-      {"verdict", sdbus::Variant(verdict)},
-      {"in", sdbus::Variant(packet.in)},
-      {"out", sdbus::Variant(packet.out)},
-      {"family", sdbus::Variant(packet.family)},
-      {"protocol", sdbus::Variant(packet.protocol)},
-      {"source", sdbus::Variant(packet.source)},
-      {"destination", sdbus::Variant(packet.destination)},
-      {"sport", sdbus::Variant(packet.sport)},
-      {"dport", sdbus::Variant(packet.dport)},
+      {key::kPrefix, sdbus::Variant(packet.prefix)},
+      {key::kRule, sdbus::Variant(prefix.rule)},
+      {key::kVerdict, sdbus::Variant(verdict)},
+      {key::kIn, sdbus::Variant(packet.in)},
+      {key::kOut, sdbus::Variant(packet.out)},
+      {key::kFamily, sdbus::Variant(packet.family)},
+      {key::kProtocol, sdbus::Variant(packet.protocol)},
+      {key::kSource, sdbus::Variant(packet.source)},
+      {key::kDestination, sdbus::Variant(packet.destination)},
+      {key::kSport, sdbus::Variant(packet.sport)},
+      {key::kDport, sdbus::Variant(packet.dport)},
   };
-  if (!prefix.chain.empty()) facts.emplace("chain", sdbus::Variant(prefix.chain));
-  if (packet.icmp_type) facts.emplace("icmp_type", sdbus::Variant(*packet.icmp_type));
-  if (packet.icmp_code) facts.emplace("icmp_code", sdbus::Variant(*packet.icmp_code));
+  if (!prefix.chain.empty()) facts.emplace(key::kChain, sdbus::Variant(prefix.chain));
+  if (packet.icmp_type) facts.emplace(key::kIcmpType, sdbus::Variant(*packet.icmp_type));
+  if (packet.icmp_code) facts.emplace(key::kIcmpCode, sdbus::Variant(*packet.icmp_code));
 
   bool ipv6 = packet.family == "ipv6";
   std::string line = verdict + " " + (packet.protocol.empty() ? "packet" : packet.protocol) + " " +
@@ -319,7 +319,8 @@ std::optional<std::chrono::steady_clock::time_point> FirewallService::flush_pack
   if (std::uint64_t suppressed = packet_limiter_.take_suppressed(std::chrono::steady_clock::now())) {
     std::fprintf(stderr, "portierd: %llu more logged packets suppressed (at most %u a second are relayed)\n",
                  static_cast<unsigned long long>(suppressed), kRelayedPacketsPerSecond);
-    emitPacketLogged({{"suppressed", sdbus::Variant(static_cast<std::uint64_t>(suppressed))}});
+    emitPacketLogged(
+        {{bus_key::packet::kSuppressed, sdbus::Variant(static_cast<std::uint64_t>(suppressed))}});
   }
   return packet_limiter_.summary_due();
 }
@@ -340,36 +341,38 @@ std::vector<std::string> interface_names() {
 }  // namespace
 
 std::map<std::string, sdbus::Variant> FirewallService::GetStatus() {
+  namespace key = bus_key::status;
   FirewallStatus status = firewall_.status();
   std::map<std::string, sdbus::Variant> facts{
-      {"version", sdbus::Variant(std::string(PORTIER_VERSION))},
-      {"policy_path", sdbus::Variant(status.policy_path)},
-      {"table", sdbus::Variant(status.table)},
-      {"rules", sdbus::Variant(static_cast<uint32_t>(status.rules))},
-      {"rules_enabled", sdbus::Variant(static_cast<uint32_t>(status.rules_enabled))},
-      {"timed_rules", sdbus::Variant(static_cast<uint32_t>(status.timed_rules))},
-      {"generation", sdbus::Variant(status.generation)},
-      {"last_applied_usec", sdbus::Variant(usec_since_epoch(status.last_applied))},
-      {"mode", sdbus::Variant(std::string(to_string(status.mode)))},
-      {"loaded_from", sdbus::Variant(status.loaded_from)},
-      {"sets", sdbus::Variant(status.sets)},
-      {"set_families", sdbus::Variant(status.set_families)},
-      {"neighbours", sdbus::Variant(firewall_.neighbours_seen(interface_names()))},
+      {key::kVersion, sdbus::Variant(std::string(PORTIER_VERSION))},
+      {key::kPolicyPath, sdbus::Variant(status.policy_path)},
+      {key::kTable, sdbus::Variant(status.table)},
+      {key::kRules, sdbus::Variant(static_cast<uint32_t>(status.rules))},
+      {key::kRulesEnabled, sdbus::Variant(static_cast<uint32_t>(status.rules_enabled))},
+      {key::kTimedRules, sdbus::Variant(static_cast<uint32_t>(status.timed_rules))},
+      {key::kGeneration, sdbus::Variant(status.generation)},
+      {key::kLastAppliedUsec, sdbus::Variant(usec_since_epoch(status.last_applied))},
+      {key::kMode, sdbus::Variant(std::string(to_string(status.mode)))},
+      {key::kLoadedFrom, sdbus::Variant(status.loaded_from)},
+      {key::kSets, sdbus::Variant(status.sets)},
+      {key::kSetFamilies, sdbus::Variant(status.set_families)},
+      {key::kNeighbours, sdbus::Variant(firewall_.neighbours_seen(interface_names()))},
   };
   if (status.confirm_deadline)
-    facts.emplace("confirm_deadline_usec", sdbus::Variant(usec_since_epoch(*status.confirm_deadline)));
+    facts.emplace(key::kConfirmDeadlineUsec,
+                  sdbus::Variant(usec_since_epoch(*status.confirm_deadline)));
   std::vector<sdbus::Struct<std::string, std::string, std::string, bool, std::string, uint64_t, uint64_t>> owners;
   for (const OwnerStatus& owner : status.owners)
     owners.emplace_back(owner.kind, owner.name, owner.owner, owner.cgroup.has_value(),
                         owner.cgroup ? owner.cgroup->path : std::string(),
                         owner.cgroup ? owner.cgroup->id : 0,
                         owner.since ? usec_since_epoch(*owner.since) : 0);
-  facts.emplace("owners", sdbus::Variant(owners));
-  facts.emplace(
-      "policy_file",
-      sdbus::Variant(std::string(status.policy_file_differs.empty() ? "same" : "differs")));
+  facts.emplace(key::kOwners, sdbus::Variant(owners));
+  facts.emplace(key::kPolicyFile, sdbus::Variant(std::string(status.policy_file_differs.empty()
+                                                                 ? key::kPolicyFileSame
+                                                                 : key::kPolicyFileDiffers)));
   if (!status.policy_file_differs.empty())
-    facts.emplace("policy_file_detail", sdbus::Variant(status.policy_file_differs));
+    facts.emplace(key::kPolicyFileDetail, sdbus::Variant(status.policy_file_differs));
   return facts;
 }
 
@@ -386,8 +389,8 @@ std::vector<RuleEntry> FirewallService::ListRules() {
 void FirewallService::SetRuleEnabled(sdbus::Result<>&& result, std::string name, bool enabled,
                                      Options options) {
   check_name(name, "rule name");
-  check_keys(options, {"permanent"}, "SetRuleEnabled");
-  bool permanent = option<bool>(options, "permanent").value_or(false);
+  check_keys(options, {bus_key::toggle::kPermanent}, "SetRuleEnabled");
+  bool permanent = option<bool>(options, bus_key::toggle::kPermanent).value_or(false);
   when_authorized(std::move(result), enabled ? "enabling a rule" : "disabling a rule",
                   [this, name = std::move(name), enabled, permanent] {
                     firewall_.set_rule_enabled(name, enabled, permanent);
@@ -415,9 +418,9 @@ std::tuple<bool, std::string> FirewallService::Check(const std::string& text, co
 
 void FirewallService::Apply(sdbus::Result<uint64_t>&& result, std::string path, Options options) {
   require(!path.empty() && path.size() <= kMaxPath && path[0] == '/', "path must be absolute");
-  check_keys(options, {"confirm_seconds"}, "Apply");
+  check_keys(options, {bus_key::apply::kConfirmSeconds}, "Apply");
   std::optional<std::chrono::seconds> confirm;
-  if (auto seconds = option<uint32_t>(options, "confirm_seconds")) {
+  if (auto seconds = option<uint32_t>(options, bus_key::apply::kConfirmSeconds)) {
     require(*seconds >= 1 && *seconds <= 3600, "confirm_seconds must be from 1 to 3600");
     confirm = std::chrono::seconds(*seconds);
   }
@@ -435,17 +438,24 @@ void FirewallService::Rollback(sdbus::Result<>&& result) {
 }
 
 void FirewallService::AddTimedRule(sdbus::Result<std::string>&& result, Options rule) {
-  check_keys(rule, {"direction", "protocols", "ports", "from", "to", "action", "duration_seconds"},
+  namespace key = bus_key::timed_rule;
+  check_keys(rule,
+             {key::kDirection, key::kProtocols, key::kPorts, key::kFrom, key::kTo, key::kAction,
+              key::kDurationSeconds},
              "AddTimedRule");
   TimedRuleRequest request;
-  request.direction = option<std::string>(rule, "direction").value_or("in");
-  request.action = option<std::string>(rule, "action").value_or("accept");
-  request.protocols = option<std::vector<std::string>>(rule, "protocols").value_or(std::vector<std::string>{});
-  request.ports = option<std::vector<std::string>>(rule, "ports").value_or(std::vector<std::string>{});
-  request.from = option<std::vector<std::string>>(rule, "from").value_or(std::vector<std::string>{});
-  request.to = option<std::vector<std::string>>(rule, "to").value_or(std::vector<std::string>{});
-  auto seconds = option<uint32_t>(rule, "duration_seconds");
-  require(seconds.has_value(), "duration_seconds is required");
+  request.direction = option<std::string>(rule, key::kDirection).value_or("in");
+  request.action = option<std::string>(rule, key::kAction).value_or("accept");
+  request.protocols =
+      option<std::vector<std::string>>(rule, key::kProtocols).value_or(std::vector<std::string>{});
+  request.ports =
+      option<std::vector<std::string>>(rule, key::kPorts).value_or(std::vector<std::string>{});
+  request.from =
+      option<std::vector<std::string>>(rule, key::kFrom).value_or(std::vector<std::string>{});
+  request.to =
+      option<std::vector<std::string>>(rule, key::kTo).value_or(std::vector<std::string>{});
+  auto seconds = option<uint32_t>(rule, key::kDurationSeconds);
+  require(seconds.has_value(), std::string(key::kDurationSeconds) + " is required");
   request.duration = std::chrono::seconds(*seconds);
   for (const auto* list : {&request.protocols, &request.ports, &request.from, &request.to})
     require(list->size() <= 1024, "at most 1024 protocols, ports or addresses in a timed rule");
@@ -463,9 +473,9 @@ void FirewallService::RemoveTimedRule(sdbus::Result<>&& result, std::string name
 void FirewallService::AddSetElements(sdbus::Result<>&& result, std::string set,
                                      std::vector<std::string> elements, Options options) {
   check_name(set, "set name");
-  check_keys(options, {"timeout_seconds"}, "AddSetElements");
+  check_keys(options, {bus_key::set_elements::kTimeoutSeconds}, "AddSetElements");
   std::optional<std::chrono::seconds> timeout;
-  if (auto seconds = option<uint32_t>(options, "timeout_seconds")) {
+  if (auto seconds = option<uint32_t>(options, bus_key::set_elements::kTimeoutSeconds)) {
     require(*seconds >= 1, "timeout_seconds must be at least 1");
     timeout = std::chrono::seconds(*seconds);
   }
@@ -490,8 +500,8 @@ std::vector<std::string> FirewallService::ListSetElements(const std::string& set
 }
 
 void FirewallService::SetPanic(sdbus::Result<>&& result, bool on, Options options) {
-  check_keys(options, {"keep_established"}, "SetPanic");
-  bool keep = option<bool>(options, "keep_established").value_or(false);
+  check_keys(options, {bus_key::panic::kKeepEstablished}, "SetPanic");
+  bool keep = option<bool>(options, bus_key::panic::kKeepEstablished).value_or(false);
   when_authorized(std::move(result), on ? "turning panic mode on" : "turning panic mode off",
                   [this, on, keep] { firewall_.set_panic(on, keep); });
 }
@@ -500,47 +510,18 @@ std::string FirewallService::GetRuleset() {
   return translated([&] { return firewall_.ruleset_text(); });
 }
 
-namespace {
-
-std::string address_text(const ir::Address& address) {
-  Cidr cidr;
-  cidr.family = address.family == ir::Family::ipv4 ? Family::ipv4 : Family::ipv6;
-  cidr.bytes = address.bytes;
-  cidr.prefix = static_cast<std::uint8_t>(cidr.size() * 8);
-  return to_string(cidr);
-}
-
-// 172.17.0.2:80, [fd00::2]:443
-std::string endpoint(const ir::Address& address, std::uint16_t port) {
-  const std::string text = address_text(address);
-  return (address.family == ir::Family::ipv6 ? "[" + text + "]" : text) + ":" + std::to_string(port);
-}
-
-}  // namespace
-
 std::map<std::string, sdbus::Variant> FirewallService::Explain(const std::vector<std::string>& words) {
   require(words.size() <= 32, "too many words for a packet shape");
   return translated([&] {
-    Policy policy = firewall_.policy_in_force();
-    std::string error;
-    auto shape = parse_packet_shape(words, policy, error);
-    if (!shape) throw InvalidRequest(error);
-    // A connection to a port another table publishes is DNATed before portier sees it: it
-    // is decided on forward, by the published chain (the input rules on its original port).
-    std::string published;
-    if (auto dnat = as_published(*shape, firewall_.published_ports(), host_networks())) {
-      published = "DNAT to " + endpoint(dnat->second.target, dnat->first.destination_port) +
-                  " by " + dnat->second.table + " " + dnat->second.chain;
-      shape = dnat->first;
-    }
-    ExplainResult result = explain_packet(firewall_.loaded_ruleset(), *shape);
-    std::string where;
-    if (const Rule* rule = policy.find_rule(result.decided_by))
-      where = rule->where.file + ":" + std::to_string(rule->where.line) + ":" + std::to_string(rule->where.column);
+    namespace key = bus_key::explain;
+    PacketExplanation result = explain_in_force(firewall_, words);
     return std::map<std::string, sdbus::Variant>{
-        {"verdict", sdbus::Variant(result.verdict)}, {"decided_by", sdbus::Variant(result.decided_by)},
-        {"chain", sdbus::Variant(result.chain)},     {"where", sdbus::Variant(where)},
-        {"trace", sdbus::Variant(result.trace)},     {"published", sdbus::Variant(published)}};
+        {key::kVerdict, sdbus::Variant(result.verdict)},
+        {key::kDecidedBy, sdbus::Variant(result.decided_by)},
+        {key::kChain, sdbus::Variant(result.chain)},
+        {key::kWhere, sdbus::Variant(result.where)},
+        {key::kTrace, sdbus::Variant(result.trace)},
+        {key::kPublished, sdbus::Variant(result.published)}};
   });
 }
 
@@ -548,56 +529,39 @@ void FirewallService::ListPorts(
     sdbus::Result<std::vector<std::map<std::string, sdbus::Variant>>>&& result) {
   // Which process and user hold which socket is for administrators, as `ss -p` is.
   when_authorized(std::move(result), "listing the processes behind open ports", [this] {
+    namespace key = bus_key::port;
     std::vector<std::map<std::string, sdbus::Variant>> ports;
-    const Policy policy = firewall_.policy_in_force();
-    for (const PortExposure& exposure :
-         port_exposure(firewall_.loaded_ruleset(), policy, list_listening_sockets())) {
-      const ListeningSocket& socket = exposure.socket;
+    for (const PortEntry& entry : ports_in_force(firewall_)) {
       std::vector<sdbus::Struct<std::string, bool, std::string>> zones;
-      for (const ZoneVerdict& zone : exposure.zones)
+      for (const ZoneVerdict& zone : entry.zones)
         zones.emplace_back(zone.zone, zone.accepted, zone.decided_by);
-      ports.push_back({
-          {"protocol",
-           sdbus::Variant(std::string(socket.protocol == ir::L4Proto::udp ? "udp" : "tcp"))},
-          {"family",
-           sdbus::Variant(std::string(socket.family == ir::Family::ipv4 ? "ipv4" : "ipv6"))},
-          {"address", sdbus::Variant(address_text(socket.address))},
-          {"port", sdbus::Variant(socket.port)},
-          {"scope", sdbus::Variant(exposure.scope)},
-          {"pid", sdbus::Variant(socket.pid)},
-          {"process", sdbus::Variant(socket.process)},
-          {"uid", sdbus::Variant(socket.uid)},
-          {"user", sdbus::Variant(socket.user)},
-          {"unit", sdbus::Variant(socket.unit)},
-          {"cgroup", sdbus::Variant(socket.cgroup)},
-          {"zones", sdbus::Variant(zones)},
-          {"warnings", sdbus::Variant(exposure.warnings)},
-          {"kind", sdbus::Variant(std::string("listener"))},
-      });
-    }
-    for (const PublishedExposure& exposure :
-         published_exposure(firewall_.loaded_ruleset(), policy, firewall_.published_ports())) {
-      const PublishedPort& port = exposure.port;
-      std::vector<sdbus::Struct<std::string, bool, std::string>> zones;
-      for (const ZoneVerdict& zone : exposure.zones)
-        zones.emplace_back(zone.zone, zone.accepted, zone.decided_by);
-      ir::Address address = port.destination ? port.destination->first : ir::Address{port.family, {}};
-      const std::uint16_t target = port.target_ports ? port.target_ports->first : port.ports.first;
-      ports.push_back({
-          {"protocol", sdbus::Variant(std::string(ir::protocol_name(port.protocol)))},
-          {"family", sdbus::Variant(std::string(port.family == ir::Family::ipv4 ? "ipv4" : "ipv6"))},
-          {"address", sdbus::Variant(address_text(address))},
-          {"port", sdbus::Variant(port.ports.first)},
-          {"port_last", sdbus::Variant(port.ports.last)},
-          {"scope", sdbus::Variant(exposure.scope)},
-          {"kind", sdbus::Variant(std::string("published"))},
-          {"target", sdbus::Variant(endpoint(port.target, target))},
-          {"via", sdbus::Variant(exposure.via)},
-          {"published_by", sdbus::Variant(port.table + " " + port.chain)},
-          {"comment", sdbus::Variant(port.comment)},
-          {"zones", sdbus::Variant(zones)},
-          {"warnings", sdbus::Variant(exposure.warnings)},
-      });
+      std::map<std::string, sdbus::Variant>& facts = ports.emplace_back();
+      facts = {
+          {key::kKind,
+           sdbus::Variant(std::string(entry.published ? key::kKindPublished : key::kKindListener))},
+          {key::kProtocol, sdbus::Variant(entry.protocol)},
+          {key::kFamily, sdbus::Variant(entry.family)},
+          {key::kAddress, sdbus::Variant(entry.address)},
+          {key::kPort, sdbus::Variant(entry.port)},
+          {key::kScope, sdbus::Variant(entry.scope)},
+          {key::kZones, sdbus::Variant(zones)},
+          {key::kWarnings, sdbus::Variant(entry.warnings)},
+      };
+      // Each kind has the keys the XML lists for it, and no others.
+      if (entry.published) {
+        facts.emplace(key::kPortLast, sdbus::Variant(entry.port_last));
+        facts.emplace(key::kTarget, sdbus::Variant(entry.target));
+        facts.emplace(key::kVia, sdbus::Variant(entry.via));
+        facts.emplace(key::kPublishedBy, sdbus::Variant(entry.published_by));
+        facts.emplace(key::kComment, sdbus::Variant(entry.comment));
+      } else {
+        facts.emplace(key::kPid, sdbus::Variant(entry.pid));
+        facts.emplace(key::kProcess, sdbus::Variant(entry.process));
+        facts.emplace(key::kUid, sdbus::Variant(entry.uid));
+        facts.emplace(key::kUser, sdbus::Variant(entry.user));
+        facts.emplace(key::kUnit, sdbus::Variant(entry.unit));
+        facts.emplace(key::kCgroup, sdbus::Variant(entry.cgroup));
+      }
     }
     return ports;
   });

@@ -1,6 +1,8 @@
 // The D-Bus edge of portierd: org.portier.Firewall1 on /org/portier/Firewall1.
 // Translates calls into Firewall operations, failures into named D-Bus errors, and
-// Firewall events into signals.
+// Firewall events into signals. A thin adaptor: each method checks its arguments, makes one
+// call into the core (Firewall, inspect.h) and converts the result; the names it uses are
+// those of api/firewall1_api.h, which portierctl shares.
 #pragma once
 
 #include <sdbus-c++/sdbus-c++.h>
@@ -11,29 +13,12 @@
 
 #include "firewall.h"
 #include "firewall1_adaptor.h"
+#include "firewall1_api.h"
 #include "packet_log.h"
 #include "polkit_authority.h"
 #include "saved_replies.h"
 
 namespace portier {
-
-inline constexpr const char* kBusName = "org.portier.Firewall1";
-inline constexpr const char* kObjectPath = "/org/portier/Firewall1";
-inline constexpr const char* kPolkitAction = "org.portier.Firewall1.manage";
-
-/// Error names carried by D-Bus replies; the CLI shows their messages as they are.
-namespace bus_error {
-inline constexpr const char* kAccessDenied = "org.portier.Firewall1.Error.AccessDenied";
-inline constexpr const char* kNoSuchRule = "org.portier.Firewall1.Error.NoSuchRule";
-inline constexpr const char* kNoSuchSet = "org.portier.Firewall1.Error.NoSuchSet";
-inline constexpr const char* kInvalidPolicy = "org.portier.Firewall1.Error.InvalidPolicy";
-inline constexpr const char* kKernelRefused = "org.portier.Firewall1.Error.KernelRefused";
-inline constexpr const char* kInvalidArgument = "org.portier.Firewall1.Error.InvalidArgument";
-inline constexpr const char* kNotPending = "org.portier.Firewall1.Error.NotPending";
-inline constexpr const char* kFailed = "org.portier.Firewall1.Error.Failed";
-/// The change is in force, but its state could not be written (a full disk, say).
-inline constexpr const char* kNotSaved = "org.portier.Firewall1.Error.NotSaved";
-}  // namespace bus_error
 
 using Options = std::map<std::string, sdbus::Variant>;
 using RuleEntry = sdbus::Struct<std::string, bool, std::string, std::string, std::string, uint64_t, uint64_t>;

@@ -5,6 +5,10 @@
 
 namespace portier {
 
+std::string to_string(const SourceLocation& where) {
+  return where.file + ":" + std::to_string(where.line) + ":" + std::to_string(where.column);
+}
+
 std::string format_headline(const Diagnostic& diagnostic) {
   std::string text = diagnostic.where.file;
   if (diagnostic.where.line > 0) {

@@ -13,6 +13,10 @@ struct SourceLocation {
   int column = 0;
 };
 
+/// FILE:LINE:COL, all three always: the place of a policy rule as explain and the
+/// duplicate-name checks quote it.
+std::string to_string(const SourceLocation& where);
+
 enum class Severity { error, warning };
 
 struct Diagnostic {

@@ -416,4 +416,9 @@ ExplainResult explain_packet(const ir::Ruleset& ruleset, const PacketShape& pack
   throw std::invalid_argument("chain " + chain->name + " loops (goto cycle)");
 }
 
+std::string decided_where(const Policy& policy, const ExplainResult& result) {
+  const Rule* rule = policy.find_rule(result.decided_by);
+  return rule ? to_string(rule->where) : std::string();
+}
+
 }  // namespace portier

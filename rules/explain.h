@@ -52,6 +52,10 @@ struct ExplainResult {
 /// as not exceeded; log and counter statements do not change the outcome.
 ExplainResult explain_packet(const ir::Ruleset& ruleset, const PacketShape& packet);
 
+/// Where the policy rule that decided `result` is written in `policy`, FILE:LINE:COL; empty
+/// when a fixed rule or a default decided (they have no place in the file).
+std::string decided_where(const Policy& policy, const ExplainResult& result);
+
 /// Parses the command line shape `tcp 203.0.113.9:40000 -> 139 [in wan]` (see
 /// `portierctl explain --help`); zone names are resolved to an interface of the zone via
 /// `policy`. On error, the message names the offending word.

@@ -11,10 +11,6 @@
 namespace portier {
 namespace {
 
-std::string place(const SourceLocation& where) {
-  return where.file + ":" + std::to_string(where.line) + ":" + std::to_string(where.column);
-}
-
 class Validator {
  public:
   explicit Validator(const Policy& policy) : policy_(policy) {
@@ -51,7 +47,7 @@ class Validator {
       auto [it, inserted] = seen.emplace(name, std::pair{std::string(kind), where});
       if (!inserted)
         error(where, "name '" + name + "' is already used by the " + it->second.first + " at " +
-                         place(it->second.second));
+                         to_string(it->second.second));
     };
     for (const Zone& zone : policy_.zones) add(zone.name, "zone", zone.where);
     for (const NamedSet& set : policy_.sets) {
@@ -77,7 +73,7 @@ class Validator {
       auto [it, inserted] = owner.emplace(zone.stack, &zone);
       if (!inserted)
         error(zone.where, "zone '" + zone.name + "' is for stack '" + zone.stack + "', as zone '" +
-                              it->second->name + "' at " + place(it->second->where) +
+                              it->second->name + "' at " + to_string(it->second->where) +
                               " already is");
     }
   }
@@ -91,7 +87,7 @@ class Validator {
         if (!inserted && it->second != &zone)
           error(zone.where, "interface '" + name + "' of zone '" + zone.name +
                                 "' is already in zone '" + it->second->name + "' at " +
-                                place(it->second->where));
+                                to_string(it->second->where));
       }
   }
 
@@ -230,11 +226,12 @@ class Validator {
         if (later.action == Action::accept && earlier.action != Action::accept)
           warning(later.where, "accept rule '" + later.name + "' comes after " +
                                    std::string(to_string(earlier.action)) + " rule '" +
-                                   earlier.name + "' at " + place(earlier.where) +
+                                   earlier.name + "' at " + to_string(earlier.where) +
                                    ", which covers it: it can never accept anything");
         else
           warning(later.where, "rule '" + later.name + "' can never match: rule '" + earlier.name +
-                                   "' at " + place(earlier.where) + " matches everything it does");
+                                   "' at " + to_string(earlier.where) +
+                                   " matches everything it does");
         break;
       }
       if (is_simple(later)) index.add(later, i);
