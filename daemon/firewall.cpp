@@ -61,12 +61,28 @@ std::string_view to_string(LoadSource source) {
 Firewall::Firewall(Kernel& kernel, FirewallOptions options, SystemTables tables)
     : kernel_(kernel),
       options_(std::move(options)),
+      own_state_(!options_.state && !options_.state_dir.empty()
+                     ? std::make_unique<StateDirectory>(options_.state_dir)
+                     : nullptr),
+      state_(options_.state ? options_.state : own_state_.get()),
       bound_(options_.cgroups, options_.now),
       tables_(std::move(tables)),
-      policy_file_(options_.policy_path, options_.state_dir) {}
+      policy_file_(options_.policy_path, state_) {}
 
-std::string Firewall::state_file(std::string_view name) const {
-  return (std::filesystem::path(options_.state_dir) / name).string();
+ParsedPolicy Firewall::parse_kept_policy(StateFile file) const {
+  std::optional<std::string> text = state_ ? state_->read(file) : std::nullopt;
+  if (!text) {
+    // Built apart, not in a braced temporary: GCC 12 at -O3 warns falsely there
+    // (-Wmaybe-uninitialized; see read_text() in rules/parse_policy.cpp).
+    Diagnostic missing;
+    missing.severity = Severity::error;
+    missing.where.file = state_ ? state_->name(file) : std::string();
+    missing.message = "cannot read policy";
+    ParsedPolicy none;
+    none.diagnostics.push_back(std::move(missing));
+    return none;
+  }
+  return parse_policy(*text, state_->name(file), tables_);
 }
 
 // Whether a rule or forward of the policy file is on: its runtime toggle, if it has one.
@@ -163,10 +179,10 @@ void Firewall::change_runtime(RuntimeState runtime, std::string_view reason) {
 std::string Firewall::start() {
   std::string problems;
   RuntimeState runtime;
-  if (!options_.state_dir.empty()) {
-    if (auto text = read_text_file(state_file("runtime.toml"))) {
+  if (state_) {
+    if (auto text = state_->read(StateFile::runtime)) {
       try {
-        runtime = read_runtime_state(*text, state_file("runtime.toml"), tables_);
+        runtime = read_runtime_state(*text, state_->name(StateFile::runtime), tables_);
       } catch (const std::exception& failure) {
         problems += std::string("runtime changes not restored: ") + failure.what() + "\n";
       }
@@ -187,8 +203,8 @@ std::string Firewall::start() {
       problems += '\n';
     }
   }
-  if (!options_.state_dir.empty()) {
-    ParsedPolicy last_good = parse_policy_file(state_file("last-good.toml"), tables_);
+  if (state_) {
+    ParsedPolicy last_good = parse_kept_policy(StateFile::last_good);
     if (last_good.ok()) {
       try {
         commit(std::move(last_good.policy), runtime, "start");
@@ -196,7 +212,8 @@ std::string Firewall::start() {
         file_differs_ =
             "it could not be loaded at start, portierd's log says why, so the last good policy "
             "is loaded; a restart tries the file again, and so does reload";
-        return problems + "loaded the last good policy from " + state_file("last-good.toml") + "\n";
+        return problems + "loaded the last good policy from " + state_->name(StateFile::last_good) +
+               "\n";
       } catch (const std::exception& failure) {
         problems += failure.what();
         problems += '\n';
@@ -410,8 +427,8 @@ void Firewall::rollback() {
     if (events_) events_->rolled_back("rollback to the previous good policy");
     return;
   }
-  ParsedPolicy previous = parse_policy_file(state_file("previous-good.toml"), tables_);
-  if (options_.state_dir.empty() || !previous.ok())
+  ParsedPolicy previous = parse_kept_policy(StateFile::previous_good);
+  if (!state_ || !previous.ok())
     throw NotPending("nothing to roll back to: no apply is pending and no previous policy is kept");
   commit(std::move(previous.policy), runtime_, "rollback");
   loaded_from_ = LoadSource::last_good;
@@ -661,7 +678,7 @@ void Firewall::repair_drift(const std::string& what) {
 }
 
 void Firewall::save_runtime() {
-  if (options_.state_dir.empty()) return;
+  if (!state_) return;
   runtime_unsaved_ = true;
   ++state_generation_;
 }
@@ -669,14 +686,13 @@ void Firewall::save_runtime() {
 void Firewall::flush_state() {
   if (!runtime_unsaved_) return;
   runtime_unsaved_ = false;
-  if (!state_writer_) state_writer_ = std::make_unique<StateWriter>(state_file("runtime.toml"));
-  state_writer_->post(write_runtime_state(runtime_), state_generation_);
+  state_->post_runtime(write_runtime_state(runtime_), state_generation_);
 }
 
-int Firewall::state_fd() const { return state_writer_ ? state_writer_->fd() : -1; }
+int Firewall::state_fd() const { return state_ ? state_->runtime_fd() : -1; }
 
 std::vector<StateWriter::Outcome> Firewall::take_state_outcomes() {
-  return state_writer_ ? state_writer_->take_outcomes() : std::vector<StateWriter::Outcome>{};
+  return state_ ? state_->take_runtime_outcomes() : std::vector<StateWriter::Outcome>{};
 }
 
 void Firewall::release_memory() {
@@ -690,21 +706,20 @@ void Firewall::release_memory() {
 
 void Firewall::wait_for_state() {
   flush_state();
-  if (state_writer_) state_writer_->wait_until_written();
+  if (state_) state_->wait_for_runtime();
 }
 
-Firewall::~Firewall() { flush_state(); }  // state_writer_'s destructor writes it
+Firewall::~Firewall() { flush_state(); }  // the state store writes it before it goes
 
 // The last policy the kernel accepted, self-contained, for a later start whose file is
 // broken; the one before it stays as previous-good.toml for `portierctl rollback`.
 void Firewall::save_last_good(const Policy& policy) const {
-  if (options_.state_dir.empty()) return;
+  if (!state_) return;
   try {
     std::string text = write_policy(policy);
-    std::string last = state_file("last-good.toml");
-    if (auto old = read_text_file(last); old && *old != text)
-      write_file_atomically(state_file("previous-good.toml"), *old);
-    write_file_atomically(last, text);
+    if (auto old = state_->read(StateFile::last_good); old && *old != text)
+      state_->write(StateFile::previous_good, *old);
+    state_->write(StateFile::last_good, text);
   } catch (const std::exception& failure) {
     // The new ruleset is in force; only the fallback copy for a later start is stale.
     log_line(std::string("warning: last good policy not saved: ") + failure.what());

@@ -22,6 +22,7 @@
 #include "policy.h"
 #include "policy_file_state.h"
 #include "runtime_state.h"
+#include "state_store.h"
 #include "state_writer.h"
 
 namespace portier {
@@ -128,12 +129,14 @@ class FirewallEvents {
 
 struct FirewallOptions {
   std::string policy_path;
-  std::string state_dir;  // empty: keep no state
+  std::string state_dir;  // where to keep state when `state` is null; empty: keep none
   CompileOptions compile;
   /// Where units and cgroups are (daemon/cgroups.h); null: nowhere, so bound ports stay
   /// closed. Not owned.
   const CgroupTree* cgroups = nullptr;
   std::function<Clock::time_point()> now = [] { return Clock::now(); };
+  /// Where state is kept (not owned); null: in a StateDirectory over state_dir.
+  StateStore* state = nullptr;
 };
 
 class Firewall {
@@ -257,7 +260,8 @@ class Firewall {
   void change_runtime(RuntimeState runtime, std::string_view reason);
   void save_runtime();
   void save_last_good(const Policy& policy) const;
-  std::string state_file(std::string_view name) const;
+  /// The policy kept in the state store as `file`, parsed (an error if there is none).
+  ParsedPolicy parse_kept_policy(StateFile file) const;
   void edit_enabled_in_file(const std::string& name, bool enabled);
   void finish_pending(std::string_view reason);
   /// Writes `text` as the policy file, keeping the text it replaces for rollback().
@@ -269,6 +273,8 @@ class Firewall {
 
   Kernel& kernel_;
   FirewallOptions options_;
+  std::unique_ptr<StateStore> own_state_;  // made when options_.state is null
+  StateStore* state_;                      // null: keep no state
   BoundCgroups bound_;
   SystemTables tables_;
   FirewallEvents* events_ = nullptr;
@@ -295,8 +301,6 @@ class Firewall {
     std::string file_differs;  // file_differs_ before it, for a rollback
   };
   std::optional<PendingApply> pending_;
-  std::unique_ptr<StateWriter>
-      state_writer_;  // made at the first write; last, so it finishes first
 };
 
 }  // namespace portier
