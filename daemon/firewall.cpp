@@ -1,19 +1,14 @@
 #include "firewall.h"
 
-#include <malloc.h>
 #include <toml++/toml.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
-#include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <map>
-#include <sstream>
 #include <tuple>
 #include <unordered_set>
 
+#include "heap.h"
 #include "log.h"
 #include "neighbours.h"
 #include "render_nft.h"
@@ -298,36 +293,9 @@ void Firewall::edit_enabled_in_file(const std::string& name, bool enabled) {
     if (forward.name == name) where = forward.where;
   auto text = read_text_file(where.file);
   if (!text) throw InvalidRequest("cannot read " + where.file);
-  toml::table document = toml::parse(*text, where.file);
-  const toml::table* entry = nullptr;
-  for (const char* key : {"rule", "forward"})
-    if (const toml::array* array = document[key].as_array())
-      for (const toml::node& node : *array)
-        if (const toml::table* table = node.as_table();
-            table && (*table)["name"].value<std::string>() == name)
-          entry = table;
-  if (!entry) throw InvalidRequest("cannot find '" + name + "' in " + where.file);
-
-  std::vector<std::string> lines;
-  std::istringstream in(*text);
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
-  const std::string value = enabled ? "true" : "false";
-  if (const toml::node* node = entry->get("enabled")) {
-    std::string& line = lines.at(node->source().begin.line - 1);
-    std::size_t column = node->source().begin.column - 1;
-    std::size_t length = line.compare(column, 4, "true") == 0 ? 4 : 5;
-    line.replace(column, length, value);
-  } else {
-    const toml::node* name_node = entry->get("name");
-    std::size_t after = name_node->source().begin.line;  // 1-based line of name = index after it
-    const std::string& name_line = lines.at(after - 1);
-    std::string indent = name_line.substr(0, name_line.find_first_not_of(" \t"));
-    lines.insert(lines.begin() + static_cast<std::ptrdiff_t>(after), indent + "enabled = " + value);
-  }
-  std::string edited;
-  for (const std::string& line : lines) edited += line + "\n";
-  if (!text->empty() && text->back() != '\n') edited.pop_back();
-  write_file_atomically(where.file, edited);
+  std::optional<std::string> edited = edit_enabled(*text, where.file, name, enabled);
+  if (!edited) throw InvalidRequest("cannot find '" + name + "' in " + where.file);
+  write_file_atomically(where.file, *edited);
 }
 
 std::uint64_t Firewall::apply_file(const std::string& path,
@@ -443,19 +411,11 @@ std::string Firewall::add_timed_rule(const TimedRuleRequest& request) {
   if (request.duration.count() <= 0 || request.duration > kMaxTimedRule)
     throw InvalidRequest("duration must be from 1 second to 30 days");
   std::string name = "timed-" + std::to_string(runtime_.next_timed_id);
-  toml::table rule{{"name", name}, {"direction", request.direction}, {"action", request.action}};
-  auto list = [](const std::vector<std::string>& items) {
-    toml::array array;
-    for (const std::string& item : items) array.push_back(item);
-    return array;
-  };
-  if (!request.protocols.empty()) rule.insert("protocols", list(request.protocols));
-  if (!request.ports.empty()) rule.insert("ports", list(request.ports));
-  if (!request.from.empty()) rule.insert("from", list(request.from));
-  if (!request.to.empty()) rule.insert("to", list(request.to));
-  std::ostringstream text;
-  text << toml::toml_formatter{toml::table{{"rule", toml::array{rule}}}} << "\n";
-  ParsedPolicy parsed = parse_policy_fragment(text.str(), "timed rule", tables_);
+  // As policy text, which the parser checks as it checks the file's rules (with the same
+  // messages), and which the runtime state keeps.
+  const std::string text = write_rule({name, request.direction, request.action, request.protocols,
+                                       request.ports, request.from, request.to});
+  ParsedPolicy parsed = parse_policy_fragment(text, "timed rule", tables_);
   if (parsed.ok() && parsed.policy.rules.size() == 1) {
     // Its zones and sets must exist in the policy it joins.
     Policy joined = policy_;
@@ -466,8 +426,7 @@ std::string Firewall::add_timed_rule(const TimedRuleRequest& request) {
   }
   if (!parsed.ok()) throw InvalidRequest(parsed.report());
   RuntimeState runtime = runtime_;
-  runtime.timed_rules.push_back(
-      {parsed.policy.rules[0], text.str(), options_.now() + request.duration});
+  runtime.timed_rules.push_back({parsed.policy.rules[0], text, options_.now() + request.duration});
   ++runtime.next_timed_id;
   change_runtime(std::move(runtime), "timed-rule");
   return name;
@@ -701,7 +660,7 @@ void Firewall::release_memory() {
   // reply, a long-running daemon gives them back.
   if (!heap_to_trim_) return;
   heap_to_trim_ = false;
-  ::malloc_trim(0);
+  trim_heap();
 }
 
 void Firewall::wait_for_state() {
