@@ -1,5 +1,8 @@
 // The daemon core: the policy in force, the runtime changes on top of it (toggles, timed
-// rules, set elements, panic, a pending apply), and the kernel it is loaded into.
+// rules, set elements, panic, a pending apply), and the state machine of apply, confirm,
+// rollback and the fallbacks at start. It asks the others: LoadedTable for what the
+// kernel has and the edits of a change (sent through the Kernel port), StateStore for
+// the state files, PolicyFileState for the policy file's text around an apply.
 // No D-Bus here; the bus adaptor calls into this and listens to its events.
 #pragma once
 
