@@ -59,7 +59,8 @@ std::uint64_t handle_in(const ir::Ruleset& loaded, const RuleHandles& handles,
 }  // namespace
 
 TEST_CASE(
-    "a toggle is the edit of one rule's kernel rules, by handle, and the record changes once made") {
+    "a toggle is the edit of one rule's kernel rules, by handle, and the record changes once "
+    "made") {
   const Policy policy = parsed(kThreeRules);
   const ir::Ruleset full = compiled_full(policy);
   const ir::Ruleset loaded = without_owners(full, {"b"});
@@ -111,7 +112,8 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "leave_out gives the edit to any set of left-out rules, and a full() that differs is not held") {
+    "leave_out gives the edit to any set of left-out rules, and a full() that differs is not "
+    "held") {
   const Policy policy = parsed(kThreeRules);
   const ir::Ruleset full = compiled_full(policy);
   LoadedTable table;
@@ -137,7 +139,8 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "set edits go to the hash or the interval set, and removed elements are marked, then taken out") {
+    "set edits go to the hash or the interval set, and removed elements are marked, then taken "
+    "out") {
   const Policy policy = parsed(kThreeRules);
   const NamedSet& block = *policy.find_set("block");
   const ir::Ruleset full = compiled_full(policy);
