@@ -191,15 +191,11 @@ struct FakeClock {
 
 // A firewall over the files, as portierd would make it (one per "process").
 struct Daemon {
-  Daemon(FakeKernel& kernel, Files& files, FakeClock& clock,
-         const CgroupTree* cgroups = nullptr, SystemTables tables = {})
+  Daemon(FakeKernel& kernel, Files& files, FakeClock& clock, const CgroupTree* cgroups = nullptr,
+         SystemTables tables = {})
       : firewall(kernel,
-                 FirewallOptions{files.path(),
-                                 "",
-                                 {},
-                                 cgroups,
-                                 [&clock] { return clock.now; },
-                                 &files.state},
+                 FirewallOptions{
+                     files.path(), "", {}, cgroups, [&clock] { return clock.now; }, &files.state},
                  std::move(tables)) {}
   Firewall firewall;
 };
@@ -915,8 +911,8 @@ TEST_CASE("an owned table the kernel does not support is loaded without the flag
       kernel.refuse_owned = KernelError(std::string("kernel refused it: ") + std::strerror(error),
                                         error, object, "it");
       FakeClock clock;
-      FirewallOptions options{
-          files.path(), "", {}, nullptr, [&clock] { return clock.now; }, &files.state};
+      FirewallOptions options{files.path(), "", {}, nullptr, [&clock] { return clock.now; },
+                              &files.state};
       options.compile.owner = true;
       Firewall firewall(kernel, options, {});
       if (object == KernelObject::table) {
@@ -932,7 +928,8 @@ TEST_CASE("an owned table the kernel does not support is loaded without the flag
   }
 }
 
-TEST_CASE("a state store that cannot be written: changes are in force, the writes reported failed") {
+TEST_CASE(
+    "a state store that cannot be written: changes are in force, the writes reported failed") {
   Files files;
   files.write(kTwoRules);
   FakeKernel kernel;
