@@ -1,21 +1,17 @@
 #include "firewall.h"
 
-#include <malloc.h>
-#include <toml++/toml.h>
-
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
-#include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <map>
-#include <sstream>
 #include <tuple>
 #include <unordered_set>
 
+#include "heap.h"
+#include "log.h"
 #include "neighbours.h"
+#include "parse_untrusted.h"
 #include "render_nft.h"
+#include "set_elements.h"
 #include "state_writer.h"
 #include "write_policy.h"
 
@@ -28,42 +24,6 @@ constexpr auto kMaxTimedRule = std::chrono::hours(24 * 30);
 bool is_toggleable(const Policy& policy, const std::string& name) {
   return policy.find_rule(name) || std::any_of(policy.forwards.begin(), policy.forwards.end(),
                                                [&](const Forward& f) { return f.name == name; });
-}
-
-// A set element as the user wrote it, checked against the set's family.
-bool element_fits(const NamedSet& set, const std::string& element) {
-  if (set.family == SetFamily::port) {
-    unsigned value = 0;
-    auto [end, ec] = std::from_chars(element.data(), element.data() + element.size(), value);
-    return ec == std::errc() && end == element.data() + element.size() && value <= 65535;
-  }
-  auto cidr = parse_cidr(element);
-  return cidr && (cidr->family == Family::ipv4) == (set.family == SetFamily::ipv4);
-}
-
-void add_element(NamedSet& set, const std::string& element) {
-  if (set.family == SetFamily::port) {
-    auto port = static_cast<std::uint16_t>(std::stoul(element));
-    set.ports.push_back({port, port});
-  } else {
-    set.addresses.push_back(*parse_cidr(element));
-  }
-}
-
-void remove_element(NamedSet& set, const std::string& element) {
-  if (set.family == SetFamily::port) {
-    auto port = static_cast<std::uint16_t>(std::stoul(element));
-    std::erase(set.ports, PortRange{port, port});
-  } else {
-    std::erase(set.addresses, *parse_cidr(element));
-  }
-}
-
-std::string format_element(const NamedSet& set, std::size_t index) {
-  if (set.family != SetFamily::port) return to_string(set.addresses[index]);
-  const PortRange& range = set.ports[index];
-  return range.first == range.last ? std::to_string(range.first)
-                                   : std::to_string(range.first) + "-" + std::to_string(range.last);
 }
 
 }  // namespace
@@ -80,15 +40,43 @@ std::string_view to_string(Mode mode) {
   return "?";
 }
 
+std::string_view to_string(LoadSource source) {
+  switch (source) {
+    case LoadSource::policy:
+      return "policy";
+    case LoadSource::last_good:
+      return "last-good";
+    case LoadSource::fail_closed:
+      return "fail-closed";
+  }
+  return "?";
+}
+
 Firewall::Firewall(Kernel& kernel, FirewallOptions options, SystemTables tables)
     : kernel_(kernel),
       options_(std::move(options)),
+      own_state_(!options_.state && !options_.state_dir.empty()
+                     ? std::make_unique<StateDirectory>(options_.state_dir)
+                     : nullptr),
+      state_(options_.state ? options_.state : own_state_.get()),
       bound_(options_.cgroups, options_.now),
       tables_(std::move(tables)),
-      policy_file_(options_.policy_path, options_.state_dir) {}
+      policy_file_(options_.policy_path, state_) {}
 
-std::string Firewall::state_file(std::string_view name) const {
-  return (std::filesystem::path(options_.state_dir) / name).string();
+ParsedPolicy Firewall::parse_kept_policy(StateFile file) const {
+  std::optional<std::string> text = state_ ? state_->read(file) : std::nullopt;
+  if (!text) {
+    // Built apart, not in a braced temporary: GCC 12 at -O3 warns falsely there
+    // (-Wmaybe-uninitialized; see read_text() in rules/parse_policy.cpp).
+    Diagnostic missing;
+    missing.severity = Severity::error;
+    missing.where.file = state_ ? state_->name(file) : std::string();
+    missing.message = "cannot read policy";
+    ParsedPolicy none;
+    none.diagnostics.push_back(std::move(missing));
+    return none;
+  }
+  return parse_policy(*text, state_->name(file), tables_);
 }
 
 // Whether a rule or forward of the policy file is on: its runtime toggle, if it has one.
@@ -142,10 +130,11 @@ void Firewall::applied(std::string_view reason) {
 // the kernel has, the toggled rules alone when only the enabled set changed, otherwise a
 // whole replacement of the table in one transaction.
 void Firewall::install(Built built, std::string_view reason) {
-  take_out_removed();  // full_ is compared whole below
-  if (kernel_has_full_ && built.full == full_) {
-    if (built.disabled != disabled_) {
-      edit_rules(built.disabled);
+  if (table_.holds(built.full)) {
+    if (built.disabled != table_.disabled()) {
+      LoadedTable::Change change = table_.leave_out(std::move(built.disabled));
+      std::vector<std::uint64_t> handles = kernel_.edit(table_.full(), change.edit);
+      table_.made(std::move(change), handles);
       applied(reason);
     }
     return;
@@ -159,166 +148,15 @@ void Firewall::install(Built built, std::string_view reason) {
     bool flags_refused = built.full.owner && refused.object() == KernelObject::table &&
                          (refused.error() == EOPNOTSUPP || refused.error() == EINVAL);
     if (!flags_refused) throw;
-    std::fprintf(
-        stderr,
-        "portierd: the kernel refused an owned, persistent table (%s): loading it without\n",
-        what.c_str());
+    log_line("the kernel refused an owned, persistent table (" + what + "): loading it without");
     options_.compile.owner = false;
     built.full.owner = built.full.persist = false;
     loaded = kernel_.apply(without_owners(built.full, built.disabled));
   }
-  // Handles come for the rules loaded; spread them over `full`, 0 for the left-out ones.
-  handles_.assign(built.full.chains.size(), {});
-  for (std::size_t c = 0; c < built.full.chains.size(); ++c) {
-    std::size_t next = 0;
-    for (const ir::Rule& rule : built.full.chains[c].rules) {
-      bool present = built.disabled.count(rule_owner(rule)) == 0;
-      handles_[c].push_back(
-          present && c < loaded.size() && next < loaded[c].size() ? loaded[c][next++] : 0);
-    }
-  }
-  positions_.clear();
-  for (std::size_t c = 0; c < built.full.chains.size(); ++c)
-    for (std::size_t r = 0; r < built.full.chains[c].rules.size(); ++r)
-      if (std::string_view owner = rule_owner(built.full.chains[c].rules[r]); !owner.empty())
-        positions_[std::string(owner)].push_back({c, r});
-  element_positions_.clear();
-  map_order_.assign(built.full.maps.size(), {});
-  for (std::size_t m = 0; m < built.full.maps.size(); ++m)
-    for (std::size_t e = 0; e < built.full.maps[m].elements.size(); ++e) {
-      const std::string& owner = built.full.maps[m].elements[e].comment;
-      element_positions_[owner].push_back({m, e});
-      if (built.disabled.count(owner) == 0) map_order_[m].push_back(e);
-    }
-  full_ = std::move(built.full);
-  disabled_ = std::move(built.disabled);
-  kernel_has_full_ = true;
-  bound_.loaded(full_);
+  table_.load(std::move(built.full), std::move(built.disabled), loaded);
+  bound_.loaded(table_.full());
   applied(reason);
   heap_to_trim_ = true;
-}
-
-// One small transaction: the kernel rules of the rules that go out are deleted by
-// handle, those that come in are inserted after the nearest rule before them that stays.
-void Firewall::edit_rules(const std::set<std::string, std::less<>>& disabled) {
-  TableEdit edit;
-  std::vector<RulePosition> inserted;
-  std::vector<RulePosition> removed;
-  for (std::size_t c = 0; c < full_.chains.size(); ++c) {
-    const ir::Chain& chain = full_.chains[c];
-    std::uint64_t after = 0;
-    std::vector<std::size_t> group;
-    auto flush = [&] {
-      // Inserts after the same rule keep their order (TableEdit, encode_edit_batch).
-      for (std::size_t r : group) {
-        edit.inserts.push_back({chain.name, after, chain.rules[r]});
-        inserted.push_back({c, r});
-      }
-      group.clear();
-    };
-    for (std::size_t r = 0; r < chain.rules.size(); ++r) {
-      bool was = handles_[c][r] != 0;
-      bool will = disabled.count(rule_owner(chain.rules[r])) == 0;
-      if (was && !will) {
-        edit.removes.push_back({chain.name, handles_[c][r]});
-        removed.push_back({c, r});
-      }
-      if (was && will) {
-        flush();
-        after = handles_[c][r];
-      }
-      if (!was && will) group.push_back(r);
-    }
-    flush();
-  }
-  for (const auto& [owner, elements] : element_positions_)
-    if ((disabled.count(owner) > 0) != (disabled_.count(owner) > 0))
-      edit_elements(elements, disabled.count(owner) == 0, edit);
-  send_edit(edit, inserted, removed);
-  disabled_ = disabled;
-}
-
-void Firewall::edit_elements(const std::vector<ElementPosition>& elements, bool enabled,
-                             TableEdit& edit) const {
-  for (const ElementPosition& at : elements) {
-    const ir::RuleMap& map = full_.maps[at.map];
-    const std::vector<std::size_t>& order = map_order_[at.map];
-    const bool present = std::find(order.begin(), order.end(), at.element) != order.end();
-    if (present == enabled) continue;
-    auto same_map = [&map](const MapEdit& e) { return e.map == map.name; };
-    auto it = std::find_if(edit.maps.begin(), edit.maps.end(), same_map);
-    if (it == edit.maps.end()) it = edit.maps.insert(edit.maps.end(), MapEdit{map.name, map.key, {}, {}});
-    (enabled ? it->add : it->remove).push_back(map.elements[at.element]);
-  }
-}
-
-// The same for one rule's kernel rules alone, found through positions_: nothing here
-// walks the whole ruleset, so a toggle costs the same at 10 rules and at 10,000.
-void Firewall::toggle_in_place(const std::string& name, bool enabled) {
-  TableEdit edit;
-  std::vector<RulePosition> inserted;
-  std::vector<RulePosition> removed;
-  if (auto found = positions_.find(name); found != positions_.end()) {
-    std::vector<RulePosition> group;
-    std::uint64_t group_after = 0;
-    auto flush = [&] {
-      for (const RulePosition& at : group) {
-        edit.inserts.push_back(
-            {full_.chains[at.chain].name, group_after, full_.chains[at.chain].rules[at.rule]});
-        inserted.push_back(at);
-      }
-      group.clear();
-    };
-    for (const RulePosition& at : found->second) {  // in chain order
-      std::uint64_t handle = handles_[at.chain][at.rule];
-      if (!enabled) {
-        if (handle != 0) {
-          edit.removes.push_back({full_.chains[at.chain].name, handle});
-          removed.push_back(at);
-        }
-        continue;
-      }
-      if (handle != 0) continue;
-      std::uint64_t after = 0;  // the nearest loaded rule before it, 0: the chain's start
-      for (std::size_t r = at.rule; r-- > 0;)
-        if (handles_[at.chain][r] != 0) {
-          after = handles_[at.chain][r];
-          break;
-        }
-      if (!group.empty() && (group.back().chain != at.chain || after != group_after)) flush();
-      group_after = after;
-      group.push_back(at);
-    }
-    flush();
-  }
-  if (auto found = element_positions_.find(name); found != element_positions_.end())
-    edit_elements(found->second, enabled, edit);
-  if (!edit.removes.empty() || !edit.inserts.empty() || !edit.maps.empty())
-    send_edit(edit, inserted, removed);
-  if (enabled)
-    disabled_.erase(name);
-  else
-    disabled_.insert(name);
-}
-
-void Firewall::send_edit(const TableEdit& edit, const std::vector<RulePosition>& inserted,
-                         const std::vector<RulePosition>& removed) {
-  std::vector<std::uint64_t> handles = kernel_.edit(full_, edit);
-  for (const MapEdit& map_edit : edit.maps) {
-    // Element indices by map: maps of full_ are few (a map per 128 merged rules).
-    std::size_t m = 0;
-    while (m < full_.maps.size() && full_.maps[m].name != map_edit.map) ++m;
-    if (m == full_.maps.size()) continue;
-    const std::vector<ir::MapElement>& all = full_.maps[m].elements;
-    auto index_of = [&all](const ir::MapElement& element) {
-      return static_cast<std::size_t>(std::find(all.begin(), all.end(), element) - all.begin());
-    };
-    for (const ir::MapElement& element : map_edit.remove) std::erase(map_order_[m], index_of(element));
-    for (const ir::MapElement& element : map_edit.add) map_order_[m].push_back(index_of(element));
-  }
-  for (const RulePosition& at : removed) handles_[at.chain][at.rule] = 0;
-  for (std::size_t i = 0; i < inserted.size() && i < handles.size(); ++i)
-    handles_[inserted[i].chain][inserted[i].rule] = handles[i];
 }
 
 void Firewall::commit(Policy policy, RuntimeState runtime, std::string_view reason) {
@@ -335,10 +173,10 @@ void Firewall::change_runtime(RuntimeState runtime, std::string_view reason) {
 std::string Firewall::start() {
   std::string problems;
   RuntimeState runtime;
-  if (!options_.state_dir.empty()) {
-    if (auto text = read_text_file(state_file("runtime.toml"))) {
+  if (state_) {
+    if (auto text = state_->read(StateFile::runtime)) {
       try {
-        runtime = read_runtime_state(*text, state_file("runtime.toml"), tables_);
+        runtime = read_runtime_state(*text, state_->name(StateFile::runtime), tables_);
       } catch (const std::exception& failure) {
         problems += std::string("runtime changes not restored: ") + failure.what() + "\n";
       }
@@ -350,7 +188,7 @@ std::string Firewall::start() {
   if (parsed.ok()) {
     try {
       commit(std::move(parsed.policy), runtime, "start");
-      loaded_from_ = "policy";
+      loaded_from_ = LoadSource::policy;
       policy_file_.loaded(parsed.sources);
       save_last_good(policy_);
       return problems;
@@ -359,16 +197,17 @@ std::string Firewall::start() {
       problems += '\n';
     }
   }
-  if (!options_.state_dir.empty()) {
-    ParsedPolicy last_good = parse_policy_file(state_file("last-good.toml"), tables_);
+  if (state_) {
+    ParsedPolicy last_good = parse_kept_policy(StateFile::last_good);
     if (last_good.ok()) {
       try {
         commit(std::move(last_good.policy), runtime, "start");
-        loaded_from_ = "last-good";
+        loaded_from_ = LoadSource::last_good;
         file_differs_ =
             "it could not be loaded at start, portierd's log says why, so the last good policy "
             "is loaded; a restart tries the file again, and so does reload";
-        return problems + "loaded the last good policy from " + state_file("last-good.toml") + "\n";
+        return problems + "loaded the last good policy from " + state_->name(StateFile::last_good) +
+               "\n";
       } catch (const std::exception& failure) {
         problems += failure.what();
         problems += '\n';
@@ -379,7 +218,7 @@ std::string Firewall::start() {
   Policy fail_closed;
   fail_closed.source = "(built-in fail-closed policy)";
   commit(fail_closed, RuntimeState{}, "start");
-  loaded_from_ = "fail-closed";
+  loaded_from_ = LoadSource::fail_closed;
   file_differs_ =
       "neither it nor a last good policy could be loaded at start, so the built-in fail-closed "
       "policy is loaded; a restart tries the file again, and so does reload";
@@ -396,7 +235,7 @@ void Firewall::reload() {
   std::erase_if(runtime.toggles,
                 [&](const auto& toggle) { return !is_toggleable(parsed.policy, toggle.first); });
   commit(std::move(parsed.policy), std::move(runtime), "reload");
-  loaded_from_ = "policy";
+  loaded_from_ = LoadSource::policy;
   policy_file_.loaded(parsed.sources);
   file_differs_.clear();
   save_last_good(policy_);
@@ -408,8 +247,7 @@ void Firewall::set_rule_enabled(const std::string& name, bool enabled, bool perm
   if (timed && !is_toggleable(policy_, name)) {
     // A timed rule (`portierctl allow`) is on until it ends: disabling it ends it now.
     if (enabled) throw InvalidRequest("timed rule '" + name + "' is on until it ends");
-    if (permanent)
-      throw InvalidRequest("timed rule '" + name + "' is not in the policy file");
+    if (permanent) throw InvalidRequest("timed rule '" + name + "' is not in the policy file");
     remove_timed_rule(name);
     if (events_) events_->rule_changed(name, false);
     return;
@@ -428,9 +266,12 @@ void Firewall::set_rule_enabled(const std::string& name, bool enabled, bool perm
     commit(std::move(parsed.policy), std::move(runtime), "toggle");
     policy_file_.loaded(parsed.sources);
     save_last_good(policy_);
-  } else if (kernel_has_full_ && !runtime_.panic) {
+  } else if (table_.loaded() && !runtime_.panic) {
     // Nothing else changes: no recompile, only this rule's kernel rules.
-    toggle_in_place(name, enabled);
+    LoadedTable::Change change = table_.toggle(name, enabled);
+    std::vector<std::uint64_t> handles;
+    if (!change.sends_nothing()) handles = kernel_.edit(table_.full(), change.edit);
+    table_.made(std::move(change), handles);
     runtime_.toggles[name] = enabled;
     save_runtime();
     applied("toggle");
@@ -451,36 +292,9 @@ void Firewall::edit_enabled_in_file(const std::string& name, bool enabled) {
     if (forward.name == name) where = forward.where;
   auto text = read_text_file(where.file);
   if (!text) throw InvalidRequest("cannot read " + where.file);
-  toml::table document = toml::parse(*text, where.file);
-  const toml::table* entry = nullptr;
-  for (const char* key : {"rule", "forward"})
-    if (const toml::array* array = document[key].as_array())
-      for (const toml::node& node : *array)
-        if (const toml::table* table = node.as_table();
-            table && (*table)["name"].value<std::string>() == name)
-          entry = table;
-  if (!entry) throw InvalidRequest("cannot find '" + name + "' in " + where.file);
-
-  std::vector<std::string> lines;
-  std::istringstream in(*text);
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
-  const std::string value = enabled ? "true" : "false";
-  if (const toml::node* node = entry->get("enabled")) {
-    std::string& line = lines.at(node->source().begin.line - 1);
-    std::size_t column = node->source().begin.column - 1;
-    std::size_t length = line.compare(column, 4, "true") == 0 ? 4 : 5;
-    line.replace(column, length, value);
-  } else {
-    const toml::node* name_node = entry->get("name");
-    std::size_t after = name_node->source().begin.line;  // 1-based line of name = index after it
-    const std::string& name_line = lines.at(after - 1);
-    std::string indent = name_line.substr(0, name_line.find_first_not_of(" \t"));
-    lines.insert(lines.begin() + static_cast<std::ptrdiff_t>(after), indent + "enabled = " + value);
-  }
-  std::string edited;
-  for (const std::string& line : lines) edited += line + "\n";
-  if (!text->empty() && text->back() != '\n') edited.pop_back();
-  write_file_atomically(where.file, edited);
+  std::optional<std::string> edited = edit_enabled(*text, where.file, name, enabled);
+  if (!edited) throw InvalidRequest("cannot find '" + name + "' in " + where.file);
+  write_file_atomically(where.file, *edited);
 }
 
 std::uint64_t Firewall::apply_file(const std::string& path,
@@ -510,7 +324,7 @@ std::uint64_t Firewall::apply_file(const std::string& path,
     if (events_) events_->confirm_pending(static_cast<std::uint32_t>(confirm->count()));
   } else {
     if (path != options_.policy_path) install_policy_file(text);
-    loaded_from_ = "policy";
+    loaded_from_ = LoadSource::policy;
     policy_file_.loaded(sources);
     file_differs_.clear();
     save_last_good(policy_);
@@ -524,7 +338,7 @@ void Firewall::confirm() {
   policy_file_.loaded(pending_->sources);
   file_differs_.clear();
   pending_.reset();
-  loaded_from_ = "policy";
+  loaded_from_ = LoadSource::policy;
   save_last_good(policy_);
 }
 
@@ -550,15 +364,15 @@ bool Firewall::roll_back_policy_file() {
   } catch (const std::exception& failure) {
     // It no longer loads (a cgroup it names is gone, say): the applied file stays, and the
     // previous good policy is loaded without it.
-    std::fprintf(stderr,
-                 "portierd: the policy file before the last apply does not load any more, "
-                 "rolling back to the previous good policy alone: %s\n",
-                 failure.what());
+    log_line(std::string("the policy file before the last apply does not load any more, "
+                         "rolling back to the previous good policy alone: ") +
+             failure.what());
     if (applied) write_file_atomically(options_.policy_path, *applied);
     return false;
   }
   policy_file_.forget_replaced();
-  loaded_from_ = "last-good";  // the policy before the last, as without a file to put back
+  loaded_from_ =
+      LoadSource::last_good;  // the policy before the last, as without a file to put back
   file_differs_.clear();
   save_last_good(policy_);  // a later start with a broken file falls back to it, too
   return true;
@@ -580,11 +394,11 @@ void Firewall::rollback() {
     if (events_) events_->rolled_back("rollback to the previous good policy");
     return;
   }
-  ParsedPolicy previous = parse_policy_file(state_file("previous-good.toml"), tables_);
-  if (options_.state_dir.empty() || !previous.ok())
+  ParsedPolicy previous = parse_kept_policy(StateFile::previous_good);
+  if (!state_ || !previous.ok())
     throw NotPending("nothing to roll back to: no apply is pending and no previous policy is kept");
   commit(std::move(previous.policy), runtime_, "rollback");
-  loaded_from_ = "last-good";
+  loaded_from_ = LoadSource::last_good;
   file_differs_ =
       "a rollback loaded the previous good policy, and the file still holds the policy in "
       "force before it, as the last apply did not write the file or it was edited since; a "
@@ -596,19 +410,11 @@ std::string Firewall::add_timed_rule(const TimedRuleRequest& request) {
   if (request.duration.count() <= 0 || request.duration > kMaxTimedRule)
     throw InvalidRequest("duration must be from 1 second to 30 days");
   std::string name = "timed-" + std::to_string(runtime_.next_timed_id);
-  toml::table rule{{"name", name}, {"direction", request.direction}, {"action", request.action}};
-  auto list = [](const std::vector<std::string>& items) {
-    toml::array array;
-    for (const std::string& item : items) array.push_back(item);
-    return array;
-  };
-  if (!request.protocols.empty()) rule.insert("protocols", list(request.protocols));
-  if (!request.ports.empty()) rule.insert("ports", list(request.ports));
-  if (!request.from.empty()) rule.insert("from", list(request.from));
-  if (!request.to.empty()) rule.insert("to", list(request.to));
-  std::ostringstream text;
-  text << toml::toml_formatter{toml::table{{"rule", toml::array{rule}}}} << "\n";
-  ParsedPolicy parsed = parse_policy_fragment(text.str(), "timed rule", tables_);
+  // As policy text, which the parser checks as it checks the file's rules (with the same
+  // messages), and which the runtime state keeps.
+  const std::string text = write_rule({name, request.direction, request.action, request.protocols,
+                                       request.ports, request.from, request.to});
+  ParsedPolicy parsed = parse_policy_fragment(text, "timed rule", tables_);
   if (parsed.ok() && parsed.policy.rules.size() == 1) {
     // Its zones and sets must exist in the policy it joins.
     Policy joined = policy_;
@@ -619,8 +425,7 @@ std::string Firewall::add_timed_rule(const TimedRuleRequest& request) {
   }
   if (!parsed.ok()) throw InvalidRequest(parsed.report());
   RuntimeState runtime = runtime_;
-  runtime.timed_rules.push_back(
-      {parsed.policy.rules[0], text.str(), options_.now() + request.duration});
+  runtime.timed_rules.push_back({parsed.policy.rules[0], text, options_.now() + request.duration});
   ++runtime.next_timed_id;
   change_runtime(std::move(runtime), "timed-rule");
   return name;
@@ -641,185 +446,31 @@ void Firewall::set_panic(bool on, bool keep_established) {
   change_runtime(std::move(runtime), on ? "panic" : "panic-off");
 }
 
-// Check parses text from any caller, and portierd runs as root: a set's `file` would be read
-// as root and its lines quoted back as "not a valid element" (the first lines of
-// /etc/shadow), or /dev/zero read until memory runs out. So a check over the bus reads no
-// file: a text naming one gets this error alone, and is not parsed further (parse_policy
-// could read it from half of a text whose other half is broken).
 ParsedPolicy Firewall::check(const std::string& text, const std::string& file_name) const {
-  ParsedPolicy refused;
-  refused.sources.emplace(file_name, text);
-  toml::table document;
-  try {
-    document = toml::parse(text, file_name);
-  } catch (const toml::parse_error& failure) {
-    const toml::source_position& at = failure.source().begin;
-    refused.diagnostics.push_back(
-        {Severity::error,
-         {file_name, static_cast<int>(at.line), static_cast<int>(at.column)},
-         std::string(failure.description())});
-    return refused;
-  }
-  if (const toml::table* sets = document["set"].as_table()) {
-    for (const auto& entry : *sets) {
-      const toml::table* set = entry.second.as_table();
-      const toml::node* file = set ? set->get("file") : nullptr;
-      if (!file) continue;
-      const toml::source_position& at = file->source().begin;
-      refused.diagnostics.push_back(
-          {Severity::error,
-           {file_name, static_cast<int>(at.line), static_cast<int>(at.column)},
-           "set files are not read in a check sent to portierd (it would read them as root for "
-           "anyone); check the policy file itself: portierctl check FILE"});
-      return refused;
-    }
-  }
-  return parse_policy(text, file_name, tables_);
-}
-
-// The kernel's element of `set` for one element as the user wrote it.
-static ir::AddressRange element_range(const NamedSet& set, const std::string& element) {
-  if (set.family == SetFamily::port) {
-    auto port = static_cast<std::uint16_t>(std::stoul(element));
-    return {ir::port_element(port), ir::port_element(port)};
-  }
-  return to_range(*parse_cidr(element));
+  return parse_untrusted_policy(text, file_name, tables_);
 }
 
 bool Firewall::edit_set_in_place(const NamedSet& set, const std::vector<std::string>& add,
                                  const std::vector<std::string>& remove,
                                  std::optional<std::chrono::seconds> timeout) {
-  if (!kernel_has_full_ || runtime_.panic) return false;
-  // An address set is two kernel sets (compile_policy): single addresses in a hash set,
-  // networks in an interval set. Each element goes to the one it belongs in.
-  auto target = [&](const ir::AddressRange& range) {
-    bool single = set.family != SetFamily::port && range.first == range.last;
-    return single ? host_set_name(set.name) : set.name;
-  };
-  std::map<std::string, SetEdit> edits;
-  auto edit_of = [&](const std::string& name) -> SetEdit* {
-    auto loaded = std::find_if(full_.sets.begin(), full_.sets.end(),
-                               [&](const ir::NamedSet& s) { return s.name == name; });
-    if (loaded == full_.sets.end()) return nullptr;
-    auto [it, inserted] =
-        edits.try_emplace(name, SetEdit{name, loaded->key, loaded->interval, {}, {}, std::nullopt});
-    if (inserted && timeout)
-      it->second.timeout_seconds = static_cast<std::uint32_t>(timeout->count());
-    return &it->second;
-  };
-  for (const std::string& element : add) {
-    ir::AddressRange range = element_range(set, element);
-    SetEdit* edit = edit_of(target(range));
-    if (!edit) return false;
-    edit->add.push_back(range);
-  }
-  for (const std::string& element : remove) {
-    ir::AddressRange range = element_range(set, element);
-    SetEdit* edit = edit_of(target(range));
-    if (!edit) return false;
-    edit->remove.push_back(range);
-  }
-  for (auto& [name, edit] : edits) {
+  if (!table_.loaded() || runtime_.panic) return false;
+  std::optional<std::vector<SetEdit>> edits = table_.set_edits(set, add, remove, timeout);
+  if (!edits) return false;
+  for (const SetEdit& edit : *edits) {
     try {
-      kernel_.edit_set(full_.table, edit);
+      kernel_.edit_set(table_.table(), edit);
     } catch (const KernelError& refused) {
       // An element overlapping one the kernel has, or one removed from inside a larger
       // range: the whole set is loaded anew instead, which always works.
-      std::fprintf(stderr, "portierd: set %s changed by reloading it: %s\n", set.name.c_str(),
-                   refused.what());
+      log_line("set " + set.name + " changed by reloading it: " + refused.what());
       return false;
     }
-    ir::NamedSet& loaded =
-        *std::find_if(full_.sets.begin(), full_.sets.end(),
-                      // clang 14 cannot capture a structured binding
-                      [&set_name = name](const ir::NamedSet& s) { return s.name == set_name; });
-    // Our record of the kernel's set: finding one element in a vector of a million is a
-    // scan, so removed ones are only marked, and taken out together later.
-    RemovedElements& removed = removed_elements_[name];
-    for (const ir::AddressRange& range : edit.remove) removed.insert(range);
-    for (const ir::AddressRange& range : edit.add)
-      if (removed.erase(range) == 0) loaded.elements.push_back(range);  // else: still there
-    if (removed.size() > std::max<std::size_t>(4096, loaded.elements.size() / 4))
-      take_out_removed();
+    table_.set_edited(edit);
   }
   return true;
 }
 
-std::size_t Firewall::RangeHash::operator()(const ir::AddressRange& range) const {
-  std::string_view first(reinterpret_cast<const char*>(range.first.bytes.data()),
-                         range.first.bytes.size());
-  std::string_view last(reinterpret_cast<const char*>(range.last.bytes.data()),
-                        range.last.bytes.size());
-  return std::hash<std::string_view>()(first) * 31 + std::hash<std::string_view>()(last) +
-         static_cast<std::size_t>(range.first.family);
-}
-
-void Firewall::take_out_removed() {
-  for (ir::NamedSet& set : full_.sets) take_out_removed(set);
-  removed_elements_.clear();
-}
-
-void Firewall::take_out_removed(ir::NamedSet& set) const {
-  auto removed = removed_elements_.find(set.name);
-  if (removed == removed_elements_.end() || removed->second.empty()) return;
-  std::erase_if(set.elements,
-                [&](const ir::AddressRange& range) { return removed->second.count(range) > 0; });
-}
-
-ir::Ruleset Firewall::loaded_ruleset() const {
-  ir::Ruleset loaded = without_owners(full_, disabled_);
-  for (ir::NamedSet& set : loaded.sets) take_out_removed(set);
-  for (std::size_t m = 0; m < loaded.maps.size() && m < map_order_.size(); ++m) {
-    loaded.maps[m].elements.clear();
-    for (std::size_t e : map_order_[m]) loaded.maps[m].elements.push_back(full_.maps[m].elements[e]);
-  }
-  return loaded;
-}
-
-// The element as portierd lists it, so that one element written two ways is one element.
-static std::string canonical_element(const NamedSet& set, const std::string& element) {
-  if (set.family == SetFamily::port) return std::to_string(std::stoul(element));
-  return to_string(*parse_cidr(element));
-}
-
-Firewall::SetChange Firewall::set_change(const NamedSet& set,
-                                         const std::vector<std::string>& elements, bool add) const {
-  SetChange change;
-  std::unordered_set<std::string> seen;
-  for (const std::string& element : elements)
-    if (std::string canonical = canonical_element(set, element); seen.insert(canonical).second)
-      change.elements.push_back(std::move(canonical));
-  // What the set holds now: the policy's own elements less those removed at run time,
-  // and those added at run time. One pass over each (a set may hold a million).
-  std::unordered_set<std::string_view> wanted(change.elements.begin(), change.elements.end());
-  std::unordered_set<ir::AddressRange, RangeHash> wanted_ranges;
-  for (const std::string& element : change.elements)
-    wanted_ranges.insert(element_range(set, element));
-  auto policy_has = [&](const ir::AddressRange& range) {
-    if (wanted_ranges.count(range)) change.in_policy.insert(range);
-  };
-  if (set.family == SetFamily::port) {
-    for (const PortRange& ports : set.ports)
-      policy_has({ir::port_element(ports.first), ir::port_element(ports.last)});
-  } else {
-    for (const Cidr& cidr : set.addresses) policy_has(to_range(cidr));
-  }
-  std::unordered_set<std::string_view> added, removed;
-  for (const RuntimeElement& e : runtime_.added_elements)
-    if (e.set == set.name && wanted.count(e.element)) added.insert(e.element);
-  for (const RuntimeElement& e : runtime_.removed_elements)
-    if (e.set == set.name && wanted.count(e.element)) removed.insert(e.element);
-  std::vector<std::string> changing;
-  for (std::string& element : change.elements) {
-    bool present = added.count(element) ||
-                   (change.in_policy.count(element_range(set, element)) && !removed.count(element));
-    // Adding what is there, or removing what is not, changes nothing (as `nft add
-    // element` of one the set has); only the others go to the kernel and the record.
-    if (present != add) changing.push_back(std::move(element));
-  }
-  change.elements = std::move(changing);
-  return change;
-}
+ir::Ruleset Firewall::loaded_ruleset() const { return table_.ruleset(); }
 
 void Firewall::add_set_elements(const std::string& set_name,
                                 const std::vector<std::string>& elements,
@@ -841,7 +492,7 @@ void Firewall::add_set_elements(const std::string& set_name,
                             : set->family == SetFamily::ipv4 ? "ipv4"
                                                              : "ipv6") +
                            ")");
-  SetChange change = set_change(*set, elements, true);
+  SetChange change = set_change(*set, runtime_, elements, true);
   // A call that changes nothing is still answered only once the state it found is on
   // disk: an earlier call may have made it and still wait for its write.
   if (change.elements.empty()) return save_runtime();
@@ -877,7 +528,7 @@ void Firewall::remove_set_elements(const std::string& set_name,
   for (const std::string& element : elements)
     if (!element_fits(*set, element))
       throw InvalidRequest("'" + element + "' is not an element of set '" + set_name + "'");
-  SetChange change = set_change(*set, elements, false);
+  SetChange change = set_change(*set, runtime_, elements, false);
   if (change.elements.empty()) return save_runtime();  // as in add_set_elements
   auto record = [&](RuntimeState& runtime) {
     // Elements added at run time just go; the policy's own are recorded as removed (an
@@ -927,8 +578,8 @@ void Firewall::on_timer() {
   Clock::time_point now = options_.now();
   if (pending_ && now >= pending_->deadline) {
     finish_pending("not confirmed in time");
-    std::fprintf(stderr, "portierd: apply not confirmed in time: rolled back (generation %llu)\n",
-                 static_cast<unsigned long long>(generation_));
+    log_line("apply not confirmed in time: rolled back (generation " + std::to_string(generation_) +
+             ")");
   }
   RuntimeState runtime = runtime_;
   auto expired_rules =
@@ -946,15 +597,14 @@ void Firewall::on_timer() {
 }
 
 void Firewall::repair_drift(const std::string& what) {
-  std::fprintf(stderr, "portierd: table changed from outside (%s): loading it again\n",
-               what.c_str());
-  kernel_has_full_ = false;  // whatever the kernel has now, load ours whole
-  take_out_removed();
-  install(Built{full_, disabled_}, "drift-repair");
+  log_line("table changed from outside (" + what + "): loading it again");
+  table_.forget();  // whatever the kernel has now, load ours whole
+  table_.take_out_removed();
+  install(Built{table_.full(), table_.disabled()}, "drift-repair");
 }
 
 void Firewall::save_runtime() {
-  if (options_.state_dir.empty()) return;
+  if (!state_) return;
   runtime_unsaved_ = true;
   ++state_generation_;
 }
@@ -962,14 +612,13 @@ void Firewall::save_runtime() {
 void Firewall::flush_state() {
   if (!runtime_unsaved_) return;
   runtime_unsaved_ = false;
-  if (!state_writer_) state_writer_ = std::make_unique<StateWriter>(state_file("runtime.toml"));
-  state_writer_->post(write_runtime_state(runtime_), state_generation_);
+  state_->post_runtime(write_runtime_state(runtime_), state_generation_);
 }
 
-int Firewall::state_fd() const { return state_writer_ ? state_writer_->fd() : -1; }
+int Firewall::state_fd() const { return state_ ? state_->runtime_fd() : -1; }
 
 std::vector<StateWriter::Outcome> Firewall::take_state_outcomes() {
-  return state_writer_ ? state_writer_->take_outcomes() : std::vector<StateWriter::Outcome>{};
+  return state_ ? state_->take_runtime_outcomes() : std::vector<StateWriter::Outcome>{};
 }
 
 void Firewall::release_memory() {
@@ -978,29 +627,28 @@ void Firewall::release_memory() {
   // reply, a long-running daemon gives them back.
   if (!heap_to_trim_) return;
   heap_to_trim_ = false;
-  ::malloc_trim(0);
+  trim_heap();
 }
 
 void Firewall::wait_for_state() {
   flush_state();
-  if (state_writer_) state_writer_->wait_until_written();
+  if (state_) state_->wait_for_runtime();
 }
 
-Firewall::~Firewall() { flush_state(); }  // state_writer_'s destructor writes it
+Firewall::~Firewall() { flush_state(); }  // the state store writes it before it goes
 
 // The last policy the kernel accepted, self-contained, for a later start whose file is
 // broken; the one before it stays as previous-good.toml for `portierctl rollback`.
 void Firewall::save_last_good(const Policy& policy) const {
-  if (options_.state_dir.empty()) return;
+  if (!state_) return;
   try {
     std::string text = write_policy(policy);
-    std::string last = state_file("last-good.toml");
-    if (auto old = read_text_file(last); old && *old != text)
-      write_file_atomically(state_file("previous-good.toml"), *old);
-    write_file_atomically(last, text);
+    if (auto old = state_->read(StateFile::last_good); old && *old != text)
+      state_->write(StateFile::previous_good, *old);
+    state_->write(StateFile::last_good, text);
   } catch (const std::exception& failure) {
     // The new ruleset is in force; only the fallback copy for a later start is stale.
-    std::fprintf(stderr, "portierd: warning: last good policy not saved: %s\n", failure.what());
+    log_line(std::string("warning: last good policy not saved: ") + failure.what());
   }
 }
 
@@ -1014,8 +662,8 @@ std::vector<RuleStatus> Firewall::rules() const {
   // A policy rule may be several kernel rules (zones, address families): add them up.
   std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> counters;
   std::vector<std::string> maps;
-  for (const ir::RuleMap& map : full_.maps) maps.push_back(map.name);
-  for (const RuleCounter& counter : kernel_.read_counters(full_.table, maps)) {
+  for (const ir::RuleMap& map : table_.full().maps) maps.push_back(map.name);
+  for (const RuleCounter& counter : kernel_.read_counters(table_.table(), maps)) {
     if (counter.comment.empty()) continue;
     auto& [packets, bytes] = counters[counter.comment];
     packets += counter.packets;
@@ -1049,7 +697,7 @@ std::vector<RuleStatus> Firewall::rules() const {
 FirewallStatus Firewall::status() const {
   FirewallStatus status;
   status.policy_path = options_.policy_path;
-  status.table = full_.table;
+  status.table = table_.table();
   // Counted from the policy and the toggles: copying the policy in force would copy its
   // sets too, and this runs after every change (sd_notify STATUS=).
   auto enabled = [&](const std::string& name, bool in_file) {
@@ -1067,7 +715,7 @@ FirewallStatus Firewall::status() const {
   status.last_applied = last_applied_;
   status.mode = mode();
   if (pending_) status.confirm_deadline = pending_->deadline;
-  status.loaded_from = loaded_from_;
+  status.loaded_from = to_string(loaded_from_);
   if (pending_)
     status.policy_file_differs =
         pending_->path == options_.policy_path
@@ -1087,14 +735,14 @@ FirewallStatus Firewall::status() const {
                                     : set.family == SetFamily::ipv4 ? "ipv4"
                                                                     : "ipv6";
   }
-  for (const ir::NamedSet& set : full_.sets)
+  for (const ir::NamedSet& set : table_.full().sets)
     if (set.key == ir::SetKey::cgroupv2) status.owners.push_back(owner_status(set));
   return status;
 }
 
 bool Firewall::follow_cgroups() {
-  if (!kernel_has_full_) return false;
-  std::vector<CgroupChange> changes = bound_.changes(full_);
+  if (!table_.loaded()) return false;
+  std::vector<CgroupChange> changes = bound_.changes(table_.full());
   if (changes.empty()) return false;
   bool reload_whole = false;
   for (const CgroupChange& change : changes) {
@@ -1104,34 +752,31 @@ bool Firewall::follow_cgroups() {
     for (const ir::CgroupMember& member : change.after)
       edit.add.push_back(ir::cgroup_element(member.id));
     try {
-      kernel_.edit_set(full_.table, edit);
+      kernel_.edit_set(table_.table(), edit);
     } catch (const KernelError& refused) {
       // The kernel's set is not what we think it holds: load the table whole instead.
-      std::fprintf(stderr, "portierd: set %s changed by reloading the table: %s\n",
-                   change.set.c_str(), refused.what());
+      log_line("set " + change.set + " changed by reloading the table: " + refused.what());
       reload_whole = true;
     }
-    for (ir::NamedSet& set : full_.sets)
-      if (set.name == change.set) set.cgroups = change.after;
+    table_.set_cgroups(change.set, change.after);
   }
   if (reload_whole) {
-    kernel_has_full_ = false;
-    install(Built{full_, disabled_}, "cgroups");
+    table_.forget();
+    install(Built{table_.full(), table_.disabled()}, "cgroups");
   }
-  bound_.loaded(full_);
+  bound_.loaded(table_.full());
   for (const CgroupChange& change : changes) {
     const ir::NamedSet* set = nullptr;
-    for (const ir::NamedSet& candidate : full_.sets)
+    for (const ir::NamedSet& candidate : table_.full().sets)
       if (candidate.name == change.set) set = &candidate;
     if (!set) continue;
     OwnerStatus owner = owner_status(*set);
     if (owner.cgroup)
-      std::fprintf(stderr, "portierd: %s %s: %s started (cgroup id %llu)\n", owner.kind.c_str(),
-                   owner.name.c_str(), owner.owner.c_str(),
-                   static_cast<unsigned long long>(owner.cgroup->id));
+      log_line(owner.kind + " " + owner.name + ": " + owner.owner + " started (cgroup id " +
+               std::to_string(owner.cgroup->id) + ")");
     else
-      std::fprintf(stderr, "portierd: %s %s: %s stopped: nobody may serve its ports until it runs\n",
-                   owner.kind.c_str(), owner.name.c_str(), owner.owner.c_str());
+      log_line(owner.kind + " " + owner.name + ": " + owner.owner +
+               " stopped: nobody may serve its ports until it runs");
     if (events_) events_->owner_changed(owner);
   }
   return true;

@@ -1,5 +1,8 @@
 // The daemon core: the policy in force, the runtime changes on top of it (toggles, timed
-// rules, set elements, panic, a pending apply), and the kernel it is loaded into.
+// rules, set elements, panic, a pending apply), and the state machine of apply, confirm,
+// rollback and the fallbacks at start. It asks the others: LoadedTable for what the
+// kernel has and the edits of a change (sent through the Kernel port), StateStore for
+// the state files, PolicyFileState for the policy file's text around an apply.
 // No D-Bus here; the bus adaptor calls into this and listens to its events.
 #pragma once
 
@@ -12,17 +15,17 @@
 #include <set>
 #include <stdexcept>
 #include <string>
-#include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "bound_cgroups.h"
 #include "compile_policy.h"
 #include "kernel.h"
+#include "loaded_table.h"
 #include "parse_policy.h"
 #include "policy.h"
 #include "policy_file_state.h"
 #include "runtime_state.h"
+#include "state_store.h"
 #include "state_writer.h"
 
 namespace portier {
@@ -57,6 +60,12 @@ class NotPending : public std::runtime_error {
 enum class Mode { normal, pending_confirm, panic };
 std::string_view to_string(Mode mode);
 
+/// Where the policy in force came from: the policy file, the state directory's last (or
+/// previous) good copy, or the built-in policy that drops new inbound connections.
+enum class LoadSource { policy, last_good, fail_closed };
+/// As status and the log show it: policy, last-good or fail-closed.
+std::string_view to_string(LoadSource source);
+
 struct RuleStatus {
   std::string name;
   bool enabled = true;
@@ -69,9 +78,9 @@ struct RuleStatus {
 
 /// A bind's (or a `unit =` rule's) owner and where its cgroup is now.
 struct OwnerStatus {
-  std::string kind;   // bind or rule
-  std::string name;   // of the bind or rule
-  std::string owner;  // describe(): ssh.service, cgroup web/allowed
+  std::string kind;                        // bind or rule
+  std::string name;                        // of the bind or rule
+  std::string owner;                       // describe(): ssh.service, cgroup web/allowed
   std::optional<ir::CgroupMember> cgroup;  // none while the unit does not run
   std::optional<Clock::time_point> since;  // when that last changed
 };
@@ -86,13 +95,13 @@ struct FirewallStatus {
   Clock::time_point last_applied;
   Mode mode = Mode::normal;
   std::optional<Clock::time_point> confirm_deadline;
-  std::string loaded_from;                          // policy, last-good or fail-closed
+  std::string loaded_from;  // to_string(LoadSource)
   /// Empty when the policy file holds what is loaded (and a restart would load it again);
   /// else how they differ, what a restart and a reload would load.
   std::string policy_file_differs;
   std::vector<std::string> sets;                    // names of the policy's named sets
   std::map<std::string, std::string> set_families;  // name -> ipv4, ipv6 or port
-  std::vector<OwnerStatus> owners;             // binds and rules by unit or cgroup
+  std::vector<OwnerStatus> owners;                  // binds and rules by unit or cgroup
 };
 
 /// Which neighbour zones (rules/neighbours.h) have interfaces on the host now.
@@ -123,12 +132,14 @@ class FirewallEvents {
 
 struct FirewallOptions {
   std::string policy_path;
-  std::string state_dir;  // empty: keep no state
+  std::string state_dir;  // where to keep state when `state` is null; empty: keep none
   CompileOptions compile;
   /// Where units and cgroups are (daemon/cgroups.h); null: nowhere, so bound ports stay
   /// closed. Not owned.
   const CgroupTree* cgroups = nullptr;
   std::function<Clock::time_point()> now = [] { return Clock::now(); };
+  /// Where state is kept (not owned); null: in a StateDirectory over state_dir.
+  StateStore* state = nullptr;
 };
 
 class Firewall {
@@ -204,7 +215,7 @@ class Firewall {
   /// the table changes). True if anything changed.
   bool follow_cgroups();
   /// The cgroups whose children decide where the owners of the loaded ruleset are.
-  std::vector<std::string> cgroups_to_watch() const { return bound_.to_watch(full_); }
+  std::vector<std::string> cgroups_to_watch() const { return bound_.to_watch(table_.full()); }
 
   std::vector<RuleStatus> rules() const;
   FirewallStatus status() const;
@@ -214,7 +225,9 @@ class Firewall {
   /// What the kernel has, as IR.
   ir::Ruleset loaded_ruleset() const;
   /// The ports other tables publish to their containers and guests (their DNAT rules).
-  std::vector<PublishedPort> published_ports() const { return kernel_.published_ports(full_.table); }
+  std::vector<PublishedPort> published_ports() const {
+    return kernel_.published_ports(table_.table());
+  }
   /// The policy with the runtime changes (toggles, timed rules, set elements) applied.
   Policy policy_in_force() const { return effective(policy_, runtime_); }
   /// Every rule of the policy in force, timed rules included, without copying the policy.
@@ -227,58 +240,31 @@ class Firewall {
   const std::string& policy_path() const { return options_.policy_path; }
   std::uint64_t generation() const { return generation_; }
   Mode mode() const;
+  LoadSource loaded_from() const { return loaded_from_; }
   Clock::time_point last_applied() const { return last_applied_; }
 
  private:
   /// A ruleset compiled with every rule enabled, and the rules to leave out of it.
   struct Built {
     ir::Ruleset full;
-    std::set<std::string, std::less<>> disabled;
+    RuleNames disabled;
   };
   Policy effective(const Policy& policy, const RuntimeState& runtime) const;
   Built build(const Policy& policy, const RuntimeState& runtime) const;
   void install(Built built, std::string_view reason);
-  struct RulePosition {
-    std::size_t chain;
-    std::size_t rule;
-  };
-  struct ElementPosition {
-    std::size_t map;
-    std::size_t element;
-  };
-  void edit_rules(const std::set<std::string, std::less<>>& disabled);
-  /// Adds to `edit` the map elements that go in or out for `name` to be (not) in force.
-  void edit_elements(const std::vector<ElementPosition>& elements, bool enabled, TableEdit& edit) const;
-  void toggle_in_place(const std::string& name, bool enabled);
-  void send_edit(const TableEdit& edit, const std::vector<RulePosition>& inserted,
-                 const std::vector<RulePosition>& removed);
   void applied(std::string_view reason);
   /// Adds/removes elements in the kernel's set directly; false if that was not possible
   /// and the caller must load the set anew.
   bool edit_set_in_place(const NamedSet& set, const std::vector<std::string>& add,
                          const std::vector<std::string>& remove,
                          std::optional<std::chrono::seconds> timeout);
-  struct RangeHash {
-    std::size_t operator()(const ir::AddressRange& range) const;
-  };
-  /// Of the elements of one add or remove call on `set` (of the policy in force), the
-  /// ones that change it, canonical and each once: those it does not hold yet (add) or
-  /// holds (remove); and which of them the policy itself lists.
-  struct SetChange {
-    std::vector<std::string> elements;
-    std::unordered_set<ir::AddressRange, RangeHash> in_policy;
-  };
-  SetChange set_change(const NamedSet& set, const std::vector<std::string>& elements,
-                       bool add) const;
   /// Applies `policy` with `runtime`; on success they become the current ones.
   void commit(Policy policy, RuntimeState runtime, std::string_view reason);
   void change_runtime(RuntimeState runtime, std::string_view reason);
-  /// Takes the elements marked in removed_elements_ out of full_'s sets.
-  void take_out_removed();
-  void take_out_removed(ir::NamedSet& set) const;
   void save_runtime();
   void save_last_good(const Policy& policy) const;
-  std::string state_file(std::string_view name) const;
+  /// The policy kept in the state store as `file`, parsed (an error if there is none).
+  ParsedPolicy parse_kept_policy(StateFile file) const;
   void edit_enabled_in_file(const std::string& name, bool enabled);
   void finish_pending(std::string_view reason);
   /// Writes `text` as the policy file, keeping the text it replaces for rollback().
@@ -290,33 +276,19 @@ class Firewall {
 
   Kernel& kernel_;
   FirewallOptions options_;
+  std::unique_ptr<StateStore> own_state_;  // made when options_.state is null
+  StateStore* state_;                      // null: keep no state
   BoundCgroups bound_;
   SystemTables tables_;
   FirewallEvents* events_ = nullptr;
 
   Policy policy_;         // the policy in force (file, last good or built-in)
   RuntimeState runtime_;  // changes on top of it
-  // What the kernel has: full_ without the rules of disabled_, each present rule's
-  // handle in handles_ (0 for the left-out ones).
-  ir::Ruleset full_;
-  std::set<std::string, std::less<>> disabled_;
-  RuleHandles handles_;
-  // Elements removed at run time from a set of full_ (by kernel set name), still in its
-  // elements: take_out_removed() takes them out before full_ is used whole.
-  using RemovedElements = std::unordered_set<ir::AddressRange, RangeHash>;
-  std::map<std::string, RemovedElements, std::less<>> removed_elements_;
-  // Where each policy rule's kernel rules are in full_, in chain order, and its elements
-  // of full_'s RuleMaps (merged rules).
-  std::unordered_map<std::string, std::vector<RulePosition>> positions_;
-  std::unordered_map<std::string, std::vector<ElementPosition>> element_positions_;
-  // The elements of each of full_.maps the kernel has (indices), in the kernel's order:
-  // elements put back by a toggle go last, and `nft list` shows them there.
-  std::vector<std::vector<std::size_t>> map_order_;
-  bool kernel_has_full_ = false;
+  LoadedTable table_;     // what the kernel has
   bool runtime_unsaved_ = false;
   std::uint64_t state_generation_ = 0;
   bool heap_to_trim_ = false;  // a whole load happened since the last release_memory()
-  std::string loaded_from_ = "policy";
+  LoadSource loaded_from_ = LoadSource::policy;
   PolicyFileState policy_file_;
   // Why the policy file and policy_ differ when no apply is pending; empty: they agree.
   std::string file_differs_;
@@ -332,8 +304,6 @@ class Firewall {
     std::string file_differs;  // file_differs_ before it, for a rollback
   };
   std::optional<PendingApply> pending_;
-  std::unique_ptr<StateWriter>
-      state_writer_;  // made at the first write; last, so it finishes first
 };
 
 }  // namespace portier

@@ -9,12 +9,14 @@
 #include <optional>
 #include <string>
 
+#include "state_store.h"
+
 namespace portier {
 
 class PolicyFileState {
  public:
-  /// `state_dir` empty: keep no copies.
-  PolicyFileState(std::string policy_path, std::string state_dir);
+  /// `state` null: keep no copies. Not owned.
+  PolicyFileState(std::string policy_path, StateStore* state);
 
   /// The policy was loaded from these files (file name -> text, ParsedPolicy::sources).
   void loaded(const std::map<std::string, std::string>& sources);
@@ -32,10 +34,8 @@ class PolicyFileState {
   void forget_replaced();
 
  private:
-  std::string copy(const char* name) const;
-
   std::string policy_path_;
-  std::string state_dir_;
+  StateStore* state_;
   std::map<std::string, std::size_t> loaded_;  // file -> hash of its text
 };
 

@@ -1,7 +1,11 @@
 #include "write_policy.h"
 
+#include <toml++/toml.h>
+
 #include <algorithm>
+#include <cstddef>
 #include <cstdio>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -241,6 +245,64 @@ std::string write_policy(const Policy& policy) {
     if (set.timeout) out.text("timeout", std::to_string(set.timeout->count()) + "s");
   }
   return out.take();
+}
+
+namespace {
+
+// A rule given at run time and the one-line edit are small: toml++ writes the one and
+// finds the source position of the other.
+toml::array toml_strings(const std::vector<std::string>& items) {
+  toml::array array;
+  for (const std::string& item : items) array.push_back(item);
+  return array;
+}
+
+}  // namespace
+
+std::string write_rule(const RuleFields& rule) {
+  toml::table table{{"name", rule.name}, {"direction", rule.direction}, {"action", rule.action}};
+  if (!rule.protocols.empty()) table.insert("protocols", toml_strings(rule.protocols));
+  if (!rule.ports.empty()) table.insert("ports", toml_strings(rule.ports));
+  if (!rule.from.empty()) table.insert("from", toml_strings(rule.from));
+  if (!rule.to.empty()) table.insert("to", toml_strings(rule.to));
+  std::ostringstream text;
+  text << toml::toml_formatter{toml::table{{"rule", toml::array{table}}}} << "\n";
+  return text.str();
+}
+
+std::optional<std::string> edit_enabled(const std::string& text, const std::string& file_name,
+                                        const std::string& name, bool enabled) {
+  toml::table document = toml::parse(text, file_name);
+  const toml::table* entry = nullptr;
+  for (const char* key : {"rule", "forward"})
+    if (const toml::array* array = document[key].as_array())
+      for (const toml::node& node : *array)
+        if (const toml::table* table = node.as_table();
+            table && (*table)["name"].value<std::string>() == name)
+          entry = table;
+  if (!entry) return std::nullopt;
+
+  // The parser's source positions say where the values are; the text is edited by line.
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  const std::string value = enabled ? "true" : "false";
+  if (const toml::node* node = entry->get("enabled")) {
+    std::string& line = lines.at(node->source().begin.line - 1);
+    std::size_t column = node->source().begin.column - 1;
+    std::size_t length = line.compare(column, 4, "true") == 0 ? 4 : 5;
+    line.replace(column, length, value);
+  } else {
+    const toml::node* name_node = entry->get("name");
+    std::size_t after = name_node->source().begin.line;  // 1-based line of name = index after it
+    const std::string& name_line = lines.at(after - 1);
+    std::string indent = name_line.substr(0, name_line.find_first_not_of(" \t"));
+    lines.insert(lines.begin() + static_cast<std::ptrdiff_t>(after), indent + "enabled = " + value);
+  }
+  std::string edited;
+  for (const std::string& line : lines) edited += line + "\n";
+  if (!text.empty() && text.back() != '\n') edited.pop_back();
+  return edited;
 }
 
 }  // namespace portier

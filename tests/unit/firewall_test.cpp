@@ -15,6 +15,7 @@
 
 #include "compile_policy.h"
 #include "fake_cgroup_tree.h"
+#include "fake_state_store.h"
 #include "firewall.h"
 
 using namespace portier;
@@ -162,11 +163,12 @@ class FakeKernel final : public Kernel {
   }
 };
 
-// A policy file and a state folder in a fresh temporary directory, removed afterwards.
+// A policy file in a fresh temporary directory, removed afterwards, and the state
+// directory in memory.
 struct Files {
   Files() : dir(fs::temp_directory_path() / ("portier-core-" + std::to_string(::getpid()))) {
     fs::remove_all(dir);
-    fs::create_directories(dir / "state");
+    fs::create_directories(dir);
   }
   ~Files() { fs::remove_all(dir); }
   void write(std::string_view text, const std::string& name = "policy.toml") const {
@@ -180,6 +182,7 @@ struct Files {
   }
   std::string path(const std::string& name = "policy.toml") const { return (dir / name).string(); }
   fs::path dir;
+  portier::testing::FakeStateStore state;  // outlives the Daemons, like the disk
 };
 
 struct FakeClock {
@@ -188,14 +191,11 @@ struct FakeClock {
 
 // A firewall over the files, as portierd would make it (one per "process").
 struct Daemon {
-  Daemon(FakeKernel& kernel, const Files& files, FakeClock& clock,
-         const CgroupTree* cgroups = nullptr, SystemTables tables = {})
+  Daemon(FakeKernel& kernel, Files& files, FakeClock& clock, const CgroupTree* cgroups = nullptr,
+         SystemTables tables = {})
       : firewall(kernel,
-                 FirewallOptions{files.path(),
-                                 (files.dir / "state").string(),
-                                 {},
-                                 cgroups,
-                                 [&clock] { return clock.now; }},
+                 FirewallOptions{
+                     files.path(), "", {}, cgroups, [&clock] { return clock.now; }, &files.state},
                  std::move(tables)) {}
   Firewall firewall;
 };
@@ -243,7 +243,7 @@ TEST_CASE("start loads the policy file and keeps a self-contained copy as last g
   REQUIRE(kernel.applied.size() == 1);
   CHECK(rule_names(kernel.last()) == std::vector<std::string>{"ssh"});
   CHECK(daemon.firewall.status().loaded_from == "policy");
-  CHECK(files.read("state/last-good.toml").find("name = 'ssh'") != std::string::npos);
+  CHECK(files.state.text(StateFile::last_good).find("name = 'ssh'") != std::string::npos);
 }
 
 TEST_CASE("a broken policy at start: the last good one, else the built-in fail-closed one") {
@@ -511,7 +511,7 @@ TEST_CASE("set elements added again are one element, and one removal takes out a
         std::vector<std::string>{"192.0.2.1", "10.0.0.0/8", "203.0.113.9", "198.51.100.0/24"});
   daemon.firewall.flush_state();
   daemon.firewall.wait_for_state();
-  const std::string state = files.read("state/runtime.toml");
+  const std::string state = files.state.text(StateFile::runtime);
   auto count = [&](std::string_view what) {
     std::size_t n = 0;
     for (auto at = state.find(what); at != std::string::npos; at = state.find(what, at + 1)) ++n;
@@ -911,8 +911,8 @@ TEST_CASE("an owned table the kernel does not support is loaded without the flag
       kernel.refuse_owned = KernelError(std::string("kernel refused it: ") + std::strerror(error),
                                         error, object, "it");
       FakeClock clock;
-      FirewallOptions options{files.path(), (files.dir / "state").string(), {}, nullptr,
-                              [&clock] { return clock.now; }};
+      FirewallOptions options{files.path(), "", {}, nullptr, [&clock] { return clock.now; },
+                              &files.state};
       options.compile.owner = true;
       Firewall firewall(kernel, options, {});
       if (object == KernelObject::table) {
@@ -926,4 +926,34 @@ TEST_CASE("an owned table the kernel does not support is loaded without the flag
       }
     }
   }
+}
+
+TEST_CASE(
+    "a state store that cannot be written: changes are in force, the writes reported failed") {
+  Files files;
+  files.write(kTwoRules);
+  FakeKernel kernel;
+  FakeClock clock;
+  Daemon daemon(kernel, files, clock);
+  daemon.firewall.start();
+  const std::string last_good = files.state.text(StateFile::last_good);
+  REQUIRE(!last_good.empty());
+  files.state.full = true;
+  daemon.firewall.set_rule_enabled("web", true, false);
+  CHECK(rule_names(kernel.last()) == std::vector<std::string>{"ssh", "web"});
+  daemon.firewall.flush_state();
+  auto outcomes = daemon.firewall.take_state_outcomes();
+  REQUIRE(outcomes.size() == 1);
+  CHECK(outcomes[0].generation == daemon.firewall.state_generation());
+  CHECK(outcomes[0].error == "state/runtime.toml: No space left on device");
+  CHECK_FALSE(files.state.read(StateFile::runtime));
+  // A reload of a changed file is in force; only the copy for a later start is stale.
+  files.write("[[rule]]\nname='dns'\nprotocols='udp'\nports=[53]\naction='accept'\n");
+  daemon.firewall.reload();
+  CHECK(rule_names(kernel.last()) == std::vector<std::string>{"dns"});
+  CHECK(files.state.text(StateFile::last_good) == last_good);
+  files.state.full = false;
+  daemon.firewall.reload();
+  CHECK(files.state.text(StateFile::last_good).find("name = 'dns'") != std::string::npos);
+  CHECK(files.state.text(StateFile::previous_good) == last_good);
 }

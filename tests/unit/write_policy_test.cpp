@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include <toml++/toml.h>
+
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -215,4 +217,58 @@ to = "192.168.1.10:80"
   CHECK(again.policy.forwards.size() == 1);
   CHECK(write_policy(again.policy) == written);
   CHECK(compile_policy(again.policy) == compile_policy(original.policy));
+}
+
+TEST_CASE("edit_enabled replaces the one enabled value, or adds a line under the name") {
+  const std::string text =
+      "# my rules\n"
+      "[[rule]]\nname='ssh'\nprotocols='tcp'\nports=[22]\naction='accept'\n"
+      "[[rule]]\nname='web'   # the "
+      "web\nprotocols='tcp'\nports=[80]\naction='accept'\nenabled=false "
+      " # not yet\n";
+  CHECK(edit_enabled(text, "p.toml", "web", true) ==
+        "# my rules\n"
+        "[[rule]]\nname='ssh'\nprotocols='tcp'\nports=[22]\naction='accept'\n"
+        "[[rule]]\nname='web'   # the web\nprotocols='tcp'\nports=[80]\naction='accept'\n"
+        "enabled=true  # not yet\n");
+  CHECK(edit_enabled(text, "p.toml", "ssh", false) ==
+        "# my rules\n"
+        "[[rule]]\nname='ssh'\nenabled = false\nprotocols='tcp'\nports=[22]\naction='accept'\n"
+        "[[rule]]\nname='web'   # the web\nprotocols='tcp'\nports=[80]\naction='accept'\n"
+        "enabled=false  # not yet\n");
+  // The same value again is the same text.
+  CHECK(edit_enabled(text, "p.toml", "web", false) == text);
+  CHECK_FALSE(edit_enabled(text, "p.toml", "nope", true));
+  CHECK_THROWS_AS(edit_enabled("[[rule]\n", "p.toml", "x", true), toml::parse_error);
+}
+
+TEST_CASE(
+    "edit_enabled finds forwards and inline tables, keeps the indent and a missing last newline") {
+  CHECK(edit_enabled("[[forward]]\n  name = 'cam'\n  enabled = true", "p.toml", "cam", false) ==
+        "[[forward]]\n  name = 'cam'\n  enabled = false");
+  CHECK(edit_enabled("[[forward]]\n\tname = 'cam'\n\tto = '10.0.0.2'\n", "p.toml", "cam", false) ==
+        "[[forward]]\n\tname = 'cam'\n\tenabled = false\n\tto = '10.0.0.2'\n");
+  // A zone's table named like the rule is not the rule.
+  CHECK_FALSE(edit_enabled("[zone.ssh]\nname = 'ssh'\n", "p.toml", "ssh", true));
+}
+
+TEST_CASE("write_rule gives a rule given at run time as policy text that parses back to it") {
+  const std::string text =
+      write_rule({"timed-3", "in", "accept", {"tcp"}, {"8080", "9000-9001"}, {"10.0.0.0/8"}, {}});
+  CHECK(text ==
+        "[[rule]]\naction = 'accept'\ndirection = 'in'\nfrom = [ '10.0.0.0/8' ]\n"
+        "name = 'timed-3'\nports = [ '8080', '9000-9001' ]\nprotocols = [ 'tcp' ]\n");
+  ParsedPolicy parsed = parse_policy_fragment(text, "timed rule", SystemTables{});
+  REQUIRE_MESSAGE(parsed.ok(), parsed.report());
+  REQUIRE(parsed.policy.rules.size() == 1);
+  const Rule& rule = parsed.policy.rules[0];
+  CHECK(rule.name == "timed-3");
+  CHECK(rule.ports == std::vector<PortRange>{{8080, 8080}, {9000, 9001}});
+  CHECK(rule.protocols == std::vector<Protocol>{Protocol::tcp});
+  // Lists that are empty are left out; a value the parser refuses is its diagnostic.
+  CHECK(write_rule({"timed-4", "out", "drop", {}, {}, {}, {}}) ==
+        "[[rule]]\naction = 'drop'\ndirection = 'out'\nname = 'timed-4'\n");
+  CHECK_FALSE(
+      parse_policy_fragment(write_rule({"t", "in", "alow", {}, {}, {}, {}}), "timed rule", {})
+          .ok());
 }

@@ -1,0 +1,9 @@
+#include "heap.h"
+
+#include <malloc.h>
+
+namespace portier {
+
+void trim_heap() { ::malloc_trim(0); }
+
+}  // namespace portier

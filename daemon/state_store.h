@@ -1,0 +1,68 @@
+// The port between the daemon core and its state directory (/var/lib/portier): the
+// runtime changes, the last two good policies, and the policy file's text around an
+// apply. StateDirectory keeps them as files; unit tests of the core use a fake in memory.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "state_writer.h"
+
+namespace portier {
+
+enum class StateFile {
+  runtime,        // runtime.toml: toggles, timed rules, set elements, panic
+  last_good,      // last-good.toml: the last policy the kernel accepted, self-contained
+  previous_good,  // previous-good.toml: the one before it, for `portierctl rollback`
+  before_apply,   // policy-before-apply.toml: the policy file before an apply replaced it
+  applied,        // policy-applied.toml: what that apply wrote
+};
+
+class StateStore {
+ public:
+  /// The file's whole text; none if it is not there or cannot be read.
+  virtual std::optional<std::string> read(StateFile file) const = 0;
+  /// Replaces the file's text so that a crash leaves the old or the new; throws on failure.
+  virtual void write(StateFile file, const std::string& text) = 0;
+  /// Removes the file, if it is there.
+  virtual void remove(StateFile file) = 0;
+  /// What diagnostics and messages call the file.
+  virtual std::string name(StateFile file) const = 0;
+
+  /// runtime.toml changes after every call: it is written away from the event loop, as
+  /// StateWriter does (post(), fd(), take_outcomes(), wait_until_written()).
+  virtual void post_runtime(std::string text, std::uint64_t generation) = 0;
+  /// Readable when take_runtime_outcomes() has outcomes; -1 before the first post.
+  virtual int runtime_fd() const = 0;
+  virtual std::vector<StateWriter::Outcome> take_runtime_outcomes() = 0;
+  /// Returns once everything posted is on disk (or failed).
+  virtual void wait_for_runtime() = 0;
+
+  virtual ~StateStore() = default;
+};
+
+/// The state files in one directory, which must exist.
+class StateDirectory final : public StateStore {
+ public:
+  explicit StateDirectory(std::string dir);
+  ~StateDirectory() override;  // writes what is posted and not yet written
+
+  std::optional<std::string> read(StateFile file) const override;
+  void write(StateFile file, const std::string& text) override;
+  void remove(StateFile file) override;
+  std::string name(StateFile file) const override;
+
+  void post_runtime(std::string text, std::uint64_t generation) override;
+  int runtime_fd() const override;
+  std::vector<StateWriter::Outcome> take_runtime_outcomes() override;
+  void wait_for_runtime() override;
+
+ private:
+  std::string dir_;
+  std::unique_ptr<StateWriter> writer_;  // made at the first post
+};
+
+}  // namespace portier

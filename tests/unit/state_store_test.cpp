@@ -1,0 +1,75 @@
+// StateDirectory: the state files portierd keeps, under the names the state directory
+// has always had (docs and administrators look for them there).
+#include "state_store.h"
+
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+using namespace portier;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+  TempDir() : path(fs::temp_directory_path() / ("portier-store-" + std::to_string(::getpid()))) {
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  std::string read(const std::string& name) const {
+    std::ifstream file(path / name);
+    std::stringstream text;
+    text << file.rdbuf();
+    return text.str();
+  }
+  fs::path path;
+};
+
+}  // namespace
+
+TEST_CASE("the state directory keeps each state file under its own name") {
+  TempDir dir;
+  StateDirectory store(dir.path.string());
+  CHECK(store.name(StateFile::last_good) == (dir.path / "last-good.toml").string());
+  CHECK_FALSE(store.read(StateFile::last_good));
+  store.write(StateFile::last_good, "last = 1\n");
+  store.write(StateFile::previous_good, "previous = 1\n");
+  store.write(StateFile::before_apply, "before = 1\n");
+  store.write(StateFile::applied, "applied = 1\n");
+  CHECK(dir.read("last-good.toml") == "last = 1\n");
+  CHECK(dir.read("previous-good.toml") == "previous = 1\n");
+  CHECK(dir.read("policy-before-apply.toml") == "before = 1\n");
+  CHECK(dir.read("policy-applied.toml") == "applied = 1\n");
+  CHECK(store.read(StateFile::last_good) == "last = 1\n");
+  store.remove(StateFile::applied);
+  store.remove(StateFile::applied);  // gone already: nothing to do
+  CHECK_FALSE(fs::exists(dir.path / "policy-applied.toml"));
+
+  // runtime.toml through the writer thread: an fd only once something was posted.
+  CHECK(store.runtime_fd() == -1);
+  CHECK(store.take_runtime_outcomes().empty());
+  store.post_runtime("panic = true\n", 7);
+  CHECK(store.runtime_fd() >= 0);
+  store.wait_for_runtime();
+  CHECK(dir.read("runtime.toml") == "panic = true\n");
+  auto outcomes = store.take_runtime_outcomes();
+  REQUIRE(outcomes.size() == 1);
+  CHECK(outcomes[0].generation == 7);
+  CHECK(outcomes[0].error.empty());
+}
+
+TEST_CASE("a write to a state directory that is gone throws, and a runtime write reports it") {
+  TempDir dir;
+  StateDirectory store((dir.path / "missing").string());
+  CHECK_THROWS(store.write(StateFile::last_good, "x = 1\n"));
+  store.post_runtime("x = 1\n", 3);
+  store.wait_for_runtime();
+  auto outcomes = store.take_runtime_outcomes();
+  REQUIRE(outcomes.size() == 1);
+  CHECK(outcomes[0].generation == 3);
+  CHECK_FALSE(outcomes[0].error.empty());
+}
