@@ -83,9 +83,10 @@ std::map<std::string, std::string> member_bodies(const std::string& source,
 std::set<std::string> needing_authorization(const std::map<std::string, Method>& methods) {
   std::set<std::string> names;
   for (const auto& [name, method] : methods) {
-    auto marked = [&](const char* annotation) {
-      auto it = method.annotations.find(annotation);
-      return it != method.annotations.end() && it->second == "true";
+    // Captured by an init-capture: clang 14 cannot capture a structured binding.
+    auto marked = [&annotations = method.annotations](const char* annotation) {
+      auto it = annotations.find(annotation);
+      return it != annotations.end() && it->second == "true";
     };
     if (marked("org.portier.Changing") || marked("org.portier.Privileged")) names.insert(name);
   }
