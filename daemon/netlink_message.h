@@ -16,8 +16,12 @@ namespace portier {
 /// instead of mnl_nlmsg_ok(): libmnl 1.0.4 compares the length as an int, so a length of
 /// 2^31 or more passes as negative, and mnl_nlmsg_next() then jumps outside the buffer.
 inline bool netlink_message_ok(const nlmsghdr* nlh, int remaining) {
+  // Aligned: libmnl walks a message's attributes up to its aligned end (the kernel pads
+  // every message), so an unpadded last message let an attribute reach past the datagram
+  // (fuzz_netlink: strlen past the buffer in an extended ack).
   return remaining >= static_cast<int>(sizeof(nlmsghdr)) && nlh->nlmsg_len >= sizeof(nlmsghdr) &&
-         nlh->nlmsg_len <= static_cast<std::uint32_t>(remaining);
+         nlh->nlmsg_len <= 0x7ffffff8u &&
+         NLMSG_ALIGN(nlh->nlmsg_len) <= static_cast<std::uint32_t>(remaining);
 }
 
 /// The errno of an NLMSG_ERROR (the kernel sends it negated; 0: an ack). INT_MIN, which

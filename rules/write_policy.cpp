@@ -237,9 +237,10 @@ std::string write_policy(const Policy& policy) {
   for (const NamedSet& set : policy.sets) {
     static const char* const kFamilies[] = {"ipv4", "ipv6", "port"};
     out.table("set", set.name);
-    if (set.family == SetFamily::port)
+    // No elements, no key: the parser refuses an empty list (fuzz_policy).
+    if (set.family == SetFamily::port && !set.ports.empty())
       out.texts("elements", set.ports, port_text);
-    else
+    else if (set.family != SetFamily::port && !set.addresses.empty())
       out.texts("elements", set.addresses, [](const Cidr& address) { return to_string(address); });
     out.text("family", kFamilies[static_cast<int>(set.family)]);
     if (set.timeout) out.text("timeout", std::to_string(set.timeout->count()) + "s");

@@ -517,3 +517,20 @@ TEST_CASE("netlink decode: a map's element dump appends one counter per element"
   CHECK(counters[1].comment == "web");
   CHECK(counters[1].packets == 0);
 }
+
+// fuzz_netlink's finding 1f82d288: an error whose length is not padded to 4 bytes, last in
+// its datagram, with an extended-ack string attribute reaching into the missing padding:
+// libmnl walked the attributes to the aligned end and strlen read past the datagram (ASan).
+TEST_CASE("netlink decode: an unpadded last message is not walked") {
+  const std::vector<std::uint8_t> bytes = {
+      0x2a, 0x00, 0x00, 0x00, 0x02, 0x00, 0x02, 0x2b, 0x00, 0x00, 0x00, 0x00, 0x34, 0x12, 0x00,
+      0x00, 0x00, 0x08, 0x00, 0x34, 0x12, 0x04, 0xfd, 0x00, 0x70, 0x6f, 0x72, 0x74, 0x69, 0x00,
+      0x7e, 0x06, 0x00, 0x00, 0x0c, 0x01, 0x08, 0x00, 0x01, 0x00, 0x2b, 0x02, 0x63};
+  REQUIRE(bytes.size() == 43);
+  const auto* nlh = reinterpret_cast<const nlmsghdr*>(bytes.data());
+  CHECK_FALSE(netlink_message_ok(nlh, static_cast<int>(bytes.size())));
+  const std::vector<std::uint32_t> rule_seqs{};
+  BatchReplies replies(0x1234, 0, 5, rule_seqs, 1);
+  replies.read(bytes);
+  CHECK(replies.answered == 0);
+}

@@ -272,3 +272,18 @@ TEST_CASE("write_rule gives a rule given at run time as policy text that parses 
       parse_policy_fragment(write_rule({"t", "in", "alow", {}, {}, {}, {}}), "timed rule", {})
           .ok());
 }
+
+// fuzz_policy's finding 6fc2d89a: a set with no elements was written with `elements = []`,
+// which the parser refuses.
+TEST_CASE("write_policy: a set with no elements is written without the key") {
+  for (const char* family : {"port", "ipv4", "ipv6"}) {
+    CAPTURE(family);
+    const std::string text = std::string("[set.empty]\nfamily = \"") + family + "\"\n";
+    ParsedPolicy original = parse_policy(text, "empty.toml", golden_tables());
+    REQUIRE_MESSAGE(original.ok(), original.report());
+    const std::string written = write_policy(original.policy);
+    ParsedPolicy again = parse_policy(written, "written.toml", golden_tables());
+    REQUIRE_MESSAGE(again.ok(), again.report() << written);
+    CHECK(compile_policy(again.policy) == compile_policy(original.policy));
+  }
+}
