@@ -643,8 +643,11 @@ void Firewall::save_last_good(const Policy& policy) const {
   if (!state_) return;
   try {
     std::string text = write_policy(policy);
-    if (auto old = state_->read(StateFile::last_good); old && *old != text)
-      state_->write(StateFile::previous_good, *old);
+    auto old = state_->read(StateFile::last_good);
+    // A reload of an unchanged policy (the common case) leaves both copies as they are:
+    // rewriting the same text would cost a write and an fsync for nothing.
+    if (old && *old == text) return;
+    if (old) state_->write(StateFile::previous_good, *old);
     state_->write(StateFile::last_good, text);
   } catch (const std::exception& failure) {
     // The new ruleset is in force; only the fallback copy for a later start is stale.
