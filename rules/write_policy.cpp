@@ -72,8 +72,8 @@ class Writer {
   static bool bare(std::string_view key) {
     if (key.empty()) return false;
     for (const char c : key)
-      if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
-            c == '-'))
+      if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+            c == '_' || c == '-'))
         return false;
     return true;
   }
@@ -83,33 +83,45 @@ class Writer {
     else
       quoted(key);
   }
+  static bool control(char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u < 0x20 || u == 0x7f;
+  }
   // A literal string ('...') unless the text holds a quote or a control character; then
   // a basic string with escapes.
   void quoted(std::string_view value) {
-    bool literal = true;
-    for (const char c : value) {
-      const auto u = static_cast<unsigned char>(c);
-      if (c == '\'' || u < 0x20 || u == 0x7f) literal = false;
-    }
-    if (literal) {
+    if (std::none_of(value.begin(), value.end(), [](char c) { return c == '\'' || control(c); })) {
       out_.append("'").append(value).append("'");
       return;
     }
     out_ += '"';
     for (const char c : value) {
-      const auto u = static_cast<unsigned char>(c);
       switch (c) {
-        case '"': out_.append("\\\""); break;
-        case '\\': out_.append("\\\\"); break;
-        case '\b': out_.append("\\b"); break;
-        case '\t': out_.append("\\t"); break;
-        case '\n': out_.append("\\n"); break;
-        case '\f': out_.append("\\f"); break;
-        case '\r': out_.append("\\r"); break;
+        case '"':
+          out_.append("\\\"");
+          break;
+        case '\\':
+          out_.append("\\\\");
+          break;
+        case '\b':
+          out_.append("\\b");
+          break;
+        case '\t':
+          out_.append("\\t");
+          break;
+        case '\n':
+          out_.append("\\n");
+          break;
+        case '\f':
+          out_.append("\\f");
+          break;
+        case '\r':
+          out_.append("\\r");
+          break;
         default:
-          if (u < 0x20 || u == 0x7f) {
+          if (control(c)) {
             char escaped[8];
-            std::snprintf(escaped, sizeof escaped, "\\u%04X", u);
+            std::snprintf(escaped, sizeof escaped, "\\u%04X", static_cast<unsigned char>(c));
             out_.append(escaped);
           } else {
             out_ += c;
@@ -129,9 +141,12 @@ std::string port_text(const PortRange& range) {
 
 std::string endpoint_text(const Endpoint& endpoint) {
   switch (endpoint.kind) {
-    case Endpoint::Kind::zone: return endpoint.name;
-    case Endpoint::Kind::set: return "@" + endpoint.name;
-    case Endpoint::Kind::network: return to_string(endpoint.network);
+    case Endpoint::Kind::zone:
+      return endpoint.name;
+    case Endpoint::Kind::set:
+      return "@" + endpoint.name;
+    case Endpoint::Kind::network:
+      return to_string(endpoint.network);
   }
   return endpoint.name;
 }
