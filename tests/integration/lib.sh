@@ -55,6 +55,14 @@ keep_sanitizer_report() {
 # ---------------------------------------------------------------------------------------
 # Messages, failure, skipping
 
+# Whether a binary is linked with AddressSanitizer. Not `ldd | grep -q`: under pipefail grep's
+# early exit gives ldd a SIGPIPE, and the pipeline then reports "no" at random.
+is_asan_build() {
+  local libs
+  libs=$(ldd "$1" 2>/dev/null) || return 1
+  [[ $libs == *libasan* ]]
+}
+
 log() { printf '[%s] %s\n' "$TEST_NAME" "$*" >&2; }
 
 _dump_logs() {

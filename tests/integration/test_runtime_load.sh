@@ -117,7 +117,7 @@ growth=$((rss_end - rss_start))
 log "portierd VmRSS: $rss_start kB before, $rss_end kB after everything (growth $growth kB; peak $peak kB)"
 # Under AddressSanitizer freed memory waits in its quarantine (256 MB) and every allocation
 # carries redzones: RSS says nothing there, and LeakSanitizer checks leaks at exit instead.
-if ldd "$PORTIERD" 2>/dev/null | grep -q libasan; then
+if is_asan_build "$PORTIERD"; then
   log "ASan build: portierd's RSS growth is not bounded here (its quarantine keeps freed memory)"
 else
   ((growth <= MAX_GROWTH_KB)) ||

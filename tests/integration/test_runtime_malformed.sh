@@ -242,7 +242,7 @@ failed_before=${#FAILURES[@]}
 # Under ASan (each allocation checked, freed memory quarantined) a million took more than a
 # minute: the sanitized pass runs the same path with a tenth of them.
 VALID_ELEMENTS=1000000
-if ldd "$PORTIERD" 2>/dev/null | grep -q libasan; then VALID_ELEMENTS=100000; fi
+if is_asan_build "$PORTIERD"; then VALID_ELEMENTS=100000; fi
 export VALID_ELEMENTS
 run_phase million "$VALID_ELEMENTS valid set elements, added and removed"
 if ((${#FAILURES[@]} == failed_before)); then
