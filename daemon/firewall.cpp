@@ -128,7 +128,7 @@ void Firewall::applied(std::string_view reason) {
 
 // Loads `built` into the kernel the cheapest way that is correct: nothing when it is what
 // the kernel has, the toggled rules alone when only the enabled set changed, otherwise a
-// whole replacement of the table in one transaction.
+// replacement of the table's contents (or of the table) in one transaction.
 void Firewall::install(Built built, std::string_view reason) {
   if (table_.holds(built.full)) {
     if (built.disabled != table_.disabled()) {
@@ -141,7 +141,10 @@ void Firewall::install(Built built, std::string_view reason) {
   }
   RuleHandles loaded;
   try {
-    loaded = kernel_.apply(without_owners(built.full, built.disabled));
+    // Over a table known to hold table_.full(), its contents are replaced and its base
+    // chains stay hooked (Kernel::refill); otherwise the table is replaced whole.
+    ir::Ruleset next = without_owners(built.full, built.disabled);
+    loaded = table_.loaded() ? kernel_.refill(table_.full(), next) : kernel_.apply(next);
   } catch (const KernelError& refused) {
     // Kernels before 5.12 (owner) or 6.9 (persist) refuse the flags: go on without them.
     std::string what = refused.what();

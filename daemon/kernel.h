@@ -97,6 +97,14 @@ class Kernel {
   /// Replaces `table inet <ruleset.table>` atomically: on KernelError the previous table
   /// (or its absence) is left as it was. Returns the handles of the new rules.
   virtual RuleHandles apply(const ir::Ruleset& ruleset) = 0;
+  /// The same as apply(next), for a table that holds `loaded` (as the caller last had it
+  /// applied, or refilled): where the chains stay the same, their contents are replaced
+  /// in place and the base chains stay hooked (encode_refill_batch()); otherwise, and in
+  /// a kernel that cannot, the table is replaced whole.
+  virtual RuleHandles refill(const ir::Ruleset& loaded, const ir::Ruleset& next) {
+    static_cast<void>(loaded);
+    return apply(next);
+  }
   /// Applies `edit` (rules and map elements) to `table inet <loaded.table>` in one
   /// transaction (all or nothing). `loaded` is the ruleset the table holds, as the caller
   /// last had it applied: its named sets and RuleMaps are what inserted rules may look up

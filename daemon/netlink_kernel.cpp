@@ -72,10 +72,10 @@ NetlinkKernel::NetlinkKernel() : socket_("netfilter netlink socket") {
 
 NetlinkKernel::~NetlinkKernel() = default;
 
-RuleHandles NetlinkKernel::apply(const ir::Ruleset& ruleset) {
-  const EncodedBatch batch = encode_replace_batch(ruleset, socket_.next_seq());
-  socket_.used_seqs_before(batch.next_seq);
-  const std::vector<std::uint64_t> flat = transact(batch, "the ruleset");
+namespace {
+
+// The handles of a replacement's rules, chain by chain, from the echoes in batch order.
+RuleHandles handles_by_chain(const ir::Ruleset& ruleset, const std::vector<std::uint64_t>& flat) {
   RuleHandles handles;
   handles.reserve(ruleset.chains.size());
   std::size_t next = 0;
@@ -85,6 +85,28 @@ RuleHandles NetlinkKernel::apply(const ir::Ruleset& ruleset) {
     next += chain.rules.size();
   }
   return handles;
+}
+
+}  // namespace
+
+RuleHandles NetlinkKernel::apply(const ir::Ruleset& ruleset) {
+  const EncodedBatch batch = encode_replace_batch(ruleset, socket_.next_seq());
+  socket_.used_seqs_before(batch.next_seq);
+  return handles_by_chain(ruleset, transact(batch, "the ruleset"));
+}
+
+RuleHandles NetlinkKernel::refill(const ir::Ruleset& loaded, const ir::Ruleset& next) {
+  if (!replaces_in_place(loaded, next)) return apply(next);
+  const EncodedBatch batch = encode_refill_batch(loaded, next, socket_.next_seq());
+  socket_.used_seqs_before(batch.next_seq);
+  try {
+    return handles_by_chain(next, transact(batch, "the ruleset"));
+  } catch (const KernelError&) {
+    // The table is not what `loaded` says (someone changed it, and the change has not
+    // been noticed yet): a whole replacement does not depend on what it holds. A ruleset
+    // the kernel refuses is refused again, with the same error.
+    return apply(next);
+  }
 }
 
 std::vector<std::uint64_t> NetlinkKernel::edit(const ir::Ruleset& loaded, const TableEdit& edit) {

@@ -36,6 +36,7 @@ class NetlinkKernel final : public Kernel {
   /// come from the kernel's echo of each NEWRULE, in the same round trip. Throws
   /// KernelError naming the first refused object; the kernel then aborts the whole batch.
   RuleHandles apply(const ir::Ruleset& ruleset) override;
+  RuleHandles refill(const ir::Ruleset& loaded, const ir::Ruleset& next) override;
   /// encode_edit_batch(): insertions go after their handle (0: at the start of the chain),
   /// several after the same handle in the order given, then the removals. Rules that look
   /// up a named set find it among loaded.sets (std::invalid_argument if it is not there).

@@ -540,7 +540,30 @@ const BatchMessage* EncodedBatch::find(std::uint32_t seq) const {
   return &*found;
 }
 
-EncodedBatch encode_replace_batch(const ir::Ruleset& ruleset, std::uint32_t first_seq) {
+namespace {
+
+// A rule deletion with the table alone: the kernel takes out every rule of every chain
+// of the table (what `flush table` sends). The chains stay, base chains on their hooks.
+void add_rule_flush(BatchWriter& writer, const std::string& table, std::string what) {
+  nlmsghdr* nlh = writer.start(NFT_MSG_DELRULE, 0, std::move(what));
+  mnl_attr_put_strz(nlh, NFTA_RULE_TABLE, table.c_str());
+  writer.advance();
+}
+
+void add_set_deletion(BatchWriter& writer, const std::string& table, const std::string& set,
+                      std::string what) {
+  auto s = object(nftnl_set_alloc());
+  nftnl_set_set_str(s.get(), NFTNL_SET_TABLE, table.c_str());
+  nftnl_set_set_str(s.get(), NFTNL_SET_NAME, set.c_str());
+  nftnl_set_set_u32(s.get(), NFTNL_SET_FAMILY, NFPROTO_INET);
+  nftnl_set_nlmsg_build_payload(writer.start(NFT_MSG_DELSET, 0, std::move(what)), s.get());
+  writer.advance();
+}
+
+// The replacement of the table (`loaded` null) or of its contents (`loaded`: what the
+// table holds, replaces_in_place() of it and `ruleset`).
+EncodedBatch encode_replacement(const ir::Ruleset& ruleset, const ir::Ruleset* loaded,
+                                std::uint32_t first_seq) {
   check_name(ruleset.table, "table");
   if (ruleset.persist && !ruleset.owner) {
     throw std::invalid_argument("a persistent table must also be owned");
@@ -555,11 +578,25 @@ EncodedBatch encode_replace_batch(const ir::Ruleset& ruleset, std::uint32_t firs
   // no-op on any table this socket may change; see docs/nftables-owner.md).
   add_table(writer, NFT_MSG_NEWTABLE, ruleset.table,
             ruleset.owner ? std::nullopt : std::optional<std::uint32_t>(0), table_text);
-  add_table(writer, NFT_MSG_DELTABLE, ruleset.table, std::nullopt, "deletion of " + table_text);
-  add_table(writer, NFT_MSG_NEWTABLE, ruleset.table, flags, table_text);
-  // nft declares every chain of a table block first, then the named sets, then the
-  // rules: rules may jump to chains listed after them.
-  for (const ir::Chain& chain : ruleset.chains) add_chain(writer, ruleset.table, chain);
+  if (loaded == nullptr) {
+    add_table(writer, NFT_MSG_DELTABLE, ruleset.table, std::nullopt, "deletion of " + table_text);
+    add_table(writer, NFT_MSG_NEWTABLE, ruleset.table, flags, table_text);
+    // nft declares every chain of a table block first, then the named sets, then the
+    // rules: rules may jump to chains listed after them.
+    for (const ir::Chain& chain : ruleset.chains) add_chain(writer, ruleset.table, chain);
+  } else {
+    // The table and its chains stay. Deleting a base chain unhooks it only after the
+    // commit, so a packet can meet the old chain empty, with its drop policy: replacing
+    // the whole table dropped allowed packets now and then (docs/soak.md). The sets and
+    // maps go and come back new, in the new ruleset's order, so that `nft list` shows
+    // what a first load of the same ruleset shows; the rules that used them are flushed
+    // first, which is what lets the kernel delete them.
+    add_rule_flush(writer, ruleset.table, "the rules of " + table_text);
+    for (const ir::NamedSet& set : loaded->sets)
+      add_set_deletion(writer, ruleset.table, set.name, "deletion of set " + set.name);
+    for (const ir::RuleMap& map : loaded->maps)
+      add_set_deletion(writer, ruleset.table, map.name, "deletion of map " + map.name);
+  }
 
   const encode::NamedSetIds named{ruleset.sets, ruleset.maps};
   for (std::size_t i = 0; i < ruleset.sets.size(); ++i) {
@@ -601,6 +638,30 @@ EncodedBatch encode_replace_batch(const ir::Ruleset& ruleset, std::uint32_t firs
     }
   }
   return std::move(writer).finish();
+}
+
+}  // namespace
+
+EncodedBatch encode_replace_batch(const ir::Ruleset& ruleset, std::uint32_t first_seq) {
+  return encode_replacement(ruleset, nullptr, first_seq);
+}
+
+bool replaces_in_place(const ir::Ruleset& loaded, const ir::Ruleset& next) {
+  if (loaded.table != next.table || loaded.owner != next.owner || loaded.persist != next.persist)
+    return false;
+  // The kernel lists chains in the order they were made: only the same chains, in the same
+  // order, list as a first load of `next` does.
+  return std::equal(
+      loaded.chains.begin(), loaded.chains.end(), next.chains.begin(), next.chains.end(),
+      [](const ir::Chain& a, const ir::Chain& b) { return a.name == b.name && a.base == b.base; });
+}
+
+EncodedBatch encode_refill_batch(const ir::Ruleset& loaded, const ir::Ruleset& next,
+                                 std::uint32_t first_seq) {
+  if (!replaces_in_place(loaded, next))
+    throw std::invalid_argument("table inet " + next.table +
+                                " cannot be refilled in place: its chains or flags differ");
+  return encode_replacement(next, &loaded, first_seq);
 }
 
 namespace {

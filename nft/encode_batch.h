@@ -50,6 +50,23 @@ struct EncodedBatch {
 /// NEWRULE for an echo (see EncodedBatch::rule_seqs).
 EncodedBatch encode_replace_batch(const ir::Ruleset& ruleset, std::uint32_t first_seq);
 
+/// Whether encode_refill_batch() can replace `loaded` (what the table holds: its
+/// declarations count, not its rules or elements) by `next`: the same table and flags, and
+/// the same chains (names, and hooks, types, priorities and policies of the base chains)
+/// in the same order.
+bool replaces_in_place(const ir::Ruleset& loaded, const ir::Ruleset& next);
+
+/// One transaction replacing the contents of `table inet NAME`, which holds `loaded`, by
+/// `next`, keeping the table and its chains: NEWTABLE (as encode_replace_batch()), DELRULE
+/// of the table (every rule of every chain; anonymous sets go with their rules), DELSET of
+/// each named set and RuleMap of `loaded`, then `next`'s named sets, RuleMaps and rules as
+/// encode_replace_batch() sends them. The base chains stay hooked: a packet meets the old
+/// rules or the new ones, never a chain being taken down. Afterwards `nft list` shows what
+/// a first load of `next` shows. Throws std::invalid_argument unless
+/// replaces_in_place(loaded, next), and as encode_replace_batch().
+EncodedBatch encode_refill_batch(const ir::Ruleset& loaded, const ir::Ruleset& next,
+                                 std::uint32_t first_seq);
+
 /// A rule of the loaded table to take out, by its kernel handle.
 struct RuleRemoval {
   std::string_view chain;

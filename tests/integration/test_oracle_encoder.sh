@@ -272,3 +272,27 @@ if "$oracle" counters portier input/m1 2>"$dir/map-error"; then echo "counters o
   { echo "unexpected error text: $(cat "$dir/map-error")" >&2; exit 1; }
 SCRIPT
 log "maps: edit() removes and restores elements with comment and counter; element counters count packets"
+
+# 6. A refill (a reload over the table portierd loaded: encode_refill_batch) keeps the table
+# and its chains, with their handles, and then lists exactly as a first load of the new
+# ruleset's rendering by nft -f: rules, sets and maps gone, changed and added. Packets meet
+# the new rules; a set that went is gone.
+for pair in basic:basic-refilled maps:maps-refilled; do
+  loaded=${pair%%:*} next=${pair#*:}
+  netns "$ORACLE" render "$next" >"$WORKDIR/$next.nft"
+  netns sh -c 'nft -f "$1" && nft list table inet portier' sh "$WORKDIR/$next.nft" \
+    >"$WORKDIR/$next.cli" 2>&1 || { cat "$WORKDIR/$next.cli" >&2; fail "$next: nft -f refused the rendering"; }
+  netns sh -c '"$1" apply "$2" && nft -a list table inet portier | grep -E "^table|^\s*chain" >"$4.before" &&
+      "$1" refill "$2" "$3" && nft -a list table inet portier | grep -E "^table|^\s*chain" >"$4.after-handles" &&
+      nft list table inet portier' \
+    sh "$ORACLE" "$loaded" "$next" "$WORKDIR/$next" >"$WORKDIR/$next.netlink" 2>&1 ||
+    { cat "$WORKDIR/$next.netlink" >&2; fail "$next: NetlinkKernel::refill over $loaded failed"; }
+  diff -u "$WORKDIR/$next.before" "$WORKDIR/$next.after-handles" >&2 ||
+    fail "$next: the refill over $loaded made the table or a chain anew (handles --- before, +++ after)"
+  grep -q "chain input { # handle" "$WORKDIR/$next.before" || fail "$next: no chain handles listed"
+  diff -u "$WORKDIR/$next.cli" "$WORKDIR/$next.netlink" >&2 ||
+    fail "$next: after the refill over $loaded, 'nft list' differs from nft -f of the rendering (+++: refilled)"
+  log "refill $loaded -> $next: table and chains kept, listing as a first load ($(wc -l <"$WORKDIR/$next.cli") lines)"
+done
+if "$ORACLE" refill basic maps 2>"$WORKDIR/refill-error"; then fail "refill accepted two rulesets of different chains"; fi
+assert_contains "$(cat "$WORKDIR/refill-error")" "differ in their chains" "refill of different chains"

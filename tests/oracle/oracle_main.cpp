@@ -13,6 +13,8 @@
 //   portier_oracle time CASE          how long encode_replace_batch(CASE) takes
 //   portier_oracle dump CASE          encode_replace_batch(CASE, 0) as libmnl prints it,
 //                                     the format of `nft --debug=mnl`
+//   portier_oracle refill LOADED NEXT [CMD]  NetlinkKernel::refill() of NEXT over the table
+//                                     an earlier `apply LOADED` left (same chains), then CMD
 //   portier_oracle handles CASE       NetlinkKernel::apply() of the case, then the returned
 //                                     handles: one line per rule, "chain handle"
 //   portier_oracle edits DIR          the edit()/edit_set()/event scenario (kernel_edits.cpp)
@@ -371,13 +373,14 @@ Ruleset protocols() {
     r.sets.push_back(set);
   }
   const L4ProtoIn shared{{L4Proto::tcp, L4Proto::udp}, "l4/tcp_udp"};
-  r.chains.push_back(Chain{
-      "shared", std::nullopt,
-      {rule({shared, ports({{53, 53}})}, accept(), "shared-dport"),
-       rule({shared, SourcePortIn{{{1000, 2000}}}, ports({{53, 53}, {5353, 5353}})}, accept(),
-            "shared-sport-dport"),
-       rule({L4ProtoIn{{L4Proto::icmp, L4Proto::icmpv6}, "l4/icmp_ipv6-icmp"}}, accept(),
-            "shared-alone")}});
+  r.chains.push_back(
+      Chain{"shared",
+            std::nullopt,
+            {rule({shared, ports({{53, 53}})}, accept(), "shared-dport"),
+             rule({shared, SourcePortIn{{{1000, 2000}}}, ports({{53, 53}, {5353, 5353}})}, accept(),
+                  "shared-sport-dport"),
+             rule({L4ProtoIn{{L4Proto::icmp, L4Proto::icmpv6}, "l4/icmp_ipv6-icmp"}}, accept(),
+                  "shared-alone")}});
   return r;
 }
 
@@ -465,11 +468,11 @@ Ruleset cgroup() {
   stopped.owner = {"stopped.service", ""};
   stopped.cgroups.clear();
   r.sets = {running, stopped};
-  r.chains.push_back(base_chain(
-      "output", Hook::output, 0, true,
-      {rule({SocketCgroup{2, "cgroups_running"}}, accept(), "in-cgroup"),
-       rule({SocketCgroup{1, "cgroups_running"}}, accept(), "in-cgroup"),
-       rule({SocketCgroup{2, "cgroups_stopped"}}, drop(), "not-running", true)}));
+  r.chains.push_back(
+      base_chain("output", Hook::output, 0, true,
+                 {rule({SocketCgroup{2, "cgroups_running"}}, accept(), "in-cgroup"),
+                  rule({SocketCgroup{1, "cgroups_running"}}, accept(), "in-cgroup"),
+                  rule({SocketCgroup{2, "cgroups_stopped"}}, drop(), "not-running", true)}));
   return r;
 }
 
@@ -621,6 +624,53 @@ Ruleset maps() {
   return r;
 }
 
+// What a reload brings over basic and maps: the same chains (so refill keeps them in
+// place), other rules, a set added, and over maps a set gone, a map gone, a map's elements
+// changed and another map added.
+Ruleset basic_refilled() {
+  Ruleset r = basic();
+  r.sets.push_back(NamedSet{"admins",
+                            SetKey::ipv4_addr,
+                            true,
+                            false,
+                            false,
+                            std::nullopt,
+                            std::nullopt,
+                            {range("192.0.2.0", "192.0.2.127")}});
+  Chain& input = r.chains[0];
+  input.rules.erase(input.rules.begin() + 2);  // invalid
+  input.rules.push_back(
+      rule({AddressInSet{Family::ipv4, false, "admins"}, tcp(), ports({{22, 23}})}, accept(),
+           "admins", true));
+  return r;
+}
+
+Ruleset maps_refilled() {
+  Ruleset r = maps();
+  r.sets.clear();  // blocklist
+  r.sets.push_back(NamedSet{"allowlist",
+                            SetKey::ipv6_addr,
+                            true,
+                            false,
+                            false,
+                            std::nullopt,
+                            std::nullopt,
+                            {range("fd00::", "fd00::ff")}});
+  r.maps.erase(r.maps.begin() + 1);  // input/m2
+  r.maps[1].elements.pop_back();     // input/m3 without next-to-low
+  r.maps[1].elements[0].verdict = VerdictKind::drop;
+  r.maps.push_back(
+      RuleMap{"output/m5", {KeyField::dport}, {{{port_range(7, 7)}, VerdictKind::accept, "echo"}}});
+  Chain& input = r.chains[0];
+  input.rules.erase(input.rules.begin(), input.rules.begin() + 1);  // blocked
+  input.rules.erase(input.rules.begin() + 1);                       // merged a to b
+  input.rules.insert(input.rules.begin(),
+                     rule({AddressInSet{Family::ipv6, true, "allowlist"}}, accept(), "allowed"));
+  r.chains[1].rules.push_back(
+      rule({udp()}, map_lookup("output/m5", {KeyField::dport}), "echo-map"));
+  return r;
+}
+
 const std::map<std::string, std::function<Ruleset()>>& cases() {
   static const std::map<std::string, std::function<Ruleset()>> all = {
       {"basic", basic},
@@ -645,6 +695,8 @@ const std::map<std::string, std::function<Ruleset()>>& cases() {
       {"persist", persistent},
       {"big-named-set", big_named_set},
       {"maps", maps},
+      {"basic-refilled", basic_refilled},
+      {"maps-refilled", maps_refilled},
       {"million", [] { return prefixes(1000000); }},
   };
   return all;
@@ -681,6 +733,17 @@ int run(int argc, char** argv) {
       start = comma + 1;
     }
     if (argc == 4) return std::system(argv[3]) == 0 ? 0 : 1;
+    return 0;
+  }
+  if (command == "refill" && (argc == 4 || argc == 5)) {
+    // The kernel holds LOADED (an earlier `apply LOADED`): NetlinkKernel::refill() of NEXT.
+    const Ruleset loaded = find_case(argument);
+    const Ruleset next = find_case(argv[3]);
+    if (!portier::replaces_in_place(loaded, next))
+      throw std::invalid_argument(argument + " and " + argv[3] + " differ in their chains");
+    portier::NetlinkKernel kernel;
+    kernel.refill(loaded, next);
+    if (argc == 5) return std::system(argv[4]) == 0 ? 0 : 1;
     return 0;
   }
   if (command == "handles" && argc == 3) {

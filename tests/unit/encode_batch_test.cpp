@@ -276,6 +276,99 @@ TEST_CASE("encode_replace_batch: table replacement, chains and rules in nft's or
   CHECK(bytes_of(udata, len) == std::vector<std::uint8_t>{0, 5, 'l', 'a', 's', 't', 0});
 }
 
+TEST_CASE("encode_refill_batch: the table and chains stay, rules flushed, sets made anew") {
+  Ruleset loaded;
+  loaded.sets.push_back(
+      NamedSet{"old", SetKey::ipv4_addr, false, false, false, std::nullopt, std::nullopt, {}});
+  loaded.maps.push_back(RuleMap{"input/m1", {KeyField::dport}, {}});
+  loaded.chains.push_back(Chain{"svc", std::nullopt, {make_rule({}, VerdictKind::accept)}});
+  loaded.chains.push_back(Chain{"input",
+                                BaseChain{Hook::input, ChainType::filter, 0, false},
+                                {make_rule({}, VerdictKind::drop, "old rule")}});
+  Ruleset next = loaded;
+  next.sets = {
+      NamedSet{"new", SetKey::ipv4_addr, false, false, false, std::nullopt, std::nullopt, {}}};
+  next.maps.clear();
+  next.chains[1].rules = {make_rule({LoopbackInterface{false}}, VerdictKind::accept),
+                          make_rule({}, VerdictKind::drop, "last")};
+  REQUIRE(portier::replaces_in_place(loaded, next));
+  const auto batch = portier::encode_refill_batch(loaded, next, 10);
+  const auto messages = split(batch);
+  const std::vector<std::uint16_t> expected_types = {
+      NFNL_MSG_BATCH_BEGIN, nft(NFT_MSG_NEWTABLE), nft(NFT_MSG_DELRULE), nft(NFT_MSG_DELSET),
+      nft(NFT_MSG_DELSET),  nft(NFT_MSG_NEWSET),   nft(NFT_MSG_NEWRULE), nft(NFT_MSG_NEWRULE),
+      nft(NFT_MSG_NEWRULE), NFNL_MSG_BATCH_END};
+  REQUIRE(messages.size() == expected_types.size());
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    CAPTURE(i);
+    CHECK(messages[i].type == expected_types[i]);
+    CHECK(messages[i].seq == 10 + i);
+  }
+  // The rule flush names the table alone: every chain's rules go, no chain does.
+  std::string table;
+  bool chain_named = false;
+  std::pair<std::string*, bool*> seen{&table, &chain_named};
+  mnl_attr_parse(
+      messages[2].nlh, sizeof(nfgenmsg),
+      [](const nlattr* attr, void* data) {
+        auto* found = static_cast<std::pair<std::string*, bool*>*>(data);
+        if (mnl_attr_get_type(attr) == NFTA_RULE_TABLE) *found->first = mnl_attr_get_str(attr);
+        if (mnl_attr_get_type(attr) == NFTA_RULE_CHAIN) *found->second = true;
+        return MNL_CB_OK;
+      },
+      &seen);
+  CHECK(table == "portier");
+  CHECK_FALSE(chain_named);
+  CHECK(batch.messages[2].what == "the rules of table inet portier");
+  // The loaded sets and maps go by name; the new ones come as a first load sends them.
+  CHECK(std::string(nftnl_set_get_str(parse_set(messages[3].nlh).get(), NFTNL_SET_NAME)) == "old");
+  CHECK(std::string(nftnl_set_get_str(parse_set(messages[4].nlh).get(), NFTNL_SET_NAME)) ==
+        "input/m1");
+  CHECK(batch.messages[4].what == "deletion of map input/m1");
+  CHECK(std::string(nftnl_set_get_str(parse_set(messages[5].nlh).get(), NFTNL_SET_NAME)) == "new");
+  CHECK(batch.rule_seqs == std::vector<std::uint32_t>{16, 17, 18});
+  CHECK(batch.messages[8].what == "rule \"last\" in chain input");
+  // The rules are the bytes a whole replacement sends for them.
+  const auto whole = split(portier::encode_replace_batch(next, 10));
+  // DELTABLE, NEWTABLE and two NEWCHAINs in place of DELRULE and two DELSETs.
+  REQUIRE(whole.size() == messages.size() + 1);
+  for (std::size_t i : {6u, 7u, 8u}) {
+    const nlmsghdr* ours = messages[i].nlh;
+    const nlmsghdr* theirs = whole[i + 1].nlh;
+    REQUIRE(ours->nlmsg_len == theirs->nlmsg_len);
+    CHECK(std::memcmp(mnl_nlmsg_get_payload(ours), mnl_nlmsg_get_payload(theirs),
+                      ours->nlmsg_len - sizeof(nlmsghdr)) == 0);
+  }
+}
+
+TEST_CASE("encode_refill_batch: only over the same chains, table and flags") {
+  Ruleset loaded;
+  loaded.chains.push_back(Chain{"svc", std::nullopt, {}});
+  loaded.chains.push_back(Chain{"input", BaseChain{Hook::input, ChainType::filter, 0, false}, {}});
+  CHECK(portier::replaces_in_place(loaded, loaded));
+  auto differs = [&](auto change) {
+    Ruleset next = loaded;
+    change(next);
+    CHECK_FALSE(portier::replaces_in_place(loaded, next));
+    CHECK_THROWS_AS(portier::encode_refill_batch(loaded, next, 1), std::invalid_argument);
+  };
+  differs([](Ruleset& r) { r.chains[1].base->policy_accept = true; });
+  differs([](Ruleset& r) { r.chains[1].base->priority = 10; });
+  differs([](Ruleset& r) { r.chains[1].base->hook = Hook::forward; });
+  differs([](Ruleset& r) { r.chains[0].name = "other"; });
+  differs([](Ruleset& r) { std::swap(r.chains[0], r.chains[1]); });
+  differs([](Ruleset& r) { r.chains.push_back(Chain{"more", std::nullopt, {}}); });
+  differs([](Ruleset& r) { r.chains.pop_back(); });
+  differs([](Ruleset& r) { r.table = "portier-test"; });
+  differs([](Ruleset& r) { r.owner = true; });
+  // Rules, sets and maps may all differ.
+  Ruleset next = loaded;
+  next.chains[0].rules.push_back(make_rule({}, VerdictKind::accept));
+  next.sets.push_back(
+      NamedSet{"s", SetKey::ipv4_addr, false, false, false, std::nullopt, std::nullopt, {}});
+  CHECK(portier::replaces_in_place(loaded, next));
+}
+
 TEST_CASE("encode_replace_batch: an interval port set as nft sends it") {
   const auto batch = portier::encode_replace_batch(
       one_rule_ruleset(

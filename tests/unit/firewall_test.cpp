@@ -39,6 +39,17 @@ class FakeKernel final : public Kernel {
     }
     return handles;
   }
+  // As a real kernel ends up: the table replaced (its contents or whole). Records which
+  // replacements were asked over a loaded table, and checks that `loaded` is what it holds.
+  RuleHandles refill(const ir::Ruleset& loaded, const ir::Ruleset& next) override {
+    CHECK(loaded.table == current.table);
+    CHECK(names_of(loaded.chains) == names_of(current.chains));
+    CHECK(names_of(loaded.sets) == names_of(current.sets));
+    CHECK(names_of(loaded.maps) == names_of(current.maps));
+    RuleHandles result = apply(next);
+    ++refills;
+    return result;
+  }
   std::vector<std::uint64_t> edit(const ir::Ruleset& loaded, const TableEdit& edit) override {
     if (refuse) throw refused_rule();
     // The real kernel's edit finds the sets and maps rules look up in `loaded`: they must
@@ -62,7 +73,8 @@ class FakeKernel final : public Kernel {
       // As the real encoder places them: after an earlier insert with the same anchor.
       std::uint64_t anchor = insert.after_handle;
       for (std::size_t j = i; j-- > 0;)
-        if (edit.inserts[j].chain == insert.chain && edit.inserts[j].after_handle == insert.after_handle) {
+        if (edit.inserts[j].chain == insert.chain &&
+            edit.inserts[j].after_handle == insert.after_handle) {
           anchor = inserted[j];
           break;
         }
@@ -106,9 +118,9 @@ class FakeKernel final : public Kernel {
       if (set.key == ir::SetKey::cgroupv2) {
         // The kernel knows ids only: paths stay empty here.
         for (const ir::AddressRange& range : edit.remove) {
-          auto it = std::find_if(set.cgroups.begin(), set.cgroups.end(), [&](const ir::CgroupMember& m) {
-            return ir::cgroup_element(m.id) == range;
-          });
+          auto it = std::find_if(
+              set.cgroups.begin(), set.cgroups.end(),
+              [&](const ir::CgroupMember& m) { return ir::cgroup_element(m.id) == range; });
           REQUIRE(it != set.cgroups.end());
           set.cgroups.erase(it);
         }
@@ -134,6 +146,7 @@ class FakeKernel final : public Kernel {
   const ir::Ruleset& last() const { return current; }
 
   std::vector<ir::Ruleset> applied;  // whole replacements
+  std::size_t refills = 0;           // of them, asked as refill() of the loaded table
   std::vector<TableEdit> edits;
   std::vector<SetEdit> set_edits;
   std::vector<RuleCounter> counters;
@@ -332,7 +345,8 @@ TEST_CASE("runtime toggles apply at once, survive reload and restart, and roll b
   CHECK(rule_names(kernel.last()) == std::vector<std::string>{"web"});
 }
 
-TEST_CASE_FIXTURE(StartedOnTwoRules, "--permanent edits the one enabled line, or adds one, keeping comments") {
+TEST_CASE_FIXTURE(StartedOnTwoRules,
+                  "--permanent edits the one enabled line, or adds one, keeping comments") {
   daemon.firewall.set_rule_enabled("web", true, true);
   daemon.firewall.set_rule_enabled("ssh", false, true);
   CHECK(files.read("policy.toml") ==
@@ -412,7 +426,8 @@ TEST_CASE("timed rules expire, and keep their remaining time across a restart") 
   CHECK_FALSE(restarted.firewall.next_deadline());
 }
 
-TEST_CASE_FIXTURE(StartedOnTwoRules, "disabling a timed rule ends it: it cannot be enabled or made permanent") {
+TEST_CASE_FIXTURE(StartedOnTwoRules,
+                  "disabling a timed rule ends it: it cannot be enabled or made permanent") {
   TimedRuleRequest request;
   request.protocols = {"tcp"};
   request.ports = {"8080"};
@@ -569,7 +584,9 @@ TEST_CASE("check reads no set file, whoever sends the text") {
   CHECK_FALSE(daemon.firewall.check("[set.s\n", "c.toml").ok());
 }
 
-TEST_CASE_FIXTURE(StartedOnTwoRules, "rules() joins the policy with the kernel's counters, adding up a rule's kernel rules") {
+TEST_CASE_FIXTURE(
+    StartedOnTwoRules,
+    "rules() joins the policy with the kernel's counters, adding up a rule's kernel rules") {
   kernel.counters = {{"input", "", 5, 500},
                      {"input", "ssh", 3, 180},
                      {"input_lan", "ssh", 1, 60},
@@ -588,7 +605,8 @@ TEST_CASE_FIXTURE(StartedOnTwoRules, "rules() joins the policy with the kernel's
   CHECK(status.generation == 1);
 }
 
-TEST_CASE_FIXTURE(StartedOnTwoRules, "drift repair loads the whole ruleset again, whatever the kernel holds now") {
+TEST_CASE_FIXTURE(StartedOnTwoRules,
+                  "drift repair loads the whole ruleset again, whatever the kernel holds now") {
   daemon.firewall.set_rule_enabled("web", true, false);  // an edit, not a replacement
   const ir::Ruleset before = kernel.last();
   REQUIRE(kernel.applied.size() == 1);
@@ -597,6 +615,23 @@ TEST_CASE_FIXTURE(StartedOnTwoRules, "drift repair loads the whole ruleset again
   REQUIRE(kernel.applied.size() == 2);  // a whole replacement, not an edit of what is gone
   CHECK(kernel.last() == before);
   CHECK(daemon.firewall.generation() == 3);
+}
+
+TEST_CASE_FIXTURE(
+    StartedOnTwoRules,
+    "a reload refills the table it loaded: a start and a drift repair replace it whole") {
+  CHECK(kernel.refills == 0);  // at start the table may hold anything, or be someone else's
+  files.write(std::string(kTwoRules) +
+              "[[rule]]\nname='dns'\nprotocols='udp'\nports=[53]\naction='accept'\n");
+  daemon.firewall.reload();
+  REQUIRE(kernel.applied.size() == 2);
+  CHECK(kernel.refills == 1);  // FakeKernel::refill checked what it was told the table holds
+  CHECK(rule_names(kernel.last()) == std::vector<std::string>{"ssh", "dns"});
+  kernel.current.chains.clear();  // someone else emptied the table
+  daemon.firewall.repair_drift("test");
+  REQUIRE(kernel.applied.size() == 3);
+  CHECK(kernel.refills == 1);  // whole: the record of what the table holds is not trusted
+  CHECK(rule_names(kernel.last()) == std::vector<std::string>{"ssh", "dns"});
 }
 
 TEST_CASE("any sequence of toggles leaves the kernel with what a whole load of that state holds") {
@@ -645,8 +680,9 @@ TEST_CASE("toggles of merged rules are element edits: the kernel and our record 
       "[[rule]]\nname='first'\nprotocols='udp'\nports=[53]\naction='accept'\n";
   for (int i = 0; i < 8; ++i)
     text += "[[rule]]\nname='m" + std::to_string(i) + "'\nprotocols='tcp'\nports=[" +
-            std::to_string(100 + i) + "]\nfrom=['10.0.0." + std::to_string(i) + "', 'fd00::" +
-            std::to_string(i + 1) + "']\naction='" + (i % 3 ? "accept" : "drop") + "'\n";
+            std::to_string(100 + i) + "]\nfrom=['10.0.0." + std::to_string(i) +
+            "', 'fd00::" + std::to_string(i + 1) + "']\naction='" + (i % 3 ? "accept" : "drop") +
+            "'\n";
   text += "[[rule]]\nname='last'\nprotocols='udp'\nports=[54]\naction='accept'\n";
   files.write(text);
   FakeKernel kernel;
@@ -658,14 +694,15 @@ TEST_CASE("toggles of merged rules are element edits: the kernel and our record 
   REQUIRE(expected.ok());
   auto by_comment = [](ir::Ruleset ruleset) {
     for (ir::RuleMap& map : ruleset.maps)
-      std::sort(map.elements.begin(), map.elements.end(),
-                [](const ir::MapElement& a, const ir::MapElement& b) { return a.comment < b.comment; });
+      std::sort(
+          map.elements.begin(), map.elements.end(),
+          [](const ir::MapElement& a, const ir::MapElement& b) { return a.comment < b.comment; });
     return ruleset;
   };
   std::mt19937 random(5);
   for (int step = 0; step < 200; ++step) {
-    const std::string name = random() % 5 == 0 ? (random() % 2 ? "first" : "last")
-                                                : "m" + std::to_string(random() % 8);
+    const std::string name =
+        random() % 5 == 0 ? (random() % 2 ? "first" : "last") : "m" + std::to_string(random() % 8);
     const bool enabled = random() % 2 == 0;
     daemon.firewall.set_rule_enabled(name, enabled, false);
     expected.policy.find_rule(name)->enabled = enabled;
@@ -685,7 +722,8 @@ TEST_CASE("toggles of merged rules are element edits: the kernel and our record 
   CHECK(off.maps[0].remove.size() == 1);
   CHECK(off.maps[0].remove[0].comment == "m3");
   // Counters: a policy rule's element counters (both maps) add up, like its rules'.
-  kernel.counters = {{"input/m1", "m4", 3, 300}, {"input/m2", "m4", 2, 200}, {"input", "first", 1, 10}};
+  kernel.counters = {
+      {"input/m1", "m4", 3, 300}, {"input/m2", "m4", 2, 200}, {"input", "first", 1, 10}};
   daemon.firewall.set_rule_enabled("m4", true, false);
   for (const RuleStatus& status : daemon.firewall.rules()) {
     if (status.name == "m4") CHECK((status.packets == 5 && status.bytes == 500));
@@ -752,7 +790,9 @@ constexpr std::string_view kSshBind =
 
 }  // namespace
 
-TEST_CASE("binds follow their unit: not running is a state: start, restart and stop change only its set") {
+TEST_CASE(
+    "binds follow their unit: not running is a state: start, restart and stop change only its "
+    "set") {
   Files files;
   files.write(kSshBind);
   FakeKernel kernel;
