@@ -83,11 +83,6 @@ std::string verdict_word(Action action) {
   return "logged";
 }
 
-std::string endpoint_text(const std::string& address, std::uint16_t port, bool ipv6) {
-  if (port == 0) return address;
-  return (ipv6 ? "[" + address + "]" : address) + ":" + std::to_string(port);
-}
-
 }  // namespace
 
 FirewallService::FirewallService(sdbus::IConnection& connection, Firewall& firewall)
@@ -302,16 +297,7 @@ void FirewallService::emit_packet_logged(const LoggedPacket& packet) {
   if (packet.icmp_type) facts.emplace(key::kIcmpType, sdbus::Variant(*packet.icmp_type));
   if (packet.icmp_code) facts.emplace(key::kIcmpCode, sdbus::Variant(*packet.icmp_code));
 
-  bool ipv6 = packet.family == "ipv6";
-  std::string line = verdict + " " + (packet.protocol.empty() ? "packet" : packet.protocol) + " " +
-                     endpoint_text(packet.source, packet.sport, ipv6) + " -> " +
-                     endpoint_text(packet.destination, packet.dport, ipv6);
-  if (packet.icmp_type) line += " type " + std::to_string(*packet.icmp_type);
-  if (!packet.in.empty()) line += " in " + packet.in;
-  if (!packet.out.empty()) line += " out " + packet.out;
-  line += " by " + (prefix.portier ? (prefix.rule.empty() ? prefix.chain + " default" : prefix.rule)
-                                    : "\"" + packet.prefix + "\"");
-  std::fprintf(stderr, "portierd: %s\n", line.c_str());
+  std::fprintf(stderr, "portierd: %s\n", packet_log_line(packet, prefix, verdict).c_str());
   emitPacketLogged(facts);
 }
 

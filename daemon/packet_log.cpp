@@ -208,6 +208,30 @@ LogPrefix parse_log_prefix(std::string_view prefix) {
   return result;
 }
 
+namespace {
+
+std::string endpoint_text(const std::string& address, std::uint16_t port, bool ipv6) {
+  if (port == 0) return address;
+  return (ipv6 ? "[" + address + "]" : address) + ":" + std::to_string(port);
+}
+
+}  // namespace
+
+std::string packet_log_line(const LoggedPacket& packet, const LogPrefix& prefix,
+                            std::string_view verdict) {
+  bool ipv6 = packet.family == "ipv6";
+  std::string line = std::string(verdict) + " " +
+                     (packet.protocol.empty() ? "packet" : packet.protocol) + " " +
+                     endpoint_text(packet.source, packet.sport, ipv6) + " -> " +
+                     endpoint_text(packet.destination, packet.dport, ipv6);
+  if (packet.icmp_type) line += " type " + std::to_string(*packet.icmp_type);
+  if (!packet.in.empty()) line += " in " + packet.in;
+  if (!packet.out.empty()) line += " out " + packet.out;
+  line += " by " + (prefix.portier ? (prefix.rule.empty() ? prefix.chain + " default" : prefix.rule)
+                                   : "\"" + packet.prefix + "\"");
+  return line;
+}
+
 std::vector<std::uint8_t> nflog_config_request(std::uint16_t group, std::uint8_t command,
                                                std::uint32_t seq) {
   std::vector<std::uint8_t> buffer(MNL_SOCKET_BUFFER_SIZE);

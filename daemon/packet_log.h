@@ -40,6 +40,15 @@ struct LogPrefix {
 };
 LogPrefix parse_log_prefix(std::string_view prefix);
 
+/// The line portierd logs for a relayed packet, `verdict` being what the rule (or the
+/// chain's default) did:
+/// "accepted tcp 10.0.0.2:40000 -> 10.0.0.1:22 in eth0 by ssh": the protocol ("packet"
+/// when unknown), the endpoints (an IPv6 address in brackets when a port follows it),
+/// the ICMP type, the interfaces, and who logged it: the rule, "CHAIN default", or the
+/// quoted prefix of a log statement that is not portier's.
+std::string packet_log_line(const LoggedPacket& packet, const LogPrefix& prefix,
+                            std::string_view verdict);
+
 /// Bytes of each packet the kernel copies: IPv4/IPv6 with options or extension headers
 /// and the start of the transport header.
 inline constexpr std::uint32_t kCopyRange = 128;

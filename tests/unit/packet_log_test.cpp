@@ -293,6 +293,57 @@ TEST_CASE("nflog: what portier's prefixes say") {
   CHECK_FALSE(portier::parse_log_prefix("portier some other words ").portier);
 }
 
+TEST_CASE("nflog: the log line of a relayed packet") {
+  LoggedPacket tcp;
+  tcp.prefix = "portier netbios-in ";
+  tcp.in = "eth0";
+  tcp.family = "ipv4";
+  tcp.protocol = "tcp";
+  tcp.source = "10.200.1.2";
+  tcp.destination = "10.200.1.1";
+  tcp.sport = 40000;
+  tcp.dport = 139;
+  CHECK(portier::packet_log_line(tcp, portier::parse_log_prefix(tcp.prefix), "dropped") ==
+        "dropped tcp 10.200.1.2:40000 -> 10.200.1.1:139 in eth0 by netbios-in");
+
+  // A port after an IPv6 address needs brackets; a chain's default verdict names the chain.
+  LoggedPacket udp6;
+  udp6.prefix = "portier denied input ";
+  udp6.in = "eth1";
+  udp6.family = "ipv6";
+  udp6.protocol = "udp";
+  udp6.source = "fd00::2";
+  udp6.destination = "fd00::1";
+  udp6.sport = 5353;
+  udp6.dport = 53;
+  CHECK(portier::packet_log_line(udp6, portier::parse_log_prefix(udp6.prefix), "denied") ==
+        "denied udp [fd00::2]:5353 -> [fd00::1]:53 in eth1 by input default");
+
+  // ICMP has no ports, but a type; a packet sent out has an out interface only.
+  LoggedPacket ping;
+  ping.prefix = "portier accepted output ";
+  ping.out = "eth0";
+  ping.family = "ipv6";
+  ping.protocol = "icmpv6";
+  ping.source = "fd00::1";
+  ping.destination = "fd00::2";
+  ping.icmp_type = 128;
+  ping.icmp_code = 0;
+  CHECK(portier::packet_log_line(ping, portier::parse_log_prefix(ping.prefix), "accepted") ==
+        "accepted icmpv6 fd00::1 -> fd00::2 type 128 out eth0 by output default");
+
+  // Another log statement in our group: its prefix, quoted; an unknown protocol is a packet.
+  LoggedPacket other;
+  other.prefix = "IN=eth0 ";
+  other.in = "eth0";
+  other.out = "eth1";
+  other.family = "ipv4";
+  other.source = "192.0.2.1";
+  other.destination = "198.51.100.1";
+  CHECK(portier::packet_log_line(other, portier::parse_log_prefix(other.prefix), "logged") ==
+        "logged packet 192.0.2.1 -> 198.51.100.1 in eth0 out eth1 by \"IN=eth0 \"");
+}
+
 TEST_CASE("nflog relay limit: a burst gets the limit and one summary after the window") {
   using Clock = portier::PacketLogLimiter::Clock;
   using std::chrono::milliseconds;
