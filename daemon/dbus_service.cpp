@@ -1,7 +1,5 @@
 #include "dbus_service.h"
 
-#include <net/if.h>
-
 #include <cstdio>
 #include <memory>
 #include <set>
@@ -311,24 +309,9 @@ std::optional<std::chrono::steady_clock::time_point> FirewallService::flush_pack
   return packet_limiter_.summary_due();
 }
 
-namespace {
-
-// The names of this network namespace's interfaces (if_nameindex: one netlink dump).
-std::vector<std::string> interface_names() {
-  std::vector<std::string> names;
-  std::unique_ptr<struct if_nameindex, decltype(&if_freenameindex)> list(if_nameindex(),
-                                                                     if_freenameindex);
-  if (!list) return names;
-  for (const struct if_nameindex* entry = list.get(); entry->if_index != 0; ++entry)
-    names.emplace_back(entry->if_name);
-  return names;
-}
-
-}  // namespace
-
 std::map<std::string, sdbus::Variant> FirewallService::GetStatus() {
   namespace key = bus_key::status;
-  FirewallStatus status = firewall_.status();
+  FirewallStatus status = firewall_.status_with_neighbours();
   std::map<std::string, sdbus::Variant> facts{
       {key::kVersion, sdbus::Variant(std::string(PORTIER_VERSION))},
       {key::kPolicyPath, sdbus::Variant(status.policy_path)},
@@ -342,7 +325,7 @@ std::map<std::string, sdbus::Variant> FirewallService::GetStatus() {
       {key::kLoadedFrom, sdbus::Variant(status.loaded_from)},
       {key::kSets, sdbus::Variant(status.sets)},
       {key::kSetFamilies, sdbus::Variant(status.set_families)},
-      {key::kNeighbours, sdbus::Variant(firewall_.neighbours_seen(interface_names()))},
+      {key::kNeighbours, sdbus::Variant(status.neighbours)},
   };
   if (status.confirm_deadline)
     facts.emplace(key::kConfirmDeadlineUsec,

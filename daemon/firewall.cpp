@@ -798,8 +798,10 @@ OwnerStatus Firewall::owner_status(const ir::NamedSet& set) const {
   return status;
 }
 
-NeighboursSeen Firewall::neighbours_seen(const std::vector<std::string>& interfaces) const {
-  return portier::neighbours_seen(policy_, interfaces);
+FirewallStatus Firewall::status_with_neighbours() const {
+  FirewallStatus status = this->status();
+  if (options_.interfaces) status.neighbours = neighbours_seen(policy_, options_.interfaces());
+  return status;
 }
 
 std::string Firewall::ruleset_text() const { return render_nft(loaded_ruleset()); }

@@ -85,6 +85,9 @@ struct OwnerStatus {
   std::optional<Clock::time_point> since;  // when that last changed
 };
 
+/// Which neighbour zones (rules/neighbours.h) have interfaces on the host now.
+using NeighboursSeen = std::map<std::string, std::vector<std::string>>;
+
 struct FirewallStatus {
   std::string policy_path;
   std::string table;
@@ -102,10 +105,8 @@ struct FirewallStatus {
   std::vector<std::string> sets;                    // names of the policy's named sets
   std::map<std::string, std::string> set_families;  // name -> ipv4, ipv6 or port
   std::vector<OwnerStatus> owners;                  // binds and rules by unit or cgroup
+  NeighboursSeen neighbours;                        // filled by status_with_neighbours() only
 };
-
-/// Which neighbour zones (rules/neighbours.h) have interfaces on the host now.
-using NeighboursSeen = std::map<std::string, std::vector<std::string>>;
 
 /// What a timed rule says, as `portierctl allow` and AddTimedRule give it.
 struct TimedRuleRequest {
@@ -140,6 +141,9 @@ struct FirewallOptions {
   std::function<Clock::time_point()> now = [] { return Clock::now(); };
   /// Where state is kept (not owned); null: in a StateDirectory over state_dir.
   StateStore* state = nullptr;
+  /// The names of the host's interfaces (daemon/host_interfaces.h), for the neighbours
+  /// status shows; null: none.
+  std::function<std::vector<std::string>()> interfaces = nullptr;
 };
 
 class Firewall {
@@ -219,8 +223,10 @@ class Firewall {
 
   std::vector<RuleStatus> rules() const;
   FirewallStatus status() const;
-  /// Of the host's interfaces `interfaces`, those of the policy's neighbour zones.
-  NeighboursSeen neighbours_seen(const std::vector<std::string>& interfaces) const;
+  /// status() with the neighbours seen among the host's interfaces: that lists them
+  /// (options.interfaces, a netlink dump), which GetStatus wants and sd_notify after
+  /// every change does not.
+  FirewallStatus status_with_neighbours() const;
   std::string ruleset_text() const;
   /// What the kernel has, as IR.
   ir::Ruleset loaded_ruleset() const;

@@ -22,6 +22,7 @@
 #include "cgroups.h"
 #include "dbus_service.h"
 #include "firewall.h"
+#include "host_interfaces.h"
 #include "netlink_kernel.h"
 #include "packet_log.h"
 
@@ -508,6 +509,7 @@ int run(const Options& options) {
   portier::LiveCgroupTree cgroup_tree(cgroup2_root);
   portier::CgroupWatch cgroup_watch(cgroup2_root);
   firewall_options.cgroups = &cgroup_tree;
+  firewall_options.interfaces = portier::host_interface_names;
   portier::Firewall firewall(kernel, std::move(firewall_options), portier::SystemTables::load());
   CgroupFollower cgroups(cgroup_watch, firewall);
   // Whatever happens, a ruleset is in the kernel before anything else: the policy, the

@@ -997,3 +997,39 @@ TEST_CASE(
   CHECK(files.state.text(StateFile::last_good).find("name = 'dns'") != std::string::npos);
   CHECK(files.state.text(StateFile::previous_good) == last_good);
 }
+
+TEST_CASE("status with neighbours: the neighbour zones among the interfaces the port lists") {
+  Files files;
+  files.write(kTwoRules);  // every neighbour stack on, as by default
+  FakeKernel kernel;
+  FakeClock clock;
+  std::vector<std::string> interfaces{"lo", "eth0", "docker0", "br-5f3a", "virbr0"};
+  int listings = 0;
+  FirewallOptions options{files.path(), "", {}, nullptr, [&clock] { return clock.now; },
+                          &files.state};
+  options.interfaces = [&] {
+    ++listings;
+    return interfaces;
+  };
+  Firewall firewall(kernel, std::move(options), {});
+  firewall.start();
+  // sd_notify's status() after every change lists no interfaces.
+  CHECK(firewall.status().neighbours.empty());
+  CHECK(listings == 0);
+  FirewallStatus status = firewall.status_with_neighbours();
+  CHECK(listings == 1);
+  CHECK(status.neighbours ==
+        NeighboursSeen{{"docker", {"br-5f3a", "docker0"}}, {"libvirt", {"virbr0"}}});
+  CHECK(status.rules == 2);
+  CHECK(status.rules_enabled == 1);
+  // Listed anew each time: an interface that came meanwhile is seen.
+  interfaces.push_back("podman0");
+  CHECK(firewall.status_with_neighbours().neighbours ==
+        NeighboursSeen{
+            {"docker", {"br-5f3a", "docker0"}}, {"libvirt", {"virbr0"}}, {"podman", {"podman0"}}});
+  CHECK(listings == 2);
+}
+
+TEST_CASE_FIXTURE(StartedOnTwoRules, "status with neighbours and no interfaces port sees none") {
+  CHECK(daemon.firewall.status_with_neighbours().neighbours.empty());
+}
