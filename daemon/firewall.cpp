@@ -606,6 +606,12 @@ void Firewall::repair_drift(const std::string& what) {
   install(Built{table_.full(), table_.disabled()}, "drift-repair");
 }
 
+bool Firewall::repair_drift_if_changed(KernelChanges& changes) {
+  if (!changes.changed_by_others(table_.table())) return false;
+  repair_drift("nftables change notification");
+  return true;
+}
+
 void Firewall::save_runtime() {
   if (!state_) return;
   runtime_unsaved_ = true;

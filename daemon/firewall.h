@@ -20,6 +20,7 @@
 #include "bound_cgroups.h"
 #include "compile_policy.h"
 #include "kernel.h"
+#include "kernel_changes.h"
 #include "loaded_table.h"
 #include "parse_policy.h"
 #include "policy.h"
@@ -213,6 +214,9 @@ class Firewall {
 
   /// The kernel changed our table behind our back: load ours again.
   void repair_drift(const std::string& what);
+  /// Reads the pending change notifications; when others changed our table, loads ours
+  /// again (repair_drift()). True if it did.
+  bool repair_drift_if_changed(KernelChanges& changes);
 
   /// Cgroups came or went: every bind and `unit =` rule whose owner's cgroup is not what
   /// its set holds gets its set changed, in one small transaction each (nothing else in

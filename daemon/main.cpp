@@ -303,12 +303,12 @@ class Server {
   }
 
   // Someone else changed our table (possible when it has no owner, or while it was an
-  // orphan): put ours back at once.
+  // orphan): put ours back at once. The time logged runs from reading the notifications
+  // to the table being back.
   void repair_drift() {
     try {
-      if (!changes_->changed_by_others(table_)) return;
       auto started = std::chrono::steady_clock::now();
-      firewall_.repair_drift("nftables change notification");
+      if (!firewall_.repair_drift_if_changed(*changes_)) return;
       auto took = std::chrono::duration_cast<std::chrono::microseconds>(
           std::chrono::steady_clock::now() - started);
       std::fprintf(stderr, "portierd: table inet %s restored in %.1f ms\n", table_.c_str(),
@@ -464,8 +464,7 @@ class Server {
   portier::Firewall& firewall_;
   portier::NetlinkKernel& kernel_;
   CgroupFollower& cgroups_;
-  // The table's name never changes; taking it once spares a look at the firewall's state
-  // on every turn of the loop.
+  // The table's name never changes: taken once, for the log lines of drift repair.
   const std::string table_;
   EventLoop loop_;
   std::unique_ptr<sdbus::IConnection> bus_;

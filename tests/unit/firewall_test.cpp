@@ -15,6 +15,7 @@
 
 #include "compile_policy.h"
 #include "fake_cgroup_tree.h"
+#include "fake_kernel_changes.h"
 #include "fake_state_store.h"
 #include "firewall.h"
 
@@ -1032,4 +1033,35 @@ TEST_CASE("status with neighbours: the neighbour zones among the interfaces the 
 
 TEST_CASE_FIXTURE(StartedOnTwoRules, "status with neighbours and no interfaces port sees none") {
   CHECK(daemon.firewall.status_with_neighbours().neighbours.empty());
+}
+
+TEST_CASE_FIXTURE(StartedOnTwoRules,
+                  "the drift step loads our table again when others changed it, and only then") {
+  portier::testing::FakeKernelChanges changes;
+  const ir::Ruleset ours = kernel.last();
+  REQUIRE(kernel.applied.size() == 1);
+  // No notification, or others changing another table: nothing is loaded.
+  CHECK_FALSE(daemon.firewall.repair_drift_if_changed(changes));
+  changes.committed_by_others("filter");
+  CHECK_FALSE(daemon.firewall.repair_drift_if_changed(changes));
+  CHECK(changes.asked == std::vector<std::string>{"portier", "portier"});
+  CHECK(kernel.applied.size() == 1);
+  CHECK(kernel.edits.empty());
+  CHECK(daemon.firewall.generation() == 1);
+  // Someone emptied our table: the whole ruleset goes back.
+  kernel.current.chains.clear();
+  changes.committed_by_others("portier");
+  CHECK(daemon.firewall.repair_drift_if_changed(changes));
+  REQUIRE(kernel.applied.size() == 2);
+  CHECK(kernel.applied.back() == ours);
+  CHECK(kernel.last() == ours);
+  CHECK(daemon.firewall.generation() == 2);
+  // The notification has been read: the next turn of the loop has nothing to repair.
+  CHECK_FALSE(daemon.firewall.repair_drift_if_changed(changes));
+  CHECK(kernel.applied.size() == 2);
+  // Lost notifications may have been about our table.
+  changes.lost = true;
+  CHECK(daemon.firewall.repair_drift_if_changed(changes));
+  CHECK(kernel.applied.size() == 3);
+  CHECK(kernel.last() == ours);
 }
