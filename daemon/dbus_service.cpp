@@ -72,15 +72,6 @@ void check_name(const std::string& name, std::string_view what) {
   require(!name.empty() && name.size() <= kMaxName, std::string(what) + " must be 1 to 63 characters");
 }
 
-std::string verdict_word(Action action) {
-  switch (action) {
-    case Action::accept: return "accepted";
-    case Action::drop: return "dropped";
-    case Action::reject: return "rejected";
-  }
-  return "logged";
-}
-
 }  // namespace
 
 FirewallService::FirewallService(sdbus::IConnection& connection, Firewall& firewall)
@@ -266,17 +257,7 @@ void FirewallService::owner_changed(const OwnerStatus& owner) {
 void FirewallService::emit_packet_logged(const LoggedPacket& packet) {
   if (!packet_limiter_.admit(std::chrono::steady_clock::now())) return;
   LogPrefix prefix = parse_log_prefix(packet.prefix);
-  std::string verdict = prefix.verdict;
-  if (!prefix.rule.empty()) {
-    // A rule's log line does not say what the rule does; its action in the policy does.
-    if (rule_verdicts_generation_ != firewall_.generation()) {
-      rule_verdicts_.clear();
-      firewall_.for_each_rule([&](const Rule& rule) { rule_verdicts_[rule.name] = verdict_word(rule.action); });
-      rule_verdicts_generation_ = firewall_.generation();
-    }
-    if (auto it = rule_verdicts_.find(prefix.rule); it != rule_verdicts_.end()) verdict = it->second;
-  }
-  if (verdict.empty()) verdict = "logged";
+  std::string verdict = packet_verdicts_.of(prefix, firewall_);
   namespace key = bus_key::packet;
   std::map<std::string, sdbus::Variant> facts{
       {key::kPrefix, sdbus::Variant(packet.prefix)},

@@ -15,6 +15,7 @@
 #include "firewall1_adaptor.h"
 #include "firewall1_api.h"
 #include "packet_log.h"
+#include "packet_verdicts.h"
 #include "polkit_authority.h"
 #include "saved_replies.h"
 
@@ -93,9 +94,7 @@ class FirewallService final : public sdbus::AdaptorInterfaces<org::portier::Fire
   PolkitAuthority polkit_;
   SavedReplies saved_replies_;
   PacketLogLimiter packet_limiter_;
-  // The verdict word of each rule's log lines, for the generation they were taken from.
-  std::map<std::string, std::string, std::less<>> rule_verdicts_;
-  std::optional<std::uint64_t> rule_verdicts_generation_;
+  PacketVerdicts packet_verdicts_;
 };
 
 }  // namespace portier

@@ -18,6 +18,7 @@
 #include "fake_kernel_changes.h"
 #include "fake_state_store.h"
 #include "firewall.h"
+#include "packet_verdicts.h"
 
 using namespace portier;
 namespace fs = std::filesystem;
@@ -1064,4 +1065,40 @@ TEST_CASE_FIXTURE(StartedOnTwoRules,
   CHECK(daemon.firewall.repair_drift_if_changed(changes));
   CHECK(kernel.applied.size() == 3);
   CHECK(kernel.last() == ours);
+}
+
+TEST_CASE(
+    "a logged packet's verdict: its chain's default, or what its rule does in the policy in "
+    "force") {
+  Files files;
+  files.write(
+      "[[rule]]\nname='ssh'\nprotocols='tcp'\nports=[22]\naction='accept'\n"
+      "[[rule]]\nname='netbios-in'\nprotocols='udp'\nports=[137]\naction='drop'\n"
+      "[[rule]]\nname='ident'\nprotocols='tcp'\nports=[113]\naction='reject'\n");
+  FakeKernel kernel;
+  FakeClock clock;
+  Daemon daemon(kernel, files, clock);
+  daemon.firewall.start();
+  PacketVerdicts verdicts;
+  auto verdict = [&](std::string_view prefix) {
+    return verdicts.of(parse_log_prefix(prefix), daemon.firewall);
+  };
+  CHECK(verdict("portier ssh ") == "accepted");
+  CHECK(verdict("portier netbios-in ") == "dropped");
+  CHECK(verdict("portier ident ") == "rejected");
+  CHECK(verdict("portier denied input ") == "denied");
+  CHECK(verdict("portier accepted output ") == "accepted");
+  CHECK(verdict("portier gone ") == "logged");  // a rule the policy no longer has
+  CHECK(verdict("IN=eth0 ") == "logged");       // another log statement in our group
+  // A new ruleset may change what a rule does; a timed rule is a rule too.
+  files.write("[[rule]]\nname='ssh'\nprotocols='tcp'\nports=[22]\naction='drop'\n");
+  daemon.firewall.reload();
+  TimedRuleRequest request;
+  request.protocols = {"tcp"};
+  request.ports = {"8080"};
+  request.duration = std::chrono::minutes(30);
+  const std::string timed = daemon.firewall.add_timed_rule(request);
+  CHECK(verdict("portier ssh ") == "dropped");
+  CHECK(verdict("portier netbios-in ") == "logged");
+  CHECK(verdict("portier " + timed + " ") == "accepted");
 }
