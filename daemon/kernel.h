@@ -100,7 +100,8 @@ class Kernel {
   /// The same as apply(next), for a table that holds `loaded` (as the caller last had it
   /// applied, or refilled): where the chains stay the same, their contents are replaced
   /// in place and the base chains stay hooked (encode_refill_batch()); otherwise, and in
-  /// a kernel that cannot, the table is replaced whole.
+  /// a kernel that cannot, the table is replaced whole. On KernelError the table is left
+  /// as it was (also when it did not hold `loaded`, and the refill failed for that).
   virtual RuleHandles refill(const ir::Ruleset& loaded, const ir::Ruleset& next) {
     static_cast<void>(loaded);
     return apply(next);

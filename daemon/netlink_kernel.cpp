@@ -99,14 +99,7 @@ RuleHandles NetlinkKernel::refill(const ir::Ruleset& loaded, const ir::Ruleset& 
   if (!replaces_in_place(loaded, next)) return apply(next);
   const EncodedBatch batch = encode_refill_batch(loaded, next, socket_.next_seq());
   socket_.used_seqs_before(batch.next_seq);
-  try {
-    return handles_by_chain(next, transact(batch, "the ruleset"));
-  } catch (const KernelError&) {
-    // The table is not what `loaded` says (someone changed it, and the change has not
-    // been noticed yet): a whole replacement does not depend on what it holds. A ruleset
-    // the kernel refuses is refused again, with the same error.
-    return apply(next);
-  }
+  return handles_by_chain(next, transact(batch, "the ruleset"));
 }
 
 std::vector<std::uint64_t> NetlinkKernel::edit(const ir::Ruleset& loaded, const TableEdit& edit) {
