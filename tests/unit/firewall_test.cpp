@@ -44,6 +44,7 @@ class FakeKernel final : public Kernel {
   // As a real kernel ends up: the table replaced (its contents or whole). Records which
   // replacements were asked over a loaded table, and checks that `loaded` is what it holds.
   RuleHandles refill(const ir::Ruleset& loaded, const ir::Ruleset& next) override {
+    if (refuse_refill) throw refused_rule();
     CHECK(loaded.table == current.table);
     CHECK(names_of(loaded.chains) == names_of(current.chains));
     CHECK(names_of(loaded.sets) == names_of(current.sets));
@@ -157,6 +158,7 @@ class FakeKernel final : public Kernel {
   std::uint64_t next_handle = 0;
   bool refuse = false;
   bool refuse_sets = false;
+  bool refuse_refill = false;  // refill() throws, apply() works
   std::optional<KernelError> refuse_owned;  // thrown by apply() of an owned table
 
  private:
@@ -634,6 +636,14 @@ TEST_CASE_FIXTURE(
   REQUIRE(kernel.applied.size() == 3);
   CHECK(kernel.refills == 1);  // whole: the record of what the table holds is not trusted
   CHECK(rule_names(kernel.last()) == std::vector<std::string>{"ssh", "dns"});
+  // A refill the kernel refuses (the table not what we recorded) is followed by a whole load.
+  kernel.refuse_refill = true;
+  files.write(kTwoRules);
+  daemon.firewall.reload();
+  REQUIRE(kernel.applied.size() == 4);
+  CHECK(kernel.refills == 1);
+  CHECK(rule_names(kernel.last()) == std::vector<std::string>{"ssh"});
+  CHECK(daemon.firewall.status().loaded_from == "policy");
 }
 
 TEST_CASE("any sequence of toggles leaves the kernel with what a whole load of that state holds") {
