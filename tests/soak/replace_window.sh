@@ -75,8 +75,14 @@ for mode in $MODES; do
   sleep 0.5
   touch "$WORKDIR/stop-$mode"
   wait "$tx" || fail "the probe sender ($mode) failed"
+  if [[ $mode == portierd ]]; then
+    # Its table stays (persistent, owned by nobody now); nft -f cannot load over the
+    # owner flag, so it goes, and the next mode's first load makes it again.
+    stop_portierd
+    ip netns exec "$ROUTER_NS" nft delete table inet portier
+    ip netns exec "$ROUTER_NS" nft -f "$WORKDIR/a-replace.nft"
+  fi
 done
-stop_portierd
 sleep 1.5
 stop_pid "$RX_PID" || true
 for mode in $MODES; do
