@@ -329,7 +329,8 @@ TEST_CASE("encode_refill_batch: the table and chains stay, rules flushed, sets m
   CHECK(batch.rule_seqs == std::vector<std::uint32_t>{16, 17, 18});
   CHECK(batch.messages[8].what == "rule \"last\" in chain input");
   // The rules are the bytes a whole replacement sends for them.
-  const auto whole = split(portier::encode_replace_batch(next, 10));
+  const auto whole_batch = portier::encode_replace_batch(next, 10);  // split() points into it
+  const auto whole = split(whole_batch);
   // DELTABLE, NEWTABLE and two NEWCHAINs in place of DELRULE and two DELSETs.
   REQUIRE(whole.size() == messages.size() + 1);
   for (std::size_t i : {6u, 7u, 8u}) {
