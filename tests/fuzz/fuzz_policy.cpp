@@ -1,7 +1,8 @@
 // Policy text through the whole front end: parse and validate (parse_policy), the
-// diagnostics' report, compile, render as nft text, encode as the netlink batch, and the
-// write-back round trip: a policy written by write_policy() (the daemon's last-good copy)
-// must parse again, write back to the same text and compile to the same ruleset.
+// diagnostics' report, compile, render as nft text, encode as the netlink batch (whole and
+// as a refill over itself), and the write-back round trip: a policy written by
+// write_policy() (the daemon's last-good copy) must parse again, write back to the same
+// text and compile to the same ruleset.
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
@@ -42,6 +43,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     ruleset = compile_policy(parsed.policy);
     (void)render_nft_replace(ruleset);
     (void)encode_replace_batch(ruleset, 1);
+    (void)encode_refill_batch(ruleset, ruleset, 1);  // a reload of it over itself
     (void)without_owners(ruleset, disabled_names(parsed.policy));
   } catch (const std::exception& e) {
     fuzz::fail(std::string("a valid policy does not compile, render or encode: ") + e.what());
