@@ -24,6 +24,7 @@ start_daemon() {
   mkdir -p "$STATE_DIR"
   [[ -f "$WORKDIR/notify.py" ]] || _notify_listener
   spawn "$tag-notify" "$PYTHON" "$WORKDIR/notify.py" "$sock"
+  PORTIERD_NOTIFY_PID=$SPAWNED_PID  # lib.sh's stop_portierd stops it too
   for ((i = 0; i < 100; i++)); do [[ -e "$sock.bound" ]] && break; sleep 0.05; done
   spawn "$tag" env NOTIFY_SOCKET="$sock" DBUS_SYSTEM_BUS_ADDRESS="$BUS_ADDRESS" \
     ip netns exec "$ns" "$PORTIERD" --policy "$policy" --state-dir "$STATE_DIR"
