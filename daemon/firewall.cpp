@@ -141,23 +141,7 @@ void Firewall::install(Built built, std::string_view reason) {
   }
   RuleHandles loaded;
   try {
-    // Over a table known to hold table_.full(), its contents are replaced and its base
-    // chains stay hooked (Kernel::refill); otherwise the table is replaced whole.
-    ir::Ruleset next = without_owners(built.full, built.disabled);
-    if (!table_.loaded()) {
-      loaded = kernel_.apply(next);
-    } else {
-      try {
-        loaded = kernel_.refill(table_.full(), next);
-      } catch (const KernelError& refused) {
-        // The table may not hold what we recorded (someone changed it, and the change
-        // has not been noticed yet): a whole replacement does not depend on what it
-        // holds. A ruleset the kernel refuses is refused again, with the same error.
-        log_line(std::string("the table could not be refilled in place (") + refused.what() +
-                 "): replacing it whole");
-        loaded = kernel_.apply(next);
-      }
-    }
+    loaded = replace_table(without_owners(built.full, built.disabled));
   } catch (const KernelError& refused) {
     // Kernels before 5.12 (owner) or 6.9 (persist) refuse the flags: go on without them.
     std::string what = refused.what();
@@ -173,6 +157,22 @@ void Firewall::install(Built built, std::string_view reason) {
   bound_.loaded(table_.full());
   applied(reason);
   heap_to_trim_ = true;
+}
+
+// Over a table known to hold table_.full(), its contents are replaced and its base chains
+// stay hooked (Kernel::refill); otherwise the table is replaced whole.
+RuleHandles Firewall::replace_table(const ir::Ruleset& next) {
+  if (!table_.loaded()) return kernel_.apply(next);
+  try {
+    return kernel_.refill(table_.full(), next);
+  } catch (const KernelError& refused) {
+    // The table may not hold what we recorded (someone changed it, and the change has not
+    // been noticed yet): a whole replacement does not depend on what it holds. A ruleset
+    // the kernel refuses is refused again, with the same error.
+    log_line(std::string("the table could not be refilled in place (") + refused.what() +
+             "): replacing it whole");
+    return kernel_.apply(next);
+  }
 }
 
 void Firewall::commit(Policy policy, RuntimeState runtime, std::string_view reason) {

@@ -262,6 +262,7 @@ class Firewall {
   Policy effective(const Policy& policy, const RuntimeState& runtime) const;
   Built build(const Policy& policy, const RuntimeState& runtime) const;
   void install(Built built, std::string_view reason);
+  RuleHandles replace_table(const ir::Ruleset& next);
   void applied(std::string_view reason);
   /// Adds/removes elements in the kernel's set directly; false if that was not possible
   /// and the caller must load the set anew.

@@ -96,8 +96,9 @@ RuleHandles NetlinkKernel::apply(const ir::Ruleset& ruleset) {
 }
 
 RuleHandles NetlinkKernel::refill(const ir::Ruleset& loaded, const ir::Ruleset& next) {
-  if (!replaces_in_place(loaded, next)) return apply(next);
-  const EncodedBatch batch = encode_refill_batch(loaded, next, socket_.next_seq());
+  const EncodedBatch batch = replaces_in_place(loaded, next)
+                                 ? encode_refill_batch(loaded, next, socket_.next_seq())
+                                 : encode_replace_batch(next, socket_.next_seq());
   socket_.used_seqs_before(batch.next_seq);
   return handles_by_chain(next, transact(batch, "the ruleset"));
 }
