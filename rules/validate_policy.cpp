@@ -178,6 +178,12 @@ class Validator {
   // For each direction and protocol, the earliest simple rule matching each port: the
   // one candidate per later rule that could cover it. Comparing each rule with every
   // earlier one would take quadratic time on policies of thousands of rules.
+  //
+  // Rules come in order, so a port's earliest rule is the first one added that covers it
+  // and never changes after: each slot keeps the ports covered so far as disjoint
+  // intervals, each with that rule. A flat table of 65,536 ports per slot was the
+  // simplest form, but filling it cost more than the rest of validating a small policy
+  // (and paging in half a megabyte per slot on every check).
   class EarliestIndex {
    public:
     static constexpr std::size_t kAnyProtocol = 5;
@@ -186,32 +192,68 @@ class Validator {
       if (rule.protocols.empty()) slots.push_back(kAnyProtocol);
       for (Protocol protocol : rule.protocols) slots.push_back(static_cast<std::size_t>(protocol));
       for (std::size_t slot : slots) {
-        auto& ports = table(rule.direction, slot);
+        Covered& covered = slot_of(rule.direction, slot);
         if (rule.ports.empty()) {
-          for (auto& entry : ports) entry = std::min(entry, index);
+          cover(covered, 0, 65535, index);
         } else {
-          for (const PortRange& range : rule.ports)
-            for (std::uint32_t port = range.first; port <= range.last; ++port)
-              ports[port] = std::min(ports[port], index);
+          for (const PortRange& range : rule.ports) cover(covered, range.first, range.last, index);
         }
       }
     }
     // Candidates that might cover `rule`: for its first port, the earliest rule per slot.
-    std::vector<std::size_t> candidates(const Rule& rule) {
+    std::vector<std::size_t> candidates(const Rule& rule) const {
       std::uint16_t port = rule.ports.empty() ? 0 : rule.ports[0].first;
-      std::vector<std::size_t> result{table(rule.direction, kAnyProtocol)[port]};
+      std::vector<std::size_t> result{earliest(slot_of(rule.direction, kAnyProtocol), port)};
       if (!rule.protocols.empty())
-        result.push_back(table(rule.direction, static_cast<std::size_t>(rule.protocols[0]))[port]);
+        result.push_back(
+            earliest(slot_of(rule.direction, static_cast<std::size_t>(rule.protocols[0])), port));
       return result;
     }
 
    private:
-    std::vector<std::size_t>& table(Direction direction, std::size_t slot) {
-      auto& entry = tables_[static_cast<std::size_t>(direction) * 6 + slot];
-      if (entry.empty()) entry.assign(65536, SIZE_MAX);
-      return entry;
+    struct Interval {
+      std::uint32_t last;
+      std::size_t rule;
+    };
+    // Disjoint intervals by their first port.
+    struct Covered {
+      std::map<std::uint32_t, Interval> intervals;
+      std::uint32_t ports = 0;  // how many ports are covered: 65,536 means nothing is left
+    };
+
+    // The ports of [first, last] not covered yet get `rule`.
+    static void cover(Covered& covered, std::uint32_t first, std::uint32_t last, std::size_t rule) {
+      if (covered.ports == 65536 || first > last) return;
+      auto& intervals = covered.intervals;
+      std::uint32_t port = first;
+      auto it = intervals.upper_bound(port);
+      if (it != intervals.begin() && std::prev(it)->second.last >= port)
+        port = std::prev(it)->second.last + 1;
+      while (port <= last) {
+        // `it`: the first interval starting after `port`, if any.
+        std::uint32_t gap_end = it == intervals.end() ? last : std::min(last, it->first - 1);
+        if (gap_end >= port) {
+          intervals.emplace_hint(it, port, Interval{gap_end, rule});
+          covered.ports += gap_end - port + 1;
+        }
+        if (it == intervals.end() || it->first > last) break;
+        port = it->second.last + 1;
+        ++it;
+      }
     }
-    std::array<std::vector<std::size_t>, 18> tables_;
+    static std::size_t earliest(const Covered& covered, std::uint32_t port) {
+      auto it = covered.intervals.upper_bound(port);
+      if (it == covered.intervals.begin()) return SIZE_MAX;
+      --it;
+      return it->second.last >= port ? it->second.rule : SIZE_MAX;
+    }
+    Covered& slot_of(Direction direction, std::size_t slot) {
+      return slots_[static_cast<std::size_t>(direction) * 6 + slot];
+    }
+    const Covered& slot_of(Direction direction, std::size_t slot) const {
+      return slots_[static_cast<std::size_t>(direction) * 6 + slot];
+    }
+    std::array<Covered, 18> slots_;
   };
 
   void check_shadowing() {

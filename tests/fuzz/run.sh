@@ -4,9 +4,11 @@
 # there). Fails if any target reports a crash, a leak, a UBSan report, a timeout or an
 # out-of-memory input; the input is kept and its path printed.
 #
-#   tests/fuzz/run.sh [--seconds N] [--jobs N] [--report FILE] [TARGET...]
+#   tests/fuzz/run.sh [--seconds N] [--runs N] [--jobs N] [--report FILE] [TARGET...]
 #
-# --seconds: per target (default 600); --jobs: targets at once (default 2); --report:
+# --seconds: per target (default 600); --runs: stop a target once it has run this many
+# inputs (libFuzzer's -runs; --seconds stays the limit); --jobs: targets at once (default
+# 2); --report:
 # write the figures (execs, exec/s, coverage) as FILE (docs/fuzzing.md). BUILD_DIR (default
 # build-fuzz) is configured with clang and PORTIER_FUZZ and built if needed; the suite
 # (tests/run-suite.sh) runs this with --seconds 60.
@@ -14,15 +16,17 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
 seconds=600
+runs=-1
 jobs=2
 report=
 targets=()
 while (($#)); do
   case $1 in
     --seconds) seconds=$2; shift 2 ;;
+    --runs) runs=$2; shift 2 ;;
     --jobs) jobs=$2; shift 2 ;;
     --report) report=$2; shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     -*) echo "fuzz: unknown option $1" >&2; exit 2 ;;
     *) targets+=("$1"); shift ;;
   esac
@@ -48,12 +52,13 @@ echo "fuzz: logs, new inputs and crash inputs in $work" >&2
 run_one() {
   local target=$1
   mkdir -p "$work/corpus/$target"
-  local rc=0
+  local rc=0 began=$SECONDS
   # -timeout: an input that takes this long is a finding too (the daemon would hang on it).
-  nice -n 10 "$BUILD_DIR/tests/fuzz/$target" -max_total_time="$seconds" -timeout=30 \
+  nice -n 10 "$BUILD_DIR/tests/fuzz/$target" -max_total_time="$seconds" -runs="$runs" -timeout=30 \
     -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$work/$target-" \
     "$work/corpus/$target" "tests/fuzz/corpus/$target" </dev/null >"$work/$target.log" 2>&1 || rc=$?
   echo "$rc" >"$work/$target.rc"
+  echo "$((SECONDS - began))" >"$work/$target.seconds"
 }
 
 running=0
@@ -62,7 +67,7 @@ for target in "${targets[@]}"; do
     wait -n
     running=$((running - 1))
   fi
-  echo "fuzz: $target for ${seconds}s" >&2
+  echo "fuzz: $target for ${seconds}s$( ((runs > 0)) && echo " or $runs inputs")" >&2
   run_one "$target" &
   running=$((running + 1))
 done
@@ -95,7 +100,7 @@ for target in "${targets[@]}"; do
   fi
   printf 'fuzz: %-20s %10s execs %8s exec/s  cov %5s  ft %6s  corpus %5s  peak RSS %s MB  %s\n' \
     "$target" "${execs:-?}" "${rate:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}" "${rss:-?}" "$result" >&2
-  rows+=("| \`$target\` | $seconds | ${execs:-?} | ${rate:-?} | ${cov:-?} | ${ft:-?} | ${corp:-?} | ${rss:-?} | $result |")
+  rows+=("| \`$target\` | $(cat "$work/$target.seconds") | ${execs:-?} | ${rate:-?} | ${cov:-?} | ${ft:-?} | ${corp:-?} | ${rss:-?} | $result |")
   if [[ -n $rate && $rate -gt 0 ]]; then
     need=$(( (10000000 + rate - 1) / rate ))
     rows_need+=("| \`$target\` | $need |")
@@ -108,7 +113,7 @@ if [[ -n $report ]]; then
     echo
     echo "## The last long run"
     echo
-    echo "\`tests/fuzz/run.sh --seconds $seconds --jobs $jobs --report $report\`, $(date -u '+%Y-%m-%d %H:%M UTC'),"
+    echo "\`tests/fuzz/run.sh --seconds $seconds$( ((runs > 0)) && echo " --runs $runs") --jobs $jobs --report $report\`, $(date -u '+%Y-%m-%d %H:%M UTC'),"
     echo "on $(nproc) cores shared with other work (nice 10), $(clang++ --version | head -1)."
     echo "cov: code edges covered, ft: libFuzzer's features (edges with hit counts, comparisons),"
     echo "corpus: inputs libFuzzer kept, all at the end of the run."
@@ -125,8 +130,9 @@ if [[ -n $report ]]; then
     echo "|---|---|"
     printf '%s\n' "${rows_need[@]}"
     echo
-    echo "\`tests/fuzz/run.sh --seconds S --report docs/fuzzing.md TARGET\` per target with S"
-    echo "from this table, or all at once with the largest S."
+    echo "\`tests/fuzz/run.sh --runs 10000000 --seconds S --report docs/fuzzing.md\` runs each"
+    echo "target until it has run 10 million inputs, with S as the limit (the largest from this"
+    echo "table, or more on a busy machine)."
     echo
     cat tests/fuzz/findings.md
   } >"$report"

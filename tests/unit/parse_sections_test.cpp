@@ -300,6 +300,31 @@ TEST_CASE("warnings: shadowed rules, accept after a covering drop, zones without
             "matches everything it does"});
 }
 
+TEST_CASE("shadowing over overlapping ranges: each port's earliest covering rule decides") {
+  // 'mid' covers 10-20 first; 'wide' then covers what is left of 5-30 (5-9, 21-30).
+  // 'at-25' is shadowed by 'wide', 'at-15' by 'mid' (and not by 'wide', added after
+  // 'mid' had 15), 'at-40' by the all-ports rule that comes after the others, and
+  // 'at-3' by nothing before it but that same rule.
+  ParsedPolicy parsed = parse(
+      "[[rule]]\nname='mid'\nprotocols='tcp'\nports=['10-20']\naction='drop'\n"       // 1
+      "[[rule]]\nname='wide'\nprotocols='tcp'\nports=['5-30']\naction='reject'\n"     // 6
+      "[[rule]]\nname='at-25'\nprotocols='tcp'\nports=[25]\naction='drop'\n"          // 11
+      "[[rule]]\nname='at-15'\nprotocols='tcp'\nports=[15]\naction='drop'\n"          // 16
+      "[[rule]]\nname='at-3'\nprotocols='tcp'\nports=[3]\naction='drop'\n"            // 21
+      "[[rule]]\nname='all'\nprotocols='tcp'\naction='drop'\n"                        // 26
+      "[[rule]]\nname='at-40'\nprotocols='tcp'\nports=[40]\naction='accept'\n"        // 30
+      "[[rule]]\nname='udp-15'\nprotocols='udp'\nports=[15]\naction='drop'\n");       // 35
+  CHECK(parsed.ok());
+  CHECK(headlines(parsed) ==
+        std::vector<std::string>{
+            "r.toml:11:1: warning: rule 'at-25' can never match: rule 'wide' at r.toml:6:1 "
+            "matches everything it does",
+            "r.toml:16:1: warning: rule 'at-15' can never match: rule 'mid' at r.toml:1:1 "
+            "matches everything it does",
+            "r.toml:30:1: warning: accept rule 'at-40' comes after drop rule 'all' at r.toml:26:1, "
+            "which covers it: it can never accept anything"});
+}
+
 TEST_CASE("drop-ins merge in name order: a name defined twice names both places") {
   PolicyDir dir;
   dir.write("policy.toml", "[zone.lan]\ninterfaces=['br0']\n[[rule]]\nname='main'\naction='drop'\nprotocols='udp'\n");
