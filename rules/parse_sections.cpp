@@ -171,7 +171,12 @@ void PolicyReader::read_zones(const toml::table& zones, Policy& policy) {
     }
     if (const toml::node* interfaces = table->get("interfaces")) {
       for (const auto& [name, item] : strings(*interfaces, "interfaces")) {
-        if (valid_interface_name(name))
+        if (name == "*")
+          // nft has no wildcard without a prefix (render_nft could not write it).
+          error(item->source(),
+                "'*' alone is not an interface name: a wildcard needs a prefix ('eth*'); "
+                "traffic of interfaces in no zone follows [policy]");
+        else if (valid_interface_name(name))
           zone.interfaces.push_back(name);
         else
           error(item->source(), "'" + name +

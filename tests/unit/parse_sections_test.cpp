@@ -273,6 +273,11 @@ TEST_CASE("bad router policies: each error names its place") {
           "r.toml:2:13: error: 'a-very-long-interface' is not an interface name (at most 15 "
           "characters, no spaces or '/', a '*' only at the end)");
   }
+  SUBCASE("a bare '*' as interface (fuzz_policy: it passed validation, then could not be rendered)") {
+    CHECK(headlines(parse("[zone.z]\ninterfaces=['*']\n")).front() ==
+          "r.toml:2:13: error: '*' alone is not an interface name: a wildcard needs a prefix "
+          "('eth*'); traffic of interfaces in no zone follows [policy]");
+  }
   SUBCASE("ports with icmp") {
     CHECK(headlines(parse("[[rule]]\nname='a'\nprotocols='icmp'\nports=[1]\naction='drop'\n")) ==
           std::vector<std::string>{
