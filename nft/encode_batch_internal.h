@@ -126,6 +126,9 @@ struct KeyFieldLayout {
   std::uint32_t len = 0;
   std::uint32_t type = 0;
   std::optional<ir::Family> family;  // the `meta nfproto` it depends on; none for ports
+  // Loaded from the conntrack entry's original tuple (`ct original proto-dst`, NFT_CT_*
+  // key `ct_key`) instead of the packet's payload (base and offset then unused).
+  std::optional<std::uint32_t> ct_key;
 };
 KeyFieldLayout key_field_layout(ir::KeyField field);
 

@@ -62,17 +62,19 @@ void check_range(const std::string& map, ir::KeyField field, const ir::AddressRa
 KeyFieldLayout key_field_layout(ir::KeyField field) {
   switch (field) {
     case ir::KeyField::ip_saddr:
-      return {NFT_PAYLOAD_NETWORK_HEADER, 12, 4, kTypeIpAddr, ir::Family::ipv4};
+      return {NFT_PAYLOAD_NETWORK_HEADER, 12, 4, kTypeIpAddr, ir::Family::ipv4, std::nullopt};
     case ir::KeyField::ip_daddr:
-      return {NFT_PAYLOAD_NETWORK_HEADER, 16, 4, kTypeIpAddr, ir::Family::ipv4};
+      return {NFT_PAYLOAD_NETWORK_HEADER, 16, 4, kTypeIpAddr, ir::Family::ipv4, std::nullopt};
     case ir::KeyField::ip6_saddr:
-      return {NFT_PAYLOAD_NETWORK_HEADER, 8, 16, kTypeIp6Addr, ir::Family::ipv6};
+      return {NFT_PAYLOAD_NETWORK_HEADER, 8, 16, kTypeIp6Addr, ir::Family::ipv6, std::nullopt};
     case ir::KeyField::ip6_daddr:
-      return {NFT_PAYLOAD_NETWORK_HEADER, 24, 16, kTypeIp6Addr, ir::Family::ipv6};
+      return {NFT_PAYLOAD_NETWORK_HEADER, 24, 16, kTypeIp6Addr, ir::Family::ipv6, std::nullopt};
     case ir::KeyField::sport:
-      return {NFT_PAYLOAD_TRANSPORT_HEADER, 0, 2, kTypeInetService, std::nullopt};
+      return {NFT_PAYLOAD_TRANSPORT_HEADER, 0, 2, kTypeInetService, std::nullopt, std::nullopt};
     case ir::KeyField::dport:
-      return {NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, kTypeInetService, std::nullopt};
+      return {NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, kTypeInetService, std::nullopt, std::nullopt};
+    case ir::KeyField::ct_original_dport:
+      return {0, 0, 2, kTypeInetService, std::nullopt, NFT_CT_PROTO_DST};
   }
   throw std::invalid_argument("unknown map key field");
 }

@@ -199,10 +199,10 @@ class RuleEncoder::Builder {
   }
 
   // `ct original KEY`: the conntrack entry's original-direction tuple.
-  void ct_original_load(std::uint32_t key) {
+  void ct_original_load(std::uint32_t key, std::uint32_t dreg = NFT_REG_1) {
     nftnl_expr* e = add("ct");
     nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, key);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, NFT_REG_1);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, dreg);
     nftnl_expr_set_u8(e, NFTNL_EXPR_CT_DIR, static_cast<std::uint8_t>(kCtDirOriginal));
   }
 
@@ -724,7 +724,10 @@ void RuleEncoder::encode_map_lookup(const ir::Verdict& verdict) {
     const KeyFieldLayout layout = key_field_layout(field);
     // nft names a register by its 128-bit number where one starts there (netlink_put_register).
     const std::uint32_t reg = word % 4 == 0 ? NFT_REG_1 + word / 4 : NFT_REG32_00 + word;
-    builder_->payload_load(layout.base, layout.offset, layout.len, reg);
+    if (layout.ct_key)
+      builder_->ct_original_load(*layout.ct_key, reg);
+    else
+      builder_->payload_load(layout.base, layout.offset, layout.len, reg);
     word += (layout.len + 3) / 4;
   }
   if (word > 16)

@@ -103,6 +103,11 @@ class Evaluator {
           key.push_back(ir::port_element(field == ir::KeyField::sport ? packet_.source_port
                                                                       : packet_.destination_port));
           continue;
+        case ir::KeyField::ct_original_dport:
+          // As CtOriginalDestPort: only a DNATed connection has an original tuple here.
+          if (!packet_.dnat_original || !has_ports(packet_)) return nullptr;
+          key.push_back(ir::port_element(packet_.dnat_original->destination_port));
+          continue;
       }
       if (address == nullptr) return nullptr;
       key.push_back(*address);

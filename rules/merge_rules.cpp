@@ -98,7 +98,10 @@ MatchRole role_of(const ir::Match& match) {
                  [](const ir::TcpSyn&) { return MatchRole{}; },
                  [](const ir::NfProto&) { return MatchRole{}; },
                  [](const ir::SocketTransparent&) { return MatchRole{}; },
-                 [](const ir::CtOriginalDestPort&) { return MatchRole{}; },
+                 // The published chain's copies of port rules (compile_neighbours.h).
+                 [](const ir::CtOriginalDestPort&) {
+                   return MatchRole{MatchRole::key, ir::KeyField::ct_original_dport, 1};
+                 },
                  [](const ir::CtOriginalAddressIn&) { return MatchRole{}; }},
       match);
 }
@@ -128,12 +131,15 @@ std::optional<Shape> shape_of(const ir::Rule& rule) {
 std::size_t range_count(const ir::Match& match) {
   if (const auto* address = std::get_if<ir::AddressIn>(&match)) return address->ranges.size();
   if (const auto* dports = std::get_if<ir::DestPortIn>(&match)) return dports->ports.size();
+  if (std::holds_alternative<ir::CtOriginalDestPort>(match)) return 1;
   return std::get<ir::SourcePortIn>(match).ports.size();
 }
 
 ir::AddressRange range_at(const ir::Match& match, std::size_t i) {
   if (const auto* address = std::get_if<ir::AddressIn>(&match)) return address->ranges[i];
   if (const auto* dports = std::get_if<ir::DestPortIn>(&match)) return port_range(dports->ports[i]);
+  if (const auto* original = std::get_if<ir::CtOriginalDestPort>(&match))
+    return port_range(original->ports);
   return port_range(std::get<ir::SourcePortIn>(match).ports[i]);
 }
 

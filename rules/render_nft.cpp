@@ -399,8 +399,13 @@ std::string verdict_text(const ir::Verdict& verdict) {
 }
 
 std::string key_field_text(ir::KeyField field, const ir::L4ProtoIn* protocols) {
-  if (field != ir::KeyField::sport && field != ir::KeyField::dport)
+  if (field != ir::KeyField::sport && field != ir::KeyField::dport) {
+    // `ct original proto-dst` has no header word, but nft types it only after one protocol.
+    if (field == ir::KeyField::ct_original_dport &&
+        (protocols == nullptr || protocols->protocols.size() != 1))
+      throw std::invalid_argument("ct original proto-dst in a map key must follow one protocol");
     return ir::key_field_name(field);
+  }
   if (protocols == nullptr || protocols->protocols.empty()) {
     throw std::invalid_argument("a port key field must follow a protocol match");
   }
@@ -592,13 +597,14 @@ const char* key_type_name(ir::KeyField field) {
       return "ipv6_addr";
     case ir::KeyField::sport:
     case ir::KeyField::dport:
+    case ir::KeyField::ct_original_dport:
       return "inet_service";
   }
   throw std::invalid_argument("unknown key field");
 }
 
 std::string key_range_text(ir::KeyField field, const ir::AddressRange& range) {
-  if (field == ir::KeyField::sport || field == ir::KeyField::dport) {
+  if (ir::is_port_field(field)) {
     auto port = [](const ir::Address& a) {
       return static_cast<std::uint16_t>(a.bytes[0] << 8 | a.bytes[1]);
     };

@@ -245,8 +245,16 @@ enum class VerdictKind {
 };
 
 /// One field of a RuleMap's key, in key order. Ports are the transport header's
-/// (`tcp dport` after a single-protocol match, `th dport` otherwise).
-enum class KeyField { ip_saddr, ip_daddr, ip6_saddr, ip6_daddr, sport, dport };
+/// (`tcp dport` after a single-protocol match, `th dport` otherwise); ct_original_dport
+/// is the destination port before NAT (`ct original proto-dst`, CtOriginalDestPort), which
+/// nft types only after a single-protocol match.
+enum class KeyField { ip_saddr, ip_daddr, ip6_saddr, ip6_daddr, sport, dport, ct_original_dport };
+
+/// Whether the field is a port (an inet_service key, port_element() bytes).
+inline bool is_port_field(KeyField field) {
+  return field == KeyField::sport || field == KeyField::dport ||
+         field == KeyField::ct_original_dport;
+}
 
 /// "ip saddr", ..., "sport", "dport": the field as nft names it (ports without their
 /// header, which depends on the rule's protocols).
@@ -258,6 +266,7 @@ inline const char* key_field_name(KeyField field) {
     case KeyField::ip6_daddr: return "ip6 daddr";
     case KeyField::sport: return "sport";
     case KeyField::dport: return "dport";
+    case KeyField::ct_original_dport: return "ct original proto-dst";
   }
   return "unknown field";
 }

@@ -610,6 +610,12 @@ Ruleset maps() {
               {KeyField::ip_daddr, KeyField::dport},
               {{{single("127.0.0.2"), port_range(9, 9)}, VerdictKind::accept, "disc2"},
                {{single("127.0.0.3"), port_range(9, 10)}, VerdictKind::drop, "disc3"}}});
+  // The published chain's merged copies: the port before DNAT, from conntrack.
+  r.maps.push_back(RuleMap{
+      "input/m6",
+      {KeyField::ip_saddr, KeyField::ct_original_dport},
+      {{{single("10.0.0.1"), port_range(8080, 8080)}, VerdictKind::accept, "pub1"},
+       {{range("10.2.0.0", "10.2.0.255"), port_range(8000, 8010)}, VerdictKind::drop, "pub2"}}});
   r.chains.push_back(base_chain(
       "input", Hook::input, 10, true,
       {rule({AddressInSet{Family::ipv4, false, "blocklist"}}, drop(), "blocked"),
@@ -617,7 +623,9 @@ Ruleset maps() {
             "merged r1 to r2"),
        rule({tcp_udp()}, map_lookup("input/m2", {KeyField::ip6_daddr, KeyField::sport}),
             "merged a to b"),
-       rule({tcp_udp()}, map_lookup("input/m3", {KeyField::dport}), "merged ssh to low", true)}));
+       rule({tcp_udp()}, map_lookup("input/m3", {KeyField::dport}), "merged ssh to low", true),
+       rule({tcp()}, map_lookup("input/m6", {KeyField::ip_saddr, KeyField::ct_original_dport}),
+            "merged pub1 to pub2")}));
   r.chains.push_back(base_chain(
       "output", Hook::output, 0, true,
       {rule({udp()}, map_lookup("output/m4", {KeyField::ip_daddr, KeyField::dport}), "discard")}));

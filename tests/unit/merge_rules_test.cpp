@@ -1,5 +1,6 @@
 #include "merge_rules.h"
 
+#include <arpa/inet.h>
 #include <doctest/doctest.h>
 
 #include <random>
@@ -200,4 +201,67 @@ TEST_CASE("a long run fills maps of at most kMapElementsAtMost elements, in rule
   CHECK(ruleset.maps[0].elements.size() == kMapElementsAtMost);
   CHECK(ruleset.maps.back().elements.back().comment == "n299");
   CHECK(ruleset.maps[1].elements.front().comment == "n" + std::to_string(kMapElementsAtMost));
+}
+
+namespace {
+
+ir::Address v4(const std::string& text) {
+  ir::Address address;
+  REQUIRE(inet_pton(AF_INET, text.c_str(), address.bytes.data()) == 1);
+  return address;
+}
+
+}  // namespace
+
+TEST_CASE("the published chain's copies merge too, keyed by ct original proto-dst, and decide as before") {
+  // The neighbours' zones are kept here: their `published` chain holds a copy of each
+  // input port rule for connections another table DNATed (compile_neighbours.h).
+  std::string text = "[policy]\ninput = 'drop'\n";
+  for (int i = 0; i < 12; ++i)
+    text += rule_text("r" + std::to_string(i),
+                      "protocols = 'tcp'\nports = [" + std::to_string(8000 + i * 2) +
+                          "]\nfrom = '10.0.0." + std::to_string(i) + "'\naction = '" +
+                          (i % 3 ? "accept" : "drop") + "'\n");
+  ParsedPolicy parsed = parse_policy(text, "merge.toml", SystemTables{});
+  REQUIRE_MESSAGE(parsed.ok(), parsed.report());
+  CompileOptions unmerged_options;
+  unmerged_options.merge_rules = false;
+  const ir::Ruleset merged = compile_policy(parsed.policy);
+  const ir::Ruleset unmerged = compile_policy(parsed.policy, unmerged_options);
+  const ir::RuleMap* published = nullptr;
+  for (const ir::RuleMap& map : merged.maps)
+    if (map.name.starts_with("published")) published = &map;
+  REQUIRE(published != nullptr);
+  CHECK(published->key ==
+        std::vector<ir::KeyField>{ir::KeyField::ip_saddr, ir::KeyField::ct_original_dport});
+  CHECK(published->elements.size() == 12);
+  const std::string nft = render_nft(merged);
+  CHECK(nft.find("meta l4proto tcp ip saddr . ct original proto-dst vmap @" + published->name +
+                 " comment \"rules r0 to r11\"") != std::string::npos);
+  CHECK(nft.find("ct original proto-dst 8000 counter") == std::string::npos);
+
+  // DNATed connections from each rule's address (and another), to each rule's original
+  // port (and ports between them), with and without a DNAT: the same verdict and rule.
+  std::size_t decided_by_rules = 0;
+  for (int source = 0; source < 14; ++source)
+    for (std::uint16_t port = 7999; port < 8026; ++port)
+      for (bool dnat : {true, false}) {
+        PacketShape packet;
+        packet.direction = Direction::forward;
+        packet.protocol = ir::L4Proto::tcp;
+        packet.source = v4("10.0.0." + std::to_string(source));
+        packet.destination = v4("172.17.0.2");
+        packet.source_port = 40000;
+        packet.destination_port = 80;  // the container's port, after DNAT
+        packet.in_interface = "eth0";
+        packet.out_interface = "docker0";
+        if (dnat) packet.dnat_original = PacketShape::Original{std::nullopt, port};
+        const ExplainResult want = explain_packet(unmerged, packet);
+        const ExplainResult got = explain_packet(merged, packet);
+        REQUIRE_MESSAGE(got.verdict == want.verdict, source << " -> " << port << " dnat " << dnat);
+        REQUIRE_MESSAGE(got.decided_by == want.decided_by,
+                        source << " -> " << port << " dnat " << dnat);
+        decided_by_rules += want.decided_by.starts_with("r");
+      }
+  CHECK(decided_by_rules == 12);  // each rule decided its own address and port once
 }
