@@ -116,7 +116,8 @@ for size in 1000 100000 1000000; do
 done
 
 # --- start to READY=1, idle RSS ---------------------------------------------------------
+# Idle: 11 s after READY=1, past the 10 s portierd keeps the heap its load freed.
 "$BENCH" ready --portierd "$PORTIERD" --policy "$SOURCE_DIR/rules/policies/home-router.toml" \
-  --dir "$WORKDIR" --runs 7 --what "home-router" --ready-target 30 --rss-target 10
+  --dir "$WORKDIR" --runs 7 --idle-ms 11000 --what "home-router" --ready-target 30 --rss-target 10
 "$BENCH" ready --portierd "$PORTIERD" --policy "$WORKDIR/toggle-10000.toml" \
-  --dir "$WORKDIR" --runs 3 --what "10,000 rules" --rss-target 30
+  --dir "$WORKDIR" --runs 3 --idle-ms 11000 --what "10,000 rules" --rss-target 30

@@ -6,10 +6,12 @@
 # Each reload finds the policy file changed (two versions that differ in one rule's port,
 # in turn; the renderings alternate the same way): portierd loads nothing when the file
 # compiles to what the kernel already has, which would time no load at all.
-# Also portierd's own CPU time per reload (utime + stime from /proc, around the reloads).
+# Also portierd's own CPU time per reload (utime + stime from /proc, around the reloads),
+# and the same reloads after the daemon idled past its heap decay (BENCH_RELOAD_IDLE_*).
 # Prints markdown table rows after a header.
 #
-# usage: PORTIER_BUILD_DIR=BUILD bench/reload.sh   (BENCH_RELOAD_RULES, BENCH_RELOAD_RUNS)
+# usage: PORTIER_BUILD_DIR=BUILD bench/reload.sh   (BENCH_RELOAD_RULES, BENCH_RELOAD_RUNS,
+#        BENCH_RELOAD_IDLE_RUNS, BENCH_RELOAD_IDLE_SECONDS)
 SOURCE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=../tests/integration/lib.sh
 source "$SOURCE_DIR/tests/integration/lib.sh"
@@ -17,6 +19,8 @@ DONE_MESSAGE="done"
 BENCH=$PORTIER_BUILD_DIR/bench/portier_bench
 RULES=${BENCH_RELOAD_RULES:-10000}
 RUNS=${BENCH_RELOAD_RUNS:-9}
+IDLE_RUNS=${BENCH_RELOAD_IDLE_RUNS:-5}
+IDLE_SECONDS=${BENCH_RELOAD_IDLE_SECONDS:-11}
 require_binaries
 
 # cpu_ms PID: the process's user + system CPU time so far, in milliseconds.
@@ -60,6 +64,19 @@ done
 # The reloads changed nothing: the kernel holds what portierd renders (the oracle's check).
 [[ "$(nft_table "$DNS" | without_table_owner)" == "$(nft_table "$RNS" | without_table_owner)" ]] ||
   fail "after the reloads, portierd's table differs from nft -f of its rendering"
+# The same after the daemon idled past its heap decay (portierd gives the heap a whole load
+# freed back once no load came for 10 s: kHeapDecayUsec in daemon/main.cpp), as a single
+# reload after a quiet time finds it. The runs above come about a second apart and keep it.
+IDLE_CTL=() IDLE_CPU=()
+for ((run = 0; run < IDLE_RUNS; run++)); do
+  v=$([[ $(((RUNS + run) % 2)) == 0 ]] && echo b || echo a)
+  cp "$WORKDIR/$v.toml" "$POLICY"
+  sleep "$IDLE_SECONDS"
+  before=$(cpu_ms "$PORTIERD_PID")
+  IDLE_CTL+=("$(one_run "$PORTIERCTL" reload)")
+  after=$(cpu_ms "$PORTIERD_PID")
+  IDLE_CPU+=("$((after - before))")
+done
 stop_portierd
 
 n=$(printf '%d' "$RULES" | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta')
@@ -72,3 +89,12 @@ printf '| benchmark | portier min / median | baseline | baseline min / median | 
   --target "<= 0.5x" --target-ratio 0.5
 "$BENCH" row --what "portierd's CPU time per reload (utime + stime), $n rules" --portier "${CPU[*]}" \
   --baseline-name "\`nft -f\` of its rendering, wall clock" --baseline "${RENDERED[*]}"
+"$BENCH" row --what "**\`portierctl reload\`** after $IDLE_SECONDS s idle (the heap given back), $n rules" \
+  --portier "${IDLE_CTL[*]}" --baseline-name "\`nft -f\` of its rendering (table loaded)" \
+  --baseline "${RENDERED[*]}" --target "<= 1.0x" --target-ratio 1.0
+"$BENCH" row --what "**\`portierctl reload\`** after $IDLE_SECONDS s idle, $n rules" --portier "${IDLE_CTL[*]}" \
+  --baseline-name "\`nft -f\` of the plain file (loaded again)" --baseline "${PLAIN[*]}" \
+  --target "<= 0.5x" --target-ratio 0.5
+"$BENCH" row --what "portierd's CPU time per reload after $IDLE_SECONDS s idle, $n rules" \
+  --portier "${IDLE_CPU[*]}" --baseline-name "\`nft -f\` of its rendering, wall clock" \
+  --baseline "${RENDERED[*]}"

@@ -128,13 +128,17 @@ note "Whole processes, as a user runs them: \`portierctl reload\` against a runn
   "The two versions have the same chains, so portierd refills its table in place (Kernel::refill);" \
   "the rendering replaces the table whole. Section 3's rows are the in-process breakdown of the" \
   "same reload."
-note "Where portierd's CPU goes, by \`perf record -g\` on portierd over 15 such reloads (by hand, at" \
-  "f47e697, 2026-12-02, before the refill): the kernel's work on the batch (sendto: making 10,000" \
-  "rules and 157 maps, their echoes) 30%; page faults 16% (the heap given back after each load by" \
-  "malloc_trim is faulted in again by the next); malloc and memmove 24% (the parse and compile" \
-  "building and copying rules); portierd's own functions a few percent each. The plain-file target" \
-  "(0.5x, about 225 ms here) is below what the kernel alone spends replacing 10,000 rules: it needs" \
-  "a reload that sends only what changed, which portier does not do yet."
+note "The first rows' reloads come about a second apart, so portierd still holds the heap the" \
+  "previous one freed; the \"after 11 s idle\" rows wait past the 10 s after which portierd gives it" \
+  "back (kHeapDecayUsec in daemon/main.cpp), as a single reload after a quiet time finds it: that" \
+  "reload faults its heap in again."
+note "Where portierd's CPU goes, by \`perf record --call-graph dwarf\` on portierd over such reloads" \
+  "(by hand, 2026-12-02, at 4182898, with the heap given back after every load as it then was):" \
+  "parsing the TOML 22%, compiling 19%, the kernel's work on the batch 18%, page faults 20% and" \
+  "malloc_trim 7%. Two changes of that day: the \`published\` chain's copies of the 10,000 rules are" \
+  "merged into maps like the input rules (before, the kernel got 10,000 plain rules there and" \
+  "portierd spent 670 ms of CPU per reload), and the heap is given back after 10 s without a load" \
+  "instead of after each one."
 
 section "4. Named interval sets from a set file (100k and 1M elements)"
 run unshare -n "$BENCH" sets --dir "$WORK" --elements 100000 --runs 5 --replace 1
@@ -169,7 +173,7 @@ note "portierd runs in a namespace of its own on a private dbus-daemon (tests/in
   "Whole-process rows time \`portierctl\` or \`busctl\` from start to exit; \"bare\" rows time the" \
   "D-Bus method call alone from a long-lived sdbus-c++ client; toggles and set changes alternate" \
   "(disable/enable, add/del; 7 calls, 63 for the bare toggles). Start to READY=1: from spawning portierd (fresh namespace," \
-  "empty state directory) until READY=1 arrives on the notify socket; RSS is VmRSS after 1 s idle." \
+  "empty state directory) until READY=1 arrives on the notify socket; RSS is VmRSS after 11 s idle (portierd gives back the heap a whole load freed once no load came for 10 s)." \
   "These rows measure whatever the commit above does for a toggle or a set change (a whole" \
   "recompile and table replacement before 42d9d7e; only the affected kernel rules or set" \
   "elements from it on); the runtime state is saved (with fsync) after each change either way." \

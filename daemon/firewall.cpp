@@ -157,6 +157,7 @@ void Firewall::install(Built built, std::string_view reason) {
   bound_.loaded(table_.full());
   applied(reason);
   heap_to_trim_ = true;
+  ++whole_loads_;
 }
 
 // Over a table known to hold table_.full(), its contents are replaced and its base chains
@@ -645,8 +646,8 @@ std::vector<StateWriter::Outcome> Firewall::take_state_outcomes() {
 
 void Firewall::release_memory() {
   // Parsing, compiling and encoding a big policy, and writing the last good copy, leave
-  // megabytes of freed heap behind that malloc keeps: once per whole load, after the
-  // reply, a long-running daemon gives them back.
+  // megabytes of freed heap behind that malloc keeps: a long-running daemon gives them
+  // back once the loads have stopped for a while.
   if (!heap_to_trim_) return;
   heap_to_trim_ = false;
   trim_heap();

@@ -165,8 +165,11 @@ class Firewall {
   int state_fd() const;
   /// The writes finished since the last call (StateWriter::take_outcomes()).
   std::vector<StateWriter::Outcome> take_state_outcomes();
-  /// Gives freed heap back to the system after a whole load; called after answering.
+  /// Gives freed heap back to the system after a whole load (main.cpp calls it once no
+  /// whole load came for a while: see kHeapDecay there).
   void release_memory();
+  /// How many whole loads happened (each leaves freed heap for release_memory()).
+  std::uint64_t whole_loads() const { return whole_loads_; }
   /// flush_state(), then waits until the state is on disk.
   void wait_for_state();
 
@@ -299,6 +302,7 @@ class Firewall {
   bool runtime_unsaved_ = false;
   std::uint64_t state_generation_ = 0;
   bool heap_to_trim_ = false;  // a whole load happened since the last release_memory()
+  std::uint64_t whole_loads_ = 0;
   LoadSource loaded_from_ = LoadSource::policy;
   PolicyFileState policy_file_;
   // Why the policy file and policy_ differ when no apply is pending; empty: they agree.

