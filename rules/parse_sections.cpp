@@ -171,7 +171,12 @@ void PolicyReader::read_zones(const toml::table& zones, Policy& policy) {
     }
     if (const toml::node* interfaces = table->get("interfaces")) {
       for (const auto& [name, item] : strings(*interfaces, "interfaces")) {
-        if (name == "*")
+        if (std::any_of(name.begin(), name.end(), [](char c) {
+              return static_cast<unsigned char>(c) < 0x20 || c == 0x7f || c == '\\';
+            }))
+          // The name goes into nft text and error messages; no interface has such a name.
+          error(item->source(), "an interface name has a control character or a backslash");
+        else if (name == "*")
           // nft has no wildcard without a prefix (render_nft could not write it).
           error(item->source(),
                 "'*' alone is not an interface name: a wildcard needs a prefix ('eth*'); "

@@ -278,6 +278,11 @@ TEST_CASE("bad router policies: each error names its place") {
           "r.toml:2:13: error: '*' alone is not an interface name: a wildcard needs a prefix "
           "('eth*'); traffic of interfaces in no zone follows [policy]");
   }
+  SUBCASE("an interface name with a control character or a backslash (fuzz_policy: as the bare '*')") {
+    for (const char* name : {"eth0\\nat", "eth\\\\0", "eth\\u007f"})
+      CHECK(headlines(parse("[zone.z]\ninterfaces=[\"" + std::string(name) + "\"]\n")).front() ==
+            "r.toml:2:13: error: an interface name has a control character or a backslash");
+  }
   SUBCASE("ports with icmp") {
     CHECK(headlines(parse("[[rule]]\nname='a'\nprotocols='icmp'\nports=[1]\naction='drop'\n")) ==
           std::vector<std::string>{
