@@ -20,8 +20,8 @@ namespace {
 ir::Ruleset compiled(const std::string& text, bool merge) {
   ParsedPolicy parsed = parse_policy(text, "merge.toml", SystemTables{});
   REQUIRE_MESSAGE(parsed.ok(), text);
-  // Without the neighbours' zones: their copies of input rules (in `published`) are plain
-  // rules that a toggle takes out too (neighbours_test.cpp).
+  // Without the neighbours' zones: their copies of input rules (in `published`, merged
+  // into maps of their own) would double every map here; the last test case has them.
   std::erase_if(parsed.policy.zones, [](const Zone& zone) { return zone.builtin; });
   CompileOptions options;
   options.merge_rules = merge;
