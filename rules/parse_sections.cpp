@@ -9,12 +9,24 @@
 namespace portier {
 namespace {
 
-bool valid_interface_name(const std::string& name) {
-  // IFNAMSIZ is 16 with the NUL; a '*' is nft's wildcard and only makes sense at the end.
-  if (name.empty() || name.size() > 15) return false;
-  auto star = name.find('*');
-  if (star != std::string::npos && star != name.size() - 1) return false;
-  return name.find_first_of(" /\"\t") == std::string::npos;
+// What is wrong with `name` as a zone's interface, or empty. IFNAMSIZ is 16 with the NUL;
+// a '*' is nft's wildcard and only makes sense at the end, after a prefix (nft has no
+// wildcard without one); the name goes into nft text and error messages.
+std::string interface_name_error(const std::string& name) {
+  if (std::any_of(name.begin(), name.end(), [](char c) {
+        return static_cast<unsigned char>(c) < 0x20 || c == 0x7f || c == '\\';
+      }))
+    return "an interface name has a control character or a backslash";
+  if (name == "*")
+    return "'*' alone is not an interface name: a wildcard needs a prefix ('eth*'); traffic "
+           "of interfaces in no zone follows [policy]";
+  const auto star = name.find('*');
+  if (name.empty() || name.size() > 15 || (star != std::string::npos && star != name.size() - 1) ||
+      name.find_first_of(" /\"\t") != std::string::npos)
+    return "'" + name +
+           "' is not an interface name (at most 15 characters, no spaces or '/', a '*' only at "
+           "the end)";
+  return {};
 }
 
 }  // namespace
@@ -171,22 +183,10 @@ void PolicyReader::read_zones(const toml::table& zones, Policy& policy) {
     }
     if (const toml::node* interfaces = table->get("interfaces")) {
       for (const auto& [name, item] : strings(*interfaces, "interfaces")) {
-        if (std::any_of(name.begin(), name.end(), [](char c) {
-              return static_cast<unsigned char>(c) < 0x20 || c == 0x7f || c == '\\';
-            }))
-          // The name goes into nft text and error messages; no interface has such a name.
-          error(item->source(), "an interface name has a control character or a backslash");
-        else if (name == "*")
-          // nft has no wildcard without a prefix (render_nft could not write it).
-          error(item->source(),
-                "'*' alone is not an interface name: a wildcard needs a prefix ('eth*'); "
-                "traffic of interfaces in no zone follows [policy]");
-        else if (valid_interface_name(name))
+        if (std::string problem = interface_name_error(name); problem.empty())
           zone.interfaces.push_back(name);
         else
-          error(item->source(), "'" + name +
-                                    "' is not an interface name (at most 15 characters, no "
-                                    "spaces or '/', a '*' only at the end)");
+          error(item->source(), problem);
       }
     }
     if (const toml::node* networks = table->get("networks"))
