@@ -156,7 +156,6 @@ void Firewall::install(Built built, std::string_view reason) {
   table_.load(std::move(built.full), std::move(built.disabled), loaded);
   bound_.loaded(table_.full());
   applied(reason);
-  heap_to_trim_ = true;
   ++whole_loads_;
 }
 
@@ -648,8 +647,6 @@ void Firewall::release_memory() {
   // Parsing, compiling and encoding a big policy, and writing the last good copy, leave
   // megabytes of freed heap behind that malloc keeps: a long-running daemon gives them
   // back once the loads have stopped for a while.
-  if (!heap_to_trim_) return;
-  heap_to_trim_ = false;
   trim_heap();
 }
 

@@ -165,8 +165,8 @@ class Firewall {
   int state_fd() const;
   /// The writes finished since the last call (StateWriter::take_outcomes()).
   std::vector<StateWriter::Outcome> take_state_outcomes();
-  /// Gives freed heap back to the system after a whole load (main.cpp calls it once no
-  /// whole load came for a while: see kHeapDecay there).
+  /// Gives freed heap back to the system (main.cpp calls it once no whole load came for
+  /// kHeapDecayUsec).
   void release_memory();
   /// How many whole loads happened (each leaves freed heap for release_memory()).
   std::uint64_t whole_loads() const { return whole_loads_; }
@@ -301,8 +301,7 @@ class Firewall {
   LoadedTable table_;     // what the kernel has
   bool runtime_unsaved_ = false;
   std::uint64_t state_generation_ = 0;
-  bool heap_to_trim_ = false;  // a whole load happened since the last release_memory()
-  std::uint64_t whole_loads_ = 0;
+  std::uint64_t whole_loads_ = 0;  // each leaves freed heap behind (release_memory())
   LoadSource loaded_from_ = LoadSource::policy;
   PolicyFileState policy_file_;
   // Why the policy file and policy_ differ when no apply is pending; empty: they agree.

@@ -262,7 +262,7 @@ class Server {
     repair_drift();
     cgroups_.after_change();
     firewall_.flush_state();
-    // Freed heap goes back once no whole load came for kHeapDecay (as jemalloc's decay).
+    // Freed heap goes back once no whole load came for kHeapDecayUsec (as jemalloc's decay).
     // Given back after every load, the next reload faulted all of it in again: with the
     // trim, a 10,000-rule reload took portierd 320 ms of CPU, without it 170 ms.
     if (firewall_.whole_loads() != trim_armed_for_) {

@@ -399,13 +399,13 @@ std::string verdict_text(const ir::Verdict& verdict) {
 }
 
 std::string key_field_text(ir::KeyField field, const ir::L4ProtoIn* protocols) {
-  if (field != ir::KeyField::sport && field != ir::KeyField::dport) {
-    // `ct original proto-dst` has no header word, but nft types it only after one protocol.
-    if (field == ir::KeyField::ct_original_dport &&
-        (protocols == nullptr || protocols->protocols.size() != 1))
+  if (field == ir::KeyField::ct_original_dport) {
+    // No header word, but nft types it only after a single protocol.
+    if (protocols == nullptr || protocols->protocols.size() != 1)
       throw std::invalid_argument("ct original proto-dst in a map key must follow one protocol");
     return ir::key_field_name(field);
   }
+  if (!ir::is_port_field(field)) return ir::key_field_name(field);
   if (protocols == nullptr || protocols->protocols.empty()) {
     throw std::invalid_argument("a port key field must follow a protocol match");
   }
