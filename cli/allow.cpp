@@ -1,5 +1,4 @@
 // allow: a rule for a while, e.g. `portierctl allow tcp/8080 --from lan --for 30m`.
-#include <charconv>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -7,26 +6,15 @@
 #include "commands.h"
 #include "daemon_client.h"
 #include "firewall1_api.h"
+#include "parse_policy.h"
 
 namespace portier::cli {
 
+// The policy's duration words (rules/parse_policy.h), as the u32 of seconds the bus carries.
 std::optional<std::uint32_t> parse_duration(std::string_view text) {
-  std::uint64_t total = 0;
-  while (!text.empty()) {
-    std::uint64_t value = 0;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc() || end == text.data() + text.size()) return std::nullopt;
-    switch (*end) {
-      case 's': total += value; break;
-      case 'm': total += value * 60; break;
-      case 'h': total += value * 3600; break;
-      case 'd': total += value * 86400; break;
-      default: return std::nullopt;
-    }
-    text.remove_prefix(static_cast<std::size_t>(end - text.data()) + 1);
-  }
-  if (total == 0 || total > UINT32_MAX) return std::nullopt;
-  return static_cast<std::uint32_t>(total);
+  Duration parsed = portier::parse_duration(text);
+  if (parsed.problem != DurationProblem::none) return std::nullopt;
+  return static_cast<std::uint32_t>(parsed.value.count());
 }
 
 int allow(Args args) {

@@ -1,6 +1,8 @@
 // Reading TOML policy files into the policy model, with every problem reported by place.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <map>
 #include <string>
 #include <string_view>
@@ -48,6 +50,22 @@ ParsedPolicy parse_policy_file(const std::string& path, const SystemTables& tabl
 
 /// The drop-in folder of a policy file.
 std::string drop_in_dir(const std::string& path);
+
+/// The longest duration: what a u32 of seconds holds (about 136 years), as portierctl and the
+/// D-Bus calls carry a timeout.
+inline constexpr std::uint64_t kMaxDurationSeconds = UINT32_MAX;
+
+enum class DurationProblem { none, malformed, too_long };
+
+struct Duration {
+  std::chrono::seconds value{0};
+  DurationProblem problem = DurationProblem::none;
+};
+
+/// "30s", "15m", "1h", "1d12h": a sum of whole numbers of seconds, minutes, hours and days,
+/// more than 0 and at most kMaxDurationSeconds. The same words in a policy and on the
+/// command line (`portierctl allow --for`, `set --timeout`).
+Duration parse_duration(std::string_view text);
 
 /// Cross-checks of a merged policy: names used once, zones and sets that exist,
 /// rules that can never match. Called by the parse functions; exposed for tests.

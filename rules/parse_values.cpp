@@ -5,6 +5,7 @@
 #include <cctype>
 #include <charconv>
 
+#include "parse_policy.h"
 #include "policy_reader.h"
 
 namespace portier {
@@ -255,33 +256,69 @@ std::optional<Cidr> PolicyReader::cidr(std::string_view text, const toml::source
   return result;
 }
 
+Duration parse_duration(std::string_view text) {
+  Duration result;
+  if (text.empty()) result.problem = DurationProblem::malformed;
+  std::uint64_t total = 0;
+  while (!text.empty() && result.problem == DurationProblem::none) {
+    std::uint64_t value = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec == std::errc::result_out_of_range) {
+      // Still a duration, only a long one: say so rather than "not a duration".
+      while (end != text.data() + text.size() && *end >= '0' && *end <= '9') ++end;
+      value = UINT64_MAX;
+    } else if (ec != std::errc()) {
+      result.problem = DurationProblem::malformed;
+      break;
+    }
+    if (end == text.data() + text.size()) {
+      result.problem = DurationProblem::malformed;
+      break;
+    }
+    std::uint64_t unit = 0;
+    switch (*end) {
+      case 's':
+        unit = 1;
+        break;
+      case 'm':
+        unit = 60;
+        break;
+      case 'h':
+        unit = 3600;
+        break;
+      case 'd':
+        unit = 86400;
+        break;
+      default:
+        result.problem = DurationProblem::malformed;
+        continue;
+    }
+    // Checked against the limit before each step, so nothing wraps around.
+    if (value > kMaxDurationSeconds / unit || total + value * unit > kMaxDurationSeconds)
+      result.problem = DurationProblem::too_long;
+    else
+      total += value * unit;
+    text.remove_prefix(static_cast<std::size_t>(end - text.data()) + 1);
+  }
+  if (result.problem == DurationProblem::none && total == 0)
+    result.problem = DurationProblem::malformed;
+  if (result.problem == DurationProblem::none)
+    result.value = std::chrono::seconds(static_cast<std::int64_t>(total));
+  return result;
+}
+
 std::optional<std::chrono::seconds> PolicyReader::duration(const toml::node& node,
                                                            std::string_view key) {
   auto text = node.value_exact<std::string>();
-  std::chrono::seconds total{0};
-  bool ok = text && !text->empty();
-  if (ok) {
-    std::string_view rest = *text;
-    while (!rest.empty() && ok) {
-      std::uint64_t value = 0;
-      auto [end, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), value);
-      if (ec != std::errc() || end == rest.data() + rest.size()) {
-        ok = false;
-        break;
-      }
-      switch (*end) {
-        case 's': total += std::chrono::seconds(value); break;
-        case 'm': total += std::chrono::minutes(value); break;
-        case 'h': total += std::chrono::hours(value); break;
-        case 'd': total += std::chrono::hours(24 * value); break;
-        default: ok = false;
-      }
-      rest.remove_prefix(static_cast<std::size_t>(end - rest.data()) + 1);
-    }
-  }
-  if (ok && total.count() > 0) return total;
-  error(node.source(), "'" + std::string(key) +
-                           "' must be a duration such as \"30s\", \"15m\", \"1h\" or \"1d12h\"");
+  Duration parsed = text ? parse_duration(*text) : Duration{{}, DurationProblem::malformed};
+  if (parsed.problem == DurationProblem::none) return parsed.value;
+  if (parsed.problem == DurationProblem::too_long)
+    error(node.source(), "'" + std::string(key) + "' is too long: at most " +
+                             std::to_string(kMaxDurationSeconds / 86400) + "d (" +
+                             std::to_string(kMaxDurationSeconds) + " seconds)");
+  else
+    error(node.source(), "'" + std::string(key) +
+                             "' must be a duration such as \"30s\", \"15m\", \"1h\" or \"1d12h\"");
   return std::nullopt;
 }
 

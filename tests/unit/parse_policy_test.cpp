@@ -315,3 +315,22 @@ TEST_CASE("parse_policy_file reads the policy, its drop-ins and set files throug
   CHECK(format_headline(parsed.diagnostics[0]) ==
         "/virtual/missing.toml: error: cannot read policy: No such file or directory");
 }
+
+TEST_CASE("durations: sums of seconds, minutes, hours and days, up to 2^32 - 1 seconds") {
+  CHECK(parse_duration("30s").value == std::chrono::seconds(30));
+  CHECK(parse_duration("1d12h").value == std::chrono::hours(36));
+  CHECK(parse_duration("1h30m15s").value == std::chrono::seconds(5415));
+  CHECK(parse_duration("4294967295s").value == std::chrono::seconds(4294967295));
+  for (const char* malformed : {"", "1", "1 hour", "h", "1w", "-1s", "1s2", "0s"}) {
+    CAPTURE(malformed);
+    CHECK(parse_duration(malformed).problem == DurationProblem::malformed);
+  }
+  // Each of these overflowed 64 bits on the way (seconds, minutes, hours, days, the sum) or
+  // ends past 2^32 - 1 seconds, which portierctl's and the bus's u32 could not carry.
+  for (const char* too_long :
+       {"4294967296s", "18446744073709551615s", "307445734561825861m", "7686143364045646502h",
+        "213503982334601d", "4294967295s1s", "18446744073709551615s18446744073709551615s"}) {
+    CAPTURE(too_long);
+    CHECK(parse_duration(too_long).problem == DurationProblem::too_long);
+  }
+}

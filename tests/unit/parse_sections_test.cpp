@@ -235,6 +235,16 @@ TEST_CASE("bad router policies: each error names its place") {
           std::vector<std::string>{"r.toml:3:9: error: 'timeout' must be a duration such as \"30s\", "
                                    "\"15m\", \"1h\" or \"1d12h\""});
   }
+  SUBCASE("a duration past what the kernel and the bus carry") {
+    // Found by fuzz_policy: the hours overflowed std::chrono::seconds (UBSan).
+    CHECK(headlines(parse("[set.s]\nfamily='ipv4'\ntimeout='7686143364045646502h'\n")) ==
+          std::vector<std::string>{"r.toml:3:9: error: 'timeout' is too long: at most 49710d "
+                                   "(4294967295 seconds)"});
+    CHECK(headlines(parse("[set.s]\nfamily='ipv4'\ntimeout='49710d6h28m16s'\n")) ==
+          std::vector<std::string>{"r.toml:3:9: error: 'timeout' is too long: at most 49710d "
+                                   "(4294967295 seconds)"});
+    CHECK(headlines(parse("[set.s]\nfamily='ipv4'\ntimeout='49710d6h28m15s'\n")).empty());
+  }
   SUBCASE("bad rate") {
     CHECK(headlines(parse("[[rule]]\nname='a'\nlimit='10/fortnight'\naction='accept'\n")) ==
           std::vector<std::string>{"r.toml:3:7: error: 'limit' must be a rate such as \"10/minute\" "
