@@ -667,8 +667,7 @@ void Firewall::save_last_good(const Policy& policy) const {
     // A reload of an unchanged policy (the common case) leaves both copies as they are:
     // rewriting the same text would cost a write and an fsync for nothing.
     if (old && *old == text) return;
-    if (old) state_->write(StateFile::previous_good, *old);
-    state_->write(StateFile::last_good, text);
+    state_->replace_keeping(StateFile::last_good, StateFile::previous_good, text);
   } catch (const std::exception& failure) {
     // The new ruleset is in force; only the fallback copy for a later start is stale.
     log_line(std::string("warning: last good policy not saved: ") + failure.what());

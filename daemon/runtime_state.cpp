@@ -123,6 +123,11 @@ std::optional<std::string> read_text_file(const std::string& path) {
 }
 
 void write_file_atomically(const std::string& path, const std::string& text) {
+  write_file_atomically(path, text, {});
+}
+
+void write_file_atomically(const std::string& path, const std::string& text,
+                           const std::function<void()>& before_rename) {
   std::filesystem::path final_path = path;
   std::filesystem::path temp_path = final_path;
   temp_path += ".tmp";
@@ -157,6 +162,14 @@ void write_file_atomically(const std::string& path, const std::string& text) {
     fail(saved, "cannot write " + temp_path.string());
   }
   if (::close(fd) != 0) fail(errno, "cannot write " + temp_path.string());
+  if (before_rename) {
+    try {
+      before_rename();
+    } catch (...) {
+      ::unlink(temp_path.c_str());
+      throw;
+    }
+  }
   if (::rename(temp_path.c_str(), final_path.c_str()) != 0)
     fail(errno, "cannot rename " + temp_path.string() + " to " + final_path.string());
   // The rename is only durable once the folder's entry is on disk too.

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -52,6 +53,13 @@ RuntimeState read_runtime_state(const std::string& text, const std::string& file
 /// Writes `text` to `path` so a crash leaves the old content or the new, never a mix:
 /// a temporary file in the same folder, fsync, rename, fsync of the folder.
 void write_file_atomically(const std::string& path, const std::string& text);
+
+/// write_file_atomically(), calling `before_rename` once the new text is on disk under its
+/// temporary name and before it takes `path`: what it does (another rename in the same
+/// folder) is made durable by the same fsync of the folder. If it throws, `path` and the
+/// folder are as they were, apart from what it did itself.
+void write_file_atomically(const std::string& path, const std::string& text,
+                           const std::function<void()>& before_rename);
 
 /// The whole content of the file at `path`; none if it cannot be opened.
 std::optional<std::string> read_text_file(const std::string& path);

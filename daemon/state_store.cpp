@@ -1,5 +1,8 @@
 #include "state_store.h"
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <filesystem>
 #include <system_error>
 #include <utility>
@@ -41,6 +44,31 @@ std::optional<std::string> StateDirectory::read(StateFile file) const {
 
 void StateDirectory::write(StateFile file, const std::string& text) {
   write_file_atomically(name(file), text);
+}
+
+void StateDirectory::replace_keeping(StateFile file, StateFile keep, const std::string& text) {
+  const std::string path = name(file);
+  const std::string kept = name(keep);
+  write_file_atomically(path, text, [&] {
+    // The old file itself takes its second name, by a hard link: no copy of it to write
+    // and fsync (last-good.toml of a 10,000-rule policy is a megabyte, on every reload that
+    // changes it). Its text is on disk already; the folder's fsync after the rename makes
+    // both names durable.
+    const std::string temp = kept + ".tmp";
+    ::unlink(temp.c_str());
+    if (::link(path.c_str(), temp.c_str()) != 0) {
+      if (errno == ENOENT) return;  // nothing to keep
+      // A file system without hard links: a copy of its own, as before.
+      if (auto old = read_text_file(path)) write_file_atomically(kept, *old);
+      return;
+    }
+    if (::rename(temp.c_str(), kept.c_str()) != 0) {
+      int error = errno;
+      ::unlink(temp.c_str());
+      throw std::system_error(error, std::generic_category(),
+                              "cannot rename " + temp + " to " + kept);
+    }
+  });
 }
 
 void StateDirectory::remove(StateFile file) {

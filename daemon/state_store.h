@@ -27,6 +27,10 @@ class StateStore {
   virtual std::optional<std::string> read(StateFile file) const = 0;
   /// Replaces the file's text so that a crash leaves the old or the new; throws on failure.
   virtual void write(StateFile file, const std::string& text) = 0;
+  /// write(file, text), and `keep` takes what `file` held before, if anything: a crash
+  /// leaves both old or `keep` holding the old text and `file` the old or the new one.
+  /// Throws on failure, and then neither changed.
+  virtual void replace_keeping(StateFile file, StateFile keep, const std::string& text) = 0;
   /// Removes the file, if it is there.
   virtual void remove(StateFile file) = 0;
   /// What diagnostics and messages call the file.
@@ -52,6 +56,7 @@ class StateDirectory final : public StateStore {
 
   std::optional<std::string> read(StateFile file) const override;
   void write(StateFile file, const std::string& text) override;
+  void replace_keeping(StateFile file, StateFile keep, const std::string& text) override;
   void remove(StateFile file) override;
   std::string name(StateFile file) const override;
 

@@ -24,7 +24,10 @@ int make_event_fd() {
 
 StateWriter::StateWriter(std::string path, WriteFile write)
     : path_(std::move(path)),
-      write_(write ? std::move(write) : WriteFile(write_file_atomically)),
+      write_(write ? std::move(write)
+                   : WriteFile([](const std::string& file, const std::string& text) {
+                       write_file_atomically(file, text);
+                     })),
       event_fd_(make_event_fd()),
       thread_([this] { run(); }) {}
 

@@ -25,6 +25,11 @@ class FakeStateStore final : public StateStore {
     if (full) throw std::runtime_error(name(file) + ": No space left on device");
     files[file] = text;
   }
+  void replace_keeping(StateFile file, StateFile keep, const std::string& text) override {
+    if (full) throw std::runtime_error(name(file) + ": No space left on device");
+    if (auto old = read(file)) files[keep] = *old;
+    files[file] = text;
+  }
   void remove(StateFile file) override { files.erase(file); }
   std::string name(StateFile file) const override {
     switch (file) {

@@ -3,6 +3,7 @@
 #include "state_store.h"
 
 #include <doctest/doctest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -72,4 +73,40 @@ TEST_CASE("a write to a state directory that is gone throws, and a runtime write
   REQUIRE(outcomes.size() == 1);
   CHECK(outcomes[0].generation == 3);
   CHECK_FALSE(outcomes[0].error.empty());
+}
+
+TEST_CASE("a replacement keeps the old file under a second name without copying it") {
+  TempDir dir;
+  StateDirectory store(dir.path.string());
+  // Nothing to keep yet: the second name stays as it was.
+  store.write(StateFile::previous_good, "older = 1\n");
+  store.replace_keeping(StateFile::last_good, StateFile::previous_good, "first = 1\n");
+  CHECK(dir.read("last-good.toml") == "first = 1\n");
+  CHECK(dir.read("previous-good.toml") == "older = 1\n");
+
+  struct ::stat before {};
+  REQUIRE(::stat((dir.path / "last-good.toml").c_str(), &before) == 0);
+  store.replace_keeping(StateFile::last_good, StateFile::previous_good, "second = 1\n");
+  CHECK(dir.read("last-good.toml") == "second = 1\n");
+  CHECK(dir.read("previous-good.toml") == "first = 1\n");
+  // The same file, now under its second name: a hard link, not a copy written again.
+  struct ::stat kept {};
+  REQUIRE(::stat((dir.path / "previous-good.toml").c_str(), &kept) == 0);
+  CHECK(kept.st_ino == before.st_ino);
+  CHECK(kept.st_nlink == 1);
+  // No temporary is left beside them.
+  for (const auto& entry : fs::directory_iterator(dir.path))
+    CHECK(entry.path().extension() != ".tmp");
+}
+
+TEST_CASE("a replacement that cannot be written changes neither file") {
+  TempDir dir;
+  StateDirectory store(dir.path.string());
+  store.write(StateFile::last_good, "last = 1\n");
+  store.write(StateFile::previous_good, "previous = 1\n");
+  // A folder where the temporary would go: its open fails, as a full disk's write would.
+  fs::create_directories(dir.path / "last-good.toml.tmp");
+  CHECK_THROWS(store.replace_keeping(StateFile::last_good, StateFile::previous_good, "new = 1\n"));
+  CHECK(dir.read("last-good.toml") == "last = 1\n");
+  CHECK(dir.read("previous-good.toml") == "previous = 1\n");
 }
