@@ -52,6 +52,14 @@ pctl panic off --keep-established
 assert_rc 2 "portierctl panic off --keep-established"
 pctl set del blocklist 192.0.2.1 --timeout 1m
 assert_rc 2 "portierctl set del --timeout"
+# 307445734561825861 minutes wrapped around 64 bits to 44 s before durations were checked.
+for duration in 307445734561825861m 4294967296s 1d1; do
+  pctl allow tcp/8080 --for "$duration"
+  assert_rc 2 "portierctl allow --for $duration"
+  assert_contains "$ERR" "--for takes a duration" "portierctl allow --for $duration"
+  pctl set add blocklist 192.0.2.1 --timeout "$duration"
+  assert_rc 2 "portierctl set add --timeout $duration"
+done
 # A --file is checked line by line before portierctl looks for the bus.
 printf '192.0.2.1\n192.0.2.300\n' >"$WORKDIR/elements.txt"
 pctl set add blocklist --file "$WORKDIR/elements.txt"
