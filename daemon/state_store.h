@@ -29,7 +29,7 @@ class StateStore {
   virtual void write(StateFile file, const std::string& text) = 0;
   /// write(file, text), and `keep` takes what `file` held before, if anything: a crash
   /// leaves both old or `keep` holding the old text and `file` the old or the new one.
-  /// Throws on failure, and then neither changed.
+  /// Throws on failure: `file` then holds its old text (and `keep` its own or that).
   virtual void replace_keeping(StateFile file, StateFile keep, const std::string& text) = 0;
   /// Removes the file, if it is there.
   virtual void remove(StateFile file) = 0;
