@@ -10,9 +10,8 @@
 
 namespace portier::cli {
 
-// The policy's duration words (rules/parse_policy.h), as the u32 of seconds the bus carries.
-std::optional<std::uint32_t> parse_duration(std::string_view text) {
-  Duration parsed = portier::parse_duration(text);
+std::optional<std::uint32_t> duration_seconds(std::string_view text) {
+  Duration parsed = parse_duration(text);
   if (parsed.problem != DurationProblem::none) return std::nullopt;
   return static_cast<std::uint32_t>(parsed.value.count());
 }
@@ -33,7 +32,7 @@ int allow(Args args) {
       (arg == "--from" ? from : to).push_back(*v);
     } else if (arg == "--for") {
       auto v = value();
-      duration = v ? parse_duration(*v) : std::nullopt;
+      duration = v ? duration_seconds(*v) : std::nullopt;
       if (!duration) return usage_error("allow", "--for takes a duration such as 90s, 30m, 2h or 1d");
     } else if (arg == "--out") {
       direction = "out";

@@ -1,6 +1,8 @@
 // portierctl's subcommands: one file each, dispatched from main.cpp's table.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -42,6 +44,10 @@ int version(Args args);
 
 /// Prints `usage` to stderr with a "usage error" line and returns kUsage.
 int usage_error(std::string_view command, std::string_view problem);
+
+/// A duration word ("90s", "30m", "1d12h"; rules/parse_policy.h) as the u32 of seconds the
+/// bus carries; none if it is not one or is longer (allow --for, set --timeout).
+std::optional<std::uint32_t> duration_seconds(std::string_view text);
 
 /// True when args is exactly --help or -h; the caller then prints its usage.
 bool wants_help(Args args);

@@ -18,8 +18,6 @@
 
 namespace portier::cli {
 
-std::optional<std::uint32_t> parse_duration(std::string_view text);
-
 namespace {
 
 // Each call is one kernel transaction: a chunk goes in whole or not at all. 50,000 keeps
@@ -176,7 +174,7 @@ int set(Args args) {
   for (std::size_t i = 2; i < args.size(); ++i) {
     std::string_view arg = args[i];
     if (arg == "--timeout") {
-      request.timeout = i + 1 < args.size() ? parse_duration(args[++i]) : std::nullopt;
+      request.timeout = i + 1 < args.size() ? duration_seconds(args[++i]) : std::nullopt;
       if (!request.timeout)
         return usage_error("set", "--timeout takes a duration such as 90s, 30m or 1h");
     } else if (arg == "--file" || arg == "-") {
