@@ -50,6 +50,11 @@ class FirewallService final : public sdbus::AdaptorInterfaces<org::portier::Fire
   /// Reports the packets left out once their second is over; returns when it has to be
   /// called next (nullopt: nothing waits), for the poll timeout.
   std::optional<std::chrono::steady_clock::time_point> flush_packet_log();
+  /// Cancels the polkit checks of callers that left, once they are due
+  /// (PolkitAuthority::cancel_due()); returns when it has to be called next.
+  std::optional<std::chrono::steady_clock::time_point> cancel_due_polkit_checks() {
+    return polkit_.cancel_due(std::chrono::steady_clock::now());
+  }
 
  private:
   std::map<std::string, sdbus::Variant> GetStatus() override;

@@ -247,7 +247,8 @@ class Server {
           "sd_event_source_set_prepare");
     bus_timeout_ = add_timer(CLOCK_MONOTONIC, &Server::on_bus_timeout);
     deadline_ = add_timer(CLOCK_REALTIME, &Server::on_deadline);
-    packet_summary_ = add_timer(CLOCK_MONOTONIC, &Server::on_packet_summary);
+    packet_summary_ = add_timer(CLOCK_MONOTONIC, &Server::wake_only);
+    polkit_cancel_ = add_timer(CLOCK_MONOTONIC, &Server::wake_only);
     heap_decay_ = add_timer(CLOCK_MONOTONIC, &Server::on_heap_decay);
   }
 
@@ -282,6 +283,11 @@ class Server {
       set_timer(packet_summary_, usec_of(due->time_since_epoch()));
     else
       check(sd_event_source_set_enabled(packet_summary_.get(), SD_EVENT_OFF),
+            "sd_event_source_set_enabled");
+    if (auto due = service_->cancel_due_polkit_checks())
+      set_timer(polkit_cancel_, usec_of(due->time_since_epoch()));
+    else
+      check(sd_event_source_set_enabled(polkit_cancel_.get(), SD_EVENT_OFF),
             "sd_event_source_set_enabled");
     const sdbus::IConnection::PollData poll_data = bus_->getEventLoopPollData();
     check(sd_event_source_set_io_events(bus_source_.get(),
@@ -402,9 +408,9 @@ class Server {
   static int on_deadline(sd_event_source*, std::uint64_t, void* self) {
     return call<&Server::deadline_passed>(self);
   }
-  // The summary goes out in prepare() (flush_packet_log), which also re-arms this timer:
-  // waking up is all it has to do.
-  static int on_packet_summary(sd_event_source*, std::uint64_t, void*) { return 0; }
+  // The packet summary and the polkit cancellations go out in prepare() (flush_packet_log,
+  // cancel_due_polkit_checks), which also re-arms their timers: waking up is all they do.
+  static int wake_only(sd_event_source*, std::uint64_t, void*) { return 0; }
   static int on_heap_decay(sd_event_source*, std::uint64_t, void* self) {
     return call<&Server::release_memory>(self);
   }
@@ -502,6 +508,7 @@ class Server {
   Source state_source_;
   Source packet_log_source_;
   Source packet_summary_;
+  Source polkit_cancel_;  // polkit checks of callers that left (cancel_due_polkit_checks)
   Source heap_decay_;
   std::uint64_t trim_armed_for_ = 0;  // the whole loads heap_decay_ was armed after
 };

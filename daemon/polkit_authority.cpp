@@ -76,6 +76,7 @@ void PolkitAuthority::check(const std::string& sender, uid_t uid, const std::str
   auto settled = [this, uid, cancellation_id] {
     if (--pending_by_user_[uid] == 0) pending_by_user_.erase(uid);
     caller_watches_.erase(cancellation_id);
+    due_cancels_.erase(cancellation_id);
   };
   ++pending_by_user_[uid];
   // Set by the watch below; whatever polkit answers after that, nobody waits for it.
@@ -91,11 +92,12 @@ void PolkitAuthority::check(const std::string& sender, uid_t uid, const std::str
             signal >> name >> old_owner >> new_owner;
             if (!new_owner.empty()) return;
             *caller_left = true;
-            std::fprintf(
-                stderr,
-                "portierd: %s left the bus while authenticating; cancelling its polkit check\n",
-                name.c_str());
-            cancel(cancellation_id, sender);
+            std::fprintf(stderr,
+                         "portierd: %s left the bus while authenticating; cancelling its polkit "
+                         "check unless polkit ends it within %lld ms\n",
+                         name.c_str(), static_cast<long long>(kCancelGrace.count()));
+            due_cancels_[cancellation_id] =
+                DueCancel{std::chrono::steady_clock::now() + kCancelGrace, sender};
           });
     } catch (const sdbus::Error& error) {
       // The check still ends by the time limit.
@@ -145,6 +147,21 @@ void PolkitAuthority::check(const std::string& sender, uid_t uid, const std::str
                  error.getMessage().c_str());
     done(PolkitAnswer::failed);
   }
+}
+
+std::optional<std::chrono::steady_clock::time_point> PolkitAuthority::cancel_due(
+    std::chrono::steady_clock::time_point now) {
+  std::optional<std::chrono::steady_clock::time_point> next;
+  for (auto it = due_cancels_.begin(); it != due_cancels_.end();) {
+    if (it->second.at <= now) {
+      cancel(it->first, it->second.sender);
+      it = due_cancels_.erase(it);
+    } else {
+      if (!next || it->second.at < *next) next = it->second.at;
+      ++it;
+    }
+  }
+  return next;
 }
 
 void PolkitAuthority::cancel(const std::string& cancellation_id, const std::string& sender) {

@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <sys/types.h>
@@ -39,6 +40,16 @@ class PolkitAuthority {
   // the one per user keeps one user's unanswered prompts from locking out the others.
   static constexpr std::size_t kMaxPending = 64;
   static constexpr std::size_t kMaxPendingPerUser = 8;
+  // How long the check of a caller that left waits for polkit's own answer before it is
+  // cancelled (cancel_due()). A caller's agent usually goes with it (Ctrl-C on portierctl
+  // ends its pkttyagent too), and polkitd then ends the check by itself. A cancel that
+  // reaches polkitd while it takes in the agent's disconnection can deadlock it for good:
+  // polkitd 122 with GLib 2.74 (Debian 12) emits the check's "cancelled" signal on its main
+  // thread, whose handler calls the agent (CancelAuthentication) and waits for the
+  // connection's lock, while the GDBus worker, holding that lock to finish the agent's
+  // BeginAuthentication call, waits in g_cancellable_disconnect() for the emission to end.
+  // Seen in test_runtime_polkit_agent about once in ten runs, with gdb on polkitd.
+  static constexpr std::chrono::milliseconds kCancelGrace{1000};
 
   explicit PolkitAuthority(sdbus::IConnection& connection);
   ~PolkitAuthority();
@@ -52,14 +63,26 @@ class PolkitAuthority {
   void check(const std::string& sender, uid_t uid, const std::string& action, bool interactive,
              std::function<void(PolkitAnswer)> done);
 
+  /// Cancels the checks whose callers left kCancelGrace ago or more and which polkit has not
+  /// answered yet; returns when it has to be called next (nullopt: no check waits for it).
+  std::optional<std::chrono::steady_clock::time_point> cancel_due(
+      std::chrono::steady_clock::time_point now);
+
  private:
   void cancel(const std::string& cancellation_id, const std::string& sender);
+
+  struct DueCancel {
+    std::chrono::steady_clock::time_point at;
+    std::string sender;
+  };
 
   sdbus::IConnection& connection_;
   std::unique_ptr<sdbus::IProxy> proxy_;
   // For each interactive check: the match that cancels it when its caller leaves the bus,
   // so that no agent dialog stays open for somebody who is gone.
   std::map<std::string, sdbus::Slot> caller_watches_;
+  // The checks of callers that left, by cancellation id, until polkit answers them.
+  std::map<std::string, DueCancel> due_cancels_;
   std::map<uid_t, std::size_t> pending_by_user_;
   std::uint64_t checks_started_ = 0;
 };
