@@ -63,7 +63,8 @@ Firewall::Firewall(Kernel& kernel, FirewallOptions options, SystemTables tables)
       tables_(std::move(tables)),
       policy_file_(options_.policy_path, state_) {}
 
-ParsedPolicy Firewall::parse_kept_policy(StateFile file) const {
+ParsedPolicy Firewall::parse_kept_policy(StateFile file) {
+  write_last_good();  // the copies as the last load left them
   std::optional<std::string> text = state_ ? state_->read(file) : std::nullopt;
   if (!text) {
     // Built apart, not in a braced temporary: GCC 12 at -O3 warns falsely there
@@ -176,6 +177,7 @@ RuleHandles Firewall::replace_table(const ir::Ruleset& next) {
 }
 
 void Firewall::commit(Policy policy, RuntimeState runtime, std::string_view reason) {
+  write_last_good();  // of policy_, which this replaces
   install(build(policy, runtime), reason);
   policy_ = std::move(policy);
   runtime_ = std::move(runtime);
@@ -206,7 +208,9 @@ std::string Firewall::start() {
       commit(std::move(parsed.policy), runtime, "start");
       loaded_from_ = LoadSource::policy;
       policy_file_.loaded(parsed.sources);
-      save_last_good(policy_);
+      // At once: nobody waits for a reply, and a start is when the copy is made anew.
+      save_last_good();
+      write_last_good();
       return problems;
     } catch (const std::exception& failure) {
       problems += failure.what();
@@ -254,7 +258,7 @@ void Firewall::reload() {
   loaded_from_ = LoadSource::policy;
   policy_file_.loaded(parsed.sources);
   file_differs_.clear();
-  save_last_good(policy_);
+  save_last_good();
 }
 
 void Firewall::set_rule_enabled(const std::string& name, bool enabled, bool permanent) {
@@ -281,7 +285,7 @@ void Firewall::set_rule_enabled(const std::string& name, bool enabled, bool perm
     if (!parsed.ok()) throw PolicyError(parsed.report());
     commit(std::move(parsed.policy), std::move(runtime), "toggle");
     policy_file_.loaded(parsed.sources);
-    save_last_good(policy_);
+    save_last_good();
   } else if (table_.loaded() && !runtime_.panic) {
     // Nothing else changes: no recompile, only this rule's kernel rules.
     LoadedTable::Change change = table_.toggle(name, enabled);
@@ -343,7 +347,7 @@ std::uint64_t Firewall::apply_file(const std::string& path,
     loaded_from_ = LoadSource::policy;
     policy_file_.loaded(sources);
     file_differs_.clear();
-    save_last_good(policy_);
+    save_last_good();
   }
   return generation_;
 }
@@ -355,7 +359,7 @@ void Firewall::confirm() {
   file_differs_.clear();
   pending_.reset();
   loaded_from_ = LoadSource::policy;
-  save_last_good(policy_);
+  save_last_good();
 }
 
 void Firewall::install_policy_file(const std::string& text) {
@@ -390,7 +394,7 @@ bool Firewall::roll_back_policy_file() {
   loaded_from_ =
       LoadSource::last_good;  // the policy before the last, as without a file to put back
   file_differs_.clear();
-  save_last_good(policy_);  // a later start with a broken file falls back to it, too
+  save_last_good();  // a later start with a broken file falls back to it, too
   return true;
 }
 
@@ -632,9 +636,11 @@ void Firewall::save_runtime() {
 }
 
 void Firewall::flush_state() {
-  if (!runtime_unsaved_) return;
-  runtime_unsaved_ = false;
-  state_->post_runtime(write_runtime_state(runtime_), state_generation_);
+  if (runtime_unsaved_) {
+    runtime_unsaved_ = false;
+    state_->post_runtime(write_runtime_state(runtime_), state_generation_);
+  }
+  write_last_good();
 }
 
 int Firewall::state_fd() const { return state_ ? state_->runtime_fd() : -1; }
@@ -657,12 +663,15 @@ void Firewall::wait_for_state() {
 
 Firewall::~Firewall() { flush_state(); }  // the state store writes it before it goes
 
+void Firewall::save_last_good() { last_good_unsaved_ = state_ != nullptr; }
+
 // The last policy the kernel accepted, self-contained, for a later start whose file is
 // broken; the one before it stays as previous-good.toml for `portierctl rollback`.
-void Firewall::save_last_good(const Policy& policy) const {
-  if (!state_) return;
+void Firewall::write_last_good() {
+  if (!last_good_unsaved_) return;
+  last_good_unsaved_ = false;
   try {
-    std::string text = write_policy(policy);
+    std::string text = write_policy(policy_);
     auto old = state_->read(StateFile::last_good);
     // A reload of an unchanged policy (the common case) leaves both copies as they are:
     // rewriting the same text would cost a write and an fsync for nothing.

@@ -1010,6 +1010,28 @@ TEST_CASE(
   CHECK(files.state.text(StateFile::previous_good) == last_good);
 }
 
+TEST_CASE_FIXTURE(StartedOnTwoRules,
+                  "a reload's last good copy is written after the call, and before it is read") {
+  const std::string started = files.state.text(StateFile::last_good);
+  REQUIRE(started.find("name = 'ssh'") != std::string::npos);
+  files.write("[[rule]]\nname='dns'\nprotocols='udp'\nports=[53]\naction='accept'\n");
+  daemon.firewall.reload();
+  CHECK(rule_names(kernel.last()) == std::vector<std::string>{"dns"});
+  // The reply does not wait for it: the event loop writes it once the calls are handled.
+  CHECK(files.state.text(StateFile::last_good) == started);
+  daemon.firewall.flush_state();
+  const std::string dns = files.state.text(StateFile::last_good);
+  CHECK(dns.find("name = 'dns'") != std::string::npos);
+  CHECK(files.state.text(StateFile::previous_good) == started);
+  // A rollback right after a reload, before any flush, goes to the policy before it.
+  files.write("[[rule]]\nname='alt'\nprotocols='tcp'\nports=[8080]\naction='accept'\n");
+  daemon.firewall.reload();
+  CHECK(rule_names(kernel.last()) == std::vector<std::string>{"alt"});
+  daemon.firewall.rollback();
+  CHECK(rule_names(kernel.last()) == std::vector<std::string>{"dns"});
+  CHECK(files.state.text(StateFile::previous_good) == dns);
+}
+
 TEST_CASE("status with neighbours: the neighbour zones among the interfaces the port lists") {
   Files files;
   files.write(kTwoRules);  // every neighbour stack on, as by default
