@@ -64,7 +64,9 @@ Firewall::Firewall(Kernel& kernel, FirewallOptions options, SystemTables tables)
       policy_file_(options_.policy_path, state_) {}
 
 ParsedPolicy Firewall::parse_kept_policy(StateFile file) {
-  write_last_good();  // the copies as the last load left them
+  // The copies as the last load left them.
+  write_last_good();
+  if (state_) state_->wait_for_last_good();
   std::optional<std::string> text = state_ ? state_->read(file) : std::nullopt;
   if (!text) {
     // Built apart, not in a braced temporary: GCC 12 at -O3 warns falsely there
@@ -658,7 +660,9 @@ void Firewall::release_memory() {
 
 void Firewall::wait_for_state() {
   flush_state();
-  if (state_) state_->wait_for_runtime();
+  if (!state_) return;
+  state_->wait_for_runtime();
+  state_->wait_for_last_good();
 }
 
 Firewall::~Firewall() { flush_state(); }  // the state store writes it before it goes
@@ -671,12 +675,7 @@ void Firewall::write_last_good() {
   if (!last_good_unsaved_) return;
   last_good_unsaved_ = false;
   try {
-    std::string text = write_policy(policy_);
-    auto old = state_->read(StateFile::last_good);
-    // A reload of an unchanged policy (the common case) leaves both copies as they are:
-    // rewriting the same text would cost a write and an fsync for nothing.
-    if (old && *old == text) return;
-    state_->replace_keeping(StateFile::last_good, StateFile::previous_good, text);
+    state_->post_last_good(write_policy(policy_));
   } catch (const std::exception& failure) {
     // The new ruleset is in force; only the fallback copy for a later start is stale.
     log_line(std::string("warning: last good policy not saved: ") + failure.what());

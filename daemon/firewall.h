@@ -278,15 +278,16 @@ class Firewall {
   void commit(Policy policy, RuntimeState runtime, std::string_view reason);
   void change_runtime(RuntimeState runtime, std::string_view reason);
   void save_runtime();
-  /// Marks policy_ as the last good policy, written by flush_state() (or before anything
-  /// replaces policy_ or reads the kept copies): not before the reply. It is not the record
-  /// of the change (the policy file is, or the pending apply), only the fallback copy for a
-  /// later start whose file is broken, and serializing a 10,000-rule policy and fsyncing
-  /// a megabyte twice made a reload's reply wait about 10 ms for it. A crash before it is
-  /// written leaves the copy one load behind; the start after it, if the file loads,
-  /// writes it anew.
+  /// Marks policy_ as the last good policy, serialized by flush_state() (or before anything
+  /// replaces policy_ or reads the kept copies) and written by the state store's thread
+  /// (post_last_good()): not before the reply. It is not the record of the change (the
+  /// policy file is, or the pending apply), only the fallback copy for a later start whose
+  /// file is broken, and serializing a 10,000-rule policy, writing a megabyte and two
+  /// fsyncs made a reload's reply (and the calls after it) wait about 10 ms for it. A crash
+  /// before it is written leaves the copy one load behind; the start after it, if the file
+  /// loads, writes it anew.
   void save_last_good();
-  /// Writes the last good policy now if save_last_good() left it unsaved.
+  /// Hands the last good policy to the state store now if save_last_good() left it unsaved.
   void write_last_good();
   /// The policy kept in the state store as `file`, parsed (an error if there is none).
   ParsedPolicy parse_kept_policy(StateFile file);

@@ -31,6 +31,13 @@ class StateStore {
   /// leaves both old or `keep` holding the old text and `file` the old or the new one.
   /// Throws on failure: `file` then holds its old text (and `keep` its own or that).
   virtual void replace_keeping(StateFile file, StateFile keep, const std::string& text) = 0;
+  /// Makes `text` the last good policy away from the event loop: replace_keeping(last_good,
+  /// previous_good, text) soon, on a thread of its own, unless last_good holds `text`
+  /// already. Texts are written in the order posted (each one's predecessor becomes
+  /// previous_good); a failure is logged, and the files keep what they held.
+  virtual void post_last_good(std::string text) = 0;
+  /// Returns once every posted last good policy is written (or failed).
+  virtual void wait_for_last_good() = 0;
   /// Removes the file, if it is there.
   virtual void remove(StateFile file) = 0;
   /// What diagnostics and messages call the file.
@@ -57,6 +64,8 @@ class StateDirectory final : public StateStore {
   std::optional<std::string> read(StateFile file) const override;
   void write(StateFile file, const std::string& text) override;
   void replace_keeping(StateFile file, StateFile keep, const std::string& text) override;
+  void post_last_good(std::string text) override;
+  void wait_for_last_good() override;
   void remove(StateFile file) override;
   std::string name(StateFile file) const override;
 
@@ -66,8 +75,13 @@ class StateDirectory final : public StateStore {
   void wait_for_runtime() override;
 
  private:
+  class KeptPolicyWriter;
+
   std::string dir_;
   std::unique_ptr<StateWriter> writer_;  // made at the first post
+  // Made at the first post_last_good(); declared last, so that it is gone (its texts
+  // written) while everything it uses is still here.
+  std::unique_ptr<KeptPolicyWriter> kept_writer_;
 };
 
 }  // namespace portier

@@ -30,6 +30,15 @@ class FakeStateStore final : public StateStore {
     if (auto old = read(file)) files[keep] = *old;
     files[file] = text;
   }
+  // Written at once, as StateDirectory's thread would (a failure only leaves the files).
+  void post_last_good(std::string text) override {
+    if (auto old = read(StateFile::last_good); old && *old == text) return;
+    try {
+      replace_keeping(StateFile::last_good, StateFile::previous_good, text);
+    } catch (const std::exception&) {
+    }
+  }
+  void wait_for_last_good() override {}
   void remove(StateFile file) override { files.erase(file); }
   std::string name(StateFile file) const override {
     switch (file) {

@@ -110,3 +110,39 @@ TEST_CASE("a replacement that cannot be written changes neither file") {
   CHECK(dir.read("last-good.toml") == "last = 1\n");
   CHECK(dir.read("previous-good.toml") == "previous = 1\n");
 }
+
+TEST_CASE("last good policies posted in a row are written in order, each keeping the one before") {
+  TempDir dir;
+  StateDirectory store(dir.path.string());
+  store.write(StateFile::last_good, "a\n");
+  // Posted faster than they can be written: none may replace another that waits, or the
+  // previous good policy would skip one.
+  store.post_last_good("b\n");
+  store.post_last_good("c\n");
+  store.post_last_good("d\n");
+  store.wait_for_last_good();
+  CHECK(dir.read("last-good.toml") == "d\n");
+  CHECK(dir.read("previous-good.toml") == "c\n");
+  // The same text again (a reload of an unchanged policy) leaves both files alone.
+  store.post_last_good("d\n");
+  store.wait_for_last_good();
+  CHECK(dir.read("last-good.toml") == "d\n");
+  CHECK(dir.read("previous-good.toml") == "c\n");
+  // A failed write (the folder gone) is logged and leaves no thread waiting.
+  fs::remove_all(dir.path);
+  store.post_last_good("e\n");
+  store.wait_for_last_good();
+  CHECK_FALSE(store.read(StateFile::last_good));
+  fs::create_directories(dir.path);
+}
+
+TEST_CASE("a state directory writes the last good policies still waiting before it goes") {
+  TempDir dir;
+  {
+    StateDirectory store(dir.path.string());
+    store.post_last_good("a\n");
+    store.post_last_good("b\n");
+  }
+  CHECK(dir.read("last-good.toml") == "b\n");
+  CHECK(dir.read("previous-good.toml") == "a\n");
+}
