@@ -210,9 +210,11 @@ std::string Firewall::start() {
       commit(std::move(parsed.policy), runtime, "start");
       loaded_from_ = LoadSource::policy;
       policy_file_.loaded(parsed.sources);
-      // At once: nobody waits for a reply, and a start is when the copy is made anew.
+      // On disk before READY=1, as before: nobody waits for a reply yet, and a start is
+      // when a copy a crash left behind is made anew.
       save_last_good();
       write_last_good();
+      if (state_) state_->wait_for_last_good();
       return problems;
     } catch (const std::exception& failure) {
       problems += failure.what();

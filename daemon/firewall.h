@@ -156,9 +156,9 @@ class Firewall {
 
   /// Hands unsaved runtime changes to the state writer, which writes them to the state
   /// directory on its own thread (the fsync may take a while); called once the calls
-  /// queued on the bus have been handled, so that they share one write. Then writes the
-  /// last good policy if a load since the last call left it unsaved (save_last_good()):
-  /// after the calls' replies, which never waited for it.
+  /// queued on the bus have been handled, so that they share one write. Then hands the
+  /// last good policy to the state store's thread if a load since the last call left it
+  /// unsaved (save_last_good()): after the calls' replies, which never wait for it.
   void flush_state();
   /// Counts the runtime changes that are to be written: a call that raised it is answered
   /// once take_state_outcomes() reports a write of at least this generation.

@@ -48,7 +48,7 @@ class PolkitAuthority {
   // thread, whose handler calls the agent (CancelAuthentication) and waits for the
   // connection's lock, while the GDBus worker, holding that lock to finish the agent's
   // BeginAuthentication call, waits in g_cancellable_disconnect() for the emission to end.
-  // Seen in test_runtime_polkit_agent about once in ten runs, with gdb on polkitd.
+  // Seen in test_runtime_polkit_agent once in 10 to 20 runs, with gdb on polkitd.
   static constexpr std::chrono::milliseconds kCancelGrace{1000};
 
   explicit PolkitAuthority(sdbus::IConnection& connection);
