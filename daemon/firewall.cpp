@@ -63,10 +63,8 @@ Firewall::Firewall(Kernel& kernel, FirewallOptions options, SystemTables tables)
       tables_(std::move(tables)),
       policy_file_(options_.policy_path, state_) {}
 
-ParsedPolicy Firewall::parse_kept_policy(StateFile file) {
-  // The copies as the last load left them.
-  write_last_good();
-  if (state_) state_->wait_for_last_good();
+ParsedPolicy Firewall::parse_kept_policy(StateFile file) const {
+  if (state_) state_->wait_for_last_good();  // the copies as the last load left them
   std::optional<std::string> text = state_ ? state_->read(file) : std::nullopt;
   if (!text) {
     // Built apart, not in a braced temporary: GCC 12 at -O3 warns falsely there
@@ -179,7 +177,6 @@ RuleHandles Firewall::replace_table(const ir::Ruleset& next) {
 }
 
 void Firewall::commit(Policy policy, RuntimeState runtime, std::string_view reason) {
-  write_last_good();  // of policy_, which this replaces
   install(build(policy, runtime), reason);
   policy_ = std::move(policy);
   runtime_ = std::move(runtime);
@@ -210,10 +207,9 @@ std::string Firewall::start() {
       commit(std::move(parsed.policy), runtime, "start");
       loaded_from_ = LoadSource::policy;
       policy_file_.loaded(parsed.sources);
-      // On disk before READY=1, as before: nobody waits for a reply yet, and a start is
-      // when a copy a crash left behind is made anew.
       save_last_good();
-      write_last_good();
+      // On disk before READY=1, as before: a start is when a copy a crash left behind is
+      // made anew.
       if (state_) state_->wait_for_last_good();
       return problems;
     } catch (const std::exception& failure) {
@@ -640,11 +636,9 @@ void Firewall::save_runtime() {
 }
 
 void Firewall::flush_state() {
-  if (runtime_unsaved_) {
-    runtime_unsaved_ = false;
-    state_->post_runtime(write_runtime_state(runtime_), state_generation_);
-  }
-  write_last_good();
+  if (!runtime_unsaved_) return;
+  runtime_unsaved_ = false;
+  state_->post_runtime(write_runtime_state(runtime_), state_generation_);
 }
 
 int Firewall::state_fd() const { return state_ ? state_->runtime_fd() : -1; }
@@ -669,13 +663,10 @@ void Firewall::wait_for_state() {
 
 Firewall::~Firewall() { flush_state(); }  // the state store writes it before it goes
 
-void Firewall::save_last_good() { last_good_unsaved_ = state_ != nullptr; }
-
 // The last policy the kernel accepted, self-contained, for a later start whose file is
 // broken; the one before it stays as previous-good.toml for `portierctl rollback`.
-void Firewall::write_last_good() {
-  if (!last_good_unsaved_) return;
-  last_good_unsaved_ = false;
+void Firewall::save_last_good() const {
+  if (!state_) return;
   try {
     state_->post_last_good(write_policy(policy_));
   } catch (const std::exception& failure) {

@@ -156,9 +156,7 @@ class Firewall {
 
   /// Hands unsaved runtime changes to the state writer, which writes them to the state
   /// directory on its own thread (the fsync may take a while); called once the calls
-  /// queued on the bus have been handled, so that they share one write. Then hands the
-  /// last good policy to the state store's thread if a load since the last call left it
-  /// unsaved (save_last_good()): after the calls' replies, which never wait for it.
+  /// queued on the bus have been handled, so that they share one write.
   void flush_state();
   /// Counts the runtime changes that are to be written: a call that raised it is answered
   /// once take_state_outcomes() reports a write of at least this generation.
@@ -278,19 +276,16 @@ class Firewall {
   void commit(Policy policy, RuntimeState runtime, std::string_view reason);
   void change_runtime(RuntimeState runtime, std::string_view reason);
   void save_runtime();
-  /// Marks policy_ as the last good policy, serialized by flush_state() (or before anything
-  /// replaces policy_ or reads the kept copies) and written by the state store's thread
-  /// (post_last_good()): not before the reply. It is not the record of the change (the
-  /// policy file is, or the pending apply), only the fallback copy for a later start whose
-  /// file is broken, and serializing a 10,000-rule policy, writing a megabyte and two
-  /// fsyncs made a reload's reply (and the calls after it) wait about 10 ms for it. A crash
-  /// before it is written leaves the copy one load behind; the start after it, if the file
-  /// loads, writes it anew.
-  void save_last_good();
-  /// Hands the last good policy to the state store now if save_last_good() left it unsaved.
-  void write_last_good();
-  /// The policy kept in the state store as `file`, parsed (an error if there is none).
-  ParsedPolicy parse_kept_policy(StateFile file);
+  /// Hands policy_, as text, to the state store as the last good policy; its thread writes
+  /// it (post_last_good()), and the reply does not wait. It is not the record of the change
+  /// (the policy file is, or the pending apply), only the fallback copy for a later start
+  /// whose file is broken, and writing a megabyte with two fsyncs made a reload's reply (and
+  /// the calls after it) wait about 10 ms for it. A crash before it is written leaves the
+  /// copy one load behind; the start after it, if the file loads, writes it anew.
+  void save_last_good() const;
+  /// The policy kept in the state store as `file`, once its pending writes are done, parsed
+  /// (an error if there is none).
+  ParsedPolicy parse_kept_policy(StateFile file) const;
   void edit_enabled_in_file(const std::string& name, bool enabled);
   void finish_pending(std::string_view reason);
   /// Writes `text` as the policy file, keeping the text it replaces for rollback().
@@ -312,7 +307,6 @@ class Firewall {
   RuntimeState runtime_;  // changes on top of it
   LoadedTable table_;     // what the kernel has
   bool runtime_unsaved_ = false;
-  bool last_good_unsaved_ = false;  // save_last_good() came, write_last_good() not yet
   std::uint64_t state_generation_ = 0;
   std::uint64_t whole_loads_ = 0;  // each leaves freed heap behind (release_memory())
   LoadSource loaded_from_ = LoadSource::policy;

@@ -30,15 +30,25 @@ class FakeStateStore final : public StateStore {
     if (auto old = read(file)) files[keep] = *old;
     files[file] = text;
   }
-  // Written at once, as StateDirectory's thread would (a failure only leaves the files).
+  // Written at once, as StateDirectory's thread would (a failure only leaves the files);
+  // with hold_last_good, only when wait_for_last_good() comes, as a thread that has not
+  // got to them yet.
   void post_last_good(std::string text) override {
+    if (hold_last_good) {
+      held_last_good.push_back(std::move(text));
+      return;
+    }
     if (auto old = read(StateFile::last_good); old && *old == text) return;
     try {
       replace_keeping(StateFile::last_good, StateFile::previous_good, text);
     } catch (const std::exception&) {
     }
   }
-  void wait_for_last_good() override {}
+  void wait_for_last_good() override {
+    const bool held = std::exchange(hold_last_good, false);
+    for (std::string& text : std::exchange(held_last_good, {})) post_last_good(std::move(text));
+    hold_last_good = held;
+  }
   void remove(StateFile file) override { files.erase(file); }
   std::string name(StateFile file) const override {
     switch (file) {
@@ -76,6 +86,8 @@ class FakeStateStore final : public StateStore {
   std::map<StateFile, std::string> files;
   std::vector<StateWriter::Outcome> outcomes;
   bool full = false;  // every write fails
+  bool hold_last_good = false;  // post_last_good() waits for wait_for_last_good()
+  std::vector<std::string> held_last_good;
 };
 
 }  // namespace portier::testing
