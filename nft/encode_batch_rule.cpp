@@ -700,7 +700,10 @@ void RuleEncoder::encode_vmap(const ir::Verdict& verdict) {
 void RuleEncoder::encode_map_lookup(const ir::Verdict& verdict) {
   check_name(verdict.map, "map");
   const ir::RuleMap& map = named_.map_of(verdict.map);
-  if (verdict.map_key.empty() || verdict.map_key != map.key) {
+  const bool loads_key = verdict.map_key.size() == map.key.size() &&
+                         std::equal(verdict.map_key.begin(), verdict.map_key.end(), map.key.begin(),
+                                    ir::loads_key_field);
+  if (verdict.map_key.empty() || !loads_key) {
     throw std::invalid_argument("the lookup of map " + verdict.map +
                                 " does not load the map's key fields");
   }

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <string_view>
+#include <utility>
 
 #include "compile_match.h"
 #include "compile_neighbours.h"
@@ -744,7 +746,19 @@ ir::Ruleset compile_policy(const Policy& policy, const CompileOptions& options) 
   // elements are taken out afterwards: so which rules merge, and where, never depends
   // on what is enabled, and a toggle is an edit of what is loaded (without_owners).
   ir::Ruleset ruleset = Compiler(policy, options).run();
-  if (options.merge_rules) merge_rule_runs(ruleset);
+  if (options.merge_rules) {
+    merge_rule_runs(ruleset);
+    // `published` mirrors the input base chain, `published_ZONE` input_ZONE (published_chains).
+    std::vector<std::pair<std::string, std::string>> mirrors;
+    for (const ir::Chain& chain : ruleset.chains) {
+      if (chain.name == kPublishedChain)
+        mirrors.emplace_back(chain.name, kInputChain);
+      else if (chain.name.starts_with(kPublishedPrefix))
+        mirrors.emplace_back(
+            chain.name, "input_" + chain.name.substr(std::string_view(kPublishedPrefix).size()));
+    }
+    for (const auto& [copy, original] : mirrors) share_maps(ruleset, copy, original);
+  }
   split_long_chains(ruleset);
   share_protocol_sets(ruleset);
   const std::set<std::string, std::less<>> disabled = disabled_names(policy);

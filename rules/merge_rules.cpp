@@ -4,8 +4,10 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -333,6 +335,55 @@ void merge_rule_runs(ir::Ruleset& ruleset) {
     }
     chain.rules = std::move(rules);
   }
+}
+
+void share_maps(ir::Ruleset& ruleset, std::string_view copy, std::string_view original) {
+  auto chain_named = [&](std::string_view name) -> ir::Chain* {
+    for (ir::Chain& chain : ruleset.chains)
+      if (chain.name == name) return &chain;
+    return nullptr;
+  };
+  ir::Chain* copies = chain_named(copy);
+  const ir::Chain* originals = chain_named(original);
+  if (copies == nullptr || originals == nullptr || copies == originals) return;
+  std::unordered_map<std::string_view, std::size_t> index;  // map name -> ruleset.maps
+  index.reserve(ruleset.maps.size());
+  for (std::size_t m = 0; m < ruleset.maps.size(); ++m) index.emplace(ruleset.maps[m].name, m);
+  auto map_of = [&](const ir::Rule& rule) -> const ir::RuleMap* {
+    if (rule.verdict.kind != ir::VerdictKind::map_lookup) return nullptr;
+    auto it = index.find(rule.verdict.map);
+    return it == index.end() ? nullptr : &ruleset.maps[it->second];
+  };
+  // The original chain's maps by their first and last elements' names: two maps of one
+  // run of rules are found at once, and comparing the elements then mostly finds them equal.
+  auto ends = [](const ir::RuleMap& map) {
+    return map.elements.empty() ? std::string()
+                                : map.elements.front().comment + '\n' + map.elements.back().comment;
+  };
+  std::unordered_multimap<std::string, const ir::RuleMap*> candidates;
+  for (const ir::Rule& rule : originals->rules)
+    if (const ir::RuleMap* map = map_of(rule)) candidates.emplace(ends(*map), map);
+  auto same = [](const ir::RuleMap& from_copy, const ir::RuleMap& from_original) {
+    return from_copy.key.size() == from_original.key.size() &&
+           std::equal(from_copy.key.begin(), from_copy.key.end(), from_original.key.begin(),
+                      ir::loads_key_field) &&
+           from_copy.elements == from_original.elements;
+  };
+  std::set<std::string, std::less<>> gone;
+  for (ir::Rule& rule : copies->rules) {
+    const ir::RuleMap* map = map_of(rule);
+    if (map == nullptr || map->elements.empty()) continue;
+    auto [first, last] = candidates.equal_range(ends(*map));
+    for (auto it = first; it != last; ++it) {
+      if (!same(*map, *it->second)) continue;
+      gone.insert(map->name);
+      rule.verdict.map = it->second->name;
+      break;
+    }
+  }
+  // Each map is its own run's, looked up by one rule: the copy's maps are now looked up by none.
+  if (gone.empty()) return;
+  std::erase_if(ruleset.maps, [&](const ir::RuleMap& map) { return gone.count(map.name) > 0; });
 }
 
 }  // namespace portier

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <string_view>
 
 #include "ruleset.h"
 
@@ -34,5 +35,15 @@ inline constexpr const char* kMergedRulesPrefix = "rules ";
 /// run are disjoint, at most one rule of the run can match a packet, so the map decides
 /// exactly as the rules did in order (explain_packet checks this in merge_rules_test).
 void merge_rule_runs(ir::Ruleset& ruleset);
+
+/// After merge_rule_runs(): each map looked up in chain `copy` that holds the same elements
+/// (boxes, verdicts and names, in order) as a map looked up in chain `original`, under a key
+/// whose every field the copy's lookup may load for the original's (ir::loads_key_field),
+/// goes, and the copy's lookups use the original's map. The `published` chains are the
+/// input chains again on the destination before NAT, so most of their maps are the input
+/// maps a second time: a 10,000-rule policy loaded 20,000 map elements, each with its own
+/// counter, for 10,000 rules. The shared element counts both paths; a rule's counter is
+/// the sum over its kernel rules and elements either way (Firewall::rules()).
+void share_maps(ir::Ruleset& ruleset, std::string_view copy, std::string_view original);
 
 }  // namespace portier

@@ -256,6 +256,16 @@ inline bool is_port_field(KeyField field) {
          field == KeyField::ct_original_dport;
 }
 
+/// Whether a lookup may load `loaded` for a map's key field `declared`: the same field, or
+/// the destination port before NAT for a map of destination ports (the `published` chain
+/// looks DNATed connections up in the input chain's maps, share_maps()). Both are
+/// inet_service, and a connection's original destination port is the one its input rule
+/// was written for.
+inline bool loads_key_field(KeyField loaded, KeyField declared) {
+  return loaded == declared ||
+         (loaded == KeyField::ct_original_dport && declared == KeyField::dport);
+}
+
 /// "ip saddr", ..., "sport", "dport": the field as nft names it (ports without their
 /// header, which depends on the rule's protocols).
 inline const char* key_field_name(KeyField field) {
@@ -287,7 +297,7 @@ struct Verdict {
   bool vmap_outgoing = false;            // vmap: oifname instead of iifname
   std::vector<VmapEntry> vmap;           // vmap: sorted by interface
   std::string map;                       // map_lookup: the RuleMap's name
-  std::vector<KeyField> map_key;         // map_lookup: the fields looked up, as the map's key
+  std::vector<KeyField> map_key;         // map_lookup: the fields looked up (loads_key_field)
   friend bool operator==(const Verdict&, const Verdict&) = default;
 };
 
@@ -382,6 +392,8 @@ struct MapElement {
 /// Always an interval map with a counter on every element (the set's `counter`
 /// expression), so each policy rule keeps its own counter and is toggled as elements.
 /// Elements are pairwise disjoint, so the order of rules within the run does not matter.
+/// The `published` chains' copies of a run look up the input chain's map where it holds
+/// the same elements (share_maps()), so one map may serve two lookups.
 struct RuleMap {
   std::string name;
   std::vector<KeyField> key;          // not empty

@@ -625,7 +625,10 @@ Ruleset maps() {
             "merged a to b"),
        rule({tcp_udp()}, map_lookup("input/m3", {KeyField::dport}), "merged ssh to low", true),
        rule({tcp()}, map_lookup("input/m6", {KeyField::ip_saddr, KeyField::ct_original_dport}),
-            "merged pub1 to pub2")}));
+            "merged pub1 to pub2"),
+       // A published chain's copy sharing the input map (share_maps): m1's key is a dport.
+       rule({tcp()}, map_lookup("input/m1", {KeyField::ip_saddr, KeyField::ct_original_dport}),
+            "shared r1 to r2")}));
   r.chains.push_back(base_chain(
       "output", Hook::output, 0, true,
       {rule({udp()}, map_lookup("output/m4", {KeyField::ip_daddr, KeyField::dport}), "discard")}));

@@ -5,6 +5,7 @@
 
 #include <random>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -213,7 +214,9 @@ ir::Address v4(const std::string& text) {
 
 }  // namespace
 
-TEST_CASE("the published chain's copies merge too, keyed by ct original proto-dst, and decide as before") {
+TEST_CASE(
+    "the published chain's copies merge too, looking up the input map by ct original proto-dst, "
+    "and decide as before") {
   // The neighbours' zones are kept here: their `published` chain holds a copy of each
   // input port rule for connections another table DNATed (compile_neighbours.h).
   std::string text = "[policy]\ninput = 'drop'\n";
@@ -228,16 +231,26 @@ TEST_CASE("the published chain's copies merge too, keyed by ct original proto-ds
   unmerged_options.merge_rules = false;
   const ir::Ruleset merged = compile_policy(parsed.policy);
   const ir::Ruleset unmerged = compile_policy(parsed.policy, unmerged_options);
-  const ir::RuleMap* published = nullptr;
-  for (const ir::RuleMap& map : merged.maps)
-    if (map.name.starts_with("published")) published = &map;
-  REQUIRE(published != nullptr);
-  CHECK(published->key ==
+  // One map, the input chain's, looked up by both chains (share_maps): the copy's map held
+  // the same 12 elements.
+  REQUIRE(merged.maps.size() == 1);
+  const ir::RuleMap& map = merged.maps[0];
+  CHECK(map.name == "input/m1");
+  CHECK(map.key == std::vector<ir::KeyField>{ir::KeyField::ip_saddr, ir::KeyField::dport});
+  CHECK(map.elements.size() == 12);
+  const ir::Rule* published_lookup = nullptr;
+  for (const ir::Chain& chain : merged.chains)
+    if (chain.name == "published")
+      for (const ir::Rule& rule : chain.rules)
+        if (rule.verdict.kind == ir::VerdictKind::map_lookup) published_lookup = &rule;
+  REQUIRE(published_lookup != nullptr);
+  CHECK(published_lookup->verdict.map == "input/m1");
+  CHECK(published_lookup->verdict.map_key ==
         std::vector<ir::KeyField>{ir::KeyField::ip_saddr, ir::KeyField::ct_original_dport});
-  CHECK(published->elements.size() == 12);
   const std::string nft = render_nft(merged);
-  CHECK(nft.find("meta l4proto tcp ip saddr . ct original proto-dst vmap @" + published->name +
+  CHECK(nft.find("meta l4proto tcp ip saddr . ct original proto-dst vmap @input/m1"
                  " comment \"rules r0 to r11\"") != std::string::npos);
+  CHECK(nft.find("meta l4proto tcp ip saddr . tcp dport vmap @input/m1") != std::string::npos);
   CHECK(nft.find("ct original proto-dst 8000 counter") == std::string::npos);
 
   // DNATed connections from each rule's address (and another), to each rule's original
@@ -264,4 +277,44 @@ TEST_CASE("the published chain's copies merge too, keyed by ct original proto-ds
         decided_by_rules += want.decided_by.starts_with("r");
       }
   CHECK(decided_by_rules == 12);  // each rule decided its own address and port once
+}
+
+TEST_CASE("share_maps keeps the copy's map where its elements or key differ from the original's") {
+  std::string text = "[policy]\ninput = 'drop'\n";
+  for (int i = 0; i < 6; ++i)
+    text += rule_text("r" + std::to_string(i), "protocols = 'tcp'\nports = [" +
+                                                   std::to_string(8000 + i) + "]\nfrom = '10.0.0." +
+                                                   std::to_string(i) + "'\naction = 'accept'\n");
+  ParsedPolicy parsed = parse_policy(text, "merge.toml", SystemTables{});
+  REQUIRE_MESSAGE(parsed.ok(), parsed.report());
+  CompileOptions options;
+  options.merge_rules = false;
+  ir::Ruleset base = compile_policy(parsed.policy, options);
+  auto chain_of = [](ir::Ruleset& ruleset, const std::string& name) -> ir::Chain& {
+    for (ir::Chain& chain : ruleset.chains)
+      if (chain.name == name) return chain;
+    FAIL("no chain " << name);
+    throw std::logic_error("unreachable");
+  };
+  SUBCASE("one element's verdict differs") {
+    ir::Ruleset ruleset = base;
+    for (ir::Rule& rule : chain_of(ruleset, "published").rules)
+      if (rule.comment == "r3") rule.verdict.kind = ir::VerdictKind::drop;
+    merge_rule_runs(ruleset);
+    REQUIRE(ruleset.maps.size() == 2);
+    share_maps(ruleset, "published", "input");
+    CHECK(ruleset.maps.size() == 2);
+  }
+  SUBCASE("the input chain cannot use the published map: its key is not the one loaded") {
+    ir::Ruleset ruleset = base;
+    merge_rule_runs(ruleset);
+    REQUIRE(ruleset.maps.size() == 2);
+    // The other way round: input's lookups of dport cannot use published's map of
+    // ct original proto-dst (loads_key_field is one way).
+    share_maps(ruleset, "input", "published");
+    CHECK(ruleset.maps.size() == 2);
+    share_maps(ruleset, "published", "input");
+    REQUIRE(ruleset.maps.size() == 1);
+    CHECK(ruleset.maps[0].name == "input/m1");
+  }
 }
