@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <map>
 #include <string_view>
 #include <utility>
 
@@ -309,14 +310,33 @@ class Compiler {
     }
     for (const Segment& segment : combine(from, to)) {
       for (const std::vector<ir::Match>& owner_tail : tails) {
-        if (publishing_) {
-          for (std::vector<ir::Match>& matches : published_alternatives(concat(segment, owner_tail)))
-            add_rule_segment(chain, rule, std::move(matches));
-        } else {
-          add_rule_segment(chain, rule, concat(segment, owner_tail));
-        }
+        std::vector<ir::Match> matches = concat(segment, owner_tail);
+        if (published_copy_)
+          for (std::vector<ir::Match>& alternative : published_alternatives(matches))
+            add_rule_segment(*published_copy_, rule, std::move(alternative));
+        add_rule_segment(chain, rule, std::move(matches));
       }
     }
+  }
+
+  // The input rules of `zone` (nullptr: the base chain) into `chain`, and while neighbours
+  // publish ports their copies for DNATed connections into the published chain's rules
+  // (published_chains()): each rule's endpoints are worked out once for both.
+  void add_input_rules(ir::Chain& chain, const Zone* zone, const ChainZone& chain_zone) {
+    ir::Chain copies;
+    published_copy_ = publishes() ? &copies : nullptr;
+    add_rules(chain, Direction::in, chain_zone);
+    published_copy_ = nullptr;
+    if (publishes()) published_rules_.emplace(zone, std::move(copies.rules));
+  }
+
+  // The copies add_input_rules() made for `zone`, appended to `chain`.
+  void add_published_rules(ir::Chain& chain, const Zone* zone) {
+    auto it = published_rules_.find(zone);
+    if (it == published_rules_.end()) return;
+    chain.rules.insert(chain.rules.end(), std::make_move_iterator(it->second.begin()),
+                       std::make_move_iterator(it->second.end()));
+    published_rules_.erase(it);
   }
 
   // One alternative of a policy rule: its per-source limit, its log line, the rule.
@@ -400,13 +420,13 @@ class Compiler {
         ir::VerdictKind::accept));
     for (const Zone* zone : dispatch_zones_) {
       ir::Chain zone_chain{std::string("input_") + zone->name, std::nullopt, {}};
-      add_rules(zone_chain, Direction::in, {zone, true});
+      add_input_rules(zone_chain, zone, {zone, true});
       add_default(zone_chain, zone->input.value_or(policy_.input), "input from " + zone->name,
                   true);
       zone_chains.push_back(std::move(zone_chain));
     }
     add_dispatch(chain, "input_");
-    add_rules(chain, Direction::in, {nullptr, !dispatch_zones_.empty()});
+    add_input_rules(chain, nullptr, {nullptr, !dispatch_zones_.empty()});
     add_neighbour_input(chain);
     add_default(chain, policy_.input, "input", false);
     return chain;
@@ -437,27 +457,26 @@ class Compiler {
   bool publishes() const { return has_neighbours_ && !policy_.neighbours.published_open; }
 
   // The input rules and defaults again, for connections a neighbour DNATs to one of its
-  // containers: `published` mirrors the input base chain, `published_ZONE` input_ZONE.
+  // containers: `published` mirrors the input base chain, `published_ZONE` input_ZONE (their
+  // rules made beside the input chains', add_input_rules()).
   // Connections that come from a neighbour (a pod to a Kubernetes service, a container to
   // another's port through the host's address) go back to the forward chain, to be left to
   // their owner like the rest of its traffic.
   void published_chains(std::vector<ir::Chain>& zone_chains) {
-    publishing_ = true;
     ir::Chain chain{kPublishedChain, std::nullopt, {}};
     for (Segment& segment : neighbour_segments(policy_, false))
       chain.rules.push_back(rule_of(std::move(segment), ir::VerdictKind::return_));
     for (const Zone* zone : dispatch_zones_) {
       ir::Chain zone_chain{kPublishedPrefix + zone->name, std::nullopt, {}};
-      add_rules(zone_chain, Direction::in, {zone, true});
+      add_published_rules(zone_chain, zone);
       add_default(zone_chain, zone->input.value_or(policy_.input), "input from " + zone->name,
                   true);
       zone_chains.push_back(std::move(zone_chain));
     }
     add_dispatch(chain, kPublishedPrefix);
-    add_rules(chain, Direction::in, {nullptr, !dispatch_zones_.empty()});
+    add_published_rules(chain, nullptr);
     add_default(chain, policy_.input, "input", true);
     zone_chains.push_back(std::move(chain));
-    publishing_ = false;
   }
 
   // Early in the forward chain: DNATed connections out through a neighbour's interface go
@@ -624,7 +643,8 @@ class Compiler {
   const CompileOptions& options_;
   std::vector<const Zone*> dispatch_zones_;  // zones with interfaces, by name; no neighbours
   bool has_neighbours_ = false;              // neighbour zones with interfaces
-  bool publishing_ = false;                  // filling the published chains (add_rule)
+  ir::Chain* published_copy_ = nullptr;      // add_input_rules(): where add_rule puts the copies
+  std::map<const Zone*, std::vector<ir::Rule>> published_rules_;  // the copies, by zone
   std::vector<ir::NamedSet> meters_;
 };
 
