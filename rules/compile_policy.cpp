@@ -17,6 +17,9 @@
 namespace portier {
 namespace {
 
+// Zone chains of the input base chain: input_lan (published_lan mirrors it).
+constexpr const char* kInputZonePrefix = "input_";
+
 // An address as its family and two big-endian 64-bit halves, ordered as ir::Address is
 // (family, then the bytes): sets of a million addresses are sorted and walked by these,
 // without a byte-by-byte comparison each time.
@@ -419,13 +422,13 @@ class Compiler {
         {ir::IcmpTypeIn{true, {std::begin(kIcmpv6Essentials), std::end(kIcmpv6Essentials)}}},
         ir::VerdictKind::accept));
     for (const Zone* zone : dispatch_zones_) {
-      ir::Chain zone_chain{std::string("input_") + zone->name, std::nullopt, {}};
+      ir::Chain zone_chain{kInputZonePrefix + zone->name, std::nullopt, {}};
       add_input_rules(zone_chain, zone, {zone, true});
       add_default(zone_chain, zone->input.value_or(policy_.input), "input from " + zone->name,
                   true);
       zone_chains.push_back(std::move(zone_chain));
     }
-    add_dispatch(chain, "input_");
+    add_dispatch(chain, kInputZonePrefix);
     add_input_rules(chain, nullptr, {nullptr, !dispatch_zones_.empty()});
     add_neighbour_input(chain);
     add_default(chain, policy_.input, "input", false);
@@ -775,7 +778,8 @@ ir::Ruleset compile_policy(const Policy& policy, const CompileOptions& options) 
         mirrors.emplace_back(chain.name, kInputChain);
       else if (chain.name.starts_with(kPublishedPrefix))
         mirrors.emplace_back(
-            chain.name, "input_" + chain.name.substr(std::string_view(kPublishedPrefix).size()));
+            chain.name,
+            kInputZonePrefix + chain.name.substr(std::string_view(kPublishedPrefix).size()));
     }
     for (const auto& [copy, original] : mirrors) share_maps(ruleset, copy, original);
   }
