@@ -322,15 +322,15 @@ class Compiler {
     }
   }
 
-  // The input rules of `zone` (nullptr: the base chain) into `chain`, and while neighbours
-  // publish ports their copies for DNATed connections into the published chain's rules
-  // (published_chains()): each rule's endpoints are worked out once for both.
-  void add_input_rules(ir::Chain& chain, const Zone* zone, const ChainZone& chain_zone) {
+  // The input rules of `zone`'s chain (zone.zone nullptr: the base chain) into `chain`, and
+  // while neighbours publish ports their copies for DNATed connections into the published
+  // chain's rules (published_chains()): each rule's endpoints are worked out once for both.
+  void add_input_rules(ir::Chain& chain, const ChainZone& zone) {
     ir::Chain copies;
     published_copy_ = publishes() ? &copies : nullptr;
-    add_rules(chain, Direction::in, chain_zone);
+    add_rules(chain, Direction::in, zone);
     published_copy_ = nullptr;
-    if (publishes()) published_rules_.emplace(zone, std::move(copies.rules));
+    if (publishes()) published_rules_.emplace(zone.zone, std::move(copies.rules));
   }
 
   // The copies add_input_rules() made for `zone`, appended to `chain`.
@@ -423,13 +423,13 @@ class Compiler {
         ir::VerdictKind::accept));
     for (const Zone* zone : dispatch_zones_) {
       ir::Chain zone_chain{kInputZonePrefix + zone->name, std::nullopt, {}};
-      add_input_rules(zone_chain, zone, {zone, true});
+      add_input_rules(zone_chain, {zone, true});
       add_default(zone_chain, zone->input.value_or(policy_.input), "input from " + zone->name,
                   true);
       zone_chains.push_back(std::move(zone_chain));
     }
     add_dispatch(chain, kInputZonePrefix);
-    add_input_rules(chain, nullptr, {nullptr, !dispatch_zones_.empty()});
+    add_input_rules(chain, {nullptr, !dispatch_zones_.empty()});
     add_neighbour_input(chain);
     add_default(chain, policy_.input, "input", false);
     return chain;

@@ -316,5 +316,14 @@ TEST_CASE("share_maps keeps the copy's map where its elements or key differ from
     share_maps(ruleset, "published", "input");
     REQUIRE(ruleset.maps.size() == 1);
     CHECK(ruleset.maps[0].name == "input/m1");
+    // Both chains' lookups name the map that stayed.
+    std::size_t lookups = 0;
+    for (const ir::Chain& chain : ruleset.chains)
+      for (const ir::Rule& rule : chain.rules)
+        if (rule.verdict.kind == ir::VerdictKind::map_lookup) {
+          CHECK(rule.verdict.map == "input/m1");
+          ++lookups;
+        }
+    CHECK(lookups == 2);
   }
 }
