@@ -200,7 +200,7 @@ std::string Firewall::start() {
     }
   }
 
-  ParsedPolicy parsed = parse_policy_file(options_.policy_path, tables_);
+  ParsedPolicy parsed = read_policy_file();
   problems += parsed.report();
   if (parsed.ok()) {
     try {
@@ -248,7 +248,7 @@ std::string Firewall::start() {
 void Firewall::reload() {
   if (pending_)
     throw InvalidRequest("an apply is waiting for confirmation: confirm or roll back first");
-  ParsedPolicy parsed = parse_policy_file(options_.policy_path, tables_);
+  ParsedPolicy parsed = read_policy_file();
   if (!parsed.ok()) throw PolicyError(parsed.report());
   RuntimeState runtime = runtime_;
   // Forget toggles of rules the new policy no longer has.
@@ -281,7 +281,7 @@ void Firewall::set_rule_enabled(const std::string& name, bool enabled, bool perm
     edit_enabled_in_file(name, enabled);
     RuntimeState runtime = runtime_;
     runtime.toggles.erase(name);
-    ParsedPolicy parsed = parse_policy_file(options_.policy_path, tables_);
+    ParsedPolicy parsed = read_policy_file();
     if (!parsed.ok()) throw PolicyError(parsed.report());
     commit(std::move(parsed.policy), std::move(runtime), "toggle");
     policy_file_.loaded(parsed.sources);
@@ -377,7 +377,7 @@ bool Firewall::roll_back_policy_file() {
   std::optional<std::string> applied = read_text_file(options_.policy_path);
   write_file_atomically(options_.policy_path, *before);
   try {
-    ParsedPolicy parsed = parse_policy_file(options_.policy_path, tables_);
+    ParsedPolicy parsed = read_policy_file();
     if (!parsed.ok()) throw PolicyError(parsed.report());
     commit(std::move(parsed.policy), runtime_, "rollback");
     policy_file_.loaded(parsed.sources);

@@ -263,6 +263,10 @@ class Firewall {
     RuleNames disabled;
   };
   Policy effective(const Policy& policy, const RuntimeState& runtime) const;
+  /// The policy file and its drop-ins, read through read_cache_.
+  ParsedPolicy read_policy_file() {
+    return parse_policy_file(options_.policy_path, tables_, disk_files(), &read_cache_);
+  }
   Built build(const Policy& policy, const RuntimeState& runtime) const;
   void install(Built built, std::string_view reason);
   RuleHandles replace_table(const ir::Ruleset& next);
@@ -301,6 +305,8 @@ class Firewall {
   StateStore* state_;                      // null: keep no state
   BoundCgroups bound_;
   SystemTables tables_;
+  // The policy file's rules as last read: a reload parses only the rules edited since.
+  PolicyReadCache read_cache_;
   FirewallEvents* events_ = nullptr;
 
   Policy policy_;         // the policy in force (file, last good or built-in)

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <optional>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 
 #include "neighbours.h"
@@ -107,7 +108,11 @@ bool read_halves(std::string_view text, std::size_t split, const std::string& fi
 // Reads one file's text into `policy`; returns false when it could not be parsed at all.
 bool read_file_into(std::string_view text, const std::string& file_name, const SystemTables& tables,
                     const FileReader& files, bool is_drop_in, Policy& policy,
-                    std::vector<Diagnostic>& diagnostics) {
+                    std::vector<Diagnostic>& diagnostics, PolicyReadCache* cache = nullptr) {
+  if (cache && !is_drop_in && cache->read(text, file_name, tables, files, policy, diagnostics)) {
+    policy.files.push_back(file_name);
+    return true;
+  }
   if (const std::size_t split = is_drop_in ? 0 : parse_split_point(text);
       split != 0 && read_halves(text, split, file_name, tables, files, policy, diagnostics)) {
     policy.files.push_back(file_name);
@@ -153,6 +158,193 @@ void finish(ParsedPolicy& result) {
 
 }  // namespace
 
+namespace {
+
+// A `[[rule]]` line of the rule tail: where it starts in the text, and its line number.
+struct RuleStart {
+  std::size_t offset;
+  int line;
+};
+
+// The `[[rule]]` lines of the text's rule tail: from the first `[[rule]]` line after which
+// every line that could open a table (its first non-blank character is '[') is exactly
+// `[[rule]]`. Lines of a multi-line array that start with '[' end the tail too, which
+// only makes it shorter. Empty if there is none, or if the text has a multi-line string
+// (which could hold such lines).
+std::vector<RuleStart> rule_tail(std::string_view text) {
+  std::vector<RuleStart> starts;
+  if (text.find("\"\"\"") != std::string_view::npos || text.find("'''") != std::string_view::npos)
+    return starts;
+  int number = 1;
+  for (std::size_t line = 0; line < text.size(); ++number) {
+    std::size_t end = text.find('\n', line);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view content = text.substr(line, end - line);
+    if (content.ends_with('\r')) content.remove_suffix(1);
+    const std::size_t first = content.find_first_not_of(" \t");
+    if (first != std::string_view::npos && content[first] == '[') {
+      if (content == "[[rule]]")
+        starts.push_back({line, number});
+      else
+        starts.clear();
+    }
+    line = end + 1;
+  }
+  return starts;
+}
+
+// Rule and diagnostic lines read from a part of the file that starts at line `first`.
+void move_lines(SourceLocation& where, int by) {
+  if (where.line > 0) where.line += by;
+}
+
+void move_lines(Rule& rule, int by) {
+  move_lines(rule.where, by);
+  for (Endpoint& endpoint : rule.from) move_lines(endpoint.where, by);
+  for (Endpoint& endpoint : rule.to) move_lines(endpoint.where, by);
+}
+
+void name_file(Rule& rule, const std::string& file_name) {
+  rule.where.file = file_name;
+  for (Endpoint& endpoint : rule.from) endpoint.where.file = file_name;
+  for (Endpoint& endpoint : rule.to) endpoint.where.file = file_name;
+}
+
+// Runs `each(i)` for i in [0, count), on two threads when there are many.
+template <typename Each>
+void on_two_threads(std::size_t count, Each&& each) {
+  constexpr std::size_t kThreadFrom = 512;  // below this a thread costs more than it saves
+  const std::size_t half = count < kThreadFrom ? count : count / 2;
+  std::exception_ptr failure;
+  std::thread worker;
+  if (half < count)
+    worker = std::thread([&] {
+      try {
+        for (std::size_t i = half; i < count; ++i) each(i);
+      } catch (...) {
+        failure = std::current_exception();
+      }
+    });
+  try {
+    for (std::size_t i = 0; i < half; ++i) each(i);
+  } catch (...) {
+    if (worker.joinable()) worker.join();
+    throw;
+  }
+  if (worker.joinable()) worker.join();
+  if (failure) std::rethrow_exception(failure);
+}
+
+}  // namespace
+
+bool PolicyReadCache::read(std::string_view text, const std::string& file_name,
+                           const SystemTables& tables, const FileReader& files, Policy& policy,
+                           std::vector<Diagnostic>& diagnostics) {
+  const std::vector<RuleStart> starts = rule_tail(text);
+  if (starts.empty()) return false;
+  if (file_name != file_name_ || &tables != tables_) {
+    blocks_.clear();
+    file_name_ = file_name;
+    tables_ = &tables;
+  }
+  auto block_text = [&](std::size_t i) {
+    const std::size_t end = i + 1 < starts.size() ? starts[i + 1].offset : text.size();
+    return text.substr(starts[i].offset, end - starts[i].offset);
+  };
+
+  // The head is parsed with the tail's first rule: together they parse as they do in the
+  // whole file only if `rule` is an array that `[[rule]]` tables extend (not `rule = [...]`),
+  // and every later rule then parses alone as it does there.
+  toml::table head;
+  try {
+    head =
+        toml::parse(text.substr(0, starts.size() > 1 ? starts[1].offset : text.size()), file_name);
+  } catch (const toml::parse_error&) {
+    return false;
+  }
+
+  // Each later rule: kept, or new (each distinct new text parsed once). `first`: the first
+  // rule with its text, which carries the kept block over to the next cache.
+  struct Part {
+    Blocks::iterator kept;
+    std::size_t fresh = 0;  // index in new_texts, when not kept
+    bool first = false;
+  };
+  ++reads_;
+  std::vector<Part> parts(starts.size());
+  std::vector<std::string_view> new_texts;
+  std::unordered_map<std::string_view, std::size_t> new_index;
+  for (std::size_t i = 1; i < starts.size(); ++i) {
+    const std::string_view part = block_text(i);
+    Part& at = parts[i];
+    at.kept = blocks_.find(part);
+    if (at.kept != blocks_.end()) {
+      at.first = at.kept->second.read != reads_;
+      at.kept->second.read = reads_;
+    } else {
+      auto [index, added] = new_index.try_emplace(part, new_texts.size());
+      if (added) new_texts.push_back(part);
+      at.fresh = index->second;
+      at.first = added;
+    }
+  }
+  std::vector<Block> new_blocks(new_texts.size());
+  std::vector<char> parsed(new_texts.size(), 0);
+  on_two_threads(new_texts.size(), [&](std::size_t i) {
+    toml::table document;
+    try {
+      document = toml::parse(new_texts[i], file_name);
+    } catch (const toml::parse_error&) {
+      return;
+    }
+    PolicyReader reader(file_name, tables, files, false);
+    Policy alone;
+    reader.read_rule(*document.get("rule")->as_array()->get(0)->as_table(), alone);
+    new_blocks[i].rules = std::move(alone.rules);
+    new_blocks[i].diagnostics = reader.take_diagnostics();
+    for (Rule& rule : new_blocks[i].rules) name_file(rule, {});
+    for (Diagnostic& diagnostic : new_blocks[i].diagnostics) diagnostic.where.file.clear();
+    parsed[i] = 1;
+  });
+  if (std::find(parsed.begin(), parsed.end(), 0) != parsed.end()) return false;
+  auto block_of = [&](const Part& part) -> const Block& {
+    return part.kept != blocks_.end() ? part.kept->second : new_blocks[part.fresh];
+  };
+
+  PolicyReader reader(file_name, tables, files, false);
+  reader.read_document(head, policy, [&] {
+    for (std::size_t i = 1; i < starts.size(); ++i) {
+      const int by = starts[i].line - 1;
+      const Block& block = block_of(parts[i]);
+      for (const Rule& kept : block.rules) {
+        Rule& rule = policy.rules.emplace_back(kept);
+        name_file(rule, file_name);
+        move_lines(rule, by);
+      }
+      for (Diagnostic diagnostic : block.diagnostics) {
+        diagnostic.where.file = file_name;
+        move_lines(diagnostic.where, by);
+        reader.add(std::move(diagnostic));
+      }
+    }
+  });
+  auto found_here = reader.take_diagnostics();
+  diagnostics.insert(diagnostics.end(), found_here.begin(), found_here.end());
+
+  // Keep this read's rules only.
+  Blocks next;
+  next.reserve(starts.size());
+  for (std::size_t i = 1; i < starts.size(); ++i) {
+    if (!parts[i].first) continue;
+    if (parts[i].kept != blocks_.end())
+      next.insert(blocks_.extract(parts[i].kept));
+    else
+      next.emplace(std::string(block_text(i)), std::move(new_blocks[parts[i].fresh]));
+  }
+  blocks_ = std::move(next);
+  return true;
+}
+
 std::string ParsedPolicy::report() const {
   std::string printed;
   for (const Diagnostic& diagnostic : diagnostics) {
@@ -165,11 +357,12 @@ std::string ParsedPolicy::report() const {
 }
 
 ParsedPolicy parse_policy(std::string_view text, const std::string& file_name,
-                          const SystemTables& tables, const FileReader& files) {
+                          const SystemTables& tables, const FileReader& files,
+                          PolicyReadCache* cache) {
   ParsedPolicy result;
   result.sources.emplace(file_name, std::string(text));
   result.policy.source = file_name;
-  read_file_into(text, file_name, tables, files, false, result.policy, result.diagnostics);
+  read_file_into(text, file_name, tables, files, false, result.policy, result.diagnostics, cache);
   finish(result);
   return result;
 }
@@ -189,13 +382,13 @@ std::string drop_in_dir(const std::string& path) {
 }
 
 ParsedPolicy parse_policy_file(const std::string& path, const SystemTables& tables,
-                               const FileReader& files) {
+                               const FileReader& files, PolicyReadCache* cache) {
   ParsedPolicy result;
   result.policy.source = path;
   auto text = read_text(files, path, result.diagnostics, "policy");
   if (!text) return result;
   result.sources.emplace(path, *text);
-  read_file_into(*text, path, tables, files, false, result.policy, result.diagnostics);
+  read_file_into(*text, path, tables, files, false, result.policy, result.diagnostics, cache);
 
   std::vector<fs::path> drop_ins;
   for (const std::string& entry : files.list(drop_in_dir(path)))

@@ -31,7 +31,8 @@ std::string interface_name_error(const std::string& name) {
 
 }  // namespace
 
-void PolicyReader::read_document(const toml::table& document, Policy& policy) {
+void PolicyReader::read_document(const toml::table& document, Policy& policy,
+                                 const std::function<void()>& more_rules) {
   if (is_drop_in_)
     check_keys(document, {"zone", "set", "rule", "bind", "forward"}, "a drop-in file");
   else
@@ -70,6 +71,7 @@ void PolicyReader::read_document(const toml::table& document, Policy& policy) {
       error(node->source(), "'set' must be a table of sets: [set.NAME]");
   }
   each_table_of(document, "rule", [&](const toml::table& t) { read_rule(t, policy); });
+  if (more_rules) more_rules();
   each_table_of(document, "bind", [&](const toml::table& t) { read_bind(t, policy); });
   each_table_of(document, "forward", [&](const toml::table& t) { read_forward(t, policy); });
 }

@@ -7,6 +7,7 @@
 #include <toml++/toml.h>
 
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -25,7 +26,15 @@ class PolicyReader {
       : file_name_(std::move(file_name)), tables_(tables), files_(files), is_drop_in_(is_drop_in) {}
 
   /// Reads every section of `document` into `policy` (appending zones, rules, ...).
-  void read_document(const toml::table& document, Policy& policy);
+  /// `more_rules`, if given, is called after the document's rules are read and before its
+  /// binds: where the rules of a file's tail read apart (PolicyReadCache) join, in the
+  /// order of the whole file, diagnostics included.
+  void read_document(const toml::table& document, Policy& policy,
+                     const std::function<void()>& more_rules = {});
+  /// Reads one `[[rule]]` table into `policy.rules` (nothing if it has errors).
+  void read_rule(const toml::table& table, Policy& policy);
+  /// Adds a diagnostic found elsewhere (a rule read apart), in order.
+  void add(Diagnostic diagnostic) { diagnostics_.push_back(std::move(diagnostic)); }
 
   SourceLocation at(const toml::source_region& region) const {
     return {file_name_, static_cast<int>(region.begin.line), static_cast<int>(region.begin.column)};
@@ -63,7 +72,6 @@ class PolicyReader {
   void read_zones(const toml::table& table, Policy& policy);
   void read_sets(const toml::table& table, Policy& policy);
   void read_set_file(const toml::node& node, NamedSet& set);
-  void read_rule(const toml::table& table, Policy& policy);
   void read_bind(const toml::table& table, Policy& policy);
   void read_forward(const toml::table& table, Policy& policy);
   template <typename Each>
