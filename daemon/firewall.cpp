@@ -109,12 +109,23 @@ Firewall::Built Firewall::build(const Policy& policy, const RuntimeState& runtim
     built.full = compile_panic(runtime.panic_keep_established, options_.compile);
     return built;
   }
-  Policy in_force = effective(policy, runtime);
-  built.disabled = disabled_names(in_force);
   // Compiled with everything enabled: toggles then only add or remove kernel rules.
-  for (Rule& rule : in_force.rules) rule.enabled = true;
-  for (Forward& forward : in_force.forwards) forward.enabled = true;
-  built.full = compile_policy(in_force, options_.compile);
+  CompileOptions whole = options_.compile;
+  whole.leave_out_disabled = false;
+  if (runtime.timed_rules.empty() && runtime.added_elements.empty() &&
+      runtime.removed_elements.empty()) {
+    // Toggles at most: the policy compiles as it is, without effective()'s copy of it (a
+    // 10,000-rule policy is megabytes, which a reload after the heap decay faults in).
+    for (const Rule& rule : policy.rules)
+      if (!enabled_now(runtime, rule.name, rule.enabled)) built.disabled.insert(rule.name);
+    for (const Forward& forward : policy.forwards)
+      if (!enabled_now(runtime, forward.name, forward.enabled)) built.disabled.insert(forward.name);
+    built.full = compile_policy(policy, whole);
+  } else {
+    const Policy in_force = effective(policy, runtime);
+    built.disabled = disabled_names(in_force);
+    built.full = compile_policy(in_force, whole);
+  }
   // A unit that does not run is a state, not an error: its set is empty, so its ports
   // are served by nobody until it starts (follow_cgroups).
   bound_.fill(built.full);

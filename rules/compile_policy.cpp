@@ -785,6 +785,7 @@ ir::Ruleset compile_policy(const Policy& policy, const CompileOptions& options) 
   }
   split_long_chains(ruleset);
   share_protocol_sets(ruleset);
+  if (!options.leave_out_disabled) return ruleset;
   const std::set<std::string, std::less<>> disabled = disabled_names(policy);
   if (disabled.empty()) return ruleset;
   return without_owners(ruleset, disabled);

@@ -49,6 +49,9 @@ struct CompileOptions {
   /// Merge runs of adjacent rules of one shape into map lookups (merge_rules.h); off
   /// only to compare with the unmerged ruleset (tests, benchmarks).
   bool merge_rules = true;
+  /// Leave out the disabled rules and forwards (without_owners). portierd compiles with
+  /// false: everything as if enabled, which its toggles then edit.
+  bool leave_out_disabled = true;
 };
 
 /// The ruleset for `policy`, leaving out disabled rules and forwards. Every policy rule

@@ -513,6 +513,10 @@ TEST_CASE(
         if (Rule* rule = one_off.find_rule(name)) rule->enabled = false;
         if (Forward* forward = one_off.find_forward(name)) forward->enabled = false;
         CHECK(compile_policy(one_off) == without_owners(full, {name}));
+        // Kept in (portierd's build): the same as with everything enabled.
+        CompileOptions keep;
+        keep.leave_out_disabled = false;
+        CHECK(compile_policy(one_off, keep) == full);
         ++cases;
       }
       std::set<std::string, std::less<>> disabled;
