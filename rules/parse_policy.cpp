@@ -387,8 +387,9 @@ ParsedPolicy parse_policy_file(const std::string& path, const SystemTables& tabl
   result.policy.source = path;
   auto text = read_text(files, path, result.diagnostics, "policy");
   if (!text) return result;
-  result.sources.emplace(path, *text);
-  read_file_into(*text, path, tables, files, false, result.policy, result.diagnostics, cache);
+  // Read from the kept source, not a copy of it (a 10,000-rule policy is a megabyte).
+  const std::string& source = result.sources.emplace(path, std::move(*text)).first->second;
+  read_file_into(source, path, tables, files, false, result.policy, result.diagnostics, cache);
 
   std::vector<fs::path> drop_ins;
   for (const std::string& entry : files.list(drop_in_dir(path)))
@@ -397,9 +398,10 @@ ParsedPolicy parse_policy_file(const std::string& path, const SystemTables& tabl
   for (const fs::path& drop_in : drop_ins) {
     auto drop_in_text = read_text(files, drop_in.string(), result.diagnostics, "drop-in");
     if (!drop_in_text) continue;
-    result.sources.emplace(drop_in.string(), *drop_in_text);
-    read_file_into(*drop_in_text, drop_in.string(), tables, files, true, result.policy,
-                   result.diagnostics);
+    // try_emplace leaves the text where it is if the name is there already.
+    auto [kept, added] = result.sources.try_emplace(drop_in.string(), std::move(*drop_in_text));
+    read_file_into(added ? kept->second : *drop_in_text, drop_in.string(), tables, files, true,
+                   result.policy, result.diagnostics);
   }
   finish(result);
   return result;
