@@ -22,10 +22,27 @@ int engine(const Args& args) {
   print_table_header();
   for (std::size_t size : args.numbers("sizes", {10, 1000, 10000})) {
     const std::string policy_path = dir + "/engine-" + std::to_string(size) + ".toml";
-    write_text(policy_path, generated_policy(size));
-    Samples parse, compile, both, render, encode, nft;
+    const std::string policy_text = generated_policy(size);
+    // The same policy with one rule edited, as bench/reload.sh edits it.
+    std::string edited = policy_text;
+    if (auto at = edited.find("\nports = 1024\n"); at != std::string::npos)
+      edited.replace(at, 14, "\nports = 1023\n");
+    write_text(policy_path, policy_text);
+    Samples parse, compile, both, render, encode, nft, first_read, edited_read;
     std::string text;
     for (std::size_t run = 0; run < runs; ++run) {
+      // Through a PolicyReadCache (portierd's reads): a first read, and one after the edit.
+      PolicyReadCache cache;
+      first_read.add(time_ms([&] {
+        if (!parse_policy_file(policy_path, tables, disk_files(), &cache).ok())
+          throw std::runtime_error("the policy does not parse");
+      }));
+      write_text(policy_path, edited);
+      edited_read.add(time_ms([&] {
+        if (!parse_policy_file(policy_path, tables, disk_files(), &cache).ok())
+          throw std::runtime_error("the edited policy does not parse");
+      }));
+      write_text(policy_path, policy_text);
       ParsedPolicy parsed;
       double parse_ms = time_ms([&] { parsed = parse_policy_file(policy_path, tables); });
       if (!parsed.ok()) throw std::runtime_error(parsed.report());
@@ -50,6 +67,10 @@ int engine(const Args& args) {
     const std::string baseline = "`nft -f` of the rendering (whole process, fresh ns)";
     Row parse_row{.what = "parse + validate, " + n, .portier = parse, .baseline_name = baseline, .baseline = nft};
     print_row(parse_row);
+    print_row({.what = "parse + validate through PolicyReadCache, first read (portierd's start), " + n,
+               .portier = first_read, .baseline_name = "parse + validate (above)", .baseline = parse});
+    print_row({.what = "parse + validate through PolicyReadCache, one rule edited since (portierd's reload), " + n,
+               .portier = edited_read, .baseline_name = "parse + validate (above)", .baseline = parse});
     // The 50 ms for "compile time" at 10k rules is shown against both readings:
     // the compile stage alone (policy model to IR), and parse + validate + compile.
     Row compile_row{.what = "compile, " + n, .portier = compile, .baseline_name = baseline, .baseline = nft};
