@@ -193,7 +193,8 @@ std::vector<RuleStart> rule_tail(std::string_view text) {
   return starts;
 }
 
-// Rule and diagnostic lines read from a part of the file that starts at line `first`.
+// The places of a rule or diagnostic read from a part of the file alone (its first line 1),
+// moved down `by` lines to where that part is in the file.
 void move_lines(SourceLocation& where, int by) {
   if (where.line > 0) where.line += by;
 }
@@ -313,6 +314,7 @@ bool PolicyReadCache::read(std::string_view text, const std::string& file_name,
 
   PolicyReader reader(file_name, tables, files, false);
   reader.read_document(head, policy, [&] {
+    policy.rules.reserve(policy.rules.size() + starts.size() - 1);
     for (std::size_t i = 1; i < starts.size(); ++i) {
       const int by = starts[i].line - 1;
       const Block& block = block_of(parts[i]);
