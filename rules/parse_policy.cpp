@@ -46,6 +46,42 @@ std::size_t parse_split_point(std::string_view text) {
 
 namespace {
 
+// Runs `there` on a thread of its own while `here` runs on this one, and rethrows what
+// either threw once both are done (`here`'s first).
+template <typename Here, typename There>
+void run_both(Here&& here, There&& there) {
+  std::exception_ptr failure;
+  std::thread worker([&] {
+    try {
+      there();
+    } catch (...) {
+      failure = std::current_exception();
+    }
+  });
+  try {
+    here();
+  } catch (...) {
+    worker.join();
+    throw;
+  }
+  worker.join();
+  if (failure) std::rethrow_exception(failure);
+}
+
+// Runs `each(i)` for i in [0, count), on two threads when there are many.
+template <typename Each>
+void on_two_threads(std::size_t count, Each&& each) {
+  constexpr std::size_t kThreadFrom = 512;  // below this a thread costs more than it saves
+  const std::size_t half = count < kThreadFrom ? count : count / 2;
+  auto run = [&](std::size_t from, std::size_t to) {
+    for (std::size_t i = from; i < to; ++i) each(i);
+  };
+  if (half == count)
+    run(0, count);
+  else
+    run_both([&] { run(0, half); }, [&] { run(half, count); });
+}
+
 // Reads the two halves of a long main policy file at once: the second half is parsed and
 // read on a thread of its own into a policy of its own, whose rules then follow the first
 // half's (TOML parsing and reading are nearly all the time of reading a long policy).
@@ -75,25 +111,11 @@ bool read_halves(std::string_view text, std::size_t split, const std::string& fi
   Policy second;
   std::vector<Diagnostic> second_diagnostics;
   bool second_parsed = false;
-  std::exception_ptr second_failure;
-  std::thread worker([&] {
-    try {
-      second_parsed = read_half(second_half, second, second_diagnostics);
-    } catch (...) {
-      second_failure = std::current_exception();
-    }
-  });
   const Policy before = policy;
   std::vector<Diagnostic> first_diagnostics;
   bool first_parsed = false;
-  try {
-    first_parsed = read_half(first_half, policy, first_diagnostics);
-  } catch (...) {
-    worker.join();
-    throw;
-  }
-  worker.join();
-  if (second_failure) std::rethrow_exception(second_failure);
+  run_both([&] { first_parsed = read_half(first_half, policy, first_diagnostics); },
+           [&] { second_parsed = read_half(second_half, second, second_diagnostics); });
   if (!first_parsed || !second_parsed) {
     policy = before;
     return false;
@@ -209,31 +231,6 @@ void name_file(Rule& rule, const std::string& file_name) {
   rule.where.file = file_name;
   for (Endpoint& endpoint : rule.from) endpoint.where.file = file_name;
   for (Endpoint& endpoint : rule.to) endpoint.where.file = file_name;
-}
-
-// Runs `each(i)` for i in [0, count), on two threads when there are many.
-template <typename Each>
-void on_two_threads(std::size_t count, Each&& each) {
-  constexpr std::size_t kThreadFrom = 512;  // below this a thread costs more than it saves
-  const std::size_t half = count < kThreadFrom ? count : count / 2;
-  std::exception_ptr failure;
-  std::thread worker;
-  if (half < count)
-    worker = std::thread([&] {
-      try {
-        for (std::size_t i = half; i < count; ++i) each(i);
-      } catch (...) {
-        failure = std::current_exception();
-      }
-    });
-  try {
-    for (std::size_t i = 0; i < half; ++i) each(i);
-  } catch (...) {
-    if (worker.joinable()) worker.join();
-    throw;
-  }
-  if (worker.joinable()) worker.join();
-  if (failure) std::rethrow_exception(failure);
 }
 
 }  // namespace

@@ -134,3 +134,15 @@ TEST_CASE("the kept rules are for one file name and one SystemTables") {
   CHECK(with_more.ok());
   same_as_whole(policy(20), cache);
 }
+
+TEST_CASE("a first read of many rules, parsed on two threads, reads as the whole text does") {
+  // 1,500 new rules: above the count from which they are parsed on two threads.
+  PolicyReadCache cache;
+  same_as_whole(policy(1500, 1400, "prots = 'udp'\n"), cache);
+  same_as_whole(policy(1500), cache);
+  CHECK(cache.size() == 1499);
+  // A TOML error in the second thread's half: read whole, as the whole file says.
+  PolicyReadCache fresh;
+  same_as_whole(policy(1500, 1450, "ports = [1,\n"), fresh);
+  CHECK(fresh.size() == 0);
+}
