@@ -19,29 +19,49 @@ namespace fs = std::filesystem;
 // Files larger than this are parsed in two halves on two threads when they can be.
 constexpr std::size_t kSplitParseFrom = 256 * 1024;
 
-// Where the second half of a long policy can start: a line that is exactly `[[rule]]`
-// near the middle, after which every table header is `[[rule]]` too, in a file without
-// multi-line strings (which could hold such a line). Parsed alone, that half is an
-// array of rule tables that continues the first half's, as in the whole file. 0: none.
-}  // namespace
+// A `[[rule]]` line of the rule tail: where it starts in the text, and its line number.
+struct RuleStart {
+  std::size_t offset;
+  int line;
+};
 
-std::size_t parse_split_point(std::string_view text) {
-  if (text.size() < kSplitParseFrom || text.find("\"\"\"") != std::string_view::npos ||
-      text.find("'''") != std::string_view::npos)
-    return 0;
-  constexpr std::string_view kHeader = "\n[[rule]]";
-  const std::size_t split = text.find(kHeader, text.size() / 2);
-  if (split == std::string_view::npos) return 0;
-  for (std::size_t line = split + 1; line < text.size();) {
+// The `[[rule]]` lines of the text's rule tail: from the first `[[rule]]` line after which
+// every line that could open a table (its first non-blank character is '[') is exactly
+// `[[rule]]`. Lines of a multi-line array that start with '[' end the tail too, which
+// only makes it shorter. Empty if there is none, or if the text has a multi-line string
+// (which could hold such lines).
+std::vector<RuleStart> rule_tail(std::string_view text) {
+  std::vector<RuleStart> starts;
+  if (text.find("\"\"\"") != std::string_view::npos || text.find("'''") != std::string_view::npos)
+    return starts;
+  int number = 1;
+  for (std::size_t line = 0; line < text.size(); ++number) {
     std::size_t end = text.find('\n', line);
     if (end == std::string_view::npos) end = text.size();
     std::string_view content = text.substr(line, end - line);
     if (content.ends_with('\r')) content.remove_suffix(1);
     const std::size_t first = content.find_first_not_of(" \t");
-    if (first != std::string_view::npos && content[first] == '[' && content != "[[rule]]") return 0;
+    if (first != std::string_view::npos && content[first] == '[') {
+      if (content == "[[rule]]")
+        starts.push_back({line, number});
+      else
+        starts.clear();
+    }
     line = end + 1;
   }
-  return split + 1;
+  return starts;
+}
+
+}  // namespace
+
+// Where the second half of a long policy can start: the rule tail's first `[[rule]]` line
+// past the middle. Parsed alone, that half is an array of rule tables that continues the
+// first half's, as in the whole file. 0: none.
+std::size_t parse_split_point(std::string_view text) {
+  if (text.size() < kSplitParseFrom) return 0;
+  for (const RuleStart& start : rule_tail(text))
+    if (start.offset > text.size() / 2) return start.offset;
+  return 0;
 }
 
 namespace {
@@ -176,43 +196,6 @@ void finish(ParsedPolicy& result) {
   add_neighbour_zones(result.policy);
   auto found = validate_policy(result.policy);
   result.diagnostics.insert(result.diagnostics.end(), found.begin(), found.end());
-}
-
-}  // namespace
-
-namespace {
-
-// A `[[rule]]` line of the rule tail: where it starts in the text, and its line number.
-struct RuleStart {
-  std::size_t offset;
-  int line;
-};
-
-// The `[[rule]]` lines of the text's rule tail: from the first `[[rule]]` line after which
-// every line that could open a table (its first non-blank character is '[') is exactly
-// `[[rule]]`. Lines of a multi-line array that start with '[' end the tail too, which
-// only makes it shorter. Empty if there is none, or if the text has a multi-line string
-// (which could hold such lines).
-std::vector<RuleStart> rule_tail(std::string_view text) {
-  std::vector<RuleStart> starts;
-  if (text.find("\"\"\"") != std::string_view::npos || text.find("'''") != std::string_view::npos)
-    return starts;
-  int number = 1;
-  for (std::size_t line = 0; line < text.size(); ++number) {
-    std::size_t end = text.find('\n', line);
-    if (end == std::string_view::npos) end = text.size();
-    std::string_view content = text.substr(line, end - line);
-    if (content.ends_with('\r')) content.remove_suffix(1);
-    const std::size_t first = content.find_first_not_of(" \t");
-    if (first != std::string_view::npos && content[first] == '[') {
-      if (content == "[[rule]]")
-        starts.push_back({line, number});
-      else
-        starts.clear();
-    }
-    line = end + 1;
-  }
-  return starts;
 }
 
 // The places of a rule or diagnostic read from a part of the file alone (its first line 1),

@@ -36,9 +36,10 @@ struct ParsedPolicy {
 /// of the last read, for one file name and one SystemTables.
 class PolicyReadCache {
  public:
-  /// Reads the main policy file's `text` into `policy` as read_file_into() does, and keeps
-  /// its tail's rules. False, with nothing added and the cache as it was, when the text has
-  /// no rule tail or a part does not parse alone: then the whole text is parsed as before.
+  /// Reads the main policy file's `text` into `policy` as a whole read would, and keeps
+  /// its tail's rules. False, with nothing added to `policy`, when the text has no rule tail
+  /// or a part does not parse alone: then the whole text is parsed as before. The kept rules
+  /// stay then, unless `file_name` or `tables` are not those of the last read.
   bool read(std::string_view text, const std::string& file_name, const SystemTables& tables,
             const FileReader& files, Policy& policy, std::vector<Diagnostic>& diagnostics);
   /// How many distinct rule texts are kept.
