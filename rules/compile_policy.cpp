@@ -19,6 +19,11 @@ namespace {
 
 // Zone chains of the input base chain: input_lan (published_lan mirrors it).
 constexpr const char* kInputZonePrefix = "input_";
+// Chain rules after the policy's own (defaults, a log line, neighbour services): reserved
+// with them, so that appending them does not move the policy's rules again.
+constexpr std::size_t kRoomAfterRules = 8;
+// How many rules a chain collects before they go to its ChainMerger (hand_over_some()).
+constexpr std::size_t kHandOverFrom = 64;
 
 // An address as its family and two big-endian 64-bit halves, ordered as ir::Address is
 // (family, then the bytes): sets of a million addresses are sorted and walked by these,
@@ -122,6 +127,7 @@ class Compiler {
     add_owner_sets(ruleset);
     add_meter_sets();
     std::vector<ir::Chain> zone_chains;
+    if (publishes()) start_published_chains();
     ir::Chain input = input_chain(zone_chains);
     if (publishes()) published_chains(zone_chains);
     ir::Chain forward = forward_chain(zone_chains);
@@ -139,6 +145,7 @@ class Compiler {
       ruleset.chains.push_back(postrouting_chain());
     }
     ruleset.sets.insert(ruleset.sets.end(), meters_.begin(), meters_.end());
+    if (options_.merge_rules) merge_chains(ruleset);
     return ruleset;
   }
 
@@ -326,20 +333,11 @@ class Compiler {
   // while neighbours publish ports their copies for DNATed connections into the published
   // chain's rules (published_chains()): each rule's endpoints are worked out once for both.
   void add_input_rules(ir::Chain& chain, const ChainZone& zone) {
-    ir::Chain copies;
-    published_copy_ = publishes() ? &copies : nullptr;
+    published_copy_ = publishes() ? &published_.at(zone.zone) : nullptr;
+    if (published_copy_ && !options_.merge_rules)
+      published_copy_->rules.reserve(published_copy_->rules.size() + room_for(Direction::in));
     add_rules(chain, Direction::in, zone);
     published_copy_ = nullptr;
-    if (publishes()) published_rules_.emplace(zone.zone, std::move(copies.rules));
-  }
-
-  // The copies add_input_rules() made for `zone`, appended to `chain`.
-  void add_published_rules(ir::Chain& chain, const Zone* zone) {
-    auto it = published_rules_.find(zone);
-    if (it == published_rules_.end()) return;
-    chain.rules.insert(chain.rules.end(), std::make_move_iterator(it->second.begin()),
-                       std::make_move_iterator(it->second.end()));
-    published_rules_.erase(it);
   }
 
   // One alternative of a policy rule: its per-source limit, its log line, the rule.
@@ -393,9 +391,45 @@ class Compiler {
     for (ir::Rule& rule : wildcards) chain.rules.push_back(std::move(rule));
   }
 
+  // Room for one kernel rule per policy rule of `direction`, the common case, and the few
+  // rules that follow them (defaults): a 10,000-rule chain grown by doubling was moved a
+  // dozen times, each time into fresh pages, and that was a third of a reload's compile.
+  std::size_t room_for(Direction direction) const {
+    return static_cast<std::size_t>(
+               std::count_if(policy_.rules.begin(), policy_.rules.end(),
+                             [&](const Rule& rule) { return rule.direction == direction; })) +
+           kRoomAfterRules;
+  }
+
   void add_rules(ir::Chain& chain, Direction direction, const ChainZone& zone) {
-    for (const Rule& rule : policy_.rules)
-      if (rule.direction == direction) add_rule(chain, rule, zone);
+    if (!options_.merge_rules) chain.rules.reserve(chain.rules.size() + room_for(direction));
+    for (const Rule& rule : policy_.rules) {
+      if (rule.direction != direction) continue;
+      add_rule(chain, rule, zone);
+      hand_over_some(chain);
+      if (published_copy_) hand_over_some(*published_copy_);
+    }
+  }
+
+  // With merging on, a chain's rules go to its ChainMerger (merge_rules.h) as they are
+  // made, kHandOverFrom at a time, so no chain ever holds its policy rules unmerged.
+  void hand_over_some(ir::Chain& chain) {
+    if (options_.merge_rules && chain.rules.size() >= kHandOverFrom) hand_over(chain);
+  }
+  void hand_over(ir::Chain& chain) {
+    ChainMerger& merger = mergers_.try_emplace(chain.name, chain.name).first->second;
+    for (ir::Rule& rule : chain.rules) merger.add(std::move(rule));
+    chain.rules.clear();
+  }
+
+  // Every chain merged, in the ruleset's order, which is the order of its maps.
+  void merge_chains(ir::Ruleset& ruleset) {
+    for (ir::Chain& chain : ruleset.chains) {
+      hand_over(chain);
+      auto merger = mergers_.find(chain.name);
+      merger->second.finish(chain.rules, ruleset.maps);
+      mergers_.erase(merger);
+    }
   }
 
   ir::Chain input_chain(std::vector<ir::Chain>& zone_chains) {
@@ -465,21 +499,28 @@ class Compiler {
   // Connections that come from a neighbour (a pod to a Kubernetes service, a container to
   // another's port through the host's address) go back to the forward chain, to be left to
   // their owner like the rest of its traffic.
-  void published_chains(std::vector<ir::Chain>& zone_chains) {
-    ir::Chain chain{kPublishedChain, std::nullopt, {}};
+  // The published chains up to the copies, which add_input_rules() adds as it makes the
+  // input chains' rules (published_chains() finishes them).
+  void start_published_chains() {
+    ir::Chain& chain = published_[nullptr];
+    chain.name = kPublishedChain;
     for (Segment& segment : neighbour_segments(policy_, false))
       chain.rules.push_back(rule_of(std::move(segment), ir::VerdictKind::return_));
+    add_dispatch(chain, kPublishedPrefix);
+    for (const Zone* zone : dispatch_zones_) published_[zone].name = kPublishedPrefix + zone->name;
+  }
+
+  void published_chains(std::vector<ir::Chain>& zone_chains) {
     for (const Zone* zone : dispatch_zones_) {
-      ir::Chain zone_chain{kPublishedPrefix + zone->name, std::nullopt, {}};
-      add_published_rules(zone_chain, zone);
+      ir::Chain& zone_chain = published_.at(zone);
       add_default(zone_chain, zone->input.value_or(policy_.input), "input from " + zone->name,
                   true);
       zone_chains.push_back(std::move(zone_chain));
     }
-    add_dispatch(chain, kPublishedPrefix);
-    add_published_rules(chain, nullptr);
+    ir::Chain& chain = published_.at(nullptr);
     add_default(chain, policy_.input, "input", true);
     zone_chains.push_back(std::move(chain));
+    published_.clear();
   }
 
   // Early in the forward chain: DNATed connections out through a neighbour's interface go
@@ -647,7 +688,8 @@ class Compiler {
   std::vector<const Zone*> dispatch_zones_;  // zones with interfaces, by name; no neighbours
   bool has_neighbours_ = false;              // neighbour zones with interfaces
   ir::Chain* published_copy_ = nullptr;      // add_input_rules(): where add_rule puts the copies
-  std::map<const Zone*, std::vector<ir::Rule>> published_rules_;  // the copies, by zone
+  std::map<const Zone*, ir::Chain> published_;  // the published chains being made, by zone
+  std::map<std::string, ChainMerger, std::less<>> mergers_;  // by chain name (hand_over())
   std::vector<ir::NamedSet> meters_;
 };
 
@@ -770,7 +812,7 @@ ir::Ruleset compile_policy(const Policy& policy, const CompileOptions& options) 
   // on what is enabled, and a toggle is an edit of what is loaded (without_owners).
   ir::Ruleset ruleset = Compiler(policy, options).run();
   if (options.merge_rules) {
-    merge_rule_runs(ruleset);
+    // Compiler::run() merged every chain's runs (merge_chains()).
     // `published` mirrors the input base chain, `published_ZONE` input_ZONE (published_chains).
     std::vector<std::pair<std::string, std::string>> mirrors;
     for (const ir::Chain& chain : ruleset.chains) {

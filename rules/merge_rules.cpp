@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <set>
 #include <string>
@@ -232,73 +233,101 @@ std::optional<ir::Family> family_of(const ir::Rule& rule) {
   return std::nullopt;
 }
 
-// A policy rule with IPv4 and IPv6 addresses becomes an IPv4 and an IPv6 kernel rule
-// side by side, so a list of such rules alternates between the two shapes and no run
-// forms. Within a stretch of rules that each match one family, the IPv4 rules can go
-// before the IPv6 ones (keeping their order within each family): no packet can match
-// rules of both, so first-match decides as before.
-void group_families(std::vector<ir::Rule>& rules) {
-  std::size_t start = 0;
-  while (start < rules.size()) {
-    std::size_t end = start;
-    // Only where it lets runs form: other stretches keep the order the policy has.
-    std::size_t v4 = 0, v6 = 0, mergeable_v4 = 0, mergeable_v6 = 0;
-    while (end < rules.size()) {
-      const std::optional<ir::Family> family = family_of(rules[end]);
-      if (!family) break;
-      const bool mergeable = may_merge(rules[end]);
-      if (*family == ir::Family::ipv4) {
-        ++v4;
-        mergeable_v4 += mergeable;
-      } else {
-        ++v6;
-        mergeable_v6 += mergeable;
-      }
-      ++end;
-    }
-    if (v4 > 0 && v6 > 0 && std::max(mergeable_v4, mergeable_v6) >= kMergeRunsFrom) {
-      std::stable_partition(
-          rules.begin() + static_cast<std::ptrdiff_t>(start),
-          rules.begin() + static_cast<std::ptrdiff_t>(end),
-          [](const ir::Rule& rule) { return family_of(rule) == ir::Family::ipv4; });
-    }
-    start = end == start ? end + 1 : end;
-  }
-}
-
 }  // namespace
 
-void merge_rule_runs(ir::Ruleset& ruleset) {
-  for (ir::Chain& chain : ruleset.chains) {
-    group_families(chain.rules);
-    std::vector<std::optional<Shape>> shapes;
-    shapes.reserve(chain.rules.size());
-    bool any = false;
-    for (const ir::Rule& rule : chain.rules) {
-      shapes.push_back(shape_of(rule));
-      any |= shapes.back().has_value();
-    }
-    if (!any) continue;
-    std::vector<ir::Rule> rules;
-    rules.reserve(chain.rules.size());
-    std::size_t maps = 0;
-    std::size_t i = 0;
-    std::vector<ir::MapElement> elements;
-    std::vector<Box> boxes;
+// A policy rule with IPv4 and IPv6 addresses becomes an IPv4 and an IPv6 kernel rule
+// side by side, so a list of such rules alternates between the two shapes and no run
+// forms. Within a stretch of rules that each match one family (the family grouping), the
+// IPv4 rules go before the IPv6 ones, keeping their order within each family, where that
+// lets runs form (at least kMergeRunsFrom mergeable rules of one family, and rules of
+// both): no packet can match rules of both, so first-match decides as before. Other
+// stretches keep the order the policy has.
+//
+// Rules come one at a time, so the grouping holds back only what may still move: IPv4
+// rules before the stretch's first IPv6 rule go on at once (they are first either way),
+// and once the stretch is sure to be grouped so do all its IPv4 rules; its IPv6 rules
+// wait for its end. Until it is sure, everything from the first IPv6 rule waits.
+struct ChainMerger::State {
+  struct Held {
+    ir::Rule rule;
+    ir::Family family;
+  };
+  // A rule of the grouped chain waiting to join a run or to go out alone. Its shape points
+  // into its matches: a deque's elements stay where they are.
+  struct Pending {
+    ir::Rule rule;
+    std::optional<Shape> shape;
+  };
+
+  explicit State(std::string name) : chain(std::move(name)) {
     elements.reserve(kMapElementsAtMost);
     boxes.reserve(kMapElementsAtMost);
-    while (i < chain.rules.size()) {
-      const std::optional<Shape>& shape = shapes[i];
-      elements.clear();
-      boxes.clear();
-      std::size_t end = i;
-      while (shape && end < chain.rules.size()) {
-        const std::optional<Shape>& next = shapes[end];
+  }
+
+  void group(ir::Rule rule) {
+    const std::optional<ir::Family> family = family_of(rule);
+    if (!family) {
+      end_stretch();
+      run(std::move(rule));
+      return;
+    }
+    const bool mergeable = may_merge(rule);
+    if (*family == ir::Family::ipv4) {
+      ++v4;
+      mergeable_v4 += mergeable;
+    } else {
+      ++v6;
+      mergeable_v6 += mergeable;
+    }
+    if (!grouped && v4 > 0 && v6 > 0 && std::max(mergeable_v4, mergeable_v6) >= kMergeRunsFrom) {
+      grouped = true;
+      std::vector<Held> later;
+      for (Held& waiting : held) {
+        if (waiting.family == ir::Family::ipv4)
+          run(std::move(waiting.rule));
+        else
+          later.push_back(std::move(waiting));
+      }
+      held = std::move(later);
+    }
+    if ((grouped || v6 == 0) && *family == ir::Family::ipv4)
+      run(std::move(rule));
+    else
+      held.push_back({std::move(rule), *family});
+  }
+
+  void end_stretch() {
+    for (Held& waiting : held) run(std::move(waiting.rule));
+    held.clear();
+    v4 = v6 = mergeable_v4 = mergeable_v6 = 0;
+    grouped = false;
+  }
+
+  // The grouped chain's rules, in order: runs of at least kMergeRunsFrom rules of one shape
+  // whose boxes are disjoint, within the map's element budget, become a map; a run tried
+  // from a rule that falls short lets that rule go out alone, and is tried again from the
+  // next one.
+  void run(ir::Rule rule) {
+    pending.push_back({std::move(rule), std::nullopt});
+    pending.back().shape = shape_of(pending.back().rule);
+    advance(false);
+  }
+
+  // `last`: no rule comes after the pending ones.
+  void advance(bool last) {
+    while (!pending.empty()) {
+      const std::optional<Shape>& shape = pending.front().shape;
+      bool ended = !shape;
+      // The run from the first pending rule takes the next pending rules while it can.
+      while (!ended && in_run < pending.size()) {
+        const std::optional<Shape>& next = pending[in_run].shape;
         if (!next || !next->same_as(*shape) ||
-            elements.size() + next->elements > kMapElementsAtMost)
+            elements.size() + next->elements > kMapElementsAtMost) {
+          ended = true;
           break;
+        }
         const std::size_t before = elements.size();
-        add_elements_of(chain.rules[end], *next, elements);
+        add_elements_of(pending[in_run].rule, *next, elements);
         bool disjoint = true;
         for (std::size_t e = before; e < elements.size() && disjoint; ++e) {
           boxes.push_back(box_of(elements[e]));
@@ -308,32 +337,80 @@ void merge_rule_runs(ir::Ruleset& ruleset) {
         if (!disjoint) {
           elements.resize(before);
           boxes.resize(before);
+          ended = true;
           break;
         }
-        ++end;
+        ++in_run;
       }
-      if (end - i < kMergeRunsFrom) {
-        rules.push_back(std::move(chain.rules[i]));
-        ++i;
-        continue;
+      if (!ended && !last) return;  // the next rule may still join the run
+      if (in_run < kMergeRunsFrom) {
+        rules.push_back(std::move(pending.front().rule));
+        pending.pop_front();
+      } else {
+        close_run(*shape);
       }
-      ir::RuleMap map{
-          chain.name + "/m" + std::to_string(++maps),
-          shape->key_fields(),
-          {std::make_move_iterator(elements.begin()), std::make_move_iterator(elements.end())}};
-      ir::Rule lookup;
-      for (std::size_t f = 0; f < shape->fixed_count; ++f)
-        lookup.matches.push_back(*shape->fixed[f]);
-      lookup.verdict.kind = ir::VerdictKind::map_lookup;
-      lookup.verdict.map = map.name;
-      lookup.verdict.map_key = map.key;
-      lookup.comment =
-          merged_comment(chain.rules[i].comment, chain.rules[end - 1].comment, map.name);
-      rules.push_back(std::move(lookup));
-      ruleset.maps.push_back(std::move(map));
-      i = end;
+      in_run = 0;
+      elements.clear();
+      boxes.clear();
     }
-    chain.rules = std::move(rules);
+  }
+
+  // The first in_run pending rules as one lookup of a new map holding their elements.
+  void close_run(const Shape& shape) {
+    ir::RuleMap map{
+        chain + "/m" + std::to_string(++map_count),
+        shape.key_fields(),
+        {std::make_move_iterator(elements.begin()), std::make_move_iterator(elements.end())}};
+    ir::Rule lookup;
+    for (std::size_t f = 0; f < shape.fixed_count; ++f) lookup.matches.push_back(*shape.fixed[f]);
+    lookup.verdict.kind = ir::VerdictKind::map_lookup;
+    lookup.verdict.map = map.name;
+    lookup.verdict.map_key = map.key;
+    lookup.comment =
+        merged_comment(pending.front().rule.comment, pending[in_run - 1].rule.comment, map.name);
+    rules.push_back(std::move(lookup));
+    maps.push_back(std::move(map));
+    pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(in_run));
+  }
+
+  std::string chain;
+  // The family grouping: the open stretch's counts and the rules it holds back, in order.
+  std::vector<Held> held;
+  std::size_t v4 = 0, v6 = 0, mergeable_v4 = 0, mergeable_v6 = 0;
+  bool grouped = false;  // the open stretch is sure to be grouped
+  // The runs: the rules not yet out, the first in_run of which form the open run, whose
+  // elements and their boxes are these.
+  std::deque<Pending> pending;
+  std::size_t in_run = 0;
+  std::vector<ir::MapElement> elements;
+  std::vector<Box> boxes;
+  // What is out.
+  std::vector<ir::Rule> rules;
+  std::vector<ir::RuleMap> maps;
+  std::size_t map_count = 0;
+};
+
+ChainMerger::ChainMerger(std::string chain) : state_(std::make_unique<State>(std::move(chain))) {}
+ChainMerger::ChainMerger(ChainMerger&&) noexcept = default;
+ChainMerger& ChainMerger::operator=(ChainMerger&&) noexcept = default;
+ChainMerger::~ChainMerger() = default;
+
+void ChainMerger::add(ir::Rule rule) { state_->group(std::move(rule)); }
+
+void ChainMerger::finish(std::vector<ir::Rule>& rules, std::vector<ir::RuleMap>& maps) {
+  state_->end_stretch();
+  state_->advance(true);
+  rules = std::move(state_->rules);
+  maps.insert(maps.end(), std::make_move_iterator(state_->maps.begin()),
+              std::make_move_iterator(state_->maps.end()));
+  state_ = std::make_unique<State>(std::move(state_->chain));
+}
+
+void merge_rule_runs(ir::Ruleset& ruleset) {
+  for (ir::Chain& chain : ruleset.chains) {
+    ChainMerger merger(chain.name);
+    for (ir::Rule& rule : chain.rules) merger.add(std::move(rule));
+    merger.finish(chain.rules, ruleset.maps);
   }
 }
 

@@ -6,7 +6,10 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "ruleset.h"
 
@@ -25,6 +28,31 @@ inline constexpr std::size_t kElementsPerRuleAtMost = 32;
 /// Comments of the rules that look maps up start with this ("rules ssh to web"), which
 /// no policy rule name can (names have no spaces).
 inline constexpr const char* kMergedRulesPrefix = "rules ";
+
+/// merge_rule_runs() for one chain, fed its rules one at a time as they are made: a
+/// compiler that hands each rule over at once never holds the chain's rules unmerged (a
+/// 10,000-rule input chain and its published copies were most of a reload's memory).
+/// It holds back only what may still change place or join a map: the rules of an open
+/// run (at most kMapElementsAtMost) and those group_families may still move.
+class ChainMerger {
+ public:
+  /// `chain`: the chain's name, which its maps' names start with.
+  explicit ChainMerger(std::string chain);
+  ChainMerger(ChainMerger&&) noexcept;
+  ChainMerger& operator=(ChainMerger&&) noexcept;
+  ~ChainMerger();
+
+  /// The chain's next rule.
+  void add(ir::Rule rule);
+  /// After the last rule: the chain's merged rules, in order, into `rules` (replacing what
+  /// it held), and its maps, named <chain>/m1, /m2, ... in order, appended to `maps`.
+  /// The merger is empty afterwards.
+  void finish(std::vector<ir::Rule>& rules, std::vector<ir::RuleMap>& maps);
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
 
 /// Replaces, in every chain, each run of at least kMergeRunsFrom adjacent policy rules
 /// that (1) accept or drop with a counter and nothing else (no log, no limit), (2) match
