@@ -392,8 +392,9 @@ class Compiler {
   }
 
   // Room for one kernel rule per policy rule of `direction`, the common case, and the few
-  // rules that follow them (defaults): a 10,000-rule chain grown by doubling was moved a
-  // dozen times, each time into fresh pages, and that was a third of a reload's compile.
+  // rules that follow them (defaults), when the rules are not merged: a 10,000-rule chain
+  // grown by doubling was moved a dozen times, each time into fresh pages. (Merged, a
+  // chain holds at most kHandOverFrom of them, hand_over_some().)
   std::size_t room_for(Direction direction) const {
     return static_cast<std::size_t>(
                std::count_if(policy_.rules.begin(), policy_.rules.end(),
@@ -510,6 +511,8 @@ class Compiler {
     for (const Zone* zone : dispatch_zones_) published_[zone].name = kPublishedPrefix + zone->name;
   }
 
+  // After the input chains: the published chains' defaults, and the chains into
+  // zone_chains (the zones' first, then `published`).
   void published_chains(std::vector<ir::Chain>& zone_chains) {
     for (const Zone* zone : dispatch_zones_) {
       ir::Chain& zone_chain = published_.at(zone);

@@ -13,6 +13,7 @@
 #include "explain.h"
 #include "parse_policy.h"
 #include "render_nft.h"
+#include "split_chains.h"
 
 using namespace portier;
 
@@ -326,4 +327,62 @@ TEST_CASE("share_maps keeps the copy's map where its elements or key differ from
         }
     CHECK(lookups == 2);
   }
+}
+
+TEST_CASE("the compiler merging rules as it makes them gives what merging its whole chains gives") {
+  // Chains far longer than a hand-over (kHandOverFrom, compile_policy.cpp): the input
+  // chain, a zone's chain, and the neighbours' published copies of both; rules of either
+  // family or both (the family grouping holds some back), runs cut by logged, limited and
+  // overlapping rules. One protocol each and under kSplitChainsAbove kernel rules a chain,
+  // so that the unmerged compile has no protocol sets and no split chains, and merging it
+  // afterwards is what compile_policy did before it merged as it went.
+  std::string text =
+      "[policy]\ninput = 'drop'\nforward = 'drop'\n[zone.lan]\ninterfaces = ['eth0']\n"
+      "[zone.wan]\ninterfaces = ['eth1']\n";
+  for (int i = 0; i < 260; ++i) {
+    const std::string n = std::to_string(i);
+    std::string body = "protocols = '" + std::string(i % 7 == 3 ? "udp" : "tcp") + "'\nports = [" +
+                       std::to_string(2000 + (i % 90) * 3) + "]\n";
+    switch (i / 20 % 5) {  // runs of 20 rules of one shape
+      case 0:
+        body += "from = '192.0.2." + std::to_string(i % 250) + "'\n";
+        break;
+      case 1:
+        body += "from = '2001:db8::" + std::to_string(i) + "'\n";
+        break;
+      case 2:
+        body += "from = ['198.51.100." + std::to_string(i % 250) + "', '2001:db8:1::" + n + "']\n";
+        break;
+      case 3:
+        body += "from = 'lan'\n";
+        break;
+      default:
+        break;
+    }
+    if (i % 37 == 5) body += "log = true\n";
+    if (i % 41 == 7 && i % 11 != 4) body += "limit = '10/minute'\n";
+    if (i % 53 == 9) body += "direction = 'forward'\nto = 'wan'\n";
+    body += "action = '" + std::string(i % 11 == 4 ? "drop" : "accept") + "'\n";
+    text += rule_text("r" + n, body);
+  }
+  ParsedPolicy parsed = parse_policy(text, "merge.toml", SystemTables{});
+  REQUIRE_MESSAGE(parsed.ok(), parsed.report());
+  const ir::Ruleset merged = compile_policy(parsed.policy);
+
+  CompileOptions unmerged_options;
+  unmerged_options.merge_rules = false;
+  ir::Ruleset afterwards = compile_policy(parsed.policy, unmerged_options);
+  REQUIRE(afterwards.sets.size() == merged.sets.size());  // no protocol sets
+  bool published = false;
+  for (const ir::Chain& chain : afterwards.chains) {
+    CHECK(chain.rules.size() <= kSplitChainsAbove);
+    published |= chain.name == "published_lan";
+  }
+  CHECK(published);
+  merge_rule_runs(afterwards);
+  share_maps(afterwards, "published", "input");
+  for (const char* zone : {"lan", "wan"})
+    share_maps(afterwards, std::string("published_") + zone, std::string("input_") + zone);
+  CHECK(merged.maps.size() > 6);
+  CHECK(merged == afterwards);
 }
