@@ -358,7 +358,7 @@ struct ChainMerger::State {
   // The first in_run pending rules as one lookup of a new map holding their elements.
   void close_run(const Shape& shape) {
     ir::RuleMap map{
-        chain + "/m" + std::to_string(++map_count),
+        chain + "/m" + std::to_string(maps.size() + 1),
         shape.key_fields(),
         {std::make_move_iterator(elements.begin()), std::make_move_iterator(elements.end())}};
     ir::Rule lookup;
@@ -386,8 +386,7 @@ struct ChainMerger::State {
   std::vector<Box> boxes;
   // What is out.
   std::vector<ir::Rule> rules;
-  std::vector<ir::RuleMap> maps;
-  std::size_t map_count = 0;
+  std::vector<ir::RuleMap> maps;  // <chain>/m1, /m2, ...
 };
 
 ChainMerger::ChainMerger(std::string chain) : state_(std::make_unique<State>(std::move(chain))) {}
@@ -401,9 +400,10 @@ void ChainMerger::finish(std::vector<ir::Rule>& rules, std::vector<ir::RuleMap>&
   state_->end_stretch();
   state_->advance(true);
   rules = std::move(state_->rules);
+  state_->rules.clear();
   maps.insert(maps.end(), std::make_move_iterator(state_->maps.begin()),
               std::make_move_iterator(state_->maps.end()));
-  state_ = std::make_unique<State>(std::move(state_->chain));
+  state_->maps.clear();
 }
 
 void merge_rule_runs(ir::Ruleset& ruleset) {
